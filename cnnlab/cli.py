@@ -1,0 +1,256 @@
+"""The ``cnnlab`` command line. Every sub-command has ``--help``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from .errors import CnnlabError
+
+DEFAULTS: dict[str, Any] = {}
+
+
+def _option_value(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected KEY=VALUE, e.g. modern=true")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    from .data.datasets import CIFAR_VARIANTS, DATASET_NAMES
+    from .train import AMP_MODES, OPTIMIZERS, SCHEDULES, TrainConfig
+
+    d = TrainConfig()
+    p = sub.add_parser(
+        "train",
+        help="train a model on a data set into runs/<name>/",
+        description="Train a registered model. With no arguments: LeNet-5 on scikit-learn's "
+        "8x8 digits (no download). Works unchanged under `torchrun --nproc_per_node=N`.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--model", default=d.model, help="a name from `cnnlab models`")
+    p.add_argument(
+        "-O", "--model-option", action="append", type=_option_value, default=[],
+        metavar="KEY=VALUE", help="a builder option, e.g. -O modern=true for lenet5",
+    )  # fmt: skip
+    p.add_argument("--dataset", default=d.dataset, choices=DATASET_NAMES)
+    p.add_argument("--data-dir", default=None, help="data folder (else $CNNLAB_DATA, else cache)")
+    p.add_argument("--data-variant", default=None, choices=CIFAR_VARIANTS, help="cifar10 source")
+    p.add_argument("--download", action="store_true", help="download missing data (torchvision)")
+    p.add_argument("--train-subset", type=int, default=None, help="train on N random images")
+    p.add_argument("--test-subset", type=int, default=None, help="test on N random images")
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="global, over all ranks")
+    p.add_argument("--optimizer", default=d.optimizer, choices=OPTIMIZERS)
+    p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
+    p.add_argument("--momentum", type=float, default=d.momentum, help="SGD momentum")
+    p.add_argument("--nesterov", action="store_true")
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    p.add_argument("--schedule", default=d.schedule, choices=SCHEDULES, help="per-step LR shape")
+    p.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs)
+    p.add_argument("--step-epochs", type=int, default=d.step_epochs)
+    p.add_argument("--step-gamma", type=float, default=d.step_gamma)
+    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
+    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=d.augment)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--amp", default=d.amp, choices=AMP_MODES, help="autocast precision")
+    p.add_argument("--channels-last", action="store_true", help="NHWC memory order")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--name", default=None, help="run folder name (default <model>-<dataset>[-N])")
+    p.add_argument("--runs-dir", default="runs", help="folder that holds run folders")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --name folder")
+    p.add_argument("--resume", metavar="RUN", default=None, help="continue a killed run")
+    p.set_defaults(handler=_train)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .experiment import resume_run, train_run
+    from .train import TrainConfig, init_distributed
+
+    if args.resume:
+        init_distributed(args.device)
+        explicit_epochs = args.epochs if "--epochs" in " ".join(sys.argv) else None
+        result = resume_run(Path(args.runs_dir) / args.resume if not Path(args.resume).exists()
+                            and (Path(args.runs_dir) / args.resume).exists() else args.resume,
+                            explicit_epochs)  # fmt: skip
+    else:
+        names = {f.name for f in fields(TrainConfig)}
+        values = {k: v for k, v in vars(args).items() if k in names}
+        values["model_options"] = dict(args.model_option)
+        values["progress"] = not args.no_progress
+        config = TrainConfig(**values)
+        init_distributed(config.device)
+        result = train_run(
+            config, Path(args.runs_dir), args.name, args.overwrite, download=args.download
+        )
+    from .train import current_distributed
+
+    if current_distributed().is_main:
+        print(f"test accuracy: {result.test_accuracy:.2%}")
+        if result.run_dir is not None:
+            print(f"run folder: {result.run_dir}")
+    return 0
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval", help="test a trained run", description="Evaluate a run's model on its test set."
+    )
+    p.add_argument("run", help="run folder, or its name under --runs-dir")
+    p.add_argument("--runs-dir", default="runs")
+    p.add_argument("--data-dir", default=None, help="data folder (else the run's, $CNNLAB_DATA)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(handler=_eval)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from .data import BatchLoader
+    from .experiment import load_data, load_run
+    from .train import check_model_input, evaluate
+
+    trained = load_run(args.run, Path(args.runs_dir))
+    config = trained.config
+    if args.data_dir:
+        config.data_dir = args.data_dir
+    _, test = load_data(config)
+    check_model_input(trained.model, test)
+    loader = BatchLoader(test, config.eval_batch_size, shuffle=False)
+    loss, accuracy, confusion = evaluate(
+        trained.model, loader, trained.preprocess, len(test.classes)
+    )
+    per_class = (confusion.diag() / confusion.sum(1).clamp(min=1)).tolist()
+    result = {
+        "run": str(trained.run_dir), "dataset": config.dataset, "images": len(test),
+        "epoch": trained.epoch, "test_loss": loss, "test_acc": accuracy,
+        "per_class_acc": dict(zip(trained.classes, per_class)),
+    }  # fmt: skip
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"{trained.run_dir}: {config.model} after {trained.epoch} epochs, {config.dataset} test")
+    right = int(confusion.trace())
+    print(f"test loss {loss:.4f}   test accuracy {accuracy:.2%} ({right}/{len(test)})")
+    for name, value in result["per_class_acc"].items():
+        print(f"  {name:>12}  {value:7.2%}")
+    return 0
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "predict", help="classify image files with a trained run",
+        description="Print the top-k classes for each image. Images are converted to the "
+        "model's channels and resized to its input size, with a notice.",
+    )  # fmt: skip
+    p.add_argument("run", help="run folder, or its name under --runs-dir")
+    p.add_argument("images", nargs="+", help="PNG/JPEG files")
+    p.add_argument("--runs-dir", default="runs")
+    p.add_argument("-k", "--top-k", type=int, default=3)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_predict)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    import torch
+
+    from .experiment import load_run, predict, read_image
+
+    trained = load_run(args.run, Path(args.runs_dir))
+    if args.top_k < 1:
+        raise CnnlabError(f"--top-k {args.top_k}: expected a positive number")
+    k = min(args.top_k, len(trained.classes))
+    batch = [read_image(path, trained.in_channels, trained.input_size) for path in args.images]
+    probabilities = predict(trained, torch.cat([image for image, _ in batch]))
+    results = []
+    for path, (_, notes), row in zip(args.images, batch, probabilities):
+        top = row.topk(k)
+        results.append({
+            "image": path, "notes": notes,
+            "top": [{"class": trained.classes[i], "index": int(i), "probability": float(p)}
+                    for p, i in zip(top.values, top.indices)],
+        })  # fmt: skip
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    for item in results:
+        notes = f"  ({'; '.join(item['notes'])})" if item["notes"] else ""
+        print(f"{item['image']}{notes}")
+        for rank, guess in enumerate(item["top"], 1):
+            print(f"  {rank}. {guess['class']:<14} {guess['probability']:7.2%}")
+    return 0
+
+
+def _add_models(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("models", help="list registered models", description="List models.")
+    p.add_argument("pattern", nargs="?", default="*", help="shell pattern, e.g. 'cifar_*'")
+    p.set_defaults(handler=_models)
+
+
+def _models(args: argparse.Namespace) -> int:
+    from .models import create_model, get_model_entry, list_models
+
+    names = list_models(args.pattern)
+    if not names:
+        raise CnnlabError(f"no model matches {args.pattern!r}; `cnnlab models` lists them all")
+    print(f"{'model':<22}{'input':>10}{'parameters':>13}  design")
+    for name in names:
+        entry = get_model_entry(name)
+        params = sum(p.numel() for p in create_model(name).parameters())
+        shape = f"{entry.default_in_channels}x{entry.default_input_size}x{entry.default_input_size}"
+        print(f"{name:<22}{shape:>10}{params:>13,}  {entry.summary}")
+    return 0
+
+
+def _add_data(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "data", help="which data sets are found where",
+        description="Show where each data set is found: --data-dir, $CNNLAB_DATA, user cache.",
+    )  # fmt: skip
+    p.add_argument("--data-dir", default=None)
+    p.set_defaults(handler=_data)
+
+
+def _data(args: argparse.Namespace) -> int:
+    from .data import find_datasets
+    from .data.datasets import data_roots
+
+    print("searched: " + "; ".join(f"{root} ({why})" for root, why in data_roots(args.data_dir)))
+    for row in find_datasets(args.data_dir):
+        print(f"{row['dataset']:<15}{row['status']:<9}{row['where']}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cnnlab",
+        description="Compute, train and see inside convolutional neural networks.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_train, _add_eval, _add_predict, _add_models, _add_data):
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``cnnlab`` command; user errors print one line and exit 2."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except CnnlabError as err:
+        print(f"cnnlab {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

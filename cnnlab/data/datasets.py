@@ -1,0 +1,467 @@
+"""`load_dataset`: every data set as one uint8 tensor of images and one int64 tensor of labels.
+
+Where data is looked for, in order: the ``root`` argument, the ``CNNLAB_DATA`` environment
+variable, then the user cache folder (``~/.cache/cnnlab/data``, or ``$XDG_CACHE_HOME``).
+Decoded arrays are cached on disk beside the source (or in the user cache when the source folder
+is read-only), so each data set is decoded once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import DataError, UnknownNameError
+from . import _readers
+
+SPLITS = ("train", "test")
+MNIST_CLASSES = [str(d) for d in range(10)]
+FASHION_CLASSES = [
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+]  # fmt: skip
+CIFAR10_CLASSES = [
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+]  # fmt: skip
+DIGITS_TEST_FRACTION = 0.2  # scikit-learn's digits have no official split; 1,437 / 360
+SPLIT_SEED = 0
+
+
+@dataclass
+class ImageDataset:
+    """Images and labels of one split, held in memory.
+
+    Attributes:
+        images: ``N x C x H x W`` uint8 tensor (0-255).
+        labels: ``N`` int64 tensor of class indices.
+        classes: class names, indexed by label.
+        name: the data set's name (``"mnist"``, ...), and ``split``: ``"train"`` or ``"test"``.
+        source: the file or folder it was read from.
+        flip_ok: whether a horizontal flip keeps the label (photos yes, digits no).
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    classes: list[str]
+    name: str
+    split: str
+    source: str
+    flip_ok: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != torch.uint8 or self.images.dim() != 4:
+            raise DataError(
+                f"{self.source}: images must be an N x C x H x W uint8 tensor, "
+                f"got {self.images.dtype} {tuple(self.images.shape)}"
+            )
+        if len(self.images) != len(self.labels):
+            raise DataError(
+                f"{self.source}: {len(self.images)} images but {len(self.labels)} labels"
+            )
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def channels(self) -> int:
+        return int(self.images.shape[1])
+
+    @property
+    def image_size(self) -> int:
+        return int(self.images.shape[-1])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def subset(self, count: int | None, seed: int = SPLIT_SEED) -> ImageDataset:
+        """A random subset of ``count`` examples (fixed by ``seed``); all when None or larger."""
+        if count is None or count >= len(self):
+            return self
+        if count < 1:
+            raise DataError(f"subset size {count}: expected a positive number of examples")
+        generator = torch.Generator().manual_seed(seed)
+        keep = torch.randperm(len(self), generator=generator)[:count].sort().values
+        return ImageDataset(
+            self.images[keep], self.labels[keep], self.classes, self.name, self.split,
+            self.source, self.flip_ok, [*self.notes, f"random subset of {count} of {len(self)}"],
+        )  # fmt: skip
+
+    def channel_stats(self) -> tuple[list[float], list[float]]:
+        """Per-channel mean and standard deviation of the pixels, scaled to 0..1."""
+        pixels = self.images.transpose(0, 1).reshape(self.channels, -1).double() / 255.0
+        return pixels.mean(dim=1).tolist(), pixels.std(dim=1).tolist()
+
+
+# --------------------------------------------------------------------------- where data lives
+
+
+def user_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "cnnlab"
+
+
+def data_roots(root: str | os.PathLike[str] | None = None) -> list[tuple[Path, str]]:
+    """The folders searched for data, in order, each with where it came from."""
+    if root is not None:
+        return [(Path(root).expanduser(), "root argument")]
+    roots = []
+    if os.environ.get("CNNLAB_DATA"):
+        roots.append((Path(os.environ["CNNLAB_DATA"]).expanduser(), "CNNLAB_DATA"))
+    roots.append((user_cache_dir() / "data", "user cache"))
+    return roots
+
+
+def _missing(name: str, looked: list[str], fix: str) -> DataError:
+    return DataError(f"data set {name!r} not found; looked for {'; '.join(looked)}. {fix}")
+
+
+# ------------------------------------------------------------------- one finder per data set
+# A finder checks one root and returns (decode function, source path, cache key parts) or None.
+
+Found = tuple[Callable[[], tuple[np.ndarray, np.ndarray]], Path, str]
+
+
+def _idx_finder(folders: tuple[str, ...], side: int, counts: dict[str, int]):
+    def find(root: Path, split: str) -> Found | None:
+        prefix = "train" if split == "train" else "t10k"
+        for folder in folders:
+            base = root / folder
+            found = []
+            for kind in ("images-idx3-ubyte", "labels-idx1-ubyte"):
+                candidates = [base / f"{prefix}-{kind}{ext}" for ext in ("", ".gz")]
+                found.append(next((p for p in candidates if p.is_file()), None))
+            if all(found):
+                images_path, labels_path = found
+                return (
+                    partial(
+                        _readers.read_idx_pair, images_path, labels_path, counts[split], side, 10
+                    ),
+                    images_path,
+                    f"{images_path}|{labels_path}",
+                )
+        return None
+
+    return find
+
+
+def _cifar_finder(variant: str | None):
+    def find(root: Path, split: str) -> Found | None:
+        order = {None: ("official", "jpeg", "subset")}.get(variant, (variant,))
+        for kind in order:
+            if kind == "official":
+                for folder in (
+                    root / "cifar10" / "cifar-10-batches-py",
+                    root / "cifar-10-batches-py",
+                ):
+                    if (folder / "test_batch").is_file():
+                        return (
+                            partial(_readers.read_cifar_batches, folder, split),
+                            folder,
+                            str(folder),
+                        )
+            if kind == "jpeg":
+                tree = root / "cifar10" / "jpeg" / split
+                if tree.is_dir():
+                    return (
+                        partial(_readers.read_image_folder, tree, CIFAR10_CLASSES),
+                        tree,
+                        str(tree),
+                    )
+                tar = root / "cifar10" / "cifar10-jpeg.tar"
+                if tar.is_file():
+                    return (
+                        partial(_readers.read_image_tar, tar, f"jpeg/{split}", CIFAR10_CLASSES),
+                        tar,
+                        f"{tar}:{split}",
+                    )
+            if kind == "subset":
+                npz = root / "cifar10" / "cifar10_lossless_subset.npz"
+                if npz.is_file():
+                    return (
+                        partial(_readers.read_cifar_npz, npz, split),
+                        npz,
+                        f"{npz}:{split}",
+                    )
+        return None
+
+    return find
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    classes: list[str] | None
+    flip_ok: bool
+    looked_for: str
+    fix: str
+    torchvision_class: str | None = None
+
+
+SPECS = {
+    "mnist": DatasetSpec(
+        "mnist", MNIST_CLASSES, False,
+        "<root>/mnist/ or <root>/MNIST/raw/ with the four idx files (train-images-idx3-ubyte[.gz]"
+        ", ...)",
+        "Pass download=True (CLI: --download), or place the four idx files in <root>/mnist/.",
+        "MNIST",
+    ),
+    "fashion-mnist": DatasetSpec(
+        "fashion-mnist", FASHION_CLASSES, False,
+        "<root>/fashion-mnist/ or <root>/FashionMNIST/raw/ with the four idx files",
+        "Pass download=True (CLI: --download), or place the four idx files in "
+        "<root>/fashion-mnist/.",
+        "FashionMNIST",
+    ),
+    "cifar10": DatasetSpec(
+        "cifar10", CIFAR10_CLASSES, True,
+        "<root>/cifar-10-batches-py/, <root>/cifar10/jpeg/<split>/, "
+        "<root>/cifar10/cifar10-jpeg.tar or <root>/cifar10/cifar10_lossless_subset.npz",
+        "Pass download=True (CLI: --download), or place cifar-10-batches-py/ in <root>.",
+        "CIFAR10",
+    ),
+    "digits": DatasetSpec("digits", MNIST_CLASSES, False, "scikit-learn", "Install scikit-learn."),
+    "imagefolder": DatasetSpec(
+        "imagefolder", None, True, "<root>/<class>/*.png|jpg or <root>/<split>/<class>/*",
+        "Pass root= (CLI: --data-dir) pointing at the image tree.",
+    ),
+}  # fmt: skip
+DATASET_NAMES = tuple(SPECS)
+CIFAR_VARIANTS = ("official", "jpeg", "subset")
+
+_FINDERS = {
+    "mnist": _idx_finder(("mnist", "MNIST/raw"), 28, {"train": 60000, "test": 10000}),
+    "fashion-mnist": _idx_finder(
+        ("fashion-mnist", "FashionMNIST/raw"), 28, {"train": 60000, "test": 10000}
+    ),
+}
+
+
+def _check_name_split(name: str, split: str) -> DatasetSpec:
+    key = name.lower().replace("_", "-")
+    if key in ("fashion", "fashionmnist"):
+        key = "fashion-mnist"
+    if key not in SPECS:
+        raise UnknownNameError(f"unknown data set {name!r}; known: {', '.join(DATASET_NAMES)}")
+    if split not in SPLITS:
+        raise DataError(f"split {split!r}: expected one of {', '.join(SPLITS)}")
+    return SPECS[key]
+
+
+def load_dataset(
+    name: str,
+    split: str = "train",
+    root: str | os.PathLike[str] | None = None,
+    download: bool = False,
+    variant: str | None = None,
+) -> ImageDataset:
+    """Load one split of a data set into memory.
+
+    Args:
+        name: ``mnist``, ``fashion-mnist``, ``cifar10``, ``digits`` or ``imagefolder``.
+        split: ``"train"`` or ``"test"``.
+        root: the data folder; else ``$CNNLAB_DATA``, else the user cache folder.
+        download: fetch the files with torchvision's downloaders when they are not found.
+        variant: for ``cifar10`` only: ``"official"`` (python batches), ``"jpeg"`` (the JPEG
+            tree or its tar) or ``"subset"`` (the lossless 4,000/1,000 npz); the first found
+            in that order when None.
+
+    Raises:
+        DataError: the data is missing or corrupt; the message names the file and the fix.
+    """
+    spec = _check_name_split(name, split)
+    if variant is not None and (spec.name != "cifar10" or variant not in CIFAR_VARIANTS):
+        raise DataError(
+            f"variant {variant!r}: only cifar10 has variants ({', '.join(CIFAR_VARIANTS)})"
+        )
+    if spec.name == "digits":
+        return _load_digits(split)
+    if spec.name == "imagefolder":
+        if root is None:
+            raise DataError("imagefolder needs root= (CLI: --data-dir) pointing at the image tree")
+        return _load_image_folder(Path(root).expanduser(), split)
+
+    roots = data_roots(root)
+    finder = _FINDERS.get(spec.name) or _cifar_finder(variant)
+    found = next((f for r, _ in roots if (f := finder(r, split)) is not None), None)
+    if found is None and download:
+        found = finder(_download(spec, roots[0][0]), split)
+    if found is None:
+        looked = [f"{spec.looked_for.replace('<root>', str(r))} ({why})" for r, why in roots]
+        raise _missing(spec.name, looked, spec.fix)
+    decode, source, key = found
+    images, labels = _cached(spec.name, split, source, key, decode)
+    notes = []
+    if source.suffix == ".npz":
+        notes.append(f"CIFAR-10 lossless subset: {len(labels)} {split} images, not the full set")
+    assert spec.classes is not None
+    return ImageDataset(
+        torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(),
+        torch.from_numpy(labels),
+        list(spec.classes),
+        spec.name,
+        split,
+        str(source),
+        spec.flip_ok,
+        notes,
+    )
+
+
+def _download(spec: DatasetSpec, root: Path) -> Path:
+    """Fetch with torchvision into ``root`` (its own layout, which the finders accept)."""
+    import torchvision.datasets
+
+    root.mkdir(parents=True, exist_ok=True)
+    dataset_class = getattr(torchvision.datasets, spec.torchvision_class or "")
+    print(f"downloading {spec.name} into {root} with torchvision ...", file=sys.stderr)
+    try:
+        for train in (True, False):
+            dataset_class(root=str(root), train=train, download=True)
+    except Exception as err:  # network errors come in many types
+        raise DataError(
+            f"downloading {spec.name} into {root} failed ({err}); check the network, or place "
+            f"the files yourself: {spec.looked_for.replace('<root>', str(root))}"
+        ) from None
+    return root
+
+
+def _load_digits(split: str) -> ImageDataset:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = load_digits()
+    # 8x8 images with values 0..16 -> 0..255
+    images = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)[:, None]
+    labels = bunch.target.astype(np.int64)
+    train_idx, test_idx = train_test_split(
+        np.arange(len(labels)), test_size=DIGITS_TEST_FRACTION, random_state=SPLIT_SEED,
+        stratify=labels,
+    )  # fmt: skip
+    keep = np.sort(train_idx if split == "train" else test_idx)
+    return ImageDataset(
+        torch.from_numpy(images[keep]), torch.from_numpy(labels[keep]), list(MNIST_CLASSES),
+        "digits", split, "sklearn.datasets.load_digits", False,
+        ["8x8 scikit-learn digits, stratified 80/20 split with seed 0"],
+    )  # fmt: skip
+
+
+def _load_image_folder(root: Path, split: str) -> ImageDataset:
+    """``root/<split>/<class>/*`` when split folders exist, else ``root/<class>/*`` split 80/20."""
+    split_folder = root / split
+    tree = split_folder if split_folder.is_dir() else root
+    classes = _readers.folder_classes(tree)
+    if tree == root and set(classes) & set(SPLITS):
+        raise DataError(
+            f"{root}: has a {'/'.join(set(classes) & set(SPLITS))} folder but no {split}/"
+        )
+    images, labels = _cached(
+        "imagefolder",
+        "all",
+        tree,
+        str(tree),
+        lambda: _readers.read_image_folder(tree, classes),
+    )
+    notes = []
+    if tree == root:
+        generator = torch.Generator().manual_seed(SPLIT_SEED)
+        order = torch.randperm(len(labels), generator=generator).numpy()
+        cut = int(round(len(order) * (1 - DIGITS_TEST_FRACTION)))
+        keep = np.sort(order[:cut] if split == "train" else order[cut:])
+        images, labels = images[keep], labels[keep]
+        notes.append(f"no {split}/ folder: random 80/20 split of {tree} with seed 0")
+    return ImageDataset(
+        torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).contiguous(),
+        torch.from_numpy(labels), classes, "imagefolder", split, str(tree), True, notes,
+    )  # fmt: skip
+
+
+# ---------------------------------------------------------------------- the decoded-array cache
+
+
+def _cache_file(name: str, split: str, source: Path, key: str) -> list[Path]:
+    info = source.stat()
+    digest = hashlib.sha256(f"{key}|{info.st_size}|{info.st_mtime_ns}|v1".encode()).hexdigest()
+    filename = f"{name}-{split}-{digest[:16]}.npz"
+    folder = source if source.is_dir() else source.parent
+    in_user_cache = [user_cache_dir() / "decoded" / filename]
+    # Beside the source only where its folder is meant to be written: the mode bits are asked,
+    # not os.access, which says yes to root even for a folder marked read-only.
+    if folder.stat().st_mode & stat.S_IWUSR and os.access(folder, os.W_OK):
+        return [folder / ".cnnlab-cache" / filename, *in_user_cache]
+    return in_user_cache
+
+
+def _cached(name, split, source: Path, key: str, decode) -> tuple[np.ndarray, np.ndarray]:
+    candidates = _cache_file(name, split, source, key)
+    for path in candidates:
+        if path.is_file():
+            try:
+                with np.load(path, allow_pickle=False) as archive:
+                    return archive["images"], archive["labels"]
+            except (OSError, KeyError, ValueError):
+                pass  # a damaged cache file is decoded again and replaced
+    images, labels = decode()
+    for path in candidates:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            with temporary.open("wb") as handle:
+                np.savez(handle, images=images, labels=labels)
+            os.replace(temporary, path)
+            break
+        except OSError:
+            continue  # read-only source folder: try the user cache
+    return images, labels
+
+
+def find_datasets(root: str | os.PathLike[str] | None = None) -> list[dict[str, str]]:
+    """Which data sets are found where (for ``cnnlab data``), without decoding them."""
+    rows = []
+    for name, spec in SPECS.items():
+        if name == "digits":
+            rows.append(
+                {
+                    "dataset": name,
+                    "status": "found",
+                    "where": spec.looked_for,
+                    "root": "-",
+                }
+            )
+            continue
+        if name == "imagefolder":
+            rows.append({"dataset": name, "status": "-", "where": spec.looked_for, "root": "-"})
+            continue
+        finder = _FINDERS.get(name) or _cifar_finder(None)
+        hit = next(
+            ((r, why, f) for r, why in data_roots(root) if (f := finder(r, "train"))),
+            None,
+        )
+        if hit:
+            rows.append(
+                {
+                    "dataset": name,
+                    "status": "found",
+                    "where": str(hit[2][1]),
+                    "root": hit[1],
+                }
+            )
+        else:
+            rows.append(
+                {
+                    "dataset": name,
+                    "status": "missing",
+                    "where": spec.looked_for,
+                    "root": "-",
+                }
+            )
+    return rows

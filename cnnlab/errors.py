@@ -1,0 +1,27 @@
+"""User-facing errors.
+
+Every error that reaches a user names the bad value, what was expected, and how to fix it.
+The CLI turns a :class:`CnnlabError` into one line on stderr and exit code 2; any other
+exception is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class CnnlabError(Exception):
+    """An error caused by the user's input (a name, a file, a setting), not by cnnlab."""
+
+
+class DataError(CnnlabError):
+    """A data set is missing, corrupt, or not what it claims to be."""
+
+
+class UnknownNameError(CnnlabError, KeyError):
+    """A model, data set or layer name that does not exist."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class RunFolderError(CnnlabError):
+    """A run folder that is missing, incomplete, or would be overwritten."""

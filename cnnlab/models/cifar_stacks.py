@@ -1,0 +1,116 @@
+"""Three 128-channel 3x3 convolution stacks for 32x32 colour images: plain, residual, and
+residual with pooling. They are the usual teaching experiment for skip connections: same
+depth (seven convolutions), same width, different wiring."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..errors import CnnlabError
+from ._registry import register_model
+
+WIDTH = 128  # channels of every convolution
+DEPTH = 7  # convolutions in each stack
+RESIDUAL_PAIRS = (DEPTH - 1) // 2  # 3 pairs after the first convolution
+
+
+def _conv_relu(in_channels: int, padding: int | str) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(in_channels, WIDTH, 3, padding=padding), nn.ReLU())
+
+
+def _head(features: int, num_classes: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(features, 128),
+        nn.ReLU(),
+        nn.Linear(128, 128),
+        nn.ReLU(),
+        nn.Linear(128, num_classes),
+    )
+
+
+class ResidualPair(nn.Module):
+    """``x + relu(conv(relu(conv(x))))`` with "same" padding, so the sum's shapes agree."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(_conv_relu(WIDTH, 1), _conv_relu(WIDTH, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class PlainStack(nn.Module):
+    def __init__(self, num_classes: int, in_channels: int, input_size: int) -> None:
+        super().__init__()
+        side = (input_size - 2 * DEPTH) // 2  # seven valid 3x3 convs shrink by 2 each; pool 2
+        if side < 1:
+            raise CnnlabError(
+                f"cifar_plain7 needs images of at least {2 * DEPTH + 2}x{2 * DEPTH + 2}: seven "
+                f"valid 3x3 convolutions take {input_size} to {input_size - 2 * DEPTH}"
+            )
+        layers = [_conv_relu(in_channels, 0)] + [_conv_relu(WIDTH, 0) for _ in range(DEPTH - 1)]
+        self.features = nn.Sequential(*layers, nn.MaxPool2d(2))  # N x 128 x 9 x 9 for 32x32
+        self.classifier = _head(WIDTH * side * side, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+class ResidualStack(nn.Module):
+    def __init__(
+        self, num_classes: int, in_channels: int, input_size: int, pool_each: bool
+    ) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [_conv_relu(in_channels, 1)]  # N x 128 x 32 x 32
+        side = input_size
+        for _ in range(RESIDUAL_PAIRS):
+            layers.append(ResidualPair())
+            if pool_each:
+                layers.append(nn.MaxPool2d(2))  # halves the side: 16, 8, 4
+                side //= 2
+        if not pool_each:
+            layers.append(nn.MaxPool2d(2))  # N x 128 x 16 x 16
+            side //= 2
+        if side < 1:
+            raise CnnlabError(f"image side {input_size} is too small for this stack's pooling")
+        self.features = nn.Sequential(*layers)
+        self.classifier = _head(WIDTH * side * side, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+@register_model("cifar_plain7", input_size=32, in_channels=3)
+def cifar_plain7(num_classes: int = 10, in_channels: int = 3, input_size: int = 32) -> PlainStack:
+    """Seven plain 3x3 ReLU convolutions of 128 channels, max pool, dense 128-128-10.
+
+    The convolutions use no padding (Keras' default "valid"), so 32x32 shrinks to 18x18 and the
+    pool leaves 9 x 9 x 128 = 10,368 features for the first dense layer.
+    """
+    return PlainStack(num_classes, in_channels, input_size)
+
+
+@register_model("cifar_residual", input_size=32, in_channels=3)
+def cifar_residual(
+    num_classes: int = 10, in_channels: int = 3, input_size: int = 32
+) -> ResidualStack:
+    """The plain stack's depth as residual pairs: conv, then 3 x (x = x + conv(conv(x))), pool.
+
+    "Same" padding keeps every map 32x32 so the skip additions line up; the single pool leaves
+    16 x 16 x 128 = 32,768 features, which makes the first dense layer hold 4.2M weights.
+    """
+    return ResidualStack(num_classes, in_channels, input_size, pool_each=False)
+
+
+@register_model("cifar_residual_pool", input_size=32, in_channels=3)
+def cifar_residual_pool(
+    num_classes: int = 10, in_channels: int = 3, input_size: int = 32
+) -> ResidualStack:
+    """Residual pairs with a 2x2 max pool after each pair: 32 -> 16 -> 8 -> 4, dense 128-128-10.
+
+    Pooling between pairs grows each unit's receptive field and leaves 4 x 4 x 128 = 2,048
+    features, so the dense head is 16x smaller than in ``cifar_residual``.
+    """
+    return ResidualStack(num_classes, in_channels, input_size, pool_each=True)

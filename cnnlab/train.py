@@ -1,0 +1,510 @@
+"""The trainer: ``fit(model, data, config)``, one explicit loop you can read top to bottom.
+
+It runs on one CPU or GPU, or as one of N processes under ``torchrun`` (PyTorch DDP: gloo on
+CPU, NCCL on GPU), where each rank trains on its own shard and only rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn import functional as F
+from tqdm.auto import tqdm
+
+from . import runs
+from .data import BatchLoader, ImageDataset, Preprocess
+from .errors import CnnlabError
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("none", "cosine", "linear", "step")
+AMP_MODES = ("none", "bf16", "fp16")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a training run; saved as ``config.json`` and in each checkpoint."""
+
+    model: str = "lenet5"
+    model_options: dict[str, Any] = field(default_factory=dict)  # e.g. {"modern": True}
+    dataset: str = "digits"
+    data_dir: str | None = None  # else $CNNLAB_DATA, else ~/.cache/cnnlab/data
+    data_variant: str | None = None  # cifar10 only: official | jpeg | subset
+    train_subset: int | None = None  # train on a random subset of this many images
+    test_subset: int | None = None
+    epochs: int = 30
+    batch_size: int = 64  # images per optimizer step, summed over all DDP processes
+    eval_batch_size: int = 500
+    optimizer: str = "adam"
+    lr: float = 1e-3  # peak learning rate, reached after the warm-up
+    momentum: float = 0.9  # SGD only
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    schedule: str = "cosine"  # per step: none | cosine | linear (to 0) | step
+    warmup_epochs: float = 0.0  # linear warm-up from 0, in (fractional) epochs
+    step_epochs: int = 10  # schedule "step": multiply by step_gamma every this many epochs
+    step_gamma: float = 0.1
+    label_smoothing: float = 0.0
+    augment: bool = False  # random crop (pad 2 for 28/32 px, 1 for 8 px) + flip where allowed
+    seed: int = 0
+    device: str = "auto"  # auto (CUDA if present) | cpu | cuda | cuda:N
+    amp: str = "none"  # autocast: none | bf16 | fp16 (CUDA)
+    channels_last: bool = False  # NHWC memory order; faster convolutions on GPUs and CPUs
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        checks = [
+            (
+                self.optimizer in OPTIMIZERS,
+                "optimizer",
+                self.optimizer,
+                ", ".join(OPTIMIZERS),
+            ),
+            (
+                self.schedule in SCHEDULES,
+                "schedule",
+                self.schedule,
+                ", ".join(SCHEDULES),
+            ),
+            (self.amp in AMP_MODES, "amp", self.amp, ", ".join(AMP_MODES)),
+            (self.epochs >= 1, "epochs", self.epochs, "a positive integer"),
+            (self.batch_size >= 1, "batch_size", self.batch_size, "a positive integer"),
+            (self.lr > 0, "lr", self.lr, "a positive number"),
+            (
+                0 <= self.label_smoothing < 1,
+                "label_smoothing",
+                self.label_smoothing,
+                "0 <= x < 1",
+            ),
+            (
+                self.weight_decay >= 0,
+                "weight_decay",
+                self.weight_decay,
+                "a number >= 0",
+            ),
+        ]
+        for ok, name, value, expected in checks:
+            if not ok:
+                raise CnnlabError(f"{name}={value!r}: expected {expected}")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+@dataclass
+class FitResult:
+    history: list[dict[str, float]]
+    confusion: torch.Tensor  # rows: true class, columns: predicted class
+    run_dir: Path | None
+
+    @property
+    def test_accuracy(self) -> float:
+        return self.history[-1]["test_acc"]
+
+
+# ----------------------------------------------------------------------------- devices, ranks
+
+
+@dataclass(frozen=True)
+class Distributed:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: str = "auto") -> Distributed:
+    """Join the process group ``torchrun`` describes in the environment (no-op for 1 process)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size == 1:
+        return Distributed()
+    info = Distributed(int(os.environ["RANK"]), world_size, int(os.environ.get("LOCAL_RANK", 0)))
+    if not dist.is_initialized():
+        use_cuda = torch.cuda.is_available() and device != "cpu"
+        if use_cuda:
+            torch.cuda.set_device(info.local_rank)
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    return info
+
+
+def current_distributed() -> Distributed:
+    if dist.is_available() and dist.is_initialized():
+        return Distributed(
+            dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0))
+        )
+    return Distributed()
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    if name == "auto":
+        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise CnnlabError(f"device {name!r}: no CUDA GPU is visible here; use --device cpu or auto")
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", local_rank)
+    return device
+
+
+# ------------------------------------------------------------------------------ input checks
+
+
+def check_model_input(model: nn.Module, dataset: ImageDataset) -> None:
+    """Fail early, with shapes, when the data does not fit the model."""
+    spec = getattr(model, "cnnlab_spec", None)
+    got = f"{dataset.channels}x{dataset.image_size}x{dataset.image_size}"
+    if spec is not None:
+        want = f"{spec['in_channels']}x{spec['input_size']}x{spec['input_size']}"
+        if (spec["in_channels"], spec["input_size"]) != (
+            dataset.channels,
+            dataset.image_size,
+        ):
+            raise CnnlabError(
+                f"model {spec['name']} was built for {want} input (channels x height x width) but "
+                f"{dataset.name} images are {got}; build it with in_channels={dataset.channels}, "
+                f"input_size={dataset.image_size} (the CLI does this unless told otherwise)"
+            )
+        if spec["num_classes"] < dataset.num_classes:
+            raise CnnlabError(
+                f"model {spec['name']} has {spec['num_classes']} outputs but {dataset.name} has "
+                f"{dataset.num_classes} classes; build it with num_classes={dataset.num_classes}"
+            )
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            probe = dataset.images[:2].float().to(next(model.parameters()).device)
+            out = model(probe)
+    except RuntimeError as err:
+        raise CnnlabError(
+            f"the model cannot take {dataset.name} images of shape {got}: "
+            f"{str(err).splitlines()[0]}"
+        ) from None
+    finally:
+        model.train(was_training)
+    if out.dim() != 2 or out.shape[1] < dataset.num_classes:
+        raise CnnlabError(
+            f"the model returns shape {tuple(out.shape)} for a batch of 2; expected "
+            f"(2, {dataset.num_classes}) class scores for {dataset.name}"
+        )
+
+
+def crop_padding_for(image_size: int) -> int:
+    return 1 if image_size <= 16 else 2 if image_size <= 32 else 4
+
+
+# ------------------------------------------------------------------------- optimizer, schedule
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(
+            params, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
+            weight_decay=config.weight_decay,
+        )  # fmt: skip
+    optimizer_class = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
+    return optimizer_class(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def lr_factor(step: int, steps_per_epoch: int, config: TrainConfig) -> float:
+    """Multiplier of the peak learning rate at optimizer step ``step`` (0-based)."""
+    total = config.epochs * steps_per_epoch
+    warmup = int(config.warmup_epochs * steps_per_epoch)
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    if config.schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * progress))
+    if config.schedule == "linear":
+        return 1 - progress
+    if config.schedule == "step":
+        return config.step_gamma ** (step // (config.step_epochs * steps_per_epoch))
+    return 1.0
+
+
+# -------------------------------------------------------------------------------- RNG state
+
+
+def rng_state() -> dict[str, Any]:
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": [x.tolist() if isinstance(x, np.ndarray) else x for x in np.random.get_state()],
+        "python": [list(x) if isinstance(x, tuple) else x for x in random.getstate()],
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+# ------------------------------------------------------------------------------- evaluation
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    loader: BatchLoader,
+    preprocess: Preprocess,
+    num_classes: int,
+    amp: str = "none",
+) -> tuple[float, float, torch.Tensor]:
+    """Mean loss, accuracy and confusion matrix over the loader (summed over DDP ranks)."""
+    was_training = model.training
+    model.eval()
+    device = loader.images.device
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=device)
+    for images, labels in loader:
+        with autocast(device, amp):
+            logits = model(preprocess(images))
+        loss_sum += F.cross_entropy(logits.float(), labels, reduction="sum")
+        predictions = logits.argmax(dim=1)
+        confusion += torch.bincount(labels * num_classes + predictions, minlength=num_classes**2)
+    if current_distributed().world_size > 1:
+        dist.all_reduce(loss_sum)
+        dist.all_reduce(confusion)
+    model.train(was_training)
+    confusion = confusion.view(num_classes, num_classes).cpu()
+    count = int(confusion.sum())
+    return (
+        float(loss_sum) / max(count, 1),
+        float(confusion.trace()) / max(count, 1),
+        confusion,
+    )
+
+
+def autocast(device: torch.device, amp: str):
+    if amp == "none":
+        return nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+
+
+# ---------------------------------------------------------------------------------- training
+
+
+def fit(
+    model: nn.Module,
+    data: tuple[ImageDataset, ImageDataset],
+    config: TrainConfig,
+    run_dir: Path | None = None,
+    resume_from: dict[str, Any] | None = None,
+) -> FitResult:
+    """Train ``model`` on ``data = (train, test)`` as ``config`` says; test after every epoch.
+
+    Args:
+        model: any ``nn.Module`` mapping ``N x C x H x W`` images to ``N x classes`` scores.
+        data: the training and test splits.
+        config: the hyperparameters.
+        run_dir: where to write config.json, metrics.csv, checkpoint.pt (every epoch, atomically),
+            curves.png and confusion.png; nothing is written when None. Only rank 0 writes.
+        resume_from: a checkpoint dict from :func:`cnnlab.runs.load_checkpoint`; training goes on
+            from its epoch with its weights, optimizer, schedule and RNG state.
+
+    Returns:
+        The per-epoch history and the final confusion matrix.
+    """
+    train_set, test_set = data
+    ranks = current_distributed()
+    device = resolve_device(config.device, ranks.local_rank)
+    if config.amp == "fp16" and device.type != "cuda":
+        raise CnnlabError("amp='fp16' needs a CUDA device; use amp='bf16' on the CPU, or 'none'")
+    model.to(device)
+    check_model_input(model, train_set)
+    if train_set.num_classes != test_set.num_classes:
+        raise CnnlabError(
+            f"train split has {train_set.num_classes} classes, test split {test_set.num_classes}"
+        )
+
+    # ---- data: batches on the device, normalized with the training images' statistics
+    if resume_from is not None:
+        mean, std = (
+            resume_from["normalization"]["mean"],
+            resume_from["normalization"]["std"],
+        )
+    else:
+        mean, std = train_set.channel_stats()
+    preprocess = Preprocess(
+        mean, std,
+        crop_padding=crop_padding_for(train_set.image_size) if config.augment else 0,
+        flip=config.augment and train_set.flip_ok,
+        channels_last=config.channels_last,
+    )  # fmt: skip
+    common = dict(device=device, seed=config.seed, rank=ranks.rank, world_size=ranks.world_size)
+    train_loader = BatchLoader(train_set, config.batch_size, shuffle=True, drop_last=True, **common)
+    test_loader = BatchLoader(test_set, config.eval_batch_size, shuffle=False, **common)
+    steps_per_epoch = len(train_loader)
+    if steps_per_epoch == 0:
+        raise CnnlabError(
+            f"batch size {config.batch_size} is larger than the {len(train_set)} training images; "
+            "use a smaller --batch-size"
+        )
+
+    # ---- model, optimizer, schedule
+    if config.channels_last:
+        model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, config)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, steps_per_epoch, config)
+    )
+    scaler = torch.amp.GradScaler(device.type, enabled=config.amp == "fp16")
+    history: list[dict[str, float]] = []
+    start_epoch = 0
+    if resume_from is not None:
+        model.load_state_dict(resume_from["model"])
+        optimizer.load_state_dict(resume_from["optimizer"])
+        scheduler.load_state_dict(resume_from["scheduler"])
+        scaler.load_state_dict(resume_from["scaler"])
+        history = list(resume_from["history"])
+        start_epoch = int(resume_from["epoch"])
+        set_rng_state(resume_from["rng"])
+    trained = model
+    if ranks.world_size > 1:
+        trained = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    if run_dir is not None and ranks.is_main:
+        runs.write_text(run_dir / runs.CONFIG, _config_json(config))
+
+    confusion = torch.zeros(train_set.num_classes, train_set.num_classes, dtype=torch.int64)
+    for epoch in range(start_epoch, config.epochs):
+        # ---- one epoch of training
+        train_loader.set_epoch(epoch)
+        augment_rng = torch.Generator(device).manual_seed(
+            (config.seed * 1000 + epoch) * 64 + ranks.rank
+        )
+        trained.train()
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), dtype=torch.int64, device=device)
+        seen = 0
+        bar = tqdm(
+            total=steps_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch",
+            leave=False, disable=not (config.progress and ranks.is_main), file=sys.stderr,
+        )  # fmt: skip
+        started = time.perf_counter()
+        for step, (images, labels) in enumerate(train_loader):
+            inputs = preprocess(images, augment=config.augment, generator=augment_rng)
+            with autocast(device, config.amp):
+                logits = trained(inputs)
+                loss = F.cross_entropy(logits, labels, label_smoothing=config.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            loss_sum += loss.detach() * len(labels)
+            correct += (logits.detach().argmax(dim=1) == labels).sum()
+            seen += len(labels)
+            if bar.disable is False and (step % 20 == 0 or step == steps_per_epoch - 1):
+                elapsed = time.perf_counter() - started
+                bar.set_postfix(
+                    loss=f"{loss_sum.item() / seen:.4f}", acc=f"{correct.item() / seen:.2%}",
+                    img_s=f"{seen * ranks.world_size / elapsed:,.0f}", refresh=False,
+                )  # fmt: skip
+            bar.update()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        train_seconds = time.perf_counter() - started
+        bar.close()
+        totals = torch.stack(
+            [
+                loss_sum.double(),
+                correct.double(),
+                torch.tensor(seen, device=device).double(),
+            ]
+        )
+        if ranks.world_size > 1:
+            dist.all_reduce(totals)
+
+        # ---- test, record, checkpoint
+        test_loss, test_acc, confusion = evaluate(
+            trained, test_loader, preprocess, train_set.num_classes, config.amp
+        )
+        row = {
+            "epoch": epoch + 1,
+            "lr": optimizer.param_groups[0]["lr"],
+            "train_loss": float(totals[0] / totals[2]),
+            "train_acc": float(totals[1] / totals[2]),
+            "test_loss": test_loss,
+            "test_acc": test_acc,
+            "train_seconds": train_seconds,
+            "images_per_second": float(totals[2]) / train_seconds,
+        }
+        history.append(row)
+        if ranks.is_main:
+            print(_epoch_line(row, config.epochs), file=sys.stderr, flush=True)
+        if run_dir is not None and ranks.is_main:
+            runs.save_checkpoint(run_dir / runs.CHECKPOINT, {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(),
+                "epoch": epoch + 1,
+                "history": history,
+                "rng": rng_state(),
+                "config": asdict(config),
+                "model_spec": model_spec(model),
+                "normalization": {"mean": list(mean), "std": list(std)},
+                "classes": list(train_set.classes),
+            })  # fmt: skip
+            runs.write_metrics(run_dir / runs.METRICS, history)
+        if ranks.world_size > 1:
+            dist.barrier()  # no rank races ahead of the checkpoint
+
+    if run_dir is not None and ranks.is_main:
+        from .inspect.plots import plot_confusion, plot_curves
+
+        plot_curves(history, run_dir / "curves.png", title=f"{config.model} on {config.dataset}")
+        plot_confusion(confusion, train_set.classes, run_dir / "confusion.png")
+    return FitResult(history, confusion, run_dir)
+
+
+def model_spec(model: nn.Module) -> dict[str, Any]:
+    """How to rebuild the model: the registry spec, or just its class for user models."""
+    spec = getattr(model, "cnnlab_spec", None)
+    return dict(spec) if spec else {"name": None, "class": type(model).__qualname__}
+
+
+def _config_json(config: TrainConfig) -> str:
+    import json
+
+    return json.dumps(asdict(config), indent=2) + "\n"
+
+
+def _epoch_line(row: dict[str, float], epochs: int) -> str:
+    return (
+        f"epoch {row['epoch']:>3}/{epochs}  train loss {row['train_loss']:.4f} "
+        f"acc {row['train_acc']:.2%}  test loss {row['test_loss']:.4f} acc {row['test_acc']:.2%}  "
+        f"{row['train_seconds']:.1f} s  {row['images_per_second']:,.0f} img/s"
+    )
