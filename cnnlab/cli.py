@@ -47,7 +47,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--download", action="store_true", help="download missing data (torchvision)")
     p.add_argument("--train-subset", type=int, default=None, help="train on N random images")
     p.add_argument("--test-subset", type=int, default=None, help="test on N random images")
-    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--epochs", type=int, default=None, help=f"(default: {d.epochs})")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="global, over all ranks")
     p.add_argument("--optimizer", default=d.optimizer, choices=OPTIMIZERS)
     p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
@@ -68,7 +68,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", default=None, help="run folder name (default <model>-<dataset>[-N])")
     p.add_argument("--runs-dir", default="runs", help="folder that holds run folders")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --name folder")
-    p.add_argument("--resume", metavar="RUN", default=None, help="continue a killed run")
+    p.add_argument(
+        "--resume", metavar="RUN", default=None,
+        help="continue a killed run with its saved config (only --epochs may change)",
+    )  # fmt: skip
     p.set_defaults(handler=_train)
 
 
@@ -78,14 +81,12 @@ def _train(args: argparse.Namespace) -> int:
 
     if args.resume:
         init_distributed(args.device)
-        explicit_epochs = args.epochs if "--epochs" in " ".join(sys.argv) else None
-        result = resume_run(Path(args.runs_dir) / args.resume if not Path(args.resume).exists()
-                            and (Path(args.runs_dir) / args.resume).exists() else args.resume,
-                            explicit_epochs)  # fmt: skip
+        result = resume_run(args.resume, args.epochs, Path(args.runs_dir))
     else:
         names = {f.name for f in fields(TrainConfig)}
         values = {k: v for k, v in vars(args).items() if k in names}
         values["model_options"] = dict(args.model_option)
+        values["epochs"] = args.epochs if args.epochs is not None else TrainConfig.epochs
         values["progress"] = not args.no_progress
         config = TrainConfig(**values)
         init_distributed(config.device)

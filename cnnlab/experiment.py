@@ -65,9 +65,11 @@ def train_run(
     return fit(model, (train, test), config, run_dir)
 
 
-def resume_run(run: str | os.PathLike[str], epochs: int | None = None) -> FitResult:
+def resume_run(
+    run: str | os.PathLike[str], epochs: int | None = None, runs_root: Path = Path("runs")
+) -> FitResult:
     """Continue a run from its last checkpoint; ``epochs`` may raise its total epoch count."""
-    run_dir = runs.resolve_run(run)
+    run_dir = runs.resolve_run(run, runs_root)
     state = runs.load_checkpoint(run_dir / runs.CHECKPOINT)
     config = TrainConfig.from_dict(state["config"])
     if epochs is not None:

@@ -259,3 +259,28 @@ def test_ddp_two_cpu_processes_match_one(tmp_path, monkeypatch, data_dir):
         assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-2)
         assert b["test_acc"] == pytest.approx(a["test_acc"], abs=0.01)
     assert ddp[-1]["test_acc"] > 0.9
+
+
+@pytest.mark.parametrize("options", [{"channels_last": True}, {"amp": "bf16"}])
+def test_cpu_runs_of_the_gpu_options_still_learn(options):
+    torch.manual_seed(0)
+    train, test = load_dataset("digits", "train"), load_dataset("digits", "test")
+    model = create_model("lenet5", input_size=8, modern=True)
+    result = fit(model, (train, test), TrainConfig(epochs=6, progress=False, **options))
+    assert result.test_accuracy > 0.85
+
+
+def test_fp16_on_the_cpu_is_explained():
+    model = create_model("lenet5", input_size=8)
+    data = (load_dataset("digits", "train"), load_dataset("digits", "test"))
+    with pytest.raises(Exception, match="amp='fp16' needs a CUDA device"):
+        fit(model, data, TrainConfig(amp="fp16", progress=False))
+
+
+def test_resume_can_extend_a_finished_run(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert cli("--epochs", "2", "--name", "short") == 0
+    assert main(["train", "--resume", "short", "--epochs", "1", "--no-progress"]) == 2
+    assert "already finished 2 epochs" in capsys.readouterr().err
+    assert main(["train", "--resume", "runs/short", "--epochs", "3", "--no-progress"]) == 0
+    assert [row["epoch"] for row in metrics(tmp_path / "runs" / "short")] == [1, 2, 3]
