@@ -426,42 +426,21 @@ def _cached(name, split, source: Path, key: str, decode) -> tuple[np.ndarray, np
 
 def find_datasets(root: str | os.PathLike[str] | None = None) -> list[dict[str, str]]:
     """Which data sets are found where (for ``cnnlab data``), without decoding them."""
+    roots = data_roots(root)
     rows = []
     for name, spec in SPECS.items():
+        row = {"dataset": name, "status": "-", "where": spec.looked_for, "root": "-"}
         if name == "digits":
-            rows.append(
-                {
-                    "dataset": name,
-                    "status": "found",
-                    "where": spec.looked_for,
-                    "root": "-",
-                }
-            )
-            continue
-        if name == "imagefolder":
-            rows.append({"dataset": name, "status": "-", "where": spec.looked_for, "root": "-"})
-            continue
-        finder = _FINDERS.get(name) or _cifar_finder(None)
-        hit = next(
-            ((r, why, f) for r, why in data_roots(root) if (f := finder(r, "train"))),
-            None,
-        )
-        if hit:
-            rows.append(
-                {
-                    "dataset": name,
-                    "status": "found",
-                    "where": str(hit[2][1]),
-                    "root": hit[1],
-                }
-            )
-        else:
-            rows.append(
-                {
-                    "dataset": name,
-                    "status": "missing",
-                    "where": spec.looked_for,
-                    "root": "-",
-                }
-            )
+            row["status"] = "found"
+        elif name != "imagefolder":
+            finder = _FINDERS.get(name) or _cifar_finder(None)
+            hit = next(((why, f) for r, why in roots if (f := finder(r, "train"))), None)
+            if hit:
+                row.update(status="found", where=str(hit[1][1]), root=hit[0])
+            else:
+                row.update(
+                    status="missing",
+                    where=" | ".join(spec.looked_for.replace("<root>", str(r)) for r, _ in roots),
+                )
+        rows.append(row)
     return rows
