@@ -1,0 +1,217 @@
+"""Convolution arithmetic and the im2col / col2im pair, for 1-, 2- and 3-D inputs, in NumPy.
+
+Shapes: inputs are ``N x C x S_1 x ... x S_d`` (d = 1, 2, 3: length; height, width; depth,
+height, width). Output size along each spatial axis (PyTorch's formula, which is
+``(N - F + 2P) / S + 1`` with dilation folded into the kernel extent):
+
+    out = floor((size + pad_before + pad_after - dilation * (kernel - 1) - 1) / stride) + 1
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..errors import CnnlabError
+
+Padding = int | str | Sequence[int]
+
+
+def as_tuple(value: int | Sequence[int], dims: int, name: str) -> tuple[int, ...]:
+    if isinstance(value, (int, np.integer)):
+        return (int(value),) * dims
+    value = tuple(int(v) for v in value)
+    if len(value) != dims:
+        raise CnnlabError(f"{name}={value}: expected one int or {dims} ints, one per spatial axis")
+    return value
+
+
+def resolve_padding(
+    padding: Padding, kernel: tuple[int, ...], dilation: tuple[int, ...], stride: tuple[int, ...]
+) -> tuple[tuple[int, int], ...]:
+    """Per-axis ``(before, after)`` zero padding.
+
+    ``"valid"`` is no padding. ``"same"`` keeps the size at stride 1: the kernel's extent beyond
+    one pixel, ``dilation * (kernel - 1)``, is split with the odd pixel after (as PyTorch does).
+    """
+    dims = len(kernel)
+    if isinstance(padding, str):
+        if padding == "valid":
+            return ((0, 0),) * dims
+        if padding == "same":
+            if any(s != 1 for s in stride):
+                raise CnnlabError(
+                    f"padding='same' with stride {stride}: 'same' keeps the size only at stride 1;"
+                    " give explicit padding for strided layers"
+                )
+            extents = [d * (k - 1) for k, d in zip(kernel, dilation)]
+            return tuple((e // 2, e - e // 2) for e in extents)
+        raise CnnlabError(f"padding={padding!r}: expected an int, a tuple, 'valid' or 'same'")
+    pads = as_tuple(padding, dims, "padding")
+    if any(p < 0 for p in pads):
+        raise CnnlabError(f"padding={pads}: padding cannot be negative")
+    return tuple((p, p) for p in pads)
+
+
+def output_size(
+    size: int, kernel: int, stride: int, pad: tuple[int, int], dilation: int, exact: bool = False
+) -> int:
+    """One axis of the output; a kernel that does not fit, or a remainder with ``exact``, is an
+    error that shows the formula with the numbers filled in."""
+    extent = dilation * (kernel - 1) + 1
+    padded = size + pad[0] + pad[1]
+    pad_text = f"{pad[0]} + {pad[1]}" if pad[0] != pad[1] else f"2*{pad[0]}"
+    formula = f"({size} + {pad_text} - {extent}) / {stride} + 1"
+    if extent > padded:
+        raise CnnlabError(
+            f"kernel extent {extent} is larger than the padded input {padded} "
+            f"({size} + {pad_text}): output = {formula} < 1; use a smaller kernel or more padding"
+        )
+    if exact and (padded - extent) % stride:
+        left_over = (padded - extent) % stride
+        raise CnnlabError(
+            f"output = {formula} = {(padded - extent) / stride + 1:.2f} is not a whole number; "
+            f"the last {left_over} row(s) would be dropped. Change the padding, or use stride "
+            f"{stride} with an input of size {size + stride - left_over}"
+        )
+    return (padded - extent) // stride + 1
+
+
+def pad(x: np.ndarray, pads: tuple[tuple[int, int], ...], value: float = 0.0) -> np.ndarray:
+    if not any(b or a for b, a in pads):
+        return x
+    return np.pad(x, ((0, 0), (0, 0), *pads), constant_values=value)
+
+
+def windows(
+    x_padded: np.ndarray,
+    kernel: tuple[int, ...],
+    stride: tuple[int, ...],
+    dilation: tuple[int, ...],
+) -> np.ndarray:
+    """A strided view (no copy) of every kernel window: ``N x C x O_1..O_d x K_1..K_d``."""
+    n, c, *sizes = x_padded.shape
+    outs = [(s - d * (k - 1) - 1) // st + 1 for s, k, st, d in zip(sizes, kernel, stride, dilation)]
+    spatial = x_padded.strides[2:]
+    return np.lib.stride_tricks.as_strided(
+        x_padded,
+        shape=(n, c, *outs, *kernel),
+        strides=(
+            *x_padded.strides[:2],
+            *(s * st for s, st in zip(spatial, stride)),
+            *(s * d for s, d in zip(spatial, dilation)),
+        ),
+        writeable=False,
+    )
+
+
+def im2col(
+    x_padded: np.ndarray,
+    kernel: tuple[int, ...],
+    stride: tuple[int, ...],
+    dilation: tuple[int, ...],
+) -> np.ndarray:
+    """Unroll every window into a row.
+
+    Args:
+        x_padded: ``N x C x P_1..P_d`` (already padded).
+
+    Returns:
+        ``(N * O_1 * ... * O_d) x (C * K_1 * ... * K_d)``: row ``(n, o)`` holds the window that
+        output position ``o`` of image ``n`` sees, channel-major like a flattened kernel.
+    """
+    view = windows(x_padded, kernel, stride, dilation)
+    d = len(kernel)
+    n, c = view.shape[:2]
+    # N, O..., C, K...  then flatten
+    order = (0, *range(2, 2 + d), 1, *range(2 + d, 2 + 2 * d))
+    return view.transpose(order).reshape(n * int(np.prod(view.shape[2 : 2 + d])), -1)
+
+
+def col2im(
+    cols: np.ndarray,
+    padded_shape: tuple[int, ...],
+    kernel: tuple[int, ...],
+    stride: tuple[int, ...],
+    dilation: tuple[int, ...],
+) -> np.ndarray:
+    """The adjoint of :func:`im2col`: add every row's values back where they were read.
+
+    Args:
+        cols: ``(N * O...) x (C * K...)``, e.g. the gradient of the unrolled windows.
+        padded_shape: ``N x C x P_1..P_d``, the shape ``im2col`` read from.
+
+    Returns:
+        ``N x C x P_1..P_d``. Overlapping windows add up. One strided add per kernel offset
+        (K_1 * ... * K_d adds), no ``np.add.at``.
+    """
+    n, c, *sizes = padded_shape
+    d = len(kernel)
+    outs = [
+        (s - dl * (k - 1) - 1) // st + 1 for s, k, st, dl in zip(sizes, kernel, stride, dilation)
+    ]
+    blocks = cols.reshape(n, *outs, c, *kernel)
+    # N, C, K..., O...
+    blocks = blocks.transpose(0, d + 1, *range(d + 2, 2 * d + 2), *range(1, d + 1))
+    out = np.zeros(padded_shape, dtype=cols.dtype)
+    for offset in itertools.product(*(range(k) for k in kernel)):
+        target = tuple(
+            slice(o * dl, o * dl + st * (m - 1) + 1, st)
+            for o, dl, st, m in zip(offset, dilation, stride, outs)
+        )
+        out[(slice(None), slice(None), *target)] += blocks[(slice(None), slice(None), *offset)]
+    return out
+
+
+# ------------------------------------------------------ the readable reference and its variants
+
+
+def correlate2d_naive(
+    image: np.ndarray, kernel: np.ndarray, stride: int = 1, padding: int = 0
+) -> np.ndarray:
+    """Cross-correlation of one 2-D image with one 2-D kernel, by explicit loops.
+
+    ``out[i, j] = sum over (u, v) of image[i*stride + u, j*stride + v] * kernel[u, v]`` —
+    what a deep-learning "convolution" layer computes. Slow on purpose: this is the definition
+    the fast paths are tested against.
+    """
+    image = np.pad(image, padding)
+    kh, kw = kernel.shape
+    oh = output_size(image.shape[0], kh, stride, (0, 0), 1)
+    ow = output_size(image.shape[1], kw, stride, (0, 0), 1)
+    out = np.zeros((oh, ow), dtype=np.result_type(image, kernel))
+    for i in range(oh):
+        for j in range(ow):
+            total = 0.0
+            for u in range(kh):
+                for v in range(kw):
+                    total += image[i * stride + u, j * stride + v] * kernel[u, v]
+            out[i, j] = total
+    return out
+
+
+def correlate2d(
+    image: np.ndarray, kernel: np.ndarray, stride: int = 1, padding: Padding = 0
+) -> np.ndarray:
+    """Cross-correlation of a 2-D image with a 2-D kernel through im2col: one matrix product."""
+    k = kernel.shape
+    pads = resolve_padding(padding, k, (1, 1), (stride, stride))
+    x = pad(image[None, None], pads)
+    cols = im2col(x, k, (stride, stride), (1, 1))
+    oh = output_size(image.shape[0], k[0], stride, pads[0], 1)
+    return (cols @ kernel.reshape(-1)).reshape(oh, -1)
+
+
+def convolve2d(
+    image: np.ndarray, kernel: np.ndarray, stride: int = 1, padding: Padding = 0
+) -> np.ndarray:
+    """True (mathematical) convolution: correlation with the kernel rotated by 180 degrees."""
+    return correlate2d(image, kernel[::-1, ::-1], stride, padding)
+
+
+def convolve2d_full(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """Full convolution: every position where kernel and image overlap at all (size N + F - 1)."""
+    kh, kw = kernel.shape
+    return correlate2d(np.pad(image, ((kh - 1, kh - 1), (kw - 1, kw - 1))), kernel[::-1, ::-1])
