@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ..errors import CnnlabError
+from ._base import FeaturesClassifier
 from ._registry import register_model
 
 WIDTH = 128  # channels of every convolution
@@ -41,7 +42,7 @@ class ResidualPair(nn.Module):
         return x + self.body(x)
 
 
-class PlainStack(nn.Module):
+class PlainStack(FeaturesClassifier):
     def __init__(self, num_classes: int, in_channels: int, input_size: int) -> None:
         super().__init__()
         side = (input_size - 2 * DEPTH) // 2  # seven valid 3x3 convs shrink by 2 each; pool 2
@@ -54,11 +55,8 @@ class PlainStack(nn.Module):
         self.features = nn.Sequential(*layers, nn.MaxPool2d(2))  # N x 128 x 9 x 9 for 32x32
         self.classifier = _head(WIDTH * side * side, num_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x))
 
-
-class ResidualStack(nn.Module):
+class ResidualStack(FeaturesClassifier):
     def __init__(
         self, num_classes: int, in_channels: int, input_size: int, pool_each: bool
     ) -> None:
@@ -77,9 +75,6 @@ class ResidualStack(nn.Module):
             raise CnnlabError(f"image side {input_size} is too small for this stack's pooling")
         self.features = nn.Sequential(*layers)
         self.classifier = _head(WIDTH * side * side, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x))
 
 
 @register_model("cifar_plain7", input_size=32, in_channels=3)

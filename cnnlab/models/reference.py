@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from ..errors import CnnlabError
+from ._base import FeaturesClassifier
 from ._registry import register_model
 
 
@@ -18,7 +19,7 @@ def _check_side(model: str, input_size: int, minimum: int) -> None:
         )
 
 
-class MnistCNN(nn.Module):
+class MnistCNN(FeaturesClassifier):
     def __init__(self, num_classes: int, in_channels: int, input_size: int) -> None:
         super().__init__()
         _check_side("mnist_cnn", input_size, 6)
@@ -36,9 +37,6 @@ class MnistCNN(nn.Module):
             nn.ReLU(),
             nn.Linear(128, num_classes),  # N x num_classes
         )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x))
 
 
 @register_model("mnist_cnn", input_size=28, in_channels=1)
@@ -80,7 +78,7 @@ def fashion_mlp(num_classes: int = 10, in_channels: int = 1, input_size: int = 2
     return FashionMLP(num_classes, in_channels, input_size)
 
 
-class FashionCNN(nn.Module):
+class FashionCNN(FeaturesClassifier):
     def __init__(self, num_classes: int, in_channels: int, input_size: int) -> None:
         super().__init__()
         _check_side("fashion_cnn", input_size, 8)
@@ -104,9 +102,6 @@ class FashionCNN(nn.Module):
             nn.ReLU(),
             nn.Linear(120, num_classes),  # N x num_classes
         )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x))
 
 
 @register_model("fashion_cnn", input_size=28, in_channels=1)
