@@ -107,27 +107,45 @@ def windows(
     )
 
 
+def _out_sizes(sizes, kernel, stride, dilation) -> list[int]:
+    return [(s - d * (k - 1) - 1) // st + 1 for s, k, st, d in zip(sizes, kernel, stride, dilation)]
+
+
+def _window_slices(offset, dilation, stride, outs) -> tuple[slice, ...]:
+    """Where kernel offset ``offset`` reads from, for every output position at once."""
+    return tuple(
+        slice(o * dl, o * dl + st * (m - 1) + 1, st)
+        for o, dl, st, m in zip(offset, dilation, stride, outs)
+    )
+
+
 def im2col(
     x_padded: np.ndarray,
     kernel: tuple[int, ...],
     stride: tuple[int, ...],
     dilation: tuple[int, ...],
 ) -> np.ndarray:
-    """Unroll every window into a row.
+    """Unroll every window into a column.
 
     Args:
         x_padded: ``N x C x P_1..P_d`` (already padded).
 
     Returns:
-        ``(N * O_1 * ... * O_d) x (C * K_1 * ... * K_d)``: row ``(n, o)`` holds the window that
-        output position ``o`` of image ``n`` sees, channel-major like a flattened kernel.
+        ``(C * K_1 * ... * K_d) x (N * O_1 * ... * O_d)``: column ``(n, o)`` holds the window that
+        output position ``o`` of image ``n`` sees, channel-major like a flattened kernel (per
+        image, the layout of ``torch.nn.functional.unfold``). Filled with one strided copy per
+        kernel offset (K_1 * ... * K_d copies), each reading whole rows of the input.
     """
-    view = windows(x_padded, kernel, stride, dilation)
-    d = len(kernel)
-    n, c = view.shape[:2]
-    # N, O..., C, K...  then flatten
-    order = (0, *range(2, 2 + d), 1, *range(2 + d, 2 + 2 * d))
-    return view.transpose(order).reshape(n * int(np.prod(view.shape[2 : 2 + d])), -1)
+    n, c, *sizes = x_padded.shape
+    outs = _out_sizes(sizes, kernel, stride, dilation)
+    cols = np.empty((c, *kernel, n, *outs), dtype=x_padded.dtype)
+    channels_first = x_padded.swapaxes(0, 1)  # C x N x P...
+    for offset in itertools.product(*(range(k) for k in kernel)):
+        source = channels_first[
+            (slice(None), slice(None), *_window_slices(offset, dilation, stride, outs))
+        ]
+        cols[(slice(None), *offset)] = source
+    return cols.reshape(c * int(np.prod(kernel)), n * int(np.prod(outs)))
 
 
 def col2im(
@@ -137,10 +155,10 @@ def col2im(
     stride: tuple[int, ...],
     dilation: tuple[int, ...],
 ) -> np.ndarray:
-    """The adjoint of :func:`im2col`: add every row's values back where they were read.
+    """The adjoint of :func:`im2col`: add every column's values back where they were read.
 
     Args:
-        cols: ``(N * O...) x (C * K...)``, e.g. the gradient of the unrolled windows.
+        cols: ``(C * K...) x (N * O...)``, e.g. the gradient of the unrolled windows.
         padded_shape: ``N x C x P_1..P_d``, the shape ``im2col`` read from.
 
     Returns:
@@ -148,21 +166,13 @@ def col2im(
         (K_1 * ... * K_d adds), no ``np.add.at``.
     """
     n, c, *sizes = padded_shape
-    d = len(kernel)
-    outs = [
-        (s - dl * (k - 1) - 1) // st + 1 for s, k, st, dl in zip(sizes, kernel, stride, dilation)
-    ]
-    blocks = cols.reshape(n, *outs, c, *kernel)
-    # N, C, K..., O...
-    blocks = blocks.transpose(0, d + 1, *range(d + 2, 2 * d + 2), *range(1, d + 1))
-    out = np.zeros(padded_shape, dtype=cols.dtype)
+    outs = _out_sizes(sizes, kernel, stride, dilation)
+    blocks = cols.reshape(c, *kernel, n, *outs)
+    out = np.zeros((c, n, *sizes), dtype=cols.dtype)
     for offset in itertools.product(*(range(k) for k in kernel)):
-        target = tuple(
-            slice(o * dl, o * dl + st * (m - 1) + 1, st)
-            for o, dl, st, m in zip(offset, dilation, stride, outs)
-        )
-        out[(slice(None), slice(None), *target)] += blocks[(slice(None), slice(None), *offset)]
-    return out
+        target = (slice(None), slice(None), *_window_slices(offset, dilation, stride, outs))
+        out[target] += blocks[(slice(None), *offset)]
+    return out.swapaxes(0, 1)
 
 
 # ------------------------------------------------------ the readable reference and its variants
@@ -201,7 +211,7 @@ def correlate2d(
     x = pad(image[None, None], pads)
     cols = im2col(x, k, (stride, stride), (1, 1))
     oh = output_size(image.shape[0], k[0], stride, pads[0], 1)
-    return (cols @ kernel.reshape(-1)).reshape(oh, -1)
+    return (kernel.reshape(-1) @ cols).reshape(oh, -1)
 
 
 def convolve2d(

@@ -115,26 +115,26 @@ class ConvNd(Layer):
         _check_input(type(self).__name__, x, self.dims, self.in_channels)
         out_shape = self.output_shape(x.shape)
         x_padded = Fn.pad(x, self.pads)
-        g, n = self.groups, x.shape[0]
-        cols = Fn.im2col(x_padded, self.kernel, self.stride, self.dilation)  # (N*O) x (C*K)
-        cols = cols.reshape(cols.shape[0], g, -1).transpose(1, 0, 2)  # g x (N*O) x (C/g*K)
+        g = self.groups
+        cols = Fn.im2col(x_padded, self.kernel, self.stride, self.dilation)  # (C*K) x (N*O)
+        cols = cols.reshape(g, -1, cols.shape[1])  # g x (C/g*K) x (N*O)
         weights = self.weight.data.reshape(g, self.out_channels // g, -1)  # g x C_out/g x C/g*K
-        out = cols @ weights.transpose(0, 2, 1)  # g x (N*O) x C_out/g
-        self.cache = (x_padded.shape, cols)
-        out = out.transpose(1, 0, 2).reshape(n, *out_shape[2:], self.out_channels)
+        out = (weights @ cols).reshape(self.out_channels, -1)  # one product per group
         if self.bias is not None:
-            out = out + self.bias.data
-        return np.moveaxis(out, -1, 1)
+            out += self.bias.data[:, None]
+        self.cache = (x_padded.shape, cols)
+        out = out.reshape(self.out_channels, out_shape[0], *out_shape[2:])
+        return np.ascontiguousarray(out.swapaxes(0, 1))  # N x C_out x O...
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         padded_shape, cols = self.cache
         g = self.groups
         if self.bias is not None:
             self.bias.grad += dout.sum(axis=(0, *range(2, dout.ndim)))
-        d = np.moveaxis(dout, 1, -1).reshape(-1, g, self.out_channels // g).transpose(1, 0, 2)
+        d = np.ascontiguousarray(dout.swapaxes(0, 1)).reshape(g, self.out_channels // g, -1)
         weights = self.weight.data.reshape(g, self.out_channels // g, -1)
-        self.weight.grad += (d.transpose(0, 2, 1) @ cols).reshape(self.weight.data.shape)
-        dcols = (d @ weights).transpose(1, 0, 2).reshape(cols.shape[1], -1)  # (N*O) x (C*K)
+        self.weight.grad += (d @ cols.transpose(0, 2, 1)).reshape(self.weight.data.shape)
+        dcols = (weights.transpose(0, 2, 1) @ d).reshape(-1, d.shape[2])  # (C*K) x (N*O)
         dx_padded = Fn.col2im(dcols, padded_shape, self.kernel, self.stride, self.dilation)
         crop = tuple(slice(b, size - a) for (b, a), size in zip(self.pads, padded_shape[2:]))
         return dx_padded[(slice(None), slice(None), *crop)]
@@ -176,10 +176,9 @@ class _Pool2d(Layer):
         """Send ``N x C x OH x OW x (KH*KW)`` window gradients back to the input (the
         "up-sampling" of the gradient through pooling); overlapping windows add."""
         n, c, oh, ow, _ = per_window.shape
-        cols = per_window.reshape(n, c, oh, ow, *self.kernel).transpose(0, 2, 3, 1, 4, 5)
-        dx = Fn.col2im(
-            cols.reshape(n * oh * ow, -1), self.padded_shape, self.kernel, self.stride, (1, 1)
-        )
+        cols = per_window.reshape(n, c, oh, ow, *self.kernel).transpose(1, 4, 5, 0, 2, 3)
+        cols = cols.reshape(c * int(np.prod(self.kernel)), n * oh * ow)
+        dx = Fn.col2im(cols, self.padded_shape, self.kernel, self.stride, (1, 1))
         (top, bottom), (left, right) = self.pads
         return dx[:, :, top : dx.shape[2] - bottom, left : dx.shape[3] - right]
 

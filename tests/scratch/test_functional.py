@@ -57,9 +57,9 @@ def test_col2im_is_the_adjoint_of_im2col():
 
 def test_im2col_rows_are_the_windows_unfold_sees():
     x = RNG.standard_normal((2, 3, 6, 7))
-    cols = im2col(x, (3, 3), (1, 2), (1, 1))  # (N*OH*OW) x (C*9)
+    cols = im2col(x, (3, 3), (1, 2), (1, 1))  # (C*9) x (N*OH*OW)
     unfold = torch.nn.functional.unfold(torch.tensor(x), 3, stride=(1, 2))  # N x C*9 x L
-    assert np.allclose(cols, unfold.permute(0, 2, 1).reshape(-1, 27).numpy())
+    assert np.allclose(cols, unfold.permute(1, 0, 2).reshape(27, -1).numpy())
 
 
 def test_output_size_formula():
