@@ -85,6 +85,16 @@ def pad(x: np.ndarray, pads: tuple[tuple[int, int], ...], value: float = 0.0) ->
     return np.pad(x, ((0, 0), (0, 0), *pads), constant_values=value)
 
 
+def unpad(x: np.ndarray, pads: tuple[tuple[int, int], ...]) -> np.ndarray:
+    """Cut :func:`pad`'s border off again (a view), e.g. from the gradient of a padded input."""
+    keep = tuple(slice(before, size - after) for (before, after), size in zip(pads, x.shape[2:]))
+    return x[(slice(None), slice(None), *keep)]
+
+
+def _out_sizes(sizes, kernel, stride, dilation) -> list[int]:
+    return [(s - d * (k - 1) - 1) // st + 1 for s, k, st, d in zip(sizes, kernel, stride, dilation)]
+
+
 def windows(
     x_padded: np.ndarray,
     kernel: tuple[int, ...],
@@ -93,7 +103,7 @@ def windows(
 ) -> np.ndarray:
     """A strided view (no copy) of every kernel window: ``N x C x O_1..O_d x K_1..K_d``."""
     n, c, *sizes = x_padded.shape
-    outs = [(s - d * (k - 1) - 1) // st + 1 for s, k, st, d in zip(sizes, kernel, stride, dilation)]
+    outs = _out_sizes(sizes, kernel, stride, dilation)
     spatial = x_padded.strides[2:]
     return np.lib.stride_tricks.as_strided(
         x_padded,
@@ -105,10 +115,6 @@ def windows(
         ),
         writeable=False,
     )
-
-
-def _out_sizes(sizes, kernel, stride, dilation) -> list[int]:
-    return [(s - d * (k - 1) - 1) // st + 1 for s, k, st, d in zip(sizes, kernel, stride, dilation)]
 
 
 def _window_slices(offset, dilation, stride, outs) -> tuple[slice, ...]:
@@ -224,4 +230,4 @@ def convolve2d(
 def convolve2d_full(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     """Full convolution: every position where kernel and image overlap at all (size N + F - 1)."""
     kh, kw = kernel.shape
-    return correlate2d(np.pad(image, ((kh - 1, kh - 1), (kw - 1, kw - 1))), kernel[::-1, ::-1])
+    return convolve2d(image, kernel, padding=(kh - 1, kw - 1))

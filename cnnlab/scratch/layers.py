@@ -27,7 +27,7 @@ class Layer:
     training = True
 
     def parameters(self) -> list[Parameter]:
-        return [v for v in vars(self).values() if isinstance(v, Parameter)]
+        return list(self.named_parameters().values())
 
     def named_parameters(self) -> dict[str, Parameter]:
         return {k: v for k, v in vars(self).items() if isinstance(v, Parameter)}
@@ -136,8 +136,7 @@ class ConvNd(Layer):
         self.weight.grad += (d @ cols.transpose(0, 2, 1)).reshape(self.weight.data.shape)
         dcols = (weights.transpose(0, 2, 1) @ d).reshape(-1, d.shape[2])  # (C*K) x (N*O)
         dx_padded = Fn.col2im(dcols, padded_shape, self.kernel, self.stride, self.dilation)
-        crop = tuple(slice(b, size - a) for (b, a), size in zip(self.pads, padded_shape[2:]))
-        return dx_padded[(slice(None), slice(None), *crop)]
+        return Fn.unpad(dx_padded, self.pads)
 
 
 class Conv1d(ConvNd):
@@ -179,8 +178,7 @@ class _Pool2d(Layer):
         cols = per_window.reshape(n, c, oh, ow, *self.kernel).transpose(1, 4, 5, 0, 2, 3)
         cols = cols.reshape(c * int(np.prod(self.kernel)), n * oh * ow)
         dx = Fn.col2im(cols, self.padded_shape, self.kernel, self.stride, (1, 1))
-        (top, bottom), (left, right) = self.pads
-        return dx[:, :, top : dx.shape[2] - bottom, left : dx.shape[3] - right]
+        return Fn.unpad(dx, self.pads)
 
 
 class MaxPool2d(_Pool2d):
