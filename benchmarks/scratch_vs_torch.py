@@ -22,14 +22,20 @@ from _common import write_results  # noqa: E402
 from cnnlab import scratch as S  # noqa: E402
 
 
-def best_time(step, repeats: int = 7) -> float:
-    step()  # warm-up
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - started)
-    return min(times)
+def best_times(steps, budget_s: float = 3.0, min_rounds: int = 7) -> list[float]:
+    """The fastest of many runs of each step, in alternating rounds so that both sides see the
+    same machine load; at least ``min_rounds`` rounds and about ``budget_s`` seconds."""
+    for step in steps:
+        step()  # warm-up
+    best = [float("inf")] * len(steps)
+    started, rounds = time.perf_counter(), 0
+    while rounds < min_rounds or time.perf_counter() - started < budget_s:
+        for i, step in enumerate(steps):
+            t0 = time.perf_counter()
+            step()
+            best[i] = min(best[i], time.perf_counter() - t0)
+        rounds += 1
+    return best
 
 
 def case(name, scratch_layer, torch_layer, shape):
@@ -51,7 +57,7 @@ def case(name, scratch_layer, torch_layer, shape):
     def torch_step():
         torch_layer(xt).backward(dout_t)
 
-    scratch_s, torch_s = best_time(scratch_step), best_time(torch_step)
+    scratch_s, torch_s = best_times([scratch_step, torch_step])
     ratio = scratch_s / torch_s
     print(
         f"{name:<40} scratch {scratch_s * 1e3:7.2f} ms  torch {torch_s * 1e3:7.2f} ms  "

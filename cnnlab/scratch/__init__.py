@@ -1,7 +1,10 @@
 """The from-scratch NumPy engine: every CNN layer's forward and backward written by hand.
 
-Imports NumPy only; PyTorch appears in its tests, which prove the two compute the same thing.
+Imports NumPy only. PyTorch appears in its tests and in the bridge (:mod:`.bridge`, loaded on
+first use of :func:`from_torch` or :func:`compare`), which prove the two compute the same thing.
 """
+
+from typing import Any
 
 from .functional import (
     col2im,
@@ -13,7 +16,9 @@ from .functional import (
     output_size,
 )
 from .gradcheck import check_gradients, numerical_gradient
+from .graph import Graph, Node
 from .layers import (
+    AdaptiveAvgPool2d,
     Add,
     AvgPool2d,
     BatchNorm2d,
@@ -24,6 +29,7 @@ from .layers import (
     Dropout,
     Flatten,
     GlobalAvgPool,
+    Identity,
     LeakyReLU,
     Linear,
     LocalResponseNorm,
@@ -31,18 +37,38 @@ from .layers import (
     MinPool2d,
     Parameter,
     ReLU,
+    Reshape,
+    Resize2d,
     Sequential,
     Sigmoid,
     Softmax,
     Tanh,
+    ZeroPad2d,
 )
 from .losses import MSE, SoftmaxCrossEntropy
 from .optim import SGD, Adam
 
+
+def from_torch(module: Any, dtype: Any = "float64") -> Graph:
+    """A NumPy twin of a ``torch.nn.Module`` with its weights copied (see :mod:`.bridge`)."""
+    from .bridge import from_torch as convert
+
+    return convert(module, dtype)
+
+
+def compare(model: Any, x: Any, target: Any, dtype: Any = "float64", train: bool = False):
+    """Layer-by-layer differences between ``model`` and its NumPy twin (see :mod:`.bridge`)."""
+    from .bridge import compare as run
+
+    return run(model, x, target, dtype, train)
+
+
 __all__ = [
-    "MSE", "SGD", "Adam", "Add", "AvgPool2d", "BatchNorm2d", "Concat", "Conv1d", "Conv2d",
-    "Conv3d", "Dropout", "Flatten", "GlobalAvgPool", "LeakyReLU", "Linear", "LocalResponseNorm",
-    "MaxPool2d", "MinPool2d", "Parameter", "ReLU", "Sequential", "Sigmoid", "Softmax",
-    "SoftmaxCrossEntropy", "Tanh", "check_gradients", "col2im", "convolve2d", "convolve2d_full",
-    "correlate2d", "correlate2d_naive", "im2col", "numerical_gradient", "output_size",
+    "Adam", "AdaptiveAvgPool2d", "Add", "AvgPool2d", "BatchNorm2d", "Concat", "Conv1d", "Conv2d",
+    "Conv3d", "Dropout", "Flatten", "GlobalAvgPool", "Graph", "Identity", "LeakyReLU", "Linear",
+    "LocalResponseNorm", "MSE", "MaxPool2d", "MinPool2d", "Node", "Parameter", "ReLU", "Reshape",
+    "Resize2d", "SGD", "Sequential", "Sigmoid", "Softmax", "SoftmaxCrossEntropy", "Tanh",
+    "ZeroPad2d", "check_gradients", "col2im", "compare", "convolve2d", "convolve2d_full",
+    "correlate2d", "correlate2d_naive", "from_torch", "im2col", "numerical_gradient",
+    "output_size",
 ]  # fmt: skip

@@ -95,28 +95,6 @@ def _out_sizes(sizes, kernel, stride, dilation) -> list[int]:
     return [(s - d * (k - 1) - 1) // st + 1 for s, k, st, d in zip(sizes, kernel, stride, dilation)]
 
 
-def windows(
-    x_padded: np.ndarray,
-    kernel: tuple[int, ...],
-    stride: tuple[int, ...],
-    dilation: tuple[int, ...],
-) -> np.ndarray:
-    """A strided view (no copy) of every kernel window: ``N x C x O_1..O_d x K_1..K_d``."""
-    n, c, *sizes = x_padded.shape
-    outs = _out_sizes(sizes, kernel, stride, dilation)
-    spatial = x_padded.strides[2:]
-    return np.lib.stride_tricks.as_strided(
-        x_padded,
-        shape=(n, c, *outs, *kernel),
-        strides=(
-            *x_padded.strides[:2],
-            *(s * st for s, st in zip(spatial, stride)),
-            *(s * d for s, d in zip(spatial, dilation)),
-        ),
-        writeable=False,
-    )
-
-
 def _window_slices(offset, dilation, stride, outs) -> tuple[slice, ...]:
     """Where kernel offset ``offset`` reads from, for every output position at once."""
     return tuple(
@@ -179,6 +157,23 @@ def col2im(
         target = (slice(None), slice(None), *_window_slices(offset, dilation, stride, outs))
         out[target] += blocks[(slice(None), *offset)]
     return out.swapaxes(0, 1)
+
+
+def offset_views(
+    x_padded: np.ndarray,
+    kernel: tuple[int, ...],
+    stride: tuple[int, ...],
+    dilation: tuple[int, ...],
+):
+    """Yield ``(k, view)`` for every kernel offset ``k`` (flattened, row-major): ``view`` is the
+    strided view (no copy) of the values that offset reads for every output position at once,
+    ``N x C x O_1..O_d``. Pooling is a running max / min / sum over these views, and its
+    backward adds into the same views."""
+    n, c, *sizes = x_padded.shape
+    outs = _out_sizes(sizes, kernel, stride, dilation)
+    for k, offset in enumerate(itertools.product(*(range(size) for size in kernel))):
+        slices = _window_slices(offset, dilation, stride, outs)
+        yield k, x_padded[(slice(None), slice(None), *slices)]
 
 
 # ------------------------------------------------------ the readable reference and its variants

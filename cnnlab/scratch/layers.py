@@ -58,6 +58,10 @@ def _check_input(layer: str, x: np.ndarray, dims: int, channels: int | None) -> 
 # ---------------------------------------------------------------------------------- convolution
 
 
+def _stack(blocks: list[np.ndarray]) -> np.ndarray:
+    return blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=0)
+
+
 class ConvNd(Layer):
     """Cross-correlation over ``dims`` spatial axes, as one matrix product per group.
 
@@ -115,26 +119,34 @@ class ConvNd(Layer):
         _check_input(type(self).__name__, x, self.dims, self.in_channels)
         out_shape = self.output_shape(x.shape)
         x_padded = Fn.pad(x, self.pads)
-        g = self.groups
         cols = Fn.im2col(x_padded, self.kernel, self.stride, self.dilation)  # (C*K) x (N*O)
-        cols = cols.reshape(g, -1, cols.shape[1])  # g x (C/g*K) x (N*O)
-        weights = self.weight.data.reshape(g, self.out_channels // g, -1)  # g x C_out/g x C/g*K
-        out = (weights @ cols).reshape(self.out_channels, -1)  # one product per group
-        if self.bias is not None:
-            out += self.bias.data[:, None]
         self.cache = (x_padded.shape, cols)
-        out = out.reshape(self.out_channels, out_shape[0], *out_shape[2:])
-        return np.ascontiguousarray(out.swapaxes(0, 1))  # N x C_out x O...
+        out = self._product(cols).reshape(self.out_channels, out_shape[0], *out_shape[2:])
+        out = np.ascontiguousarray(out.swapaxes(0, 1))  # N x C_out x O...
+        if self.bias is not None:
+            out += self.bias.data.reshape(-1, *[1] * self.dims)
+        return out
+
+    def _groups(self, rows: np.ndarray) -> list[np.ndarray]:
+        """Split the first axis into the ``groups`` blocks (views)."""
+        size = rows.shape[0] // self.groups
+        return [rows[i * size : (i + 1) * size] for i in range(self.groups)]
+
+    def _product(self, cols: np.ndarray) -> np.ndarray:
+        """``weight @ cols``, one 2-D matrix product per group: ``C_out x columns``."""
+        weights = self.weight.data.reshape(self.out_channels, -1)  # C_out x (C/g * K)
+        return _stack([w @ c for w, c in zip(self._groups(weights), self._groups(cols))])
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         padded_shape, cols = self.cache
-        g = self.groups
         if self.bias is not None:
             self.bias.grad += dout.sum(axis=(0, *range(2, dout.ndim)))
-        d = np.ascontiguousarray(dout.swapaxes(0, 1)).reshape(g, self.out_channels // g, -1)
-        weights = self.weight.data.reshape(g, self.out_channels // g, -1)
-        self.weight.grad += (d @ cols.transpose(0, 2, 1)).reshape(self.weight.data.shape)
-        dcols = (weights.transpose(0, 2, 1) @ d).reshape(-1, d.shape[2])  # (C*K) x (N*O)
+        d = np.ascontiguousarray(dout.swapaxes(0, 1)).reshape(self.out_channels, -1)
+        weights = self.weight.data.reshape(self.out_channels, -1)
+        parts = list(zip(self._groups(d), self._groups(cols), self._groups(weights)))
+        dweight = _stack([d_g @ c_g.T for d_g, c_g, _ in parts])
+        self.weight.grad += dweight.reshape(self.weight.data.shape)
+        dcols = _stack([w_g.T @ d_g for d_g, _, w_g in parts])  # (C*K) x (N*O)
         dx_padded = Fn.col2im(dcols, padded_shape, self.kernel, self.stride, self.dilation)
         return Fn.unpad(dx_padded, self.pads)
 
@@ -155,6 +167,9 @@ class Conv3d(ConvNd):
 
 
 class _Pool2d(Layer):
+    """Pooling as a running reduction over the ``KH * KW`` strided views of the input, one per
+    position inside the window (no copies of the windows); backward adds into the same views."""
+
     pad_value = 0.0
 
     def __init__(self, kernel_size: int, stride: int | None = None, padding: int = 0) -> None:
@@ -162,47 +177,55 @@ class _Pool2d(Layer):
         self.stride = Fn.as_tuple(stride if stride is not None else kernel_size, 2, "stride")
         self.pads = Fn.resolve_padding(padding, self.kernel, (1, 1), self.stride)
 
-    def _windows(self, x: np.ndarray) -> np.ndarray:
+    def _views(self, x: np.ndarray):
         _check_input(type(self).__name__, x, 2, None)
         for s, k, st, p in zip(x.shape[2:], self.kernel, self.stride, self.pads):
             Fn.output_size(s, k, st, p, 1)  # raises with the formula if the window does not fit
         x_padded = Fn.pad(x, self.pads, self.pad_value)
-        self.padded_shape = x_padded.shape
-        view = Fn.windows(x_padded, self.kernel, self.stride, (1, 1))
-        return view.reshape(*view.shape[:4], -1)  # N x C x OH x OW x (KH*KW)
+        self.padded_shape, self.dtype = x_padded.shape, x.dtype
+        return Fn.offset_views(x_padded, self.kernel, self.stride, (1, 1))
 
-    def _scatter(self, per_window: np.ndarray) -> np.ndarray:
-        """Send ``N x C x OH x OW x (KH*KW)`` window gradients back to the input (the
-        "up-sampling" of the gradient through pooling); overlapping windows add."""
-        n, c, oh, ow, _ = per_window.shape
-        cols = per_window.reshape(n, c, oh, ow, *self.kernel).transpose(1, 4, 5, 0, 2, 3)
-        cols = cols.reshape(c * int(np.prod(self.kernel)), n * oh * ow)
-        dx = Fn.col2im(cols, self.padded_shape, self.kernel, self.stride, (1, 1))
+    def _spread(self, per_offset) -> np.ndarray:
+        """Add ``per_offset(k)`` (``N x C x OH x OW``) into the input positions that offset
+        ``k`` of every window read: the "up-sampling" of the gradient through pooling.
+        Overlapping windows add up."""
+        dx = np.zeros(self.padded_shape, dtype=self.dtype)
+        for k, view in Fn.offset_views(dx, self.kernel, self.stride, (1, 1)):
+            view += per_offset(k)
         return Fn.unpad(dx, self.pads)
 
 
 class MaxPool2d(_Pool2d):
-    """The largest value of each window; the gradient goes to that one position."""
+    """The largest value of each window; the gradient goes to that one position (the first
+    one, on ties, as PyTorch does)."""
 
     pad_value = -np.inf
-    pick = staticmethod(np.argmax)
+    reduce = staticmethod(np.maximum)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        w = self._windows(x)
-        self.index = self.pick(w, axis=-1)
-        return np.take_along_axis(w, self.index[..., None], axis=-1)[..., 0]
+        views = [view for _, view in self._views(x)]
+        best = views[0].copy()
+        for view in views[1:]:
+            self.reduce(best, view, out=best)
+        # which offset won, first one on ties (element-wise arithmetic, no masked writes)
+        self.index = np.zeros(best.shape, dtype=np.uint8 if len(views) < 256 else np.int64)
+        found = views[0] == best
+        for k, view in enumerate(views[1:], start=1):
+            hit = view == best
+            hit &= ~found
+            found |= hit
+            self.index += hit.astype(self.index.dtype) * k
+        return best
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
-        routed = np.zeros((*dout.shape, int(np.prod(self.kernel))), dtype=dout.dtype)
-        np.put_along_axis(routed, self.index[..., None], dout[..., None], axis=-1)
-        return self._scatter(routed)
+        return self._spread(lambda k: dout * (self.index == k))
 
 
 class MinPool2d(MaxPool2d):
     """The smallest value of each window (max pooling of ``-x``)."""
 
     pad_value = np.inf
-    pick = staticmethod(np.argmin)
+    reduce = staticmethod(np.minimum)
 
 
 class AvgPool2d(_Pool2d):
@@ -210,12 +233,14 @@ class AvgPool2d(_Pool2d):
     spread evenly over the window."""
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        return self._windows(x).mean(axis=-1)
+        total = None
+        for _, view in self._views(x):
+            total = view.copy() if total is None else total + view
+        return total / int(np.prod(self.kernel))
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
-        size = int(np.prod(self.kernel))
-        spread = np.broadcast_to((dout / size)[..., None], (*dout.shape, size))
-        return self._scatter(np.ascontiguousarray(spread))
+        share = dout / int(np.prod(self.kernel))
+        return self._spread(lambda k: share)
 
 
 class GlobalAvgPool(Layer):
@@ -273,6 +298,40 @@ class Linear(Layer):
         if self.bias is not None:
             self.bias.grad += dout.sum(axis=0)
         return dout @ self.weight.data
+
+
+class AdaptiveAvgPool2d(Layer):
+    """Average pooling to a fixed output size, PyTorch's bins: output row ``i`` averages input
+    rows ``floor(i * H / OH)`` to ``ceil((i + 1) * H / OH) - 1`` (bins may overlap or, when the
+    output is larger than the input, repeat a row). ``None`` keeps that axis's size."""
+
+    def __init__(self, output_size: int | tuple[int | None, int | None]) -> None:
+        if isinstance(output_size, int):
+            output_size = (output_size, output_size)
+        self.output_size = tuple(output_size)
+
+    def _bins(self, size: int, out: int | None) -> list[tuple[int, int]]:
+        out = size if out is None else out
+        return [(i * size // out, -(-(i + 1) * size // out)) for i in range(out)]
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        _check_input("AdaptiveAvgPool2d", x, 2, None)
+        self.shape = x.shape
+        self.rows = self._bins(x.shape[2], self.output_size[0])
+        self.cols = self._bins(x.shape[3], self.output_size[1])
+        out = np.empty((*x.shape[:2], len(self.rows), len(self.cols)), dtype=x.dtype)
+        for i, (r0, r1) in enumerate(self.rows):
+            for j, (c0, c1) in enumerate(self.cols):
+                out[:, :, i, j] = x[:, :, r0:r1, c0:c1].mean(axis=(2, 3))
+        return out
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        dx = np.zeros(self.shape, dtype=dout.dtype)
+        for i, (r0, r1) in enumerate(self.rows):
+            for j, (c0, c1) in enumerate(self.cols):
+                share = dout[:, :, i, j] / ((r1 - r0) * (c1 - c0))
+                dx[:, :, r0:r1, c0:c1] += share[:, :, None, None]
+        return dx
 
 
 # ---------------------------------------------------------------------------------- activations
@@ -431,6 +490,80 @@ class LocalResponseNorm(Layer):
         return (
             dout * self.scale**-self.beta - 2 * self.alpha * self.beta / self.size * self.x * spread
         )
+
+
+# ------------------------------------------------------------------------------- reshaping
+
+
+class Identity(Layer):
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return x
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        return dout
+
+
+class Reshape(Layer):
+    """Reshape to ``shape``; an entry ``("dim", d)`` stands for the input's size along axis
+    ``d`` (as in ``x.view(x.size(0), -1)``), ``-1`` for whatever is left."""
+
+    def __init__(self, shape: tuple[int | tuple[str, int], ...]) -> None:
+        self.shape = shape
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self.in_shape = x.shape
+        target = [x.shape[s[1]] if isinstance(s, tuple) else s for s in self.shape]
+        return x.reshape(target)
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        return dout.reshape(self.in_shape)
+
+
+class ZeroPad2d(Layer):
+    """Zero padding of ``(left, right, top, bottom)`` pixels; backward cuts the border off."""
+
+    def __init__(self, padding: int | tuple[int, int, int, int]) -> None:
+        left, right, top, bottom = (padding,) * 4 if isinstance(padding, int) else padding
+        self.pads = ((top, bottom), (left, right))
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        _check_input("ZeroPad2d", x, 2, None)
+        return Fn.pad(x, self.pads)
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        return Fn.unpad(dout, self.pads)
+
+
+def bilinear_matrix(size: int, out: int) -> np.ndarray:
+    """``out x size`` matrix of 1-D linear interpolation weights, PyTorch's
+    ``align_corners=False`` rule: output pixel ``i`` samples input position
+    ``(i + 0.5) * size / out - 0.5`` (clamped at 0), between its two neighbours."""
+    source = np.maximum((np.arange(out) + 0.5) * size / out - 0.5, 0)
+    low = np.minimum(np.floor(source).astype(int), size - 1)
+    high = np.minimum(low + 1, size - 1)
+    frac = source - low
+    matrix = np.zeros((out, size))
+    np.add.at(matrix, (np.arange(out), low), 1 - frac)
+    np.add.at(matrix, (np.arange(out), high), frac)
+    return matrix
+
+
+class Resize2d(Layer):
+    """Bilinear resize to ``size`` (``F.interpolate(..., mode="bilinear")``). Interpolation is
+    linear in the image, so it is two small matrix products, ``R_h @ x @ R_w^T``, and backward is
+    the same with the matrices transposed."""
+
+    def __init__(self, size: tuple[int, int]) -> None:
+        self.size = size
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        _check_input("Resize2d", x, 2, None)
+        self.rh = bilinear_matrix(x.shape[2], self.size[0]).astype(x.dtype)
+        self.rw = bilinear_matrix(x.shape[3], self.size[1]).astype(x.dtype)
+        return self.rh @ x @ self.rw.T
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        return self.rh.T @ dout @ self.rw
 
 
 # ------------------------------------------------------------------------ joins of two branches

@@ -88,6 +88,22 @@ def test_parameter_free_layers_match_torch(layer, module, dtype, rtol):
     assert_twin(layer(), module(), x, dtype, rtol, copy=())
 
 
+@pytest.mark.parametrize("kernel, stride", [(2, 2), (3, 1)])
+def test_max_pool_ties_route_to_the_first_position_like_torch(kernel, stride):
+    # ReLU outputs are full of exact zeros: every all-zero window is a tie
+    x = np.maximum(RNG.standard_normal((2, 3, 8, 8)), 0).round(1)
+    assert_twin(S.MaxPool2d(kernel, stride), torch.nn.MaxPool2d(kernel, stride), x, copy=())
+
+
+def test_bilinear_resize_matches_torch_interpolate():
+    x = RNG.standard_normal((2, 3, 5, 8))
+    for size in [(32, 32), (3, 4), (5, 8)]:
+        want = torch.nn.functional.interpolate(
+            torch.tensor(x), size=size, mode="bilinear", align_corners=False
+        )
+        assert np.allclose(S.Resize2d(size)(x), want.numpy(), atol=1e-12)
+
+
 def test_min_pool_is_max_pool_of_the_negation():
     x = RNG.standard_normal((2, 3, 8, 8))
     module = torch.nn.MaxPool2d(3, 2, 1)
@@ -163,6 +179,10 @@ def test_add_and_concat_route_gradients():
         (lambda: S.Softmax(1), (3, 7)),
         (lambda: S.BatchNorm2d(3), (4, 3, 2, 2)),
         (lambda: S.LocalResponseNorm(3, 0.5, 0.75, 1.0), (2, 5, 2, 2)),
+        (lambda: S.AdaptiveAvgPool2d((3, 2)), (2, 2, 5, 3)),
+        (lambda: S.Resize2d((7, 5)), (2, 2, 3, 4)),
+        (lambda: S.ZeroPad2d((1, 0, 2, 1)), (2, 2, 3, 3)),
+        (lambda: S.Reshape((("dim", 0), 3, -1)), (2, 3, 2, 2)),
     ],
 )  # fmt: skip
 def test_finite_differences_agree_in_float64(make, shape):

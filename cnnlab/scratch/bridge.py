@@ -1,0 +1,581 @@
+"""The bridge between PyTorch and the NumPy engine: build a NumPy twin of a ``torch.nn.Module``
+and compare the two layer by layer.
+
+``from_torch`` traces the module with ``torch.fx``, so whatever its ``forward`` does with the
+layers — a straight ``nn.Sequential``, a residual ``x + f(x)``, a ``torch.cat`` of branches —
+becomes a :class:`~cnnlab.scratch.graph.Graph` of scratch layers with the weights copied.
+This is the only module of ``cnnlab.scratch`` that imports torch.
+"""
+
+from __future__ import annotations
+
+import copy
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.fx
+from torch import nn
+from torch.nn import functional as F
+
+from ..errors import CnnlabError
+from . import layers as L
+from .graph import Graph, Node
+from .losses import MSE, SoftmaxCrossEntropy
+
+TORCH_DTYPES = {np.dtype(np.float64): torch.float64, np.dtype(np.float32): torch.float32}
+
+
+class UnsupportedLayerError(CnnlabError):
+    """A layer or operation the NumPy engine has no twin for."""
+
+
+def _array(tensor: torch.Tensor, dtype: np.dtype) -> np.ndarray:
+    return tensor.detach().cpu().numpy().astype(dtype, copy=True)
+
+
+def _set(param: L.Parameter | None, tensor: torch.Tensor | None, dtype: np.dtype) -> None:
+    if param is not None and tensor is not None:
+        param.data = _array(tensor, dtype)
+        param.grad = np.zeros_like(param.data)
+
+
+def _require(name: str, module: Any, ok: bool, what: str) -> None:
+    if not ok:
+        raise UnsupportedLayerError(
+            f"layer {name!r} ({type(module).__name__}): the NumPy engine supports it only with "
+            f"{what}; got {module}"
+        )
+
+
+# ------------------------------------------------------------------------------ module twins
+
+ModuleConverter = Callable[[nn.Module, str, np.dtype], L.Layer]
+MODULES: dict[type, ModuleConverter] = {}
+
+
+def converts(*types: type) -> Callable[[ModuleConverter], ModuleConverter]:
+    """Register a converter for modules of these types (it becomes a leaf for the tracer)."""
+
+    def register(fn: ModuleConverter) -> ModuleConverter:
+        for t in types:
+            MODULES[t] = fn
+        return fn
+
+    return register
+
+
+@converts(nn.Conv1d, nn.Conv2d, nn.Conv3d)
+def _conv(m: nn.Conv2d, name: str, dtype: np.dtype) -> L.Layer:
+    _require(name, m, m.padding_mode == "zeros", "padding_mode='zeros'")
+    layer_class = {1: L.Conv1d, 2: L.Conv2d, 3: L.Conv3d}[len(m.kernel_size)]
+    layer = layer_class(
+        m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation,
+        m.groups, bias=m.bias is not None, dtype=dtype,
+    )  # fmt: skip
+    _set(layer.weight, m.weight, dtype)
+    _set(layer.bias, m.bias, dtype)
+    return layer
+
+
+@converts(nn.Linear)
+def _linear(m: nn.Linear, name: str, dtype: np.dtype) -> L.Layer:
+    layer = L.Linear(m.in_features, m.out_features, bias=m.bias is not None, dtype=dtype)
+    _set(layer.weight, m.weight, dtype)
+    _set(layer.bias, m.bias, dtype)
+    return layer
+
+
+@converts(nn.BatchNorm2d)
+def _batch_norm(m: nn.BatchNorm2d, name: str, dtype: np.dtype) -> L.Layer:
+    _require(
+        name, m, m.affine and m.track_running_stats and m.momentum is not None,
+        "affine=True, track_running_stats=True and a numeric momentum",
+    )  # fmt: skip
+    layer = L.BatchNorm2d(m.num_features, m.eps, m.momentum, dtype=dtype)
+    _set(layer.weight, m.weight, dtype)
+    _set(layer.bias, m.bias, dtype)
+    layer.running_mean = _array(m.running_mean, dtype)
+    layer.running_var = _array(m.running_var, dtype)
+    return layer
+
+
+def _max_pool(name, m, kernel, stride, padding, dilation, ceil_mode, return_indices=False):
+    _require(name, m, dilation in (1, (1, 1)), "dilation=1")
+    _require(name, m, not ceil_mode and not return_indices, "ceil_mode=False")
+    return L.MaxPool2d(kernel, stride or None, padding)
+
+
+def _avg_pool(name, m, kernel, stride, padding, ceil_mode, count_include_pad, divisor):
+    _require(
+        name, m, not ceil_mode and count_include_pad and divisor is None,
+        "ceil_mode=False, count_include_pad=True and no divisor_override",
+    )  # fmt: skip
+    return L.AvgPool2d(kernel, stride or None, padding)
+
+
+@converts(nn.MaxPool2d)
+def _max_pool_module(m: nn.MaxPool2d, name: str, dtype: np.dtype) -> L.Layer:
+    return _max_pool(
+        name, m, m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode, m.return_indices
+    )
+
+
+@converts(nn.AvgPool2d)
+def _avg_pool_module(m: nn.AvgPool2d, name: str, dtype: np.dtype) -> L.Layer:
+    return _avg_pool(
+        name, m, m.kernel_size, m.stride, m.padding, m.ceil_mode, m.count_include_pad,
+        m.divisor_override,
+    )  # fmt: skip
+
+
+@converts(nn.Flatten)
+def _flatten(m: nn.Flatten, name: str, dtype: np.dtype) -> L.Layer:
+    _require(name, m, m.start_dim == 1 and m.end_dim == -1, "start_dim=1, end_dim=-1")
+    return L.Flatten()
+
+
+@converts(nn.Dropout)
+def _dropout(m: nn.Dropout, name: str, dtype: np.dtype) -> L.Layer:
+    return L.Dropout(m.p)
+
+
+@converts(nn.LeakyReLU)
+def _leaky(m: nn.LeakyReLU, name: str, dtype: np.dtype) -> L.Layer:
+    return L.LeakyReLU(m.negative_slope)
+
+
+@converts(nn.Softmax)
+def _softmax(m: nn.Softmax, name: str, dtype: np.dtype) -> L.Layer:
+    _require(name, m, m.dim is not None, "an explicit dim")
+    return L.Softmax(m.dim)
+
+
+@converts(nn.LocalResponseNorm)
+def _lrn(m: nn.LocalResponseNorm, name: str, dtype: np.dtype) -> L.Layer:
+    return L.LocalResponseNorm(m.size, m.alpha, m.beta, m.k)
+
+
+@converts(nn.AdaptiveAvgPool2d)
+def _adaptive(m: nn.AdaptiveAvgPool2d, name: str, dtype: np.dtype) -> L.Layer:
+    return L.AdaptiveAvgPool2d(m.output_size)
+
+
+@converts(nn.ZeroPad2d)
+def _zero_pad(m: nn.ZeroPad2d, name: str, dtype: np.dtype) -> L.Layer:
+    return L.ZeroPad2d(tuple(m.padding))
+
+
+for _torch_type, _scratch_type in [
+    (nn.ReLU, L.ReLU), (nn.Tanh, L.Tanh), (nn.Sigmoid, L.Sigmoid), (nn.Identity, L.Identity),
+]:  # fmt: skip
+    MODULES[_torch_type] = lambda m, name, dtype, _t=_scratch_type: _t()
+
+
+class _FitTo32Twin(L.Layer):
+    """LeNet-5's stem: 32x32 unchanged, 28x28 zero-padded by 2, anything else resized."""
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        side = x.shape[-1]
+        self.op = (
+            L.Identity() if side == 32 else L.ZeroPad2d(2) if side == 28 else L.Resize2d((32, 32))
+        )
+        return self.op.forward(x)
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        return self.op.backward(dout)
+
+
+def _register_cnnlab_modules() -> None:
+    from ..models.lenet import FitTo32
+
+    MODULES[FitTo32] = lambda m, name, dtype: _FitTo32Twin()
+
+
+_register_cnnlab_modules()
+
+
+# ---------------------------------------------------------------------------- function twins
+
+
+def _kw(node: torch.fx.Node, index: int, key: str, default: Any) -> Any:
+    """Argument ``key`` of a call, given by position ``index`` or by keyword."""
+    if len(node.args) > index:
+        return node.args[index]
+    return node.kwargs.get(key, default)
+
+
+def _args(node: torch.fx.Node, keys: list[str], defaults: list[Any]) -> list[Any]:
+    """Arguments after the tensor, by position or keyword."""
+    return [_kw(node, i + 1, k, d) for i, (k, d) in enumerate(zip(keys, defaults))]
+
+
+def _function_twin(node: torch.fx.Node) -> tuple[L.Layer, str]:
+    fn, name = node.target, node.name
+    if fn in (F.relu, torch.relu):
+        return L.ReLU(), "relu"
+    if fn is torch.tanh:
+        return L.Tanh(), "tanh"
+    if fn is torch.sigmoid:
+        return L.Sigmoid(), "sigmoid"
+    if fn in (operator.add, torch.add):
+        _require(
+            name,
+            fn,
+            all(isinstance(a, torch.fx.Node) for a in node.args[:2]) and "alpha" not in node.kwargs,
+            "two tensors (no constants, no alpha)",
+        )
+        return L.Add(), "add"
+    if fn is torch.cat:
+        return L.Concat(_kw(node, 1, "dim", 0)), "cat"
+    if fn is torch.flatten:
+        start, end = _kw(node, 1, "start_dim", 0), _kw(node, 2, "end_dim", -1)
+        _require(name, fn, start == 1 and end == -1, "start_dim=1, end_dim=-1")
+        return L.Flatten(), "flatten"
+    if fn is F.max_pool2d:
+        keys = ["kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices"]
+        defaults = [None, None, 0, 1, False, False]
+        return _max_pool(name, fn, *_args(node, keys, defaults)), "max_pool2d"
+    if fn is F.avg_pool2d:
+        keys = ["kernel_size", "stride", "padding", "ceil_mode", "count_include_pad"]
+        defaults = [None, None, 0, False, True]
+        divisor = _kw(node, 6, "divisor_override", None)
+        return _avg_pool(name, fn, *_args(node, keys, defaults), divisor), "avg_pool2d"
+    if fn is F.adaptive_avg_pool2d:
+        return L.AdaptiveAvgPool2d(_kw(node, 1, "output_size", None)), "adaptive_avg_pool2d"
+    if fn is F.dropout:
+        return L.Dropout(_kw(node, 1, "p", 0.5)), "dropout"
+    if fn is F.softmax:
+        return L.Softmax(_kw(node, 1, "dim", None)), "softmax"
+    if fn is F.pad:
+        pad, mode, value = (
+            _kw(node, 1, "pad", None),
+            _kw(node, 2, "mode", "constant"),
+            _kw(node, 3, "value", 0),
+        )
+        _require(name, fn, len(pad) == 4 and mode == "constant" and not value, "4 zero pads")
+        return L.ZeroPad2d(tuple(pad)), "pad"
+    raise UnsupportedLayerError(
+        f"operation {name!r} ({getattr(fn, '__name__', fn)}) has no NumPy twin; supported "
+        "functions: relu, tanh, sigmoid, add, cat, flatten, max_pool2d, avg_pool2d, "
+        "adaptive_avg_pool2d, dropout, softmax, pad"
+    )
+
+
+# ------------------------------------------------------------------------------------ tracing
+
+
+class _Tracer(torch.fx.Tracer):
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return type(m) in MODULES or super().is_leaf_module(m, qualname)
+
+
+def trace(module: nn.Module) -> torch.fx.GraphModule:
+    """``torch.fx`` trace in which every module with a NumPy twin stays one call."""
+    try:
+        graph = _Tracer().trace(module)
+    except Exception as error:  # torch.fx raises many types for untraceable code
+        raise CnnlabError(
+            f"could not trace {type(module).__name__} with torch.fx ({type(error).__name__}: "
+            f"{error}); the NumPy twin needs a forward without branches on tensor values"
+        ) from error
+    return torch.fx.GraphModule(module, graph)
+
+
+def from_torch(module: nn.Module, dtype: np.dtype | type = np.float64) -> Graph:
+    """A NumPy twin of ``module``: same layers, same wiring, weights (and BatchNorm running
+    statistics) copied as ``dtype``, in the same train/eval mode.
+
+    Raises :class:`UnsupportedLayerError` naming the first layer or operation the engine has no
+    twin for, with its type.
+    """
+    dtype = np.dtype(dtype)
+    gm = trace(module)
+    modules = dict(gm.named_modules())
+    nodes: list[Node] = []
+    shapes: dict[str, tuple] = {}  # x.size(d) / x.shape[d] results: (source node, axis)
+    input_name = output_name = None
+    used_with_parameters: set[str] = set()
+    for fx_node in gm.graph.nodes:
+        name = fx_node.name
+        if fx_node.op == "placeholder":
+            _require(name, module, input_name is None, "one input tensor")
+            input_name = name
+            continue
+        if fx_node.op == "output":
+            out = fx_node.args[0]
+            _require(name, module, isinstance(out, torch.fx.Node), "one output tensor")
+            output_name = out.name
+            continue
+        if fx_node.op == "get_attr":
+            raise UnsupportedLayerError(
+                f"{name!r} reads the tensor attribute {fx_node.target!r} directly; the NumPy "
+                "twin supports parameters only inside layers"
+            )
+        module_path = None
+        if fx_node.op == "call_module":
+            sub = modules[fx_node.target]
+            convert = MODULES.get(type(sub))
+            if convert is None:
+                raise UnsupportedLayerError(
+                    f"layer {fx_node.target!r} ({type(sub).__module__}.{type(sub).__name__}) "
+                    f"has no NumPy twin; supported layers: "
+                    f"{', '.join(sorted({t.__name__ for t in MODULES}))}"
+                )
+            if any(True for _ in sub.parameters()):
+                _require(fx_node.target, sub, fx_node.target not in used_with_parameters,
+                         "one call per module with weights (no weight sharing)")  # fmt: skip
+                used_with_parameters.add(fx_node.target)
+            layer, kind, module_path = (
+                convert(sub, fx_node.target, dtype),
+                type(sub).__name__,
+                fx_node.target,
+            )
+            layer.train(sub.training)
+        elif fx_node.op == "call_method" and fx_node.target == "size":
+            shapes[name] = (fx_node.args[0].name, _kw(fx_node, 1, "dim", None))
+            continue
+        elif fx_node.op == "call_function" and fx_node.target is getattr:
+            _require(name, fx_node.target, fx_node.args[1] == "shape", "x.shape")
+            shapes[name] = (fx_node.args[0].name, None)
+            continue
+        elif fx_node.op == "call_function" and fx_node.target is operator.getitem:
+            source, axis = shapes.get(fx_node.args[0].name, (None, 0))
+            _require(name, fx_node.target, source is not None and axis is None, "x.shape[d]")
+            shapes[name] = (source, fx_node.args[1])
+            continue
+        elif fx_node.op == "call_method":
+            layer, kind = _method_twin(fx_node, shapes)
+        else:
+            layer, kind = _function_twin(fx_node)
+        inputs = _tensor_inputs(fx_node, shapes)
+        nodes.append(Node(name, layer, inputs, kind, module_path))
+    graph = Graph(nodes, input_name, output_name)
+    graph.training = module.training
+    return graph
+
+
+def _tensor_inputs(node: torch.fx.Node, shapes: dict[str, tuple]) -> tuple[str, ...]:
+    """The array inputs of a call (sizes such as ``x.size(0)`` are folded into the layer)."""
+    first = node.args[0]
+    if isinstance(first, (list, tuple)):  # torch.cat([a, b], dim)
+        return tuple(a.name for a in first)
+    return tuple(a.name for a in node.args if isinstance(a, torch.fx.Node) and a.name not in shapes)
+
+
+def _method_twin(node: torch.fx.Node, shapes: dict[str, tuple]) -> tuple[L.Layer, str]:
+    method, source = node.target, node.args[0].name
+    if method in ("relu", "tanh", "sigmoid"):
+        return {"relu": L.ReLU, "tanh": L.Tanh, "sigmoid": L.Sigmoid}[method](), method
+    if method == "flatten":
+        start, end = _kw(node, 1, "start_dim", 0), _kw(node, 2, "end_dim", -1)
+        _require(node.name, method, start == 1 and end == -1, "x.flatten(1)")
+        return L.Flatten(), "flatten"
+    if method in ("view", "reshape"):
+        sizes = node.args[1:]
+        if len(sizes) == 1 and isinstance(sizes[0], (list, tuple)):
+            sizes = sizes[0]
+        spec = []
+        for size in sizes:
+            if isinstance(size, torch.fx.Node):
+                origin, axis = shapes.get(size.name, (None, None))
+                _require(node.name, method, origin == source and axis is not None,
+                         "sizes that are ints or the input's own x.size(d)")  # fmt: skip
+                spec.append(("dim", axis))
+            else:
+                spec.append(int(size))
+        return L.Reshape(tuple(spec)), method
+    raise UnsupportedLayerError(
+        f"method call {node.name!r} (Tensor.{method}) has no NumPy twin; supported methods: "
+        "relu, tanh, sigmoid, flatten, view, reshape, size"
+    )
+
+
+# --------------------------------------------------------------------------------- comparing
+
+
+def _difference(got: np.ndarray | None, want: torch.Tensor | None) -> tuple[float, float]:
+    """(max absolute difference, that divided by the largest magnitude of PyTorch's value)."""
+    want_np = np.zeros_like(got) if want is None else want.detach().cpu().numpy()
+    got = np.zeros_like(want_np) if got is None else got
+    if got.shape != want_np.shape:
+        return float("inf"), float("inf")
+    absolute = float(np.abs(got - want_np).max()) if got.size else 0.0
+    scale = float(np.abs(want_np).max()) if want_np.size else 0.0
+    return absolute, absolute / scale if scale > 0 else absolute
+
+
+@dataclass
+class LayerDifference:
+    """How far the NumPy twin is from PyTorch at one node: its output (activation), the
+    gradient of the loss with respect to that output, and each parameter's gradient, as
+    ``(max absolute, relative)``; relative is to the largest magnitude of PyTorch's tensor (for
+    parameters: of the layer's largest parameter gradient). The input gradient of a layer is the
+    output gradient of the node that feeds it, so the gradient column covers both."""
+
+    name: str
+    kind: str
+    module: str | None
+    shape: tuple[int, ...]
+    activation: tuple[float, float]
+    gradient: tuple[float, float]
+    parameters: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def worst(self) -> float:
+        rels = [self.activation[1], self.gradient[1], *(r for _, r in self.parameters.values())]
+        return max(rels)
+
+
+@dataclass
+class Comparison:
+    """The result of :func:`compare`: one row per node, plus the loss and the gradient with
+    respect to the model's input."""
+
+    dtype: str
+    mode: str
+    loss: tuple[float, float]  # (PyTorch, NumPy)
+    input_gradient: tuple[float, float]
+    layers: list[LayerDifference]
+    notes: list[str] = field(default_factory=list)
+
+    def worst(self) -> float:
+        """The largest relative difference anywhere (activations, gradients, parameters)."""
+        return max([self.input_gradient[1], *(row.worst() for row in self.layers)])
+
+    def to_dicts(self) -> list[dict[str, Any]]:
+        rows = []
+        for row in self.layers:
+            rows.append({
+                "name": row.name, "kind": row.kind, "module": row.module,
+                "shape": list(row.shape),
+                "activation_abs": row.activation[0], "activation_rel": row.activation[1],
+                "gradient_abs": row.gradient[0], "gradient_rel": row.gradient[1],
+                "parameters": {k: {"abs": a, "rel": r} for k, (a, r) in row.parameters.items()},
+            })  # fmt: skip
+        return rows
+
+    def __str__(self) -> str:
+        head = (
+            f"NumPy engine vs PyTorch, {self.dtype}, {self.mode} mode; loss {self.loss[0]:.8g} "
+            f"(torch) vs {self.loss[1]:.8g} (numpy)"
+        )
+        lines = [head, *self.notes]
+        lines.append(
+            f"{'layer':<28} {'kind':<18} {'output shape':<18} {'activation':>19} "
+            f"{'dL/d output':>19} {'parameter grads':>19}"
+        )
+        lines.append(f"{'':<66} {'max abs   rel':>19} {'max abs   rel':>19} {'max abs   rel':>19}")
+        for row in self.layers:
+            params = "-"
+            if row.parameters:
+                a = max(v[0] for v in row.parameters.values())
+                r = max(v[1] for v in row.parameters.values())
+                params = f"{a:9.2e} {r:9.2e}"
+            lines.append(
+                f"{(row.module or row.name)[:28]:<28} {row.kind[:18]:<18} "
+                f"{'x'.join(map(str, row.shape)):<18} "
+                f"{row.activation[0]:9.2e} {row.activation[1]:9.2e} "
+                f"{row.gradient[0]:9.2e} {row.gradient[1]:9.2e} {params:>19}"
+            )
+        a, r = self.input_gradient
+        lines.append(f"{'(model input)':<28} {'dL/d x':<18} {'':<18} {'':>19} {a:9.2e} {r:9.2e}")
+        lines.append(f"largest relative difference: {self.worst():.2e}")
+        return "\n".join(lines)
+
+
+class _Recorder(torch.fx.Interpreter):
+    """Runs the traced module and keeps every intermediate tensor with its gradient."""
+
+    def __init__(self, gm: torch.fx.GraphModule) -> None:
+        super().__init__(gm)
+        self.values: dict[str, torch.Tensor] = {}
+
+    def run_node(self, n: torch.fx.Node) -> Any:
+        out = super().run_node(n)
+        if isinstance(out, torch.Tensor) and out.requires_grad:
+            out.retain_grad()
+            self.values[n.name] = out
+        return out
+
+
+def compare(
+    model: nn.Module,
+    x: np.ndarray | torch.Tensor,
+    target: np.ndarray | torch.Tensor,
+    dtype: np.dtype | type = np.float64,
+    train: bool = False,
+) -> Comparison:
+    """Run ``model`` and its NumPy twin forward and backward on ``x`` and report, node by node,
+    how far apart their activations, gradients and parameter gradients are.
+
+    The loss is softmax cross-entropy for integer ``target`` (class indices) and mean squared
+    error for a float ``target`` shaped like the output. ``model`` is not modified: the
+    comparison runs on a copy in ``dtype``. With ``train=True`` BatchNorm uses batch statistics
+    (and its backward includes them); dropout is switched off on both sides because the two
+    engines cannot draw the same random masks.
+    """
+    dtype = np.dtype(dtype)
+    if dtype not in TORCH_DTYPES:
+        raise CnnlabError(f"dtype {dtype}: expected float32 or float64")
+    twin_model = copy.deepcopy(model).to(device="cpu", dtype=TORCH_DTYPES[dtype])
+    twin_model.train(train)
+    notes = []
+    for sub in twin_model.modules():
+        if hasattr(sub, "inplace"):
+            sub.inplace = False  # keep every intermediate tensor intact for the comparison
+        if train and isinstance(sub, nn.Dropout) and sub.p > 0:
+            sub.eval()
+            notes.append("dropout is off on both sides (random masks cannot be shared)")
+    twin = from_torch(twin_model, dtype)
+
+    x_np = np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x).astype(dtype)
+    target_np = np.asarray(target.detach().cpu() if isinstance(target, torch.Tensor) else target)
+    gm = trace(twin_model)
+    for node in gm.graph.nodes:
+        if "inplace" in node.kwargs:
+            node.kwargs = {**node.kwargs, "inplace": False}
+    gm.recompile()
+    xt = torch.tensor(x_np, requires_grad=True)
+    recorder = _Recorder(gm)
+    out_t = recorder.run(xt)
+    out_np = twin(x_np)
+    if np.issubdtype(target_np.dtype, np.integer):
+        loss_t = F.cross_entropy(out_t, torch.as_tensor(target_np, dtype=torch.long))
+        loss_fn = SoftmaxCrossEntropy()
+        loss_np = loss_fn(out_np, target_np)
+    else:
+        loss_t = F.mse_loss(out_t, torch.as_tensor(target_np.astype(dtype)))
+        loss_fn = MSE()
+        loss_np = loss_fn(out_np, target_np.astype(dtype))
+    loss_t.backward()
+    dx = twin.backward(loss_fn.backward())
+
+    torch_params = dict(gm.named_parameters())
+    rows = []
+    for node in twin.nodes:
+        want = recorder.values.get(node.name)
+        got = twin.values[node.name]
+        want_grad = None if want is None else want.grad
+        row = LayerDifference(
+            node.name, node.kind, node.module, tuple(got.shape),
+            _difference(got, want), _difference(twin.grads.get(node.name), want_grad),
+        )  # fmt: skip
+        # relative to the layer's largest parameter gradient: a bias in front of BatchNorm has
+        # a gradient of exactly zero in exact arithmetic, so its own magnitude is round-off
+        pairs = {
+            key: (param.grad, torch_params[f"{node.module}.{key}"].grad.numpy())
+            for key, param in node.layer.named_parameters().items()
+        }
+        scale = max((float(np.abs(want).max()) for _, want in pairs.values()), default=0.0)
+        for key, (got_grad, want_grad) in pairs.items():
+            absolute = float(np.abs(got_grad - want_grad).max())
+            row.parameters[key] = (absolute, absolute / scale if scale > 0 else absolute)
+        rows.append(row)
+    return Comparison(
+        dtype=str(dtype), mode="train" if train else "eval",
+        loss=(loss_t.item(), float(loss_np)), input_gradient=_difference(dx, xt.grad),
+        layers=rows, notes=sorted(set(notes)),
+    )  # fmt: skip
