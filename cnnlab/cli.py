@@ -235,7 +235,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Compute, train and see inside convolutional neural networks.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_train, _add_eval, _add_predict, _add_models, _add_data):
+    from . import cli_inspect
+
+    for add in (
+        _add_train, _add_eval, _add_predict, _add_models, _add_data, cli_inspect.add_shapes,
+        cli_inspect.add_summary, cli_inspect.add_show, cli_inspect.add_filter,
+    ):  # fmt: skip
         add(sub)
     return parser
 

@@ -61,3 +61,182 @@ def plot_confusion(confusion: torch.Tensor, classes: list[str], path: Path) -> N
                 )  # fmt: skip
     figure.tight_layout()
     _save(figure, path)
+
+
+# ------------------------------------------------------------------------- views of a model
+
+
+def image_array(image: torch.Tensor):
+    """uint8 ``C x H x W`` (or float in [0, 1]) -> what ``imshow`` takes: ``H x W`` or
+    ``H x W x 3``."""
+    array = image.detach().cpu()
+    if array.dtype != torch.uint8:
+        array = (array.clamp(0, 1) * 255).to(torch.uint8)
+    array = array.permute(1, 2, 0).numpy()
+    return array[..., 0] if array.shape[2] == 1 else array
+
+
+def _grid(count: int, columns: int | None = None) -> tuple[int, int]:
+    columns = columns or max(1, min(count, int(count**0.5 + 0.999)))
+    return -(-count // columns), columns
+
+
+def plot_feature_maps(
+    maps: dict[str, torch.Tensor], path: Path, image: torch.Tensor | None = None,
+    max_channels: int = 64, title: str = "",
+) -> None:  # fmt: skip
+    """One layer: a grid of its channels. Several: one row per layer, up to 16 channels each.
+    Each map is scaled to its own range (the colour bar is per map: dark = low)."""
+    names = list(maps)
+    if len(names) == 1:
+        name = names[0]
+        channels = maps[name][:max_channels]
+        rows, cols = _grid(len(channels))
+        figure, axes = plt.subplots(
+            rows, cols, figsize=(1.6 * cols, 1.6 * rows + 0.6), squeeze=False
+        )
+        for i, ax in enumerate(axes.flat):
+            ax.axis("off")
+            if i < len(channels):
+                ax.imshow(channels[i].float().cpu().numpy(), cmap="viridis")
+                ax.set_title(f"{i}", fontsize=7)
+        shape = "x".join(map(str, maps[name].shape))
+        shown = f", first {len(channels)}" if len(channels) < len(maps[name]) else ""
+        figure.suptitle(title or f"feature maps of {name} ({shape}{shown})")
+    else:
+        per_row = min(16, max(m.shape[0] for m in maps.values()))
+        extra = 1 if image is not None else 0
+        figure, axes = plt.subplots(
+            len(names), per_row + extra, figsize=(1.1 * (per_row + extra), 1.2 * len(names) + 0.6),
+            squeeze=False,
+        )  # fmt: skip
+        for r, name in enumerate(names):
+            for c in range(per_row + extra):
+                ax = axes[r, c]
+                ax.axis("off")
+                if extra and c == 0:
+                    if r == 0:
+                        ax.imshow(image_array(image), cmap="gray")
+                        ax.set_title("input", fontsize=7)
+                    continue
+                channel = c - extra
+                layer = maps[name].float().cpu()
+                if channel < layer.shape[0]:
+                    # 1x1 maps (after the last convolution) share the layer's colour scale,
+                    # otherwise each single pixel would be scaled to itself
+                    scale = {"vmin": float(layer.min()), "vmax": float(layer.max())}
+                    single = layer.shape[-1] * layer.shape[-2] == 1
+                    ax.imshow(layer[channel].numpy(), cmap="viridis", **(scale if single else {}))
+            label = f"{name}\n{'x'.join(map(str, maps[name].shape))}"
+            axes[r, extra].text(-0.1, 0.5, label, transform=axes[r, extra].transAxes,
+                                ha="right", va="center", fontsize=7)  # fmt: skip
+        figure.suptitle(title or "feature maps, layer by layer (first channels of each)")
+    figure.tight_layout()
+    _save(figure, path)
+
+
+def plot_filters(weight: torch.Tensor, path: Path, name: str, max_filters: int = 64) -> None:
+    """Filters of a convolution. Three input channels: each filter as a colour image (scaled to
+    its own range). Otherwise: one row per filter, one column per input channel, in a diverging
+    colour map centred on zero (red positive, blue negative)."""
+    weight = weight[:max_filters].float()
+    out_channels, in_channels = weight.shape[:2]
+    if in_channels == 3:
+        rows, cols = _grid(out_channels)
+        figure, axes = plt.subplots(
+            rows, cols, figsize=(1.3 * cols, 1.3 * rows + 0.6), squeeze=False
+        )
+        for i, ax in enumerate(axes.flat):
+            ax.axis("off")
+            if i < out_channels:
+                w = weight[i]
+                w = (w - w.min()) / (w.max() - w.min() + 1e-12)
+                ax.imshow(w.permute(1, 2, 0).numpy(), interpolation="nearest")
+        figure.suptitle(
+            f"{name}: {out_channels} filters, {weight.shape[2]}x{weight.shape[3]}x3 as RGB"
+        )
+    else:
+        shown_in = min(in_channels, 16)
+        limit = float(weight.abs().max()) or 1.0
+        figure, axes = plt.subplots(
+            out_channels, shown_in, figsize=(0.9 * shown_in + 1, 0.9 * out_channels + 0.6),
+            squeeze=False,
+        )  # fmt: skip
+        for o in range(out_channels):
+            for i in range(shown_in):
+                ax = axes[o, i]
+                ax.axis("off")
+                ax.imshow(weight[o, i].numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit,
+                          interpolation="nearest")  # fmt: skip
+        more = (
+            f" (first {shown_in} of {in_channels} input channels)" if shown_in < in_channels else ""
+        )
+        figure.suptitle(f"{name}: {out_channels} filters x {in_channels} input channels{more}; "
+                        f"red > 0 > blue, |w| <= {limit:.3g}")  # fmt: skip
+    figure.tight_layout()
+    _save(figure, path)
+
+
+def plot_explanation(image: torch.Tensor, heatmap: torch.Tensor, path: Path, title: str) -> None:
+    """The image, the heat map, and the heat map over the image (jet colours, half opacity)."""
+    figure, axes = plt.subplots(1, 3, figsize=(10, 3.8))
+    picture = image_array(image)
+    for ax in axes:
+        ax.axis("off")
+    axes[0].imshow(picture, cmap="gray")
+    axes[0].set_title("input")
+    axes[1].imshow(heatmap.cpu().numpy(), cmap="jet", vmin=0, vmax=1)
+    axes[1].set_title("heat map (1 = strongest)")
+    axes[2].imshow(picture, cmap="gray")
+    axes[2].imshow(heatmap.cpu().numpy(), cmap="jet", alpha=0.5, vmin=0, vmax=1)
+    axes[2].set_title("overlay")
+    figure.suptitle(title)
+    figure.tight_layout()
+    _save(figure, path)
+
+
+def plot_gradient_flow(flows: dict[str, dict[str, list[float]]], path: Path) -> None:
+    """Per-layer gradient norms (mean over the steps, log scale), input on the left, one panel
+    per model, sharing the y axis so the models compare directly."""
+    figure, axes = plt.subplots(
+        1, len(flows), figsize=(5.5 * len(flows), 4.2), sharey=True, squeeze=False
+    )
+    for ax, (label, flow) in zip(axes[0], flows.items()):
+        names = list(flow)
+        means = [sum(v) / len(v) for v in flow.values()]
+        lows = [min(v) for v in flow.values()]
+        highs = [max(v) for v in flow.values()]
+        x = list(range(len(names)))
+        ax.fill_between(x, lows, highs, alpha=0.25)
+        ax.plot(x, means, "-o", markersize=3)
+        ax.set_yscale("log")
+        ax.set_xticks(x, names, rotation=90, fontsize=6)
+        ratio = means[0] / means[-1] if means[-1] else float("inf")
+        ax.set_title(f"{label}\nfirst / last layer gradient = {ratio:.2g}", fontsize=9)
+        ax.set_xlabel("layer (input -> output)")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("weight gradient norm")
+    figure.tight_layout()
+    _save(figure, path)
+
+
+def plot_mistakes(
+    images: torch.Tensor, mistakes, classes: list[str], path: Path, title: str
+) -> None:
+    """A grid of the most confident wrong predictions: true class, predicted class, confidence."""
+    count = max(len(mistakes), 1)
+    rows, cols = _grid(count, min(count, 6))
+    figure, axes = plt.subplots(rows, cols, figsize=(2.0 * cols, 2.3 * rows + 0.5), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, mistake in zip(axes.flat, mistakes):
+        ax.imshow(image_array(images[mistake.index]), cmap="gray")
+        ax.set_title(
+            f"#{mistake.index} true {classes[mistake.true]}\n"
+            f"said {classes[mistake.predicted]} {mistake.confidence:.0%}", fontsize=8,
+        )  # fmt: skip
+    if not mistakes:
+        axes.flat[0].text(0.5, 0.5, "no mistakes", ha="center")
+    figure.suptitle(title)
+    figure.tight_layout()
+    _save(figure, path)

@@ -32,14 +32,16 @@ def _head(features: int, num_classes: int) -> nn.Sequential:
 
 
 class ResidualPair(nn.Module):
-    """``x + relu(conv(relu(conv(x))))`` with "same" padding, so the sum's shapes agree."""
+    """``x + relu(conv(relu(conv(x))))`` with "same" padding, so the sum's shapes agree.
+    ``skip=False`` drops the ``x +``: the plain twin with the same layers and weights count."""
 
-    def __init__(self) -> None:
+    def __init__(self, skip: bool = True) -> None:
         super().__init__()
+        self.skip = skip
         self.body = nn.Sequential(_conv_relu(WIDTH, 1), _conv_relu(WIDTH, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
+        return x + self.body(x) if self.skip else self.body(x)
 
 
 class PlainStack(FeaturesClassifier):
@@ -58,13 +60,16 @@ class PlainStack(FeaturesClassifier):
 
 class ResidualStack(FeaturesClassifier):
     def __init__(
-        self, num_classes: int, in_channels: int, input_size: int, pool_each: bool
-    ) -> None:
+        self, num_classes: int, in_channels: int, input_size: int, pool_each: bool,
+        pairs: int = RESIDUAL_PAIRS, skip: bool = True,
+    ) -> None:  # fmt: skip
         super().__init__()
+        if pairs < 1:
+            raise CnnlabError(f"pairs={pairs}: a residual stack needs at least one pair")
         layers: list[nn.Module] = [_conv_relu(in_channels, 1)]  # N x 128 x 32 x 32
         side = input_size
-        for _ in range(RESIDUAL_PAIRS):
-            layers.append(ResidualPair())
+        for _ in range(pairs):
+            layers.append(ResidualPair(skip))
             if pool_each:
                 layers.append(nn.MaxPool2d(2))  # halves the side: 16, 8, 4
                 side //= 2
@@ -89,14 +94,18 @@ def cifar_plain7(num_classes: int = 10, in_channels: int = 3, input_size: int = 
 
 @register_model("cifar_residual", input_size=32, in_channels=3)
 def cifar_residual(
-    num_classes: int = 10, in_channels: int = 3, input_size: int = 32
-) -> ResidualStack:
+    num_classes: int = 10, in_channels: int = 3, input_size: int = 32,
+    pairs: int = RESIDUAL_PAIRS, skip: bool = True,
+) -> ResidualStack:  # fmt: skip
     """The plain stack's depth as residual pairs: conv, then 3 x (x = x + conv(conv(x))), pool.
 
     "Same" padding keeps every map 32x32 so the skip additions line up; the single pool leaves
     16 x 16 x 128 = 32,768 features, which makes the first dense layer hold 4.2M weights.
+    ``pairs`` sets the depth (2 * pairs + 1 convolutions); ``skip=False`` removes the skip
+    connections, giving the plain twin used to show vanishing gradients
+    (``cnnlab show gradflow``).
     """
-    return ResidualStack(num_classes, in_channels, input_size, pool_each=False)
+    return ResidualStack(num_classes, in_channels, input_size, False, pairs, skip)
 
 
 @register_model("cifar_residual_pool", input_size=32, in_channels=3)

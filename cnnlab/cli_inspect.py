@@ -1,0 +1,544 @@
+"""The ``cnnlab`` commands that explain: ``shapes``, ``summary``, ``show ...`` and ``filter``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from .errors import CnnlabError
+
+
+def _option_dict(text: str) -> dict[str, Any]:
+    options = {}
+    for part in filter(None, text.split(",")):
+        key, sep, value = part.partition("=")
+        if not sep:
+            raise CnnlabError(f"model option {part!r}: expected key=value, e.g. pairs=8")
+        try:
+            options[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key.strip()] = value
+    return options
+
+
+def _wrote(path: Path) -> None:
+    print(f"wrote {path}")
+
+
+# ----------------------------------------------------------------------------------- shapes
+
+
+def add_shapes(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "shapes", help="shape arithmetic of a layer list, no model needed",
+        description="Print, for each layer: input and output shape, the output-size formula "
+        "with the numbers filled in, parameters, multiply-adds and receptive field. Every "
+        "problem is reported (exit status 1 when there are any). Layers: conv(out,k,s=,p=,d=,"
+        "g=) pool(k,s=,p=) avgpool(k) gap adaptiveavgpool(o) flatten fc(out) bn relu tanh "
+        "sigmoid softmax dropout(p) lrn.",
+        epilog='example: cnnlab shapes "conv(6,5) relu pool(2) conv(16,5) pool(2) flatten '
+        'fc(120) fc(84) fc(10)" --input 1x32x32',
+    )  # fmt: skip
+    p.add_argument("layers", nargs="?", help="inline layer list, or a .json/.yaml file")
+    p.add_argument("--input", help="input shape without batch: 1x28x28, 1x100, 3x16x112x112")
+    p.add_argument(
+        "--compare", action="append", metavar="LAYERS",
+        help="compare designs instead: give two or more layer lists (repeat the option)",
+    )  # fmt: skip
+    p.add_argument("--json", action="store_true", help="print the table as JSON")
+    p.set_defaults(handler=_shapes)
+
+
+def _shapes(args: argparse.Namespace) -> int:
+    from .inspect.shapes import (
+        compare_designs,
+        format_designs,
+        load_specs,
+        parse_shape,
+        shape_table,
+    )
+
+    if args.compare:
+        if not args.input:
+            raise CnnlabError("--compare needs --input, e.g. --input 192x28x28")
+        designs = {text: text for text in args.compare}
+        results = compare_designs(designs, args.input)
+        print(
+            json.dumps(results, indent=2)
+            if args.json
+            else format_designs(results, parse_shape(args.input))
+        )
+        return 0
+    if not args.layers:
+        raise CnnlabError(
+            'give a layer list, e.g. cnnlab shapes "conv(6,5) pool(2)" --input 1x32x32'
+        )
+    specs, file_input = load_specs(args.layers)
+    shape = args.input or file_input
+    if shape is None:
+        raise CnnlabError("give the input shape with --input, e.g. --input 1x28x28 (C x H x W)")
+    report = shape_table(specs, shape)
+    if args.json:
+        print(json.dumps({"input": list(report.input_shape), "layers": report.to_dicts(),
+                          "params": report.params, "macs": report.macs,
+                          "problems": report.problems}, indent=2))  # fmt: skip
+    else:
+        print(report)
+    return 1 if report.problems else 0
+
+
+# ---------------------------------------------------------------------------------- summary
+
+
+def add_summary(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "summary", help="layer table of a model: shapes, formulas, params, mult-adds, RF",
+        description="Like Keras's model.summary() and torchinfo, plus the output-size formula, "
+        "the arithmetic of each count and the receptive field. Runs on PyTorch's meta device: "
+        "no memory for activations, no real forward pass. MODEL is a cnnlab model name, "
+        "torchvision:NAME, a run folder, or package.module:callable.",
+    )  # fmt: skip
+    p.add_argument("model")
+    p.add_argument("--input", help="input shape without batch, e.g. 1x28x28 (default: the model's)")
+    p.add_argument("--num-classes", type=int, default=None)
+    p.add_argument("-O", "--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="model option, e.g. -O modern=true")  # fmt: skip
+    p.add_argument("--runs-dir", default="runs")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_summary)
+
+
+def build_model_for_summary(
+    text: str, input_shape: str | None, num_classes: int | None, options: dict[str, Any],
+    runs_dir: Path = Path("runs"),
+) -> tuple[Any, str, str]:  # fmt: skip
+    """(model, label, input shape) from a cnnlab name, ``torchvision:NAME``, a run folder or
+    ``module:callable``; registry and torchvision models are built on the meta device."""
+    import importlib
+
+    import torch
+
+    from .inspect.shapes import parse_shape
+    from .models import create_model, get_model_entry, list_models
+
+    if text in list_models():
+        entry = get_model_entry(text)
+        shape = parse_shape(input_shape) if input_shape else None
+        channels = shape[0] if shape else entry.default_in_channels
+        size = shape[1] if shape else entry.default_input_size
+        kwargs = dict(options)
+        if num_classes:
+            kwargs["num_classes"] = num_classes
+        with torch.device("meta"):
+            model = create_model(text, in_channels=channels, input_size=size, **kwargs)
+        return model, text, input_shape or f"{channels}x{size}x{size}"
+    if text.startswith("torchvision:"):
+        import torchvision
+
+        name = text.split(":", 1)[1]
+        if name not in torchvision.models.list_models():
+            raise CnnlabError(
+                f"torchvision has no model {name!r}; see torchvision.models.list_models()"
+            )
+        kwargs = dict(options)
+        if num_classes:
+            kwargs["num_classes"] = num_classes
+        if name.startswith(("googlenet", "inception")):
+            kwargs.setdefault("init_weights", False)
+        with torch.device("meta"):
+            model = torchvision.models.get_model(name, weights=None, **kwargs)
+        return model, text, input_shape or "3x224x224"
+    if ":" in text and not Path(text).exists():
+        module_name, _, attr = text.partition(":")
+        try:
+            factory = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as error:
+            raise CnnlabError(f"cannot import {text}: {error}") from None
+        model = factory(**options)
+        if not input_shape:
+            raise CnnlabError(f"{text}: give --input, e.g. --input 3x32x32")
+        return model, text, input_shape
+    from .experiment import load_run
+
+    trained = load_run(text, runs_dir)
+    shape = input_shape or f"{trained.in_channels}x{trained.input_size}x{trained.input_size}"
+    return trained.model, f"{trained.run_dir} ({trained.spec['name']})", shape
+
+
+def _summary(args: argparse.Namespace) -> int:
+    from .cli import _option_value
+    from .inspect.summary import summary
+
+    options = dict(_option_value(o) for o in args.option)
+    model, label, shape = build_model_for_summary(
+        args.model, args.input, args.num_classes, options, Path(args.runs_dir)
+    )
+    report = summary(model, shape, label)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report)
+    return 0
+
+
+# ------------------------------------------------------------------------------------- show
+
+
+def add_show(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "show", help="pictures of a trained run: feature maps, filters, Grad-CAM, ...",
+        description="Draw a view of a trained run as a PNG (default: RUN/inspect/...).",
+    )  # fmt: skip
+    views = p.add_subparsers(dest="view", required=True, metavar="VIEW")
+
+    def common(q, image: bool) -> None:
+        q.add_argument("run", help="run folder, or its name under --runs-dir")
+        if image:
+            q.add_argument("image", help="PNG/JPEG file, or test:N for test-set image N")
+        q.add_argument("--runs-dir", default="runs")
+        q.add_argument("--out", type=Path, default=None, help="PNG to write")
+        q.add_argument("--data-dir", default=None, help="data folder for test:N and mistakes")
+
+    q = views.add_parser("featuremaps", help="feature maps of one layer or of every layer")
+    common(q, True)
+    q.add_argument("--layer", action="append", help="layer name as in `cnnlab summary` (repeat)")
+    q.set_defaults(handler=_show_featuremaps)
+    q = views.add_parser("filters", help="a convolution's filters (the first by default)")
+    common(q, False)
+    q.add_argument("--layer", default=None)
+    q.set_defaults(handler=_show_filters)
+    for name, helptext in (("cam", "Grad-CAM heat map"), ("saliency", "input-gradient saliency")):
+        q = views.add_parser(name, help=f"{helptext} for a class, over the image")
+        common(q, True)
+        q.add_argument("--class", dest="target", default=None, help="class index or name")
+        if name == "cam":
+            q.add_argument("--layer", default=None, help="target layer (default: last conv)")
+        q.set_defaults(handler=_show_explanation, method=name)
+    q = views.add_parser("mistakes", help="the most confident wrong test predictions")
+    common(q, False)
+    q.add_argument("-k", type=int, default=16)
+    q.set_defaults(handler=_show_mistakes)
+    for name in ("curves", "confusion"):
+        q = views.add_parser(name, help=f"the run's {name} (from its metrics / test set)")
+        common(q, False)
+        q.set_defaults(handler=_show_run_figure, figure=name)
+    q = views.add_parser(
+        "gradflow", help="per-layer gradient norms of models side by side",
+        description="Train each model a few SGD steps on real data and plot every weight's "
+        "gradient norm, input to output. Default: a 17-convolution plain stack against its "
+        "residual twin. MODEL: name[:key=value,...] or a run folder.",
+    )  # fmt: skip
+    q.add_argument("models", nargs="*", default=[
+        "cifar_residual:pairs=8,skip=false", "cifar_residual:pairs=8"])  # fmt: skip
+    q.add_argument("--dataset", default="cifar10")
+    q.add_argument("--variant", default=None, help="cifar10 only: official | jpeg | subset")
+    q.add_argument("--data-dir", default=None)
+    q.add_argument("--steps", type=int, default=5)
+    q.add_argument("--batch-size", type=int, default=32)
+    q.add_argument("--lr", type=float, default=0.01)
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--runs-dir", default="runs")
+    q.add_argument("--out", type=Path, default=Path("gradflow.png"))
+    q.add_argument("--json", action="store_true", help="also print the norms as JSON")
+    q.set_defaults(handler=_show_gradflow)
+
+
+def _test_set(trained, data_dir: str | None):
+    from .experiment import load_data
+
+    config = trained.config
+    if data_dir:
+        config.data_dir = data_dir
+    return load_data(config)[1]
+
+
+def _input_image(trained, text: str, data_dir: str | None):
+    """(uint8 1 x C x H x W, label for titles, true class or None)."""
+    import torch
+
+    from .experiment import read_image
+
+    if text.startswith("test:"):
+        test = _test_set(trained, data_dir)
+        try:
+            index = int(text[5:])
+        except ValueError:
+            raise CnnlabError(f"{text!r}: expected test:N with a number N") from None
+        if not 0 <= index < len(test):
+            raise CnnlabError(f"{text}: the test set has images 0..{len(test) - 1}")
+        image = torch.as_tensor(test.images[index : index + 1])
+        true = int(test.labels[index])
+        return image, f"test image {index} (true: {trained.classes[true]})", true
+    image, notes = read_image(text, trained.in_channels, trained.input_size)
+    for note in notes:
+        print(f"note: {text}: {note}")
+    return image, Path(text).name, None
+
+
+def _out(args, trained, stem: str) -> Path:
+    if args.out:
+        return args.out
+    folder = trained.run_dir / "inspect"
+    folder.mkdir(exist_ok=True)
+    return folder / f"{stem}.png"
+
+
+def _image_stem(text: str) -> str:
+    return text.replace(":", "-") if text.startswith("test:") else Path(text).stem
+
+
+def _show_featuremaps(args: argparse.Namespace) -> int:
+    from .experiment import load_run
+    from .inspect.plots import plot_feature_maps
+    from .inspect.views import feature_maps, resolve_layer
+
+    trained = load_run(args.run, Path(args.runs_dir))
+    for layer in args.layer or []:
+        resolve_layer(trained.model, layer)  # unknown names fail before any work
+    image, label, _ = _input_image(trained, args.image, args.data_dir)
+    maps = feature_maps(trained.model, trained.preprocess(image)[0], args.layer)
+    if not maps:
+        raise CnnlabError(f"layers {args.layer} give no feature maps (C x H x W outputs)")
+    for name, m in maps.items():
+        print(f"{name:<24} {'x'.join(map(str, m.shape)):<12} min {float(m.min()):9.4f} "
+              f"max {float(m.max()):9.4f} mean {float(m.mean()):9.4f}")  # fmt: skip
+    path = _out(args, trained, f"featuremaps-{_image_stem(args.image)}")
+    plot_feature_maps(
+        maps, path, image=image[0], title=f"feature maps for {label}" if len(maps) > 1 else ""
+    )
+    _wrote(path)
+    return 0
+
+
+def _show_filters(args: argparse.Namespace) -> int:
+    from .experiment import load_run
+    from .inspect.plots import plot_filters
+    from .inspect.views import filters
+
+    trained = load_run(args.run, Path(args.runs_dir))
+    name, weight = filters(trained.model, args.layer)
+    print(f"{name}: {weight.shape[0]} filters of {'x'.join(map(str, weight.shape[1:]))}, "
+          f"weights from {float(weight.min()):.4f} to {float(weight.max()):.4f}")  # fmt: skip
+    path = _out(args, trained, f"filters-{name}")
+    plot_filters(weight, path, name)
+    _wrote(path)
+    return 0
+
+
+def _class_arg(trained, target: str | None) -> int | None:
+    if target is None:
+        return None
+    if target in trained.classes:
+        return trained.classes.index(target)
+    try:
+        index = int(target)
+    except ValueError:
+        raise CnnlabError(
+            f"--class {target!r}: not a class of this run; classes: {', '.join(trained.classes)}"
+        ) from None
+    if not 0 <= index < len(trained.classes):
+        raise CnnlabError(f"--class {index}: the run has classes 0..{len(trained.classes) - 1}")
+    return index
+
+
+def _show_explanation(args: argparse.Namespace) -> int:
+    from .experiment import load_run
+    from .inspect.plots import plot_explanation
+    from .inspect.views import grad_cam, resolve_layer, saliency
+
+    trained = load_run(args.run, Path(args.runs_dir))
+    target = _class_arg(trained, args.target)
+    layer = getattr(args, "layer", None)
+    if layer:
+        resolve_layer(trained.model, layer)
+    image, label, _ = _input_image(trained, args.image, args.data_dir)
+    x = trained.preprocess(image)[0]
+    if args.method == "cam":
+        result = grad_cam(trained.model, x, target, layer)
+    else:
+        result = saliency(trained.model, x, target)
+    name = trained.classes[result.class_index]
+    where = f" at layer {result.layer}" if result.layer else ""
+    print(f"{args.method} for class {name} (p = {result.probability:.2%}){where}")
+    path = _out(args, trained, f"{args.method}-{_image_stem(args.image)}-{name}")
+    title = f"{args.method} of class '{name}' (p = {result.probability:.1%}){where}: {label}"
+    plot_explanation(image[0], result.heatmap, path, title)
+    _wrote(path)
+    return 0
+
+
+def _show_mistakes(args: argparse.Namespace) -> int:
+    import torch
+
+    from .experiment import load_run
+    from .inspect.plots import plot_mistakes
+    from .inspect.views import confident_mistakes
+
+    trained = load_run(args.run, Path(args.runs_dir))
+    if args.k < 1:
+        raise CnnlabError(f"-k {args.k}: expected a positive number")
+    test = _test_set(trained, args.data_dir)
+    images = torch.as_tensor(test.images)
+    mistakes = confident_mistakes(
+        trained.model, images, torch.as_tensor(test.labels).long(), args.k, trained.preprocess
+    )
+    for m in mistakes:
+        print(f"test image {m.index:>6}: true {trained.classes[m.true]:<12} predicted "
+              f"{trained.classes[m.predicted]:<12} with p = {m.confidence:.2%}")  # fmt: skip
+    path = _out(args, trained, "mistakes")
+    title = f"{trained.spec['name']}: the {len(mistakes)} most confident mistakes"
+    plot_mistakes(images, mistakes, trained.classes, path, title)
+    _wrote(path)
+    return 0
+
+
+def _show_run_figure(args: argparse.Namespace) -> int:
+    from . import runs
+    from .experiment import load_run
+    from .inspect.plots import plot_confusion, plot_curves
+
+    trained = load_run(args.run, Path(args.runs_dir))
+    path = _out(args, trained, args.figure)
+    if args.figure == "curves":
+        history = runs.read_metrics(trained.run_dir / runs.METRICS)
+        if not history:
+            raise CnnlabError(f"{trained.run_dir}: metrics.csv holds no epochs yet")
+        for row in history:
+            print(
+                f"epoch {int(row['epoch']):>3}: train loss {row['train_loss']:.4f} acc "
+                f"{row['train_acc']:.2%}   test loss {row['test_loss']:.4f} acc "
+                f"{row['test_acc']:.2%}"
+            )
+        plot_curves(history, path, f"{trained.spec['name']} on {trained.config.dataset}")
+    else:
+        import torch
+
+        from .data import BatchLoader
+        from .train import evaluate
+
+        test = _test_set(trained, args.data_dir)
+        loader = BatchLoader(test, 500, shuffle=False)
+        _, accuracy, confusion = evaluate(
+            trained.model, loader, trained.preprocess, len(test.classes)
+        )
+        print(f"test accuracy {accuracy:.2%}; rows = true class, columns = predicted")
+        print(torch.as_tensor(confusion))
+        plot_confusion(confusion, trained.classes, path)
+    _wrote(path)
+    return 0
+
+
+def _show_gradflow(args: argparse.Namespace) -> int:
+    import torch
+
+    from .data import load_dataset
+    from .data.batches import Preprocess
+    from .inspect.plots import plot_gradient_flow
+    from .inspect.views import gradient_flow
+    from .models import create_model, list_models
+
+    if args.steps < 1 or args.batch_size < 1:
+        raise CnnlabError("--steps and --batch-size must be positive")
+    data = load_dataset(args.dataset, "train", root=args.data_dir, variant=args.variant)
+    generator = torch.Generator().manual_seed(args.seed)
+    order = torch.randperm(len(data), generator=generator)[: args.steps * args.batch_size]
+    mean, std = data.channel_stats()
+    preprocess = Preprocess(mean, std)
+    images = preprocess(torch.as_tensor(data.images[order.numpy()]))
+    labels = torch.as_tensor(data.labels[order.numpy()]).long()
+    batches = [
+        (images[i : i + args.batch_size], labels[i : i + args.batch_size])
+        for i in range(0, len(images), args.batch_size)
+    ]
+    flows = {}
+    for text in args.models:
+        name, _, option_text = text.partition(":")
+        torch.manual_seed(args.seed)
+        if name in list_models():
+            model = create_model(
+                name, num_classes=len(data.classes), in_channels=images.shape[1],
+                input_size=images.shape[-1], **_option_dict(option_text),
+            )  # fmt: skip
+        else:
+            from .experiment import load_run
+
+            model = load_run(text, Path(args.runs_dir)).model
+        flows[text] = gradient_flow(model, batches, args.steps, args.lr)
+        values = [sum(v) / len(v) for v in flows[text].values()]
+        print(f"{text}: gradient norm first layer {values[0]:.3g}, last layer {values[-1]:.3g}, "
+              f"ratio {values[0] / values[-1]:.3g}")  # fmt: skip
+    if args.json:
+        print(json.dumps(flows, indent=2))
+    plot_gradient_flow(flows, args.out)
+    _wrote(args.out)
+    return 0
+
+
+# ----------------------------------------------------------------------------------- filter
+
+
+def add_filter(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "filter", help="apply a classic filter (Sobel, Gaussian, ...) to a photo",
+        description="Correlate an image with a classic kernel through cnnlab's own "
+        "convolution code, borders handled like scipy.ndimage. Signed responses (edges) are "
+        "saved as their magnitude scaled to 0..255.",
+    )  # fmt: skip
+    p.add_argument("image", nargs="?")
+    p.add_argument("--kernel", default="sobel-x")
+    p.add_argument("--size", type=int, default=None, help="box/gaussian size (odd)")
+    p.add_argument("--sigma", type=float, default=None, help="gaussian sigma (default 1)")
+    p.add_argument("--gray", action="store_true", help="convert to gray first")
+    p.add_argument(
+        "--border", default="reflect",
+        help="reflect, mirror, nearest, wrap or constant (scipy.ndimage's names)",
+    )  # fmt: skip
+    p.add_argument("--convolve", action="store_true", help="true convolution (kernel rotated)")
+    p.add_argument("--magnitude", action="store_true", help="Sobel edge magnitude instead")
+    p.add_argument("--compare", action="store_true",
+                   help="draw correlation vs convolution side by side instead")  # fmt: skip
+    p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--list", action="store_true", help="list the kernels and stop")
+    p.set_defaults(handler=_filter)
+
+
+def _filter(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .inspect import classic
+
+    if args.list:
+        for name in classic.KERNEL_NAMES:
+            weights = classic.kernel(name)
+            print(f"{name}: {classic.describe(name)}")
+            print("  " + classic.kernel_text(weights).replace("\n", "\n  "))
+        return 0
+    if not args.image:
+        raise CnnlabError("give an image: cnnlab filter photo.png --kernel sobel-x")
+    weights = classic.kernel(args.kernel, args.size, args.sigma)
+    image = classic.load_image(args.image, args.gray)
+    print(f"kernel {args.kernel} ({classic.describe(args.kernel)}):")
+    print("  " + classic.kernel_text(weights).replace("\n", "\n  "))
+    stem = f"{Path(args.image).stem}-{'magnitude' if args.magnitude else args.kernel}"
+    out = args.out or Path(f"{stem}{'-compare' if args.compare else ''}.png")
+    if args.compare:
+        difference = classic.plot_correlation_vs_convolution(
+            image, weights, out, args.kernel, args.border
+        )
+        symmetric = " (the kernel is symmetric under rotation)" if difference == 0 else ""
+        print(f"largest |correlation - convolution| = {difference:.4g}{symmetric}")
+        _wrote(out)
+        return 0
+    if args.magnitude:
+        result = classic.edge_magnitude(image, args.border)
+        signed = True
+    else:
+        result = classic.correlate(image, weights, args.border, args.convolve)
+        signed = bool((weights < 0).any())
+    scaled = ", saved as |response| scaled to 0..255" if signed else ""
+    print(
+        f"image {'x'.join(map(str, image.shape))}, response from {result.min():.2f} to "
+        f"{result.max():.2f}{scaled}"
+    )
+    classic.save_png(classic.to_uint8(result, signed).astype(np.uint8), out)
+    _wrote(out)
+    return 0

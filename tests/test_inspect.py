@@ -1,0 +1,264 @@
+"""Feature maps, filters, Grad-CAM, saliency, gradient flow, mistakes and the `cnnlab show`
+commands, on models trained here on real data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from cnnlab.cli import main
+from cnnlab.data import load_dataset
+from cnnlab.data.batches import Preprocess
+from cnnlab.errors import CnnlabError, UnknownNameError
+from cnnlab.experiment import load_run, train_run
+from cnnlab.inspect import (
+    capture,
+    confident_mistakes,
+    feature_maps,
+    filters,
+    grad_cam,
+    gradient_flow,
+    saliency,
+)
+from cnnlab.models import create_model
+from cnnlab.train import TrainConfig
+
+
+@pytest.fixture(scope="session")
+def runs_root(tmp_path_factory, data_dir) -> Path:
+    """Two short real trainings: LeNet-5 on MNIST and a small CIFAR-10 CNN."""
+    root = tmp_path_factory.mktemp("runs")
+    common = dict(data_dir=str(data_dir), progress=False, epochs=1, batch_size=128, lr=3e-3)
+    lenet = TrainConfig(model="lenet5", model_options={"modern": True}, dataset="mnist",
+                        train_subset=12000, test_subset=2000, **common)  # fmt: skip
+    cifar = TrainConfig(model="cifar_residual_pool", dataset="cifar10", data_variant="subset",
+                        train_subset=500, test_subset=200, **common)  # fmt: skip
+    assert train_run(lenet, root, "lenet").history[-1]["test_acc"] > 0.9
+    train_run(cifar, root, "cifar")
+    return root
+
+
+@pytest.fixture(scope="session")
+def lenet(runs_root):
+    return load_run(runs_root / "lenet")
+
+
+@pytest.fixture(scope="session")
+def mnist_test(data_dir):
+    return load_dataset("mnist", "test", root=data_dir)
+
+
+def _no_hooks(model: nn.Module) -> bool:
+    return all(
+        not m._forward_hooks and not m._backward_hooks and not m._forward_pre_hooks
+        for m in model.modules()
+    )
+
+
+def test_capture_removes_its_hooks_even_after_an_error(lenet):
+    model = lenet.model
+    with capture(model, ["features.0", "classifier.1"]) as record:
+        model(torch.zeros(2, 1, 28, 28))
+    assert list(record["outputs"]) == ["features.0", "classifier.1"]
+    assert record["outputs"]["features.0"].shape == (2, 6, 28, 28)
+    assert _no_hooks(model)
+    with pytest.raises(RuntimeError), capture(model) as record:
+        model(torch.zeros(2, 3, 28, 28))  # wrong channels: the forward fails mid-way
+    assert _no_hooks(model)
+    match = r"'features.9'.*Did you mean features\.\d"
+    with pytest.raises(UnknownNameError, match=match), capture(model, ["features.9"]):
+        pass
+    assert _no_hooks(model)
+
+
+def test_feature_maps_of_a_real_digit(lenet, mnist_test):
+    image = lenet.preprocess(torch.as_tensor(mnist_test.images[:1]))[0]
+    maps = feature_maps(lenet.model, image)
+    assert list(maps)[:3] == ["fit", "features.0", "features.1"]
+    assert maps["features.0"].shape == (6, 28, 28) and maps["features.5"].shape == (16, 5, 5)
+    assert all(m.ndim == 3 for m in maps.values())  # the fc outputs are left out
+    assert (maps["features.1"] >= 0).all()  # after the ReLU
+    # the map equals the convolution computed by hand
+    conv = lenet.model.features[0]
+    want = torch.nn.functional.conv2d(
+        torch.nn.functional.pad(image[None], (2, 2, 2, 2)), conv.weight, conv.bias
+    )[0]
+    assert torch.allclose(maps["features.0"], want, atol=1e-5)
+    only = feature_maps(lenet.model, image, ["features.3"])
+    assert list(only) == ["features.3"]
+    assert _no_hooks(lenet.model)
+
+
+def test_filters(lenet):
+    name, weight = filters(lenet.model)
+    assert name == "features.0" and weight.shape == (6, 1, 5, 5)
+    assert filters(lenet.model, "features.3")[1].shape == (16, 6, 5, 5)
+    with pytest.raises(CnnlabError, match="not a convolution; convolutions: features.0"):
+        filters(lenet.model, "features.1")
+
+
+def test_grad_cam_equals_cam_for_a_global_average_pooling_network():
+    # For conv -> ReLU -> GAP -> linear, dy_c/dA_k = w_ck / (H W) at every pixel, so Grad-CAM
+    # reduces to Zhou et al.'s CAM: ReLU(sum_k w_ck A_k) / (H W).
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Linear(8, 4),
+    )  # fmt: skip
+    image = torch.randn(3, 12, 12)
+    result = grad_cam(model, image, target=2, layer="1")
+    activation = model[1](model[0](image[None]))[0]
+    cam = torch.relu((model[4].weight[2][:, None, None] * activation).sum(0)) / 144
+    assert torch.allclose(result.raw, cam, atol=1e-6)
+    assert result.heatmap.shape == (12, 12) and float(result.heatmap.max()) == pytest.approx(1)
+    assert result.class_index == 2
+    default = grad_cam(model, image, target=2)
+    assert default.layer == "0"  # the last convolution the forward runs
+    assert _no_hooks(model)
+
+
+def test_grad_cam_of_lenet_equals_the_formula_by_autograd(lenet, mnist_test):
+    """The hook pipeline against the definition, computed without hooks: split LeNet at C3's
+    output A, differentiate the class score by A, weight A by the averaged gradient."""
+    model = lenet.model
+    for i in range(3):
+        image = lenet.preprocess(torch.as_tensor(mnist_test.images[i : i + 1]))
+        result = grad_cam(model, image[0])
+        assert result.layer == "features.3"  # C5 (features.6) is 1x1: skipped by default
+        activation = model.features[:4](model.fit(image)).detach().requires_grad_(True)
+        logits = model.classifier(model.features[4:](activation))
+        assert result.class_index == int(logits.argmax()) == int(mnist_test.labels[i])
+        (gradient,) = torch.autograd.grad(logits[0, result.class_index], activation)
+        want = torch.relu((gradient[0].mean((1, 2))[:, None, None] * activation[0]).sum(0))
+        assert torch.allclose(result.raw, want, atol=1e-5)
+        assert float(result.heatmap.min()) >= 0 and float(result.heatmap.max()) == pytest.approx(1)
+    with pytest.raises(CnnlabError, match="class 10 is out of range"):
+        grad_cam(model, image[0], target=10)
+
+
+def test_saliency_looks_at_the_strokes(lenet, mnist_test):
+    """On real digits the input gradient is larger on the strokes than on the background."""
+    for i in range(10):
+        raw = torch.as_tensor(mnist_test.images[i : i + 1])
+        result = saliency(lenet.model, lenet.preprocess(raw)[0])
+        stroke = raw[0, 0] > 64
+        assert result.heatmap[stroke].mean() > 1.5 * result.heatmap[~stroke].mean()
+        x = lenet.preprocess(raw).requires_grad_(True)
+        lenet.model(x)[0, result.class_index].backward()
+        want = x.grad[0].abs().amax(0)
+        assert torch.allclose(result.heatmap, want / want.max(), atol=1e-6)
+
+
+def test_gradient_flow_shows_vanishing_gradients_in_the_plain_twin(data_dir):
+    data = load_dataset("cifar10", "test", root=data_dir, variant="subset")
+    mean, std = data.channel_stats()
+    x = Preprocess(mean, std)(torch.as_tensor(data.images[:32]))
+    y = torch.as_tensor(data.labels[:32]).long()
+    batches = [(x[:16], y[:16]), (x[16:], y[16:])]
+    ratios = {}
+    for skip in (False, True):
+        torch.manual_seed(0)
+        model = create_model("cifar_residual", pairs=6, skip=skip)
+        flow = gradient_flow(model, batches, steps=2)
+        assert list(flow)[0] == "features.0.0" and list(flow)[-1] == "classifier.5"
+        assert all(len(v) == 2 for v in flow.values())
+        means = [sum(v) / 2 for v in flow.values()]
+        ratios[skip] = means[0] / means[-1]
+    assert ratios[False] < 1e-3 * ratios[True], ratios  # first layer starved without skips
+
+
+def test_confident_mistakes_are_wrong_and_sorted(lenet, mnist_test):
+    images = torch.as_tensor(mnist_test.images[:2000])
+    labels = torch.as_tensor(mnist_test.labels[:2000]).long()
+    mistakes = confident_mistakes(lenet.model, images, labels, 10, lenet.preprocess)
+    assert 0 < len(mistakes) <= 10
+    assert all(m.true != m.predicted for m in mistakes)
+    confidences = [m.confidence for m in mistakes]
+    assert confidences == sorted(confidences, reverse=True)
+    with torch.no_grad():
+        probs = torch.softmax(lenet.model(lenet.preprocess(images[[mistakes[0].index]])), 1)
+    assert int(probs.argmax()) == mistakes[0].predicted
+    assert float(probs.max()) == pytest.approx(mistakes[0].confidence, rel=1e-5)
+
+
+# ------------------------------------------------------------------------------- the commands
+
+
+def _png(path: Path) -> tuple[int, int]:
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        return image.size
+
+
+def test_show_commands_write_pictures(runs_root, data_dir, tmp_path, capsys):
+    base = ["--runs-dir", str(runs_root), "--data-dir", str(data_dir)]
+    out = tmp_path / "maps.png"
+    assert main(["show", "featuremaps", "lenet", "test:0", "--out", str(out), *base]) == 0
+    assert _png(out)[0] > 500
+    assert "features.0               6x28x28" in capsys.readouterr().out
+    assert main(["show", "featuremaps", "lenet", "test:1", "--layer", "features.3", *base]) == 0
+    assert _png(runs_root / "lenet" / "inspect" / "featuremaps-test-1.png")
+    assert main(["show", "filters", "cifar", *base]) == 0
+    assert _png(runs_root / "cifar" / "inspect" / "filters-features.0.0.png")
+    cat = data_dir / "photos" / "chelsea.png"
+    assert main(["show", "cam", "cifar", str(cat), "--class", "cat", *base]) == 0
+    printed = capsys.readouterr().out
+    assert "cam for class cat" in printed and "resized 451x300 to 32x32" in printed
+    assert _png(runs_root / "cifar" / "inspect" / "cam-chelsea-cat.png")
+    assert main(["show", "saliency", "lenet", "test:2", *base]) == 0
+    assert main(["show", "mistakes", "lenet", "-k", "6", *base]) == 0
+    assert "predicted" in capsys.readouterr().out
+    assert _png(runs_root / "lenet" / "inspect" / "mistakes.png")
+    assert main(["show", "curves", "lenet", *base]) == 0
+    assert main(["show", "confusion", "lenet", *base]) == 0
+    assert _png(runs_root / "lenet" / "inspect" / "confusion.png")
+
+
+def test_show_gradflow_command(data_dir, tmp_path, capsys):
+    out = tmp_path / "flow.png"
+    args = ["show", "gradflow", "cifar_residual:pairs=4,skip=false", "cifar_residual:pairs=4",
+            "--steps", "1", "--batch-size", "8", "--variant", "subset",
+            "--data-dir", str(data_dir), "--out", str(out)]  # fmt: skip
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("gradient norm first layer") == 2
+    assert _png(out)
+
+
+@pytest.mark.parametrize(
+    "args, message", [
+        (["featuremaps", "lenet", "test:0", "--layer", "features.99"], "no layer named"),
+        (["cam", "lenet", "test:0", "--class", "12"], "classes 0..9"),
+        (["cam", "lenet", "test:0", "--class", "zebra"], "not a class of this run"),
+        (["featuremaps", "lenet", "test:99999"], "the test set has images 0..1999"),
+        (["featuremaps", "lenet", "CORRUPT"], "not an image"),
+        (["featuremaps", "lenet", "missing.png"], "no such file"),
+        (["filters", "lenet", "--layer", "classifier.1"], "not a convolution"),
+    ],
+)  # fmt: skip
+def test_show_bad_input_is_explained_and_writes_nothing(
+    runs_root, data_dir, tmp_path, capsys, args, message
+):
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 20)
+    args = [str(corrupt) if a == "CORRUPT" else a for a in args]
+    out = tmp_path / "out.png"
+    code = main(["show", *args, "--runs-dir", str(runs_root), "--data-dir", str(data_dir),
+                 "--out", str(out)])  # fmt: skip
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_wrong_channel_images_are_converted_with_a_notice(lenet, data_dir):
+    from cnnlab.experiment import read_image
+
+    image, notes = read_image(data_dir / "photos" / "coffee.png", 1, 28)
+    assert image.shape == (1, 1, 28, 28) and any("converted RGB to L" in n for n in notes)
+    result = grad_cam(lenet.model, lenet.preprocess(image)[0])
+    assert 0 <= result.class_index < 10 and np.isfinite(result.heatmap.numpy()).all()
