@@ -196,6 +196,8 @@ def _add_models(sub: argparse._SubParsersAction) -> None:
 
 
 def _models(args: argparse.Namespace) -> int:
+    import torch
+
     from .models import create_model, get_model_entry, list_models
 
     names = list_models(args.pattern)
@@ -204,7 +206,8 @@ def _models(args: argparse.Namespace) -> int:
     print(f"{'model':<22}{'input':>10}{'parameters':>13}  design")
     for name in names:
         entry = get_model_entry(name)
-        params = sum(p.numel() for p in create_model(name).parameters())
+        with torch.device("meta"):  # counts only: no memory for VGG-16's 138M weights
+            params = sum(p.numel() for p in create_model(name).parameters())
         shape = f"{entry.default_in_channels}x{entry.default_input_size}x{entry.default_input_size}"
         print(f"{name:<22}{shape:>10}{params:>13,}  {entry.summary}")
     return 0

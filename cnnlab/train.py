@@ -305,6 +305,23 @@ def evaluate(
     )
 
 
+def training_loss(
+    outputs: torch.Tensor | tuple[torch.Tensor, ...], labels: torch.Tensor,
+    label_smoothing: float, model: nn.Module,
+) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Cross-entropy of the main output, plus ``model.aux_loss_weight`` times that of each
+    auxiliary output when a model returns ``(main, aux1, ...)`` in training (GoogLeNet's
+    auxiliary classifiers: weight 0.3). Returns the loss and the main logits."""
+    if isinstance(outputs, (tuple, list)):
+        main, *aux = outputs
+        weight = float(getattr(model, "aux_loss_weight", 0.3))
+        loss = F.cross_entropy(main, labels, label_smoothing=label_smoothing)
+        for extra in aux:
+            loss = loss + weight * F.cross_entropy(extra, labels, label_smoothing=label_smoothing)
+        return loss, main
+    return F.cross_entropy(outputs, labels, label_smoothing=label_smoothing), outputs
+
+
 def autocast(device: torch.device, amp: str):
     if amp == "none":
         return nullcontext()
@@ -417,7 +434,7 @@ def fit(
             inputs = preprocess(images, augment=config.augment, generator=augment_rng)
             with autocast(device, config.amp):
                 logits = trained(inputs)
-                loss = F.cross_entropy(logits, labels, label_smoothing=config.label_smoothing)
+                loss, logits = training_loss(logits, labels, config.label_smoothing, model)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)

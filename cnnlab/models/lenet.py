@@ -41,6 +41,29 @@ class FitTo32(nn.Module):
         return f"{self.input_size}x{self.input_size} -> 32x32 ({how})"
 
 
+# LeCun et al. 1998, Table I: which S2 maps (columns 0-5) each C3 map (0-15) reads. Maps 0-5
+# take 3 neighbouring maps, 6-11 take 4 neighbouring, 12-14 take 4 non-neighbouring, 15 all 6.
+C3_TABLE = (
+    (0, 1, 2), (1, 2, 3), (2, 3, 4), (3, 4, 5), (0, 4, 5), (0, 1, 5),
+    (0, 1, 2, 3), (1, 2, 3, 4), (2, 3, 4, 5), (0, 3, 4, 5), (0, 1, 4, 5), (0, 1, 2, 5),
+    (0, 1, 3, 4), (1, 2, 4, 5), (0, 2, 3, 5), (0, 1, 2, 3, 4, 5),
+)  # fmt: skip
+
+
+class PartialConv(nn.Module):
+    """C3 with the paper's partial connection table: output map ``j`` is a 5x5 convolution of
+    only the input maps ``table[j]``, so it holds ``25 * len(table[j]) + 1`` weights
+    (1,516 in all instead of 2,416), which the paper says breaks symmetry between the maps."""
+
+    def __init__(self, table: tuple[tuple[int, ...], ...] = C3_TABLE, kernel: int = 5) -> None:
+        super().__init__()
+        self.table = table
+        self.maps = nn.ModuleList(nn.Conv2d(len(inputs), 1, kernel) for inputs in table)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([conv(x[:, list(ins)]) for conv, ins in zip(self.maps, self.table)], 1)
+
+
 class LeNet5(nn.Module):
     """C1 - S2 - C3 - S4 - C5 - F6 - output, on a 32x32 field."""
 
@@ -50,6 +73,7 @@ class LeNet5(nn.Module):
         in_channels: int = 1,
         input_size: int = 32,
         modern: bool = False,
+        c3_table: bool = False,
     ) -> None:
         super().__init__()
         activation: type[nn.Module] = nn.ReLU if modern else nn.Tanh
@@ -59,7 +83,7 @@ class LeNet5(nn.Module):
             nn.Conv2d(in_channels, 6, kernel_size=5),  # C1: N x 6 x 28 x 28
             activation(),
             pool(kernel_size=2, stride=2),  # S2: N x 6 x 14 x 14
-            nn.Conv2d(6, 16, kernel_size=5),  # C3: N x 16 x 10 x 10
+            PartialConv() if c3_table else nn.Conv2d(6, 16, kernel_size=5),  # C3: 16 x 10 x 10
             activation(),
             pool(kernel_size=2, stride=2),  # S4: N x 16 x 5 x 5
             nn.Conv2d(16, 120, kernel_size=5),  # C5: N x 120 x 1 x 1
@@ -82,6 +106,7 @@ def lenet5(
     in_channels: int = 1,
     input_size: int = 32,
     modern: bool = False,
+    c3_table: bool = False,
 ) -> LeNet5:
     """LeNet-5, LeCun et al. 1998: two 5x5 conv + subsampling stages, C5, F6, output.
 
@@ -89,10 +114,11 @@ def lenet5(
     C1 6@28x28, S2 6@14x14, C3 16@10x10, S4 16@5x5, C5 120, F6 84, tanh activations and
     average-pool subsampling. Simplified, as every modern re-implementation does: S2/S4 are plain
     2x2 averages (the paper multiplies each by a trained coefficient and adds a bias), C3 connects
-    to all six S2 maps (the paper uses a partial connection table), and the output layer is a
-    linear layer trained with cross-entropy (the paper uses Euclidean RBF units).
+    to all six S2 maps unless ``c3_table=True`` (the paper's partial connection table, 1,516
+    C3 parameters, 60,806 in all), and the output layer is a linear layer trained with
+    cross-entropy (the paper uses Euclidean RBF units).
 
     ``modern=True`` swaps tanh for ReLU and average for max pooling, the variant most tutorials
     train today; it learns faster with the same parameter count (61,706 for 10 classes).
     """
-    return LeNet5(num_classes, in_channels, input_size, modern)
+    return LeNet5(num_classes, in_channels, input_size, modern, c3_table)

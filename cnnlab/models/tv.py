@@ -1,0 +1,189 @@
+"""torchvision's VGG, GoogLeNet and ResNet under cnnlab names, for any channel and class count,
+with small-image variants, and ImageNet weights on request (never downloaded in tests).
+
+cnnlab does not copy torchvision's code: it builds torchvision's models and changes only what
+a different input needs — the first convolution for 1-channel images, the stem for 32x32.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torchvision
+from torch import nn
+
+from ..errors import CnnlabError
+from ._registry import register_model
+
+
+def weights_file(name: str) -> tuple[Any, Path]:
+    """The torchvision weights enum of ``name`` and where torch keeps its file."""
+    weights = torchvision.models.get_model_weights(name).DEFAULT
+    return weights, Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+
+
+def download(weights: Any) -> dict[str, torch.Tensor]:
+    """torchvision's download into the torch cache (the only network access in cnnlab)."""
+    return weights.get_state_dict(progress=True)
+
+
+def pretrained_state(name: str) -> dict[str, torch.Tensor]:
+    """torchvision's ImageNet weights for ``name``: from the torch cache when the file is
+    there, else downloaded; offline without the file, an error that says where to put it."""
+    weights, path = weights_file(name)
+    if path.is_file():
+        return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        return download(weights)
+    except Exception as error:  # URLError, HTTPError, socket timeouts, ...
+        raise CnnlabError(
+            f"cannot download the ImageNet weights of {name} ({type(error).__name__}: {error}). "
+            f"Fetch {weights.url} on a machine with internet access and put the file at {path}"
+        ) from None
+
+
+def _replace_first_conv(conv: nn.Conv2d, in_channels: int, pretrained: bool) -> nn.Conv2d:
+    """A first convolution for ``in_channels``; with pretrained RGB filters, a gray input
+    gets each filter's channel sum (the response of an RGB filter to a gray image)."""
+    new = nn.Conv2d(
+        in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+        bias=conv.bias is not None,
+    )  # fmt: skip
+    if pretrained and in_channels == 1:
+        with torch.no_grad():
+            new.weight.copy_(conv.weight.sum(dim=1, keepdim=True))
+            if conv.bias is not None:
+                new.bias.copy_(conv.bias)
+    return new
+
+
+def _build(name: str, num_classes: int, pretrained: bool, **kwargs: Any) -> nn.Module:
+    if not pretrained:
+        return torchvision.models.get_model(name, weights=None, num_classes=num_classes, **kwargs)
+    model = torchvision.models.get_model(name, weights=None, **kwargs)
+    model.load_state_dict(pretrained_state(name))
+    if num_classes != 1000:
+        if hasattr(model, "fc"):
+            model.fc = nn.Linear(model.fc.in_features, num_classes)
+        else:
+            last = model.classifier[-1]
+            model.classifier[-1] = nn.Linear(last.in_features, num_classes)
+    return model
+
+
+def _first_conv_path(model: nn.Module) -> tuple[nn.Module, str]:
+    if isinstance(model, torchvision.models.ResNet):
+        return model, "conv1"
+    if isinstance(model, torchvision.models.VGG):
+        return model.features, "0"
+    return model.conv1, "conv"  # GoogLeNet's BasicConv2d
+
+
+def _adapt_channels(model: nn.Module, in_channels: int, pretrained: bool) -> nn.Module:
+    if in_channels != 3:
+        parent, attr = _first_conv_path(model)
+        setattr(parent, attr, _replace_first_conv(getattr(parent, attr), in_channels, pretrained))
+    return model
+
+
+def _check_size(name: str, input_size: int, minimum: int) -> None:
+    if input_size < minimum:
+        raise CnnlabError(
+            f"{name} needs images of at least {minimum}x{minimum}, got {input_size}x{input_size};"
+            f" pick a model made for small images (cnnlab models '*_cifar')"
+        )
+
+
+def _register_imagenet(name: str, minimum: int, doc: str, **fixed: Any) -> None:
+    def builder(
+        num_classes: int = 1000, in_channels: int = 3, input_size: int = 224,
+        pretrained: bool = False,
+    ) -> nn.Module:  # fmt: skip
+        _check_size(name, input_size, minimum)
+        if name == "googlenet":
+            fixed.setdefault("init_weights", True)
+            if pretrained:  # torchvision's weights come without the auxiliary heads
+                fixed["aux_logits"] = False
+        model = _build(name, num_classes, pretrained, **fixed)
+        return _adapt_channels(model, in_channels, pretrained)
+
+    builder.__doc__ = doc
+    builder.__name__ = name
+    register_model(name, input_size=224, in_channels=3)(builder)
+
+
+for _name in ("vgg11", "vgg11_bn", "vgg16", "vgg16_bn"):
+    _register_imagenet(
+        _name,
+        32,
+        f"""torchvision's {_name.upper().replace("_BN", " with batch norm")}
+    (Simonyan & Zisserman 2014), configuration {"A" if "11" in _name else "D"}: 3x3
+    convolutions in five stages, each ending in a 2x2 max pool, then fc 4096-4096-classes.
+    ``pretrained=True`` loads torchvision's ImageNet weights.""",
+    )
+for _name, _depth in (("resnet18", 18), ("resnet34", 34), ("resnet50", 50)):
+    _register_imagenet(
+        _name,
+        32,
+        f"""torchvision's ResNet-{_depth} (He et al. 2015): a 7x7/2
+    stem and 3x3/2 max pool, four stages of {"basic" if _depth < 50 else "bottleneck"} residual
+    blocks, global average pooling, fc. ``pretrained=True`` loads torchvision's ImageNet
+    weights.""",
+    )
+_register_imagenet("googlenet", 32, """torchvision's GoogLeNet: the batch-norm variant of
+    Inception v1 with 3x3 convolutions where the paper has 5x5 (see ``googlenet_v1`` for the
+    paper's network). No auxiliary classifiers; ``pretrained=True`` loads ImageNet weights.""",
+                   aux_logits=False)  # fmt: skip
+
+
+# ------------------------------------------------------------------ variants for small images
+
+
+def _resnet_cifar(name: str, num_classes: int, in_channels: int) -> nn.Module:
+    model = torchvision.models.get_model(name, weights=None, num_classes=num_classes)
+    model.conv1 = nn.Conv2d(in_channels, 64, 3, stride=1, padding=1, bias=False)
+    model.maxpool = nn.Identity()
+    return model
+
+
+def _resnet_cifar_builder(base: str):
+    def builder(num_classes: int = 10, in_channels: int = 3, input_size: int = 32) -> nn.Module:
+        _check_size(f"{base}_cifar", input_size, 8)
+        return _resnet_cifar(base, num_classes, in_channels)
+
+    builder.__doc__ = f"""{base} for 32x32 images (the CIFAR ResNet stem of He et al.'s
+    Section 4.2 practice): the 7x7/2 convolution becomes 3x3/1 and the max pool is removed, so
+    the four stages see 32, 16, 8 and 4 pixels instead of 8, 4, 2 and 1."""
+    builder.__name__ = f"{base}_cifar"
+    return builder
+
+
+for _name in ("resnet18", "resnet34", "resnet50"):
+    register_model(f"{_name}_cifar", input_size=32, in_channels=3)(_resnet_cifar_builder(_name))
+
+
+def _vgg_cifar(name: str, num_classes: int, in_channels: int, input_size: int) -> nn.Module:
+    _check_size(f"{name}_cifar", input_size, 32)
+    model = torchvision.models.get_model(name, weights=None)
+    model = _adapt_channels(model, in_channels, False)
+    model.avgpool = nn.Identity()  # five pools take 32x32 to 1x1: 512 features
+    side = input_size // 32
+    model.classifier = nn.Sequential(nn.Dropout(0.5), nn.Linear(512 * side * side, num_classes))
+    return model
+
+
+def _vgg_cifar_builder(base: str):
+    def builder(num_classes: int = 10, in_channels: int = 3, input_size: int = 32) -> nn.Module:
+        return _vgg_cifar(base, num_classes, in_channels, input_size)
+
+    builder.__doc__ = f"""{base} for 32x32 images: torchvision's convolutional part unchanged
+    (five pools take 32x32 to 1x1x512), the three ImageNet fc layers replaced by one (dropout
+    0.5, 512 -> classes), as in the usual CIFAR-10 VGG."""
+    builder.__name__ = f"{base}_cifar"
+    return builder
+
+
+for _name in ("vgg11_bn", "vgg16_bn"):
+    register_model(f"{_name}_cifar", input_size=32, in_channels=3)(_vgg_cifar_builder(_name))
