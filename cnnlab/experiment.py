@@ -29,10 +29,13 @@ def load_data(config: TrainConfig, download: bool = False) -> tuple[ImageDataset
         options["variant"] = config.data_variant
     train = load_dataset(config.dataset, "train", **options)
     test = load_dataset(config.dataset, "test", **{**options, "download": False})
-    return (
+    splits = (
         train.subset(config.train_subset, seed=config.seed),
         test.subset(config.test_subset, seed=config.seed),
     )
+    if config.image_channels or config.image_size:
+        splits = tuple(s.converted(config.image_channels, config.image_size) for s in splits)
+    return splits
 
 
 def build_model(config: TrainConfig, train: ImageDataset) -> nn.Module:
@@ -195,3 +198,49 @@ def read_image(
 def predict(trained: TrainedRun, images: torch.Tensor) -> torch.Tensor:
     """Class probabilities (``N x classes``) for a uint8 ``N x C x H x W`` batch."""
     return torch.softmax(trained.model(trained.preprocess(images)), dim=1)
+
+
+# ---------------------------------------------------------------------- transfer learning
+
+
+def load_source(source: str, runs_root: Path = Path("runs")) -> tuple[nn.Module, dict[str, Any]]:
+    """A pretrained network and its spec: a cnnlab run folder, or ``torchvision:NAME`` for a
+    registered torchvision model with its ImageNet weights."""
+    if source.startswith("torchvision:"):
+        name = source.split(":", 1)[1]
+        model = create_model(name, num_classes=1000, pretrained=True)
+        return model, {**model.cnnlab_spec, "kwargs": {}}
+    trained = load_run(source, runs_root)
+    return trained.model.train(), dict(trained.spec)
+
+
+def transfer_run(
+    source: str,
+    config: TrainConfig,
+    strategy: str,
+    backbone_lr_factor: float = 0.1,
+    runs_root: Path = Path("runs"),
+    name: str | None = None,
+    overwrite: bool = False,
+) -> tuple[FitResult, dict[str, Any]]:
+    """Train ``source``'s network on ``config.dataset`` with a transfer strategy
+    (:mod:`cnnlab.transfer`) into a new run folder. Images are converted to the source's
+    channels and size. Returns the fit result and what was frozen and trained."""
+    from .transfer import Strategy, replace_head, trainable_groups
+
+    parsed = Strategy.parse(strategy)
+    seed_everything(config.seed)
+    model, spec = load_source(source, runs_root)
+    config.model, config.model_options = spec["name"], dict(spec.get("kwargs", {}))
+    config.image_channels, config.image_size = spec["in_channels"], spec["input_size"]
+    config.transfer = {"strategy": str(parsed), "backbone_lr_factor": backbone_lr_factor,
+                       "source": source}  # fmt: skip
+    train, test = load_data(config)
+    replace_head(model, train.num_classes)
+    model.cnnlab_spec = {**spec, "num_classes": train.num_classes}
+    _, report = trainable_groups(model, parsed, config.lr, backbone_lr_factor)
+    run_dir = _new_run_dir_on_rank0(
+        runs_root, name, f"{spec['name']}-to-{config.dataset}-{parsed}".replace(":", "-"),
+        overwrite,
+    )  # fmt: skip
+    return fit(model, (train, test), config, run_dir), report

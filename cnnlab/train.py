@@ -43,6 +43,9 @@ class TrainConfig:
     data_variant: str | None = None  # cifar10 only: official | jpeg | subset
     train_subset: int | None = None  # train on a random subset of this many images
     test_subset: int | None = None
+    image_channels: int | None = None  # convert images to 1 (gray) or 3 (RGB) channels
+    image_size: int | None = None  # resize images to this side (bilinear)
+    transfer: dict[str, Any] | None = None  # {"strategy", "backbone_lr_factor", "source"}
     epochs: int = 30
     batch_size: int = 64  # images per optimizer step, summed over all DDP processes
     eval_batch_size: int = 500
@@ -213,7 +216,14 @@ def crop_padding_for(image_size: int) -> int:
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
+    params: list[Any] = [p for p in model.parameters() if p.requires_grad]
+    if config.transfer:  # frozen layers and a smaller learning rate for the pretrained ones
+        from .transfer import Strategy, trainable_groups
+
+        params, _ = trainable_groups(
+            model, Strategy.parse(config.transfer["strategy"]), config.lr,
+            config.transfer.get("backbone_lr_factor", 0.1),
+        )  # fmt: skip
     if config.optimizer == "sgd":
         return torch.optim.SGD(
             params, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
@@ -422,6 +432,10 @@ def fit(
             (config.seed * 1000 + epoch) * 64 + ranks.rank
         )
         trained.train()
+        if config.transfer:  # frozen batch norms keep their pretrained statistics
+            from .transfer import freeze_batchnorm
+
+            freeze_batchnorm(model)
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), dtype=torch.int64, device=device)
         seen = 0

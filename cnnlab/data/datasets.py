@@ -8,6 +8,7 @@ is read-only), so each data set is decoded once.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import stat
@@ -57,6 +58,27 @@ class ImageDataset:
     source: str
     flip_ok: bool = False
     notes: list[str] = field(default_factory=list)
+
+    def converted(self, channels: int | None = None, size: int | None = None) -> ImageDataset:
+        """The same images with ``channels`` (gray -> RGB repeats the channel; RGB -> gray is
+        ITU-R 601 luma) and resized to ``size`` x ``size`` (bilinear), noted in ``notes``."""
+        images, notes = self.images, list(self.notes)
+        if channels is not None and channels != images.shape[1]:
+            if channels == 3 and images.shape[1] == 1:
+                images = images.repeat(1, 3, 1, 1)
+            elif channels == 1 and images.shape[1] == 3:
+                weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+                images = (images.float() * weights).sum(1, keepdim=True).round().to(torch.uint8)
+            else:
+                raise DataError(f"cannot convert {images.shape[1]} channels to {channels}")
+            notes.append(f"converted to {channels} channel(s)")
+        if size is not None and size != images.shape[-1]:
+            resized = torch.nn.functional.interpolate(
+                images.float(), size=(size, size), mode="bilinear", align_corners=False
+            )
+            images = resized.round().clamp(0, 255).to(torch.uint8)
+            notes.append(f"resized to {size}x{size}")
+        return dataclasses.replace(self, images=images, notes=notes)
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.dim() != 4:

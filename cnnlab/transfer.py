@@ -1,0 +1,166 @@
+"""Transfer learning: start from a trained network, replace its head, and train on a new data
+set with one of three strategies.
+
+- ``feature-extract``: freeze every pretrained layer; only the new head learns. The network is
+  a fixed feature extractor.
+- ``fine-tune-last:K``: also train the last K blocks of the backbone (a block: one stage of
+  ``features``, one ResNet ``layerN``, ...), the earlier ones stay frozen.
+- ``full``: train everything, the pretrained layers with a smaller learning rate
+  (``backbone_lr_factor``, 0.1 by default) so the new head's large early gradients do not
+  wreck what they learned.
+
+:func:`advise` picks one with the usual four-quadrant rule (small or large target data set,
+similar to the source or not) and says why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from .errors import CnnlabError
+
+
+@dataclass(frozen=True)
+class Strategy:
+    kind: str  # feature-extract | fine-tune-last | full
+    blocks: int = 0  # for fine-tune-last
+
+    @classmethod
+    def parse(cls, text: str) -> Strategy:
+        if text in ("feature-extract", "full"):
+            return cls(text)
+        if text.startswith("fine-tune-last:"):
+            try:
+                k = int(text.split(":", 1)[1])
+            except ValueError:
+                k = 0
+            if k >= 1:
+                return cls("fine-tune-last", k)
+        raise CnnlabError(
+            f"strategy {text!r}: expected feature-extract, fine-tune-last:K (K >= 1 blocks) or full"
+        )
+
+    def __str__(self) -> str:
+        return f"fine-tune-last:{self.blocks}" if self.kind == "fine-tune-last" else self.kind
+
+
+def head_path(model: nn.Module) -> str:
+    """Dotted path of the last ``nn.Linear`` (the classifier's output layer)."""
+    linears = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise CnnlabError(f"{type(model).__name__} has no fully connected output layer to replace")
+    return linears[-1]
+
+
+def replace_head(model: nn.Module, num_classes: int) -> nn.Linear:
+    """Put a freshly initialized ``Linear(in_features, num_classes)`` where the old output
+    layer was; returns it."""
+    path = head_path(model)
+    parent_path, _, attr = path.rpartition(".")
+    parent = model.get_submodule(parent_path) if parent_path else model
+    old = getattr(parent, attr)
+    new = nn.Linear(old.in_features, num_classes, bias=old.bias is not None)
+    setattr(parent, attr, new)
+    return new
+
+
+def backbone_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The backbone's blocks in forward order: the model's top-level children, with
+    ``nn.Sequential`` containers opened one level; blocks without parameters and the head's
+    own container are left out."""
+    head = head_path(model)
+    blocks = []
+    for name, child in model.named_children():
+        parts = list(child.named_children()) if isinstance(child, nn.Sequential) else [("", child)]
+        for sub_name, module in parts:
+            full = f"{name}.{sub_name}" if sub_name else name
+            if head == full or head.startswith(full + "."):
+                continue
+            if any(True for _ in module.parameters()):
+                blocks.append((full, module))
+    return blocks
+
+
+def trainable_groups(
+    model: nn.Module, strategy: Strategy, lr: float, backbone_lr_factor: float = 0.1
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Freeze what the strategy keeps fixed (``requires_grad``) and return the optimizer's
+    parameter groups — the head, then the trained backbone with its learning rate — and a
+    report of what is trained. Idempotent, so a resumed run rebuilds the same groups."""
+    head = model.get_submodule(head_path(model))
+    head_ids = {id(p) for p in head.parameters()}
+    blocks = backbone_blocks(model)
+    trainable_blocks: list[str] = []
+    for p in model.parameters():
+        p.requires_grad_(strategy.kind == "full" or id(p) in head_ids)
+    if strategy.kind == "fine-tune-last":
+        if strategy.blocks > len(blocks):
+            raise CnnlabError(
+                f"fine-tune-last:{strategy.blocks}: the backbone has {len(blocks)} blocks "
+                f"({', '.join(n for n, _ in blocks)})"
+            )
+        for name, module in blocks[-strategy.blocks :]:
+            trainable_blocks.append(name)
+            for p in module.parameters():
+                p.requires_grad_(True)
+    backbone = [p for p in model.parameters() if p.requires_grad and id(p) not in head_ids]
+    groups = [{"params": list(head.parameters()), "lr": lr}]
+    if backbone:
+        factor = backbone_lr_factor if strategy.kind == "full" else 1.0
+        groups.append({"params": backbone, "lr": lr * factor})
+    report = {
+        "strategy": str(strategy), "head": head_path(model),
+        "blocks": [n for n, _ in blocks],
+        "trained_blocks": [n for n, _ in blocks] if strategy.kind == "full" else trainable_blocks,
+        "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "total_params": sum(p.numel() for p in model.parameters()),
+        "backbone_lr": lr * (backbone_lr_factor if strategy.kind == "full" else 1.0),
+    }  # fmt: skip
+    return groups, report
+
+
+def freeze_batchnorm(model: nn.Module) -> None:
+    """Put every batch norm whose weights are frozen in evaluation mode, so that training the
+    rest of the network does not move its running mean and variance either."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            params = list(module.parameters())
+            if params and not any(p.requires_grad for p in params):
+                module.eval()
+
+
+def advise(
+    target_images: int, num_classes: int, similar: bool, blocks: int | None = None
+) -> tuple[Strategy, str]:
+    """The four-quadrant rule (as taught in CS231n): with few images per class, train little
+    (a small target set cannot pin down millions of weights); with a target unlike the
+    source, retrain more (the late layers' features are specific to the source classes)."""
+    per_class = target_images / max(num_classes, 1)
+    small = per_class < 1000
+    size = (
+        f"{target_images:,} images, {per_class:,.0f} per class: "
+        f"{'small' if small else 'large'} (< 1,000 per class counts as small)"
+    )
+    if small and similar:
+        return Strategy("feature-extract"), (
+            f"{size}; similar to the source. Keep the pretrained features and train only a new "
+            "head: fine-tuning millions of weights on this little data would overfit."
+        )
+    if small and not similar:
+        return Strategy("fine-tune-last", 1), (
+            f"{size}; unlike the source. The last block's features are specific to the source "
+            "classes, so retrain it with the head and keep the general early layers frozen."
+        )
+    if similar:
+        return Strategy("full"), (
+            f"{size}; similar to the source. Enough data to fine-tune the whole network, with "
+            "a 10x smaller learning rate on the pretrained layers."
+        )
+    return Strategy("full"), (
+        f"{size}; unlike the source. Fine-tune everything (pretrained weights are still a "
+        "better start than random ones); with much more data, training from scratch is an "
+        "option too."
+    )

@@ -1,0 +1,126 @@
+"""Transfer learning: what each strategy freezes and trains, the advisor, and the command on
+real data (a LeNet-5 trained on the digits, moved to MNIST)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cnnlab.cli import main
+from cnnlab.errors import CnnlabError
+from cnnlab.experiment import load_run, train_run
+from cnnlab.models import create_model
+from cnnlab.train import TrainConfig, make_optimizer
+from cnnlab.transfer import (
+    Strategy,
+    advise,
+    backbone_blocks,
+    replace_head,
+    trainable_groups,
+)
+
+
+def test_strategies_parse_and_explain_errors():
+    assert Strategy.parse("fine-tune-last:2") == Strategy("fine-tune-last", 2)
+    assert str(Strategy.parse("full")) == "full"
+    for bad in ("fine-tune-last:0", "fine-tune-last:x", "freeze"):
+        with pytest.raises(CnnlabError, match="feature-extract, fine-tune-last:K"):
+            Strategy.parse(bad)
+
+
+def test_what_each_strategy_trains():
+    model = create_model("resnet18_cifar", num_classes=10)
+    before = sum(p.numel() for p in model.parameters())
+    head = replace_head(model, 5)
+    assert model.fc is head and head.out_features == 5
+    names = [n for n, _ in backbone_blocks(model)]
+    # nn.Sequential stages are opened one level: ResNet's blocks are its BasicBlocks
+    assert names == ["conv1", "bn1"] + [f"layer{i}.{j}" for i in range(1, 5) for j in (0, 1)]
+    total = sum(p.numel() for p in model.parameters())
+    assert total == before - (512 * 10 + 10) + (512 * 5 + 5)
+    groups, report = trainable_groups(model, Strategy("feature-extract"), 1e-3)
+    assert report["trainable_params"] == 512 * 5 + 5 and len(groups) == 1
+    groups, report = trainable_groups(model, Strategy("fine-tune-last", 1), 1e-3)
+    last = sum(p.numel() for p in model.layer4[1].parameters())
+    assert report["trainable_params"] == last + 512 * 5 + 5
+    assert (
+        report["trained_blocks"] == ["layer4.1"] and not model.layer4[0].conv1.weight.requires_grad
+    )
+    groups, report = trainable_groups(model, Strategy("full"), 1e-3, backbone_lr_factor=0.1)
+    assert report["trainable_params"] == total
+    assert [g["lr"] for g in groups] == [1e-3, pytest.approx(1e-4)]
+    with pytest.raises(CnnlabError, match="the backbone has 10 blocks"):
+        trainable_groups(model, Strategy("fine-tune-last", 11), 1e-3)
+
+
+def test_feature_extraction_keeps_batch_norm_statistics(data_dir):
+    from cnnlab.data import load_dataset
+    from cnnlab.train import fit
+
+    model = create_model("fashion_cnn", num_classes=10)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    replace_head(model, 10)
+    data = load_dataset("fashion-mnist", "train", root=data_dir).subset(256, seed=0)
+    test = load_dataset("fashion-mnist", "test", root=data_dir).subset(128, seed=0)
+    config = TrainConfig(model="fashion_cnn", dataset="fashion-mnist", epochs=1, batch_size=64,
+                         progress=False, transfer={"strategy": "feature-extract"})  # fmt: skip
+    fit(model, (data, test), config)
+    after = model.state_dict()
+    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    assert moved == {"classifier.6.weight", "classifier.6.bias"}  # running stats included
+
+
+def test_advisor_four_quadrants():
+    assert advise(1000, 10, similar=True)[0] == Strategy("feature-extract")
+    assert advise(1000, 10, similar=False)[0] == Strategy("fine-tune-last", 1)
+    assert advise(50_000, 10, similar=True)[0] == Strategy("full")
+    strategy, why = advise(50_000, 10, similar=False)
+    assert strategy == Strategy("full") and "5,000 per class: large" in why
+
+
+@pytest.fixture(scope="module")
+def digits_source(tmp_path_factory, data_dir):
+    root = tmp_path_factory.mktemp("transfer-runs")
+    config = TrainConfig(model="lenet5", dataset="digits", epochs=3, data_dir=str(data_dir),
+                         progress=False)  # fmt: skip
+    train_run(config, root, "digits")
+    return root
+
+
+@pytest.mark.parametrize("strategy", ["feature-extract", "fine-tune-last:1", "full"])
+def test_transfer_freezes_exactly_what_it_says(digits_source, data_dir, strategy, capsys):
+    base = ["--runs-dir", str(digits_source), "--data-dir", str(data_dir), "--no-progress"]
+    name = strategy.replace(":", "-")
+    assert main(["transfer", "--from", "digits", "--dataset", "mnist", "--strategy", strategy,
+                 "--train-subset", "600", "--test-subset", "500", "--epochs", "2",
+                 "--name", name, *base]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "test accuracy" in out
+    source = load_run(digits_source / "digits").model.state_dict()
+    moved = load_run(digits_source / name)
+    assert moved.classes == [str(i) for i in range(10)] and moved.input_size == 8
+    target = moved.model.state_dict()
+    changed = {k for k in source if k in target and not torch.equal(source[k], target[k])}
+    head = {"classifier.3.weight", "classifier.3.bias"}
+    if strategy == "feature-extract":
+        assert changed == head  # every pretrained weight is exactly as it was
+    elif strategy == "fine-tune-last:1":
+        assert changed == head | {"classifier.1.weight", "classifier.1.bias"}
+    else:
+        assert "features.0.weight" in changed
+    config = moved.config
+    assert config.transfer["strategy"] == strategy and config.image_size == 8
+    assert main(["eval", name, "--runs-dir", str(digits_source)]) == 0  # converts MNIST again
+    optimizer = make_optimizer(moved.model, config)  # a resumed run rebuilds the same groups
+    assert len(optimizer.param_groups) == (1 if strategy == "feature-extract" else 2)
+
+
+def test_transfer_auto_explains_its_choice(digits_source, data_dir, capsys):
+    args = ["transfer", "--from", "digits", "--dataset", "mnist", "--train-subset", "500",
+            "--test-subset", "200", "--epochs", "1", "--different", "--runs-dir",
+            str(digits_source), "--data-dir", str(data_dir), "--no-progress"]  # fmt: skip
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "strategy fine-tune-last:1: 500 images, 50 per class: small" in out
+    assert main(["transfer", "--from", "nosuchrun", "--dataset", "mnist", "--strategy", "full",
+                 "--runs-dir", str(digits_source), "--no-progress"]) == 2  # fmt: skip
