@@ -30,8 +30,10 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="cnnlab-transfer-"))
     data = str(data_dir())
     started = time.perf_counter()
-    source = TrainConfig(model=args.model, dataset="cifar10", epochs=args.source_epochs,
-                         batch_size=128, lr=2e-3, augment=True, data_dir=data, progress=False)  # fmt: skip
+    source = TrainConfig(
+        model=args.model, dataset="cifar10", epochs=args.source_epochs, batch_size=128, lr=2e-3,
+        augment=True, data_dir=data, progress=False,
+    )  # fmt: skip
     pretrained = train_run(source, root, "source")
     source_acc = pretrained.history[-1]["test_acc"]
     print(f"source: {args.model} on CIFAR-10 (50,000 images, {args.source_epochs} epochs): "

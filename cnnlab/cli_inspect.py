@@ -711,3 +711,34 @@ def _transfer(args: argparse.Namespace) -> int:
     print(f"test accuracy: {result.history[-1]['test_acc']:.2%}")
     print(f"run folder: {result.run_dir}")
     return 0
+
+
+# -------------------------------------------------------------------------------- reproduce
+
+
+def add_reproduce(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "reproduce", help="rerun the classic experiments against their published figures",
+        description="Train LeNet-5 on MNIST, the Fashion-MNIST MLP and CNN, and the three "
+        "CIFAR-10 stacks, and write a Markdown table of reference vs cnnlab figures. --quick "
+        "(subsets, fewer epochs) takes a few minutes on 2 CPU cores; the full run is for a GPU.",
+    )  # fmt: skip
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--only", action="append", help="experiment key (repeat); default: all")
+    p.add_argument("--out", type=Path, default=Path("reproduce.md"))
+    p.add_argument("--runs-dir", default="runs")
+    p.add_argument("--data-dir", default=None)
+    p.set_defaults(handler=_reproduce)
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    from .reproduce import EXPERIMENTS, run, write_report
+
+    keys = [e.key for e in EXPERIMENTS]
+    unknown = [k for k in args.only or [] if k not in keys]
+    if unknown:
+        raise CnnlabError(f"--only {unknown[0]!r}: experiments are {', '.join(keys)}")
+    rows = run(args.quick, Path(args.runs_dir), args.data_dir, args.only)
+    print(write_report(rows, args.quick, args.out))
+    _wrote(args.out)
+    return 0
