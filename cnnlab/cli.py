@@ -244,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_train, _add_eval, _add_predict, _add_models, _add_data, cli_inspect.add_shapes,
         cli_inspect.add_summary, cli_inspect.add_show, cli_inspect.add_filter,
         cli_inspect.add_graph, cli_inspect.add_transfer,
-        cli_inspect.add_reproduce,
+        cli_inspect.add_reproduce, cli_inspect.add_serve,
     ):  # fmt: skip
         add(sub)
     return parser

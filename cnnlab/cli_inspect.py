@@ -742,3 +742,47 @@ def _reproduce(args: argparse.Namespace) -> int:
     print(write_report(rows, args.quick, args.out))
     _wrote(args.out)
     return 0
+
+
+# ------------------------------------------------------------------------------------ serve
+
+
+def add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve", help="open trained runs in the browser (the cnnlab explorer)",
+        description="Start the explorer on 127.0.0.1: draw or upload an image, see the "
+        "prediction, every layer's feature maps, the arithmetic of any output pixel, Grad-CAM "
+        "and the layer table. RUN: run folders (default: every run under --runs-dir).",
+    )  # fmt: skip
+    p.add_argument("runs", nargs="*")
+    p.add_argument("--runs-dir", default="runs")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--data-dir", default=None, help="for test-set samples")
+    p.set_defaults(handler=_serve)
+
+
+def serve_runs(names: list[str], runs_dir: Path) -> list[Path]:
+    from .runs import resolve_run
+
+    if names:
+        return [resolve_run(name, runs_dir) for name in names]
+    found = sorted(p.parent for p in runs_dir.glob("*/checkpoint.pt"))
+    images = [p for p in found if (p / "config.json").is_file() and "model" in
+              json.loads((p / "config.json").read_text())]  # fmt: skip
+    if not images:
+        raise CnnlabError(f"no trained runs under {runs_dir}; train one with `cnnlab train`")
+    return images
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .explorer import create_app
+
+    app = create_app(serve_runs(args.runs, Path(args.runs_dir)), args.data_dir)
+    if args.host not in ("127.0.0.1", "localhost"):
+        print(f"warning: serving on {args.host}: other machines can reach this server")
+    print(f"cnnlab explorer: http://{args.host}:{args.port}/  (Ctrl+C stops it)")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0

@@ -260,6 +260,9 @@ def test_summary_command(capsys):
     assert main(["summary", "lenet5", "--input", "1x28x28"]) == 0
     out = capsys.readouterr().out
     assert "61,706" in out and "(32 - 5 + 2*0) / 1 + 1 = 28" in out
+    assert "fx trace" not in out  # LeNet's FitTo32 stays one call; receptive fields work
+    report = summary(create_model("lenet5", input_size=28), "1x28x28")
+    assert [r.receptive_field for r in report.rows if r.name == "features.6"] == [(32, 32)]
     assert main(["summary", "torchvision:resnet18", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["total_params"] == 11_689_512 and round(data["macs"] / 1e9, 3) == 1.814

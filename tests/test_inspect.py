@@ -15,7 +15,6 @@ from cnnlab.cli import main
 from cnnlab.data import load_dataset
 from cnnlab.data.batches import Preprocess
 from cnnlab.errors import CnnlabError, UnknownNameError
-from cnnlab.experiment import load_run, train_run
 from cnnlab.inspect import (
     capture,
     confident_mistakes,
@@ -26,26 +25,6 @@ from cnnlab.inspect import (
     saliency,
 )
 from cnnlab.models import create_model
-from cnnlab.train import TrainConfig
-
-
-@pytest.fixture(scope="session")
-def runs_root(tmp_path_factory, data_dir) -> Path:
-    """Two short real trainings: LeNet-5 on MNIST and a small CIFAR-10 CNN."""
-    root = tmp_path_factory.mktemp("runs")
-    common = dict(data_dir=str(data_dir), progress=False, epochs=1, batch_size=128, lr=3e-3)
-    lenet = TrainConfig(model="lenet5", model_options={"modern": True}, dataset="mnist",
-                        train_subset=12000, test_subset=2000, **common)  # fmt: skip
-    cifar = TrainConfig(model="cifar_residual_pool", dataset="cifar10", data_variant="subset",
-                        train_subset=500, test_subset=200, **common)  # fmt: skip
-    assert train_run(lenet, root, "lenet").history[-1]["test_acc"] > 0.9
-    train_run(cifar, root, "cifar")
-    return root
-
-
-@pytest.fixture(scope="session")
-def lenet(runs_root):
-    return load_run(runs_root / "lenet")
 
 
 @pytest.fixture(scope="session")

@@ -100,6 +100,16 @@ def _meta_state(module: nn.Module, prefix: str = "") -> dict[str, torch.Tensor]:
     return state
 
 
+class _LeafTracer(torch.fx.Tracer):
+    """Keeps cnnlab's input adapters (LeNet-5's ``FitTo32``, which looks at the image size)
+    as single calls, so the rest of the model can still be traced."""
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        from ..models.lenet import FitTo32
+
+        return isinstance(m, FitTo32) or super().is_leaf_module(m, qualname)
+
+
 class _ShapeRecorder(torch.fx.Interpreter):
     def __init__(self, gm: torch.fx.GraphModule) -> None:
         super().__init__(gm)
@@ -152,7 +162,7 @@ def summary(
     label = name or type(model).__name__
     with _eval_mode(model):
         try:
-            gm = torch.fx.symbolic_trace(model)
+            gm = torch.fx.GraphModule(model, _LeafTracer().trace(model))
         except Exception as error:  # untraceable forward: hooks give shapes without the graph
             rows, notes = _rows_from_hooks(model, x)
             notes.append(

@@ -1,0 +1,261 @@
+"""The explorer: its JSON API with an HTTP client, malformed input of every kind (never a 5xx),
+and the page itself in a real headless Chromium driven by Playwright."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import random
+import shutil
+import socket
+import struct
+import threading
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from cnnlab.explorer import create_app
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# README screenshots are refreshed with CNNLAB_SCREENSHOTS=1; otherwise they go to a temp dir
+README_SHOTS = Path(__file__).resolve().parents[1] / "docs" / "explorer"
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    import os
+
+    folder = (
+        README_SHOTS if os.environ.get("CNNLAB_SCREENSHOTS") else tmp_path_factory.mktemp("shots")
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def app(runs_root, data_dir):
+    return create_app([runs_root / "lenet", runs_root / "cifar"], str(data_dir))
+
+
+@pytest.fixture(scope="module")
+def client(app):
+    return TestClient(app, raise_server_exceptions=False)
+
+
+def decode(data_url: str) -> Image.Image:
+    assert data_url.startswith("data:image/png;base64,")
+    return Image.open(io.BytesIO(base64.b64decode(data_url.split(",", 1)[1])))
+
+
+def test_runs_summary_and_samples(client, lenet):
+    runs = client.get("/api/runs").json()
+    assert [r["name"] for r in runs] == ["lenet", "cifar"]
+    assert runs[0]["classes"][7] == "7" and runs[0]["input_size"] == 28
+    table = client.get("/api/runs/lenet/summary").json()
+    assert table["total_params"] == 61_706
+    assert table["layers"][1]["formula"].startswith("(32 - 5 + 2*0) / 1 + 1 = 28")
+    sample = client.get("/api/runs/lenet/sample/0").json()
+    assert np.array(sample["pixels"]).shape == (1, 28, 28)
+    assert sample["class"] == runs[0]["classes"][sample["label"]]
+
+
+def test_analyze_cam_and_the_arithmetic_of_one_pixel(client):
+    right = 0
+    for index in range(5):  # real test images: the 93%-accurate LeNet gets nearly all
+        sample = client.get(f"/api/runs/lenet/sample/{index}").json()
+        result = client.post("/api/runs/lenet/analyze", json={"pixels": sample["pixels"]}).json()
+        right += result["predicted"] == sample["label"]
+    assert right >= 4
+    assert abs(sum(p["p"] for p in result["probabilities"]) - 1) < 1e-5
+    names = [layer["name"] for layer in result["layers"]]
+    assert names[:3] == ["fit", "features.0", "features.1"]
+    first = result["layers"][1]
+    assert first["shape"] == [6, 28, 28] and first["count"] == 6
+    assert decode(first["sprite"]).size == (6 * 28, 28)  # six 28x28 maps side by side
+    cam = client.post("/api/runs/lenet/cam", json={"pixels": sample["pixels"], "class_index": 3})
+    assert cam.status_code == 200 and cam.json()["class"] == "3"
+    assert decode(cam.json()["overlay"]).size == (28, 28)
+    one = client.post("/api/runs/lenet/kernel", json={
+        "pixels": sample["pixels"], "layer": "features.3", "channel": 5, "y": 4, "x": 6,
+    }).json()  # fmt: skip
+    assert np.array(one["kernel"]).shape == (6, 5, 5) == np.array(one["products"]).shape
+    products = np.array(one["patch"]) * np.array(one["kernel"])
+    assert np.allclose(products, one["products"], atol=1e-6)
+    assert one["sum"] == pytest.approx(products.sum() + one["bias"], abs=1e-4)
+    assert one["sum"] == pytest.approx(one["output"], abs=1e-4)  # the number in the map
+
+
+def test_arithmetic_endpoint(client):
+    ok = client.get("/api/arithmetic", params={"n": 32, "kernel": 3, "padding": 1}).json()
+    assert ok["valid"] and ok["out"] == 32 and ok["formula"] == "(32 - 3 + 2*1) / 1 + 1 = 32"
+    bad = client.get("/api/arithmetic", params={"n": 5, "kernel": 7}).json()
+    assert not bad["valid"] and "spans 7 pixels" in bad["problem"]
+    assert client.get("/api/arithmetic", params={"n": 64, "kernel": 9, "stride": 4}).json()["out"]
+    assert client.get("/api/arithmetic", params={"n": 0}).status_code == 422
+
+
+def _png_bytes(size=(40, 30), mode="RGB") -> bytes:
+    buffer = io.BytesIO()
+    Image.new(mode, size, 128).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _bomb() -> bytes:
+    """A valid PNG header claiming 100,000 x 100,000 pixels."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    header = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
+
+
+def test_uploads_are_checked(client, data_dir):
+    cat = (data_dir / "photos" / "chelsea.png").read_bytes()
+    got = client.post("/api/runs/cifar/upload", files={"file": ("cat.png", cat, "image/png")})
+    assert got.status_code == 200
+    assert np.array(got.json()["pixels"]).shape == (3, 32, 32)
+    assert got.json()["notes"] == ["resized 451x300 to 32x32"]
+    gray = client.post("/api/runs/lenet/upload", files={"file": ("c.png", cat, "image/png")})
+    assert "converted RGB to L" in gray.json()["notes"]
+    cases = [
+        (b"not an image at all", 400),
+        (b"\x80\x04\x95" + b"pickle" * 10, 400),  # a pickle is just bytes that do not decode
+        (_bomb(), 413),
+        (b"\0" * (5 * 2**20 + 1), 413),
+    ]
+    for data, status in cases:
+        response = client.post(
+            "/api/runs/cifar/upload", files={"file": ("x.png", data, "image/png")}
+        )
+        assert response.status_code == status, (status, response.text)
+        assert "Traceback" not in response.text and "detail" in response.json()
+
+
+@pytest.mark.parametrize(
+    "name", ["nope", "..", "..%2Flenet", "%2e%2e", "lenet%2F..%2Fcifar", "%2Fetc%2Fpasswd"]
+)
+def test_run_names_are_only_looked_up(client, name):
+    response = client.get(f"/api/runs/{name}/summary")
+    assert response.status_code == 404
+
+
+def test_malformed_requests_never_give_a_server_error(client):
+    rng = random.Random(0)
+    values = [None, "x", -1, 1e9, float("nan"), [], [[]], [[1, 2], [3]], {"a": 1}, True,
+              [[0] * 28] * 28, [[[300] * 28] * 28], [[[0] * 32] * 32] * 3]  # fmt: skip
+    bodies = []
+    for _ in range(150):
+        body = {k: rng.choice(values) for k in ("pixels", "layer", "channel", "y", "x",
+                                                "class_index") if rng.random() < 0.7}  # fmt: skip
+        bodies.append(body)
+    bodies += ["not json", "[1, 2]", "{", ""]
+    for body in bodies:
+        for endpoint in ("analyze", "cam", "kernel"):
+            for run in ("lenet", "cifar"):
+                kwargs = {"content": body} if isinstance(body, str) else {"json": body}
+                if isinstance(body, dict):
+                    kwargs = {"content": json.dumps(body, allow_nan=True),
+                              "headers": {"content-type": "application/json"}}  # fmt: skip
+                response = client.post(f"/api/runs/{run}/{endpoint}", **kwargs)
+                assert response.status_code < 500, (endpoint, body, response.text)
+    schema = client.get("/openapi.json").json()
+    assert {"/api/runs", "/api/runs/{name}/analyze", "/api/runs/{name}/kernel"} <= set(
+        schema["paths"]
+    )
+
+
+# ------------------------------------------------------------------------- in a real browser
+
+
+@pytest.fixture(scope="module")
+def server(app):
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+    instance = uvicorn.Server(config)
+    thread = threading.Thread(target=instance.run, daemon=True)
+    thread.start()
+    for _ in range(100):
+        if instance.started:
+            break
+        time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}"
+    instance.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), f"Chromium not found at {CHROMIUM}; .ci/run installs it"
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        yield instance
+        instance.close()
+
+
+def test_draw_a_digit_and_see_inside(server, browser, shots):
+    page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    page.goto(server)
+    page.wait_for_selector("#summary tr:nth-child(3)")
+    box = page.locator("#draw").bounding_box()
+    x = box["x"] + box["width"] / 2
+    page.mouse.move(x, box["y"] + 50)
+    page.mouse.down()
+    for step in range(20):  # a vertical stroke: a "1"
+        page.mouse.move(x + step * 0.5, box["y"] + 50 + step * 9)
+    page.mouse.up()
+    page.wait_for_function("document.querySelector('#prediction').dataset.predicted")
+    assert page.locator("#prediction").get_attribute("data-predicted") == "1"
+    assert page.locator("#overview .layer").count() >= 8
+    page.wait_for_selector("#overview .layer[data-layer='features.0'] canvas")
+    page.locator("#overview .layer[data-layer='features.0'] canvas").first.click()
+    page.locator("#kernel-map img").click(position={"x": 140, "y": 140})  # scrolls to it
+    page.wait_for_selector("#kernel-sum")
+    text = page.locator("#kernel-sum").text_content()
+    assert "sum of 25 products" in text
+    shown_sum = float(text.split("= ")[1].split(";")[0])
+    held = float(text.rsplit(" ", 1)[1])
+    assert shown_sum == pytest.approx(held, abs=1e-3)
+    page.screenshot(path=str(shots / "digit.png"), full_page=True)
+    assert (shots / "digit.png").stat().st_size > 50_000
+    page.close()
+
+
+def test_upload_the_cat_and_see_grad_cam(server, browser, data_dir, shots):
+    page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    page.goto(server)
+    page.wait_for_selector("#run option", state="attached")
+    page.select_option("#run", "cifar")
+    page.wait_for_function("document.querySelector('#run-info').textContent.startsWith('3x32')")
+    page.set_input_files("#upload", str(data_dir / "photos" / "chelsea.png"))
+    page.wait_for_function(
+        "document.querySelector('#cam-overlay').complete && "
+        "document.querySelector('#cam-overlay').naturalWidth === 32"
+    )
+    assert "resized 451x300 to 32x32" in page.locator("#input-note").text_content()
+    assert page.locator("#cam-note").text_content().startswith("class ")
+    page.fill("#pg-n", "9")
+    page.fill("#pg-k", "4")
+    page.fill("#pg-s", "2")
+    page.wait_for_function("document.querySelector('#pg-formula').textContent.includes('3.5 -> 3')")
+    page.screenshot(path=str(shots / "cat.png"), full_page=True)
+    page.close()
