@@ -167,3 +167,10 @@ def test_pretrained_weights_come_from_the_torch_cache(tmp_path, monkeypatch):
     assert torch.equal(model.layer1[0].conv1.weight, reference.layer1[0].conv1.weight)
     assert torch.allclose(model.conv1.weight, reference.conv1.weight.sum(1, keepdim=True))
     assert model.fc.out_features == 10
+
+
+@pytest.mark.parametrize("name, size", [("alexnet2012", 227), ("googlenet_v1", 96)])
+def test_faithful_models_take_gray_images_and_any_class_count(name, size):
+    model = create_model(name, num_classes=3, in_channels=1, input_size=size).eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, 1, size, size)).shape == (1, 3)

@@ -136,7 +136,7 @@ def create_app(run_dirs: list[Path], data_dir: str | None = None) -> FastAPI:
     def as_input(run: LoadedRun, pixels: list[Any]) -> torch.Tensor:
         trained = run.trained
         try:
-            array = np.asarray(pixels, dtype=np.float32)
+            array = np.asarray(pixels, dtype=np.float64)
         except (ValueError, TypeError):
             raise HTTPException(422, "pixels must be a rectangular array of numbers") from None
         if array.ndim == 2:
