@@ -105,7 +105,8 @@ def markdown(rows: list[dict[str, Any]], quick: bool) -> str:
     ]
     for r in rows:
         s = r["settings"]
-        settings = f"{s.get('epochs')} epochs" + (
+        epochs = s.get("epochs")
+        settings = f"{epochs} epoch{'s' if epochs != 1 else ''}" + (
             f", {s['train_subset']:,} train images" if s.get("train_subset") else ""
         )
         lines.append(

@@ -92,8 +92,10 @@ def test_analyze_cam_and_the_arithmetic_of_one_pixel(client):
 
 
 def test_arithmetic_endpoint(client):
-    ok = client.get("/api/arithmetic", params={"n": 32, "kernel": 3, "padding": 1}).json()
+    query = {"n": 32, "kernel": 3, "padding": 1, "in_channels": 64, "out_channels": 128}
+    ok = client.get("/api/arithmetic", params=query).json()
     assert ok["valid"] and ok["out"] == 32 and ok["formula"] == "(32 - 3 + 2*1) / 1 + 1 = 32"
+    assert ok["params"] == 3 * 3 * 64 * 128 + 128 and ok["macs"] == 32 * 32 * 128 * 9 * 64
     bad = client.get("/api/arithmetic", params={"n": 5, "kernel": 7}).json()
     assert not bad["valid"] and "spans 7 pixels" in bad["problem"]
     assert client.get("/api/arithmetic", params={"n": 64, "kernel": 9, "stride": 4}).json()["out"]
@@ -257,5 +259,9 @@ def test_upload_the_cat_and_see_grad_cam(server, browser, data_dir, shots):
     page.fill("#pg-k", "4")
     page.fill("#pg-s", "2")
     page.wait_for_function("document.querySelector('#pg-formula').textContent.includes('3.5 -> 3')")
+    page.fill("#pg-cin", "3")
+    page.wait_for_function(
+        "document.querySelector('#pg-counts').textContent.includes('4*4*3*8 + 8 = 392')"
+    )
     page.screenshot(path=str(shots / "cat.png"), full_page=True)
     page.close()

@@ -332,21 +332,30 @@ def create_app(run_dirs: list[Path], data_dir: str | None = None) -> FastAPI:
 
     @app.get("/api/arithmetic")
     def arithmetic(
-        n: int = 28, kernel: int = 5, stride: int = 1, padding: int = 0, dilation: int = 1
-    ) -> dict[str, Any]:
-        """Output size of a convolution with the formula filled in, or what is wrong and how
-        to fix it."""
+        n: int = 28, kernel: int = 5, stride: int = 1, padding: int = 0, dilation: int = 1,
+        in_channels: int = 1, out_channels: int = 1,
+    ) -> dict[str, Any]:  # fmt: skip
+        """Output size of a 2-D convolution with the formula filled in (or what is wrong and
+        how to fix it), its parameters and multiply-adds."""
         for label, value, low, high in (("n", n, 1, 4096), ("kernel", kernel, 1, 512),
                                         ("stride", stride, 1, 512), ("padding", padding, 0, 512),
-                                        ("dilation", dilation, 1, 64)):  # fmt: skip
+                                        ("dilation", dilation, 1, 64),
+                                        ("in_channels", in_channels, 1, 4096),
+                                        ("out_channels", out_channels, 1, 4096)):  # fmt: skip
             if not low <= value <= high:
                 raise HTTPException(422, f"{label}={value}: expected {low}..{high}")
         axis = A.axis_size(n, kernel, stride, (padding, padding), dilation)
         problem = A._problem(axis, "output size")
+        out = axis.out if axis.fits else 0
+        params = kernel * kernel * in_channels * out_channels + out_channels
+        macs = out * out * out_channels * kernel * kernel * in_channels
         return {
-            "out": axis.out if axis.fits else 0, "formula": axis.formula(),
-            "valid": problem is None, "problem": problem, "extent": axis.extent,
-            "padded": axis.padded,
+            "out": out, "formula": axis.formula(), "valid": problem is None, "problem": problem,
+            "extent": axis.extent, "padded": axis.padded, "params": params,
+            "params_formula": f"{kernel}*{kernel}*{in_channels}*{out_channels} + {out_channels}"
+            f" = {params:,}",
+            "macs": macs, "macs_formula": f"{out}x{out}x{out_channels} outputs x "
+            f"{kernel}*{kernel}*{in_channels} = {macs:,}",
         }  # fmt: skip
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

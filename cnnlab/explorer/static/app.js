@@ -294,10 +294,12 @@ let pgTimer = null;
 async function playground() {
   const v = (id) => Number($(id).value);
   const n = v("pg-n"), k = v("pg-k"), s = v("pg-s"), p = v("pg-p"), d = v("pg-d");
+  const cin = v("pg-cin"), cout = v("pg-cout");
   let data;
   try {
-    data = await api(`/api/arithmetic?n=${n}&kernel=${k}&stride=${s}&padding=${p}&dilation=${d}`);
+    data = await api(`/api/arithmetic?n=${n}&kernel=${k}&stride=${s}&padding=${p}&dilation=${d}&in_channels=${cin}&out_channels=${cout}`);
   } catch (error) { $("pg-formula").textContent = error.message; return; }
+  $("pg-counts").textContent = `parameters ${data.params_formula}; multiply-adds ${data.macs_formula}`;
   $("pg-formula").textContent = data.valid ? `output = ${data.formula}` : data.problem;
   $("pg-formula").className = data.valid ? "" : "problem";
   if (pgTimer) clearInterval(pgTimer);
@@ -328,7 +330,7 @@ async function playground() {
   draw();
   pgTimer = setInterval(draw, 400);
 }
-["pg-n", "pg-k", "pg-s", "pg-p", "pg-d"].forEach((id) => $(id).addEventListener("input", playground));
+["pg-n", "pg-k", "pg-s", "pg-p", "pg-d", "pg-cin", "pg-cout"].forEach((id) => $(id).addEventListener("input", playground));
 
 clearCanvas();
 loadRuns().catch((error) => note("input-note", error.message, true));
