@@ -345,7 +345,7 @@ def create_app(run_dirs: list[Path], data_dir: str | None = None) -> FastAPI:
             if not low <= value <= high:
                 raise HTTPException(422, f"{label}={value}: expected {low}..{high}")
         axis = A.axis_size(n, kernel, stride, (padding, padding), dilation)
-        problem = A._problem(axis, "output size")
+        problem = A.axis_problem(axis, "output size")
         out = axis.out if axis.fits else 0
         params = kernel * kernel * in_channels * out_channels + out_channels
         macs = out * out * out_channels * kernel * kernel * in_channels

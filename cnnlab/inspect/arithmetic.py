@@ -163,7 +163,9 @@ def axis_size(size: int, kernel: int, stride: int, pad: tuple[int, int], dilatio
     )  # fmt: skip
 
 
-def _problem(axis: AxisSize, what: str) -> str | None:
+def axis_problem(axis: AxisSize, what: str) -> str | None:
+    """What is wrong with one axis (the kernel does not fit, or a remainder), with the formula
+    and the fixes; ``None`` when the size is a whole number."""
     if not axis.fits:
         return (
             f"{what}: the kernel spans {axis.extent} pixels but the padded input has "
@@ -216,7 +218,7 @@ def conv_output_size(
     """
     axes, single = _sizes(n, kernel, stride, padding, dilation, pool=False)
     for i, axis in enumerate(axes):
-        problem = _problem(axis, "convolution" if single else f"convolution, axis {i}")
+        problem = axis_problem(axis, "convolution" if single else f"convolution, axis {i}")
         if problem and (exact or not axis.fits):
             raise ShapeError(problem)
     outs = tuple(axis.out for axis in axes)
@@ -235,7 +237,7 @@ def pool_output_size(
     PyTorch. Same errors as :func:`conv_output_size`."""
     axes, single = _sizes(n, kernel, stride, padding, dilation, pool=True)
     for i, axis in enumerate(axes):
-        problem = _problem(axis, "pooling" if single else f"pooling, axis {i}")
+        problem = axis_problem(axis, "pooling" if single else f"pooling, axis {i}")
         if problem and (exact or not axis.fits):
             raise ShapeError(problem)
     outs = tuple(axis.out for axis in axes)
@@ -340,7 +342,7 @@ def window_row(
     row.formula = formulas[0] if len(set(formulas)) == 1 and len(axes) > 1 else "; ".join(formulas)
     if len(axes) > 1 and len(set(formulas)) == 1:
         row.formula += f"  (each of {len(axes)} axes)"
-    problems = [_problem(axis, "output size") for axis in axes]
+    problems = [axis_problem(axis, "output size") for axis in axes]
     if len(axes) > 1 and len(set(problems)) == 1 and problems[0]:
         every = "both axes" if len(axes) == 2 else f"all {len(axes)} axes"
         row.problems.append(problems[0].replace("output size", every, 1))
