@@ -102,11 +102,12 @@ def _register_imagenet(name: str, minimum: int, doc: str, **fixed: Any) -> None:
         pretrained: bool = False,
     ) -> nn.Module:  # fmt: skip
         _check_size(name, input_size, minimum)
+        options = dict(fixed)  # never change the registered defaults
         if name == "googlenet":
-            fixed.setdefault("init_weights", True)
-            if pretrained:  # torchvision's weights come without the auxiliary heads
-                fixed["aux_logits"] = False
-        model = _build(name, num_classes, pretrained, **fixed)
+            options.setdefault("init_weights", not pretrained)
+            if pretrained:  # as torchvision does for its ImageNet weights
+                options.update(aux_logits=False, transform_input=True)
+        model = _build(name, num_classes, pretrained, **options)
         return _adapt_channels(model, in_channels, pretrained)
 
     builder.__doc__ = doc
