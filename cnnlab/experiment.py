@@ -12,12 +12,12 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from PIL import Image, UnidentifiedImageError
 from torch import nn
 
 from . import runs
 from .data import ImageDataset, Preprocess, load_dataset
 from .errors import CnnlabError, RunFolderError
+from .images import fit_to_input, opened
 from .models import create_model
 from .train import FitResult, TrainConfig, current_distributed, fit, seed_everything
 
@@ -172,26 +172,9 @@ def read_image(
     path: str | os.PathLike[str], channels: int, size: int
 ) -> tuple[torch.Tensor, list[str]]:
     """An image file as a ``1 x C x size x size`` uint8 tensor, and notes on what was changed."""
-    notes = []
-    try:
-        with Image.open(path) as image:
-            image.load()
-            original = image.size
-            mode = "L" if channels == 1 else "RGB"
-            if image.mode != mode:
-                notes.append(f"converted {image.mode} to {mode}")
-                image = image.convert(mode)
-            if image.size != (size, size):
-                notes.append(f"resized {original[0]}x{original[1]} to {size}x{size}")
-                image = image.resize((size, size), Image.Resampling.BILINEAR)
-            array = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
-    except FileNotFoundError:
-        raise CnnlabError(f"{path}: no such file") from None
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as err:
-        raise CnnlabError(
-            f"{path}: not an image cnnlab can read ({type(err).__name__}); give a PNG or JPEG file"
-        ) from None
-    return array.view(size, size, channels).permute(2, 0, 1).unsqueeze(0), notes
+    with opened(path) as image:
+        array, notes = fit_to_input(image, channels, size)
+    return torch.from_numpy(array.copy()).unsqueeze(0), notes
 
 
 @torch.no_grad()

@@ -30,6 +30,7 @@ from pydantic import BaseModel, Field
 
 from ..errors import CnnlabError
 from ..experiment import TrainedRun, load_run
+from ..images import fit_to_input
 from ..inspect import arithmetic as A
 from ..inspect.summary import summary
 from ..inspect.views import capture, grad_cam
@@ -211,24 +212,13 @@ def create_app(run_dirs: list[Path], data_dir: str | None = None) -> FastAPI:
                     raise HTTPException(413, f"image of {image.size[0]}x{image.size[1]} pixels "
                                              "is too large")  # fmt: skip
                 image.load()
-                t = run.trained
-                notes = []
-                mode = "L" if t.in_channels == 1 else "RGB"
-                if image.mode != mode:
-                    notes.append(f"converted {image.mode} to {mode}")
-                    image = image.convert(mode)
-                if image.size != (t.input_size, t.input_size):
-                    notes.append(f"resized {image.size[0]}x{image.size[1]} to "
-                                 f"{t.input_size}x{t.input_size}")  # fmt: skip
-                    image = image.resize((t.input_size, t.input_size), Image.Resampling.BILINEAR)
-                array = np.asarray(image, dtype=np.uint8)
+                array, notes = fit_to_input(image, run.trained.in_channels, run.trained.input_size)
         except HTTPException:
             raise
         except Image.DecompressionBombError:
             raise HTTPException(413, "the image has too many pixels (decompression bomb)") from None
         except (UnidentifiedImageError, OSError, ValueError):
             raise HTTPException(400, "the upload is not a readable PNG or JPEG image") from None
-        array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
         return {"pixels": array.tolist(), "notes": notes}
 
     @app.post("/api/runs/{name}/analyze", response_model=None)

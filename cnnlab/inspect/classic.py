@@ -14,9 +14,10 @@ import os
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from ..errors import CnnlabError, UnknownNameError
+from ..images import opened
 from ..scratch import correlate2d
 
 # scipy.ndimage border mode -> numpy.pad mode
@@ -141,17 +142,9 @@ def edge_magnitude(image: np.ndarray, border: str = "reflect") -> np.ndarray:
 def load_image(path: str | os.PathLike[str], gray: bool = False) -> np.ndarray:
     """A photo as float ``H x W`` (gray, ITU-R 601 luma as PIL's "L") or ``H x W x 3`` in
     0..255."""
-    try:
-        with Image.open(path) as image:
-            image.load()
-            image = image.convert("L" if gray or image.mode in ("L", "I", "F", "1") else "RGB")
-            return np.asarray(image, dtype=float)
-    except FileNotFoundError:
-        raise CnnlabError(f"{path}: no such file") from None
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
-        raise CnnlabError(
-            f"{path}: not an image cnnlab can read ({type(error).__name__}); give a PNG or JPEG"
-        ) from None
+    with opened(path) as image:
+        image = image.convert("L" if gray or image.mode in ("L", "I", "F", "1") else "RGB")
+        return np.asarray(image, dtype=float)
 
 
 def to_uint8(result: np.ndarray, signed: bool) -> np.ndarray:
