@@ -23,5 +23,9 @@ class UnknownNameError(CnnlabError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class ShapeError(CnnlabError):
+    """A layer that does not fit its input; the message shows the formula with the numbers."""
+
+
 class RunFolderError(CnnlabError):
     """A run folder that is missing, incomplete, or would be overwritten."""

@@ -17,13 +17,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import CnnlabError
+from ..errors import ShapeError
+from ..scratch.functional import resolve_padding as resolve_zero_padding
+from ..scratch.functional import same_padding as same_padding  # re-exported
 
 Padding = int | str | Sequence[int]
-
-
-class ShapeError(CnnlabError):
-    """A layer that does not fit its input; the message shows the formula with the numbers."""
 
 
 def _tuple(value: int | Sequence[int], dims: int, name: str) -> tuple[int, ...]:
@@ -37,34 +35,15 @@ def _tuple(value: int | Sequence[int], dims: int, name: str) -> tuple[int, ...]:
     return value
 
 
-def same_padding(kernel: int, dilation: int = 1) -> tuple[int, int]:
-    """The ``(before, after)`` padding that keeps the size at stride 1: the kernel reaches
-    ``D * (F - 1)`` pixels beyond one, split evenly with the odd pixel after (PyTorch's "same").
-    """
-    reach = dilation * (kernel - 1)
-    return reach // 2, reach - reach // 2
-
-
 def resolve_padding(
     padding: Padding, kernel: tuple[int, ...], stride: tuple[int, ...], dilation: tuple[int, ...]
 ) -> tuple[tuple[int, int], ...]:
-    """Per-axis ``(before, after)`` padding from an int, a tuple, ``"valid"`` or ``"same"``."""
-    dims = len(kernel)
-    if isinstance(padding, str):
-        if padding == "valid":
-            return ((0, 0),) * dims
-        if padding == "same":
-            if any(s != 1 for s in stride):
-                raise ShapeError(
-                    f"padding='same' with stride {stride}: 'same' keeps the size only at stride "
-                    "1; give explicit padding for a strided layer (e.g. padding = kernel // 2)"
-                )
-            return tuple(same_padding(k, d) for k, d in zip(kernel, dilation))
-        raise ShapeError(f"padding={padding!r}: expected a number, a tuple, 'valid' or 'same'")
-    pads = _tuple(padding, dims, "padding")
-    if any(p < 0 for p in pads):
-        raise ShapeError(f"padding={pads}: padding cannot be negative")
-    return tuple((p, p) for p in pads)
+    """Per-axis ``(before, after)`` padding, by the engine's rule
+    (:func:`cnnlab.scratch.functional.resolve_padding`); one number in a tuple counts for
+    every axis."""
+    if not isinstance(padding, str):
+        padding = _tuple(padding, len(kernel), "padding")
+    return resolve_zero_padding(padding, kernel, dilation, stride)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..errors import CnnlabError
+from ..errors import CnnlabError, ShapeError
 
 Padding = int | str | Sequence[int]
 
@@ -28,30 +28,34 @@ def as_tuple(value: int | Sequence[int], dims: int, name: str) -> tuple[int, ...
     return value
 
 
+def same_padding(kernel: int, dilation: int = 1) -> tuple[int, int]:
+    """The ``(before, after)`` padding that keeps the size at stride 1: the kernel reaches
+    ``D * (F - 1)`` pixels beyond one, split evenly with the odd pixel after (PyTorch's "same").
+    """
+    reach = dilation * (kernel - 1)
+    return reach // 2, reach - reach // 2
+
+
 def resolve_padding(
     padding: Padding, kernel: tuple[int, ...], dilation: tuple[int, ...], stride: tuple[int, ...]
 ) -> tuple[tuple[int, int], ...]:
-    """Per-axis ``(before, after)`` zero padding.
-
-    ``"valid"`` is no padding. ``"same"`` keeps the size at stride 1: the kernel's extent beyond
-    one pixel, ``dilation * (kernel - 1)``, is split with the odd pixel after (as PyTorch does).
-    """
+    """Per-axis ``(before, after)`` zero padding from an int, a tuple, ``"valid"`` (none) or
+    ``"same"`` (:func:`same_padding`, stride 1 only)."""
     dims = len(kernel)
     if isinstance(padding, str):
         if padding == "valid":
             return ((0, 0),) * dims
         if padding == "same":
             if any(s != 1 for s in stride):
-                raise CnnlabError(
-                    f"padding='same' with stride {stride}: 'same' keeps the size only at stride 1;"
-                    " give explicit padding for strided layers"
+                raise ShapeError(
+                    f"padding='same' with stride {stride}: 'same' keeps the size only at stride "
+                    "1; give explicit padding for a strided layer (e.g. padding = kernel // 2)"
                 )
-            extents = [d * (k - 1) for k, d in zip(kernel, dilation)]
-            return tuple((e // 2, e - e // 2) for e in extents)
-        raise CnnlabError(f"padding={padding!r}: expected an int, a tuple, 'valid' or 'same'")
+            return tuple(same_padding(k, d) for k, d in zip(kernel, dilation))
+        raise ShapeError(f"padding={padding!r}: expected an int, a tuple, 'valid' or 'same'")
     pads = as_tuple(padding, dims, "padding")
     if any(p < 0 for p in pads):
-        raise CnnlabError(f"padding={pads}: padding cannot be negative")
+        raise ShapeError(f"padding={pads}: padding cannot be negative")
     return tuple((p, p) for p in pads)
 
 
