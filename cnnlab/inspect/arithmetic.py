@@ -180,6 +180,18 @@ def _sizes(
     return axes, single
 
 
+def _checked_sizes(
+    what: str, n, kernel, stride, padding, dilation, exact: bool
+) -> int | tuple[int, ...]:
+    axes, single = _sizes(n, kernel, stride, padding, dilation, pool=what == "pooling")
+    for i, axis in enumerate(axes):
+        problem = axis_problem(axis, what if single else f"{what}, axis {i}")
+        if problem and (exact or not axis.fits):
+            raise ShapeError(problem)
+    outs = tuple(axis.out for axis in axes)
+    return outs[0] if single else outs
+
+
 def conv_output_size(
     n: int | Sequence[int],
     kernel: int | Sequence[int],
@@ -195,13 +207,7 @@ def conv_output_size(
     or input sizes that would fix it, when the kernel does not fit or (with ``exact``, the
     default) the division leaves a remainder; ``exact=False`` floors like PyTorch.
     """
-    axes, single = _sizes(n, kernel, stride, padding, dilation, pool=False)
-    for i, axis in enumerate(axes):
-        problem = axis_problem(axis, "convolution" if single else f"convolution, axis {i}")
-        if problem and (exact or not axis.fits):
-            raise ShapeError(problem)
-    outs = tuple(axis.out for axis in axes)
-    return outs[0] if single else outs
+    return _checked_sizes("convolution", n, kernel, stride, padding, dilation, exact)
 
 
 def pool_output_size(
@@ -214,13 +220,7 @@ def pool_output_size(
 ) -> int | tuple[int, ...]:
     """Output size of max/average pooling; ``stride`` defaults to the kernel size, as in
     PyTorch. Same errors as :func:`conv_output_size`."""
-    axes, single = _sizes(n, kernel, stride, padding, dilation, pool=True)
-    for i, axis in enumerate(axes):
-        problem = axis_problem(axis, "pooling" if single else f"pooling, axis {i}")
-        if problem and (exact or not axis.fits):
-            raise ShapeError(problem)
-    outs = tuple(axis.out for axis in axes)
-    return outs[0] if single else outs
+    return _checked_sizes("pooling", n, kernel, stride, padding, dilation, exact)
 
 
 # ------------------------------------------------------------------- one row of a shape table
