@@ -9,7 +9,6 @@ correlated without padding, so the output has the input's size and equals
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 
@@ -199,6 +198,6 @@ def kernel_text(weights: np.ndarray) -> str:
         return np.array2string(weights.astype(int))
     for denominator in (16, 273, 256, 9, 25):
         scaled = weights * denominator
-        if np.allclose(scaled, scaled.round(), atol=1e-9) and not math.isclose(denominator, 1):
+        if np.allclose(scaled, scaled.round(), atol=1e-9):
             return f"{np.array2string(scaled.round().astype(int))} / {denominator}"
     return np.array2string(weights, precision=4, suppress_small=True)

@@ -177,7 +177,7 @@ def summary(
                     f"{label} cannot run on an input of {A._dims(shape)}: {error}. Check the "
                     "input channels and size the model expects"
                 ) from error
-            rows, notes = _rows_from_graph(gm, runner.recorder.outputs, len(shape) - 1)
+            rows, notes = _rows_from_graph(gm, runner.recorder.outputs, len(shape) - 1), []
     called = {row.name for row in rows}
     unused = {}
     for module_name, module in model.named_children():
@@ -263,11 +263,10 @@ def _adaptive_field(field_in: A.Field, sizes, outs) -> A.Field:
 
 def _rows_from_graph(
     gm: torch.fx.GraphModule, outputs: dict[str, Any], spatial_dims: int
-) -> tuple[list[A.Row], list[str]]:
+) -> list[A.Row]:
     fields: dict[str, A.Field] = {}
     rows: list[A.Row] = []
     seen_modules: set[str] = set()
-    notes: list[str] = []
     for node in gm.graph.nodes:
         if node.op == "placeholder":
             fields[node.name] = A.start_field(spatial_dims)
@@ -304,7 +303,7 @@ def _rows_from_graph(
         if field_out is not None:
             row.receptive_field, row.jump = field_out
         rows.append(row)
-    return rows, notes
+    return rows
 
 
 def _rows_from_hooks(model: nn.Module, x: torch.Tensor) -> tuple[list[A.Row], list[str]]:
