@@ -109,8 +109,11 @@ def resolve_run(run: str | os.PathLike[str], runs_root: Path = Path("runs")) -> 
     return path
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Load a checkpoint without executing code from it (``weights_only=True``)."""
+def load_checkpoint(
+    path: Path, required: tuple[str, ...] = ("model", "model_spec")
+) -> dict[str, Any]:
+    """Load a checkpoint without executing code from it (``weights_only=True``); it must be a
+    dict holding the ``required`` keys (an image run's by default)."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # unpickling errors come in many types
@@ -118,8 +121,8 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
             f"{path}: not a readable cnnlab checkpoint ({type(err).__name__}: "
             f"{str(err).splitlines()[0][:200]})"
         ) from None
-    if not isinstance(state, dict) or "model" not in state or "model_spec" not in state:
-        raise RunFolderError(f"{path}: not a cnnlab checkpoint (no model weights and spec)")
+    if not isinstance(state, dict) or any(key not in state for key in required):
+        raise RunFolderError(f"{path}: not a cnnlab checkpoint (it lacks {', '.join(required)})")
     return state
 
 

@@ -212,14 +212,8 @@ def run_graph_training(
 
 
 def load_node_model(run_dir: Path) -> tuple[GCN, GraphConfig, dict[str, Any]]:
-    path = run_dir / runs.CHECKPOINT
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise CnnlabError(f"{path}: no checkpoint; is {run_dir} a finished graph run?") from None
-    except Exception as error:
-        raise CnnlabError(f"{path}: not a readable checkpoint ({type(error).__name__})") from None
-    if not isinstance(state, dict) or state.get("kind") != "nodes":
+    state = runs.load_checkpoint(run_dir / runs.CHECKPOINT, required=("kind", "config"))
+    if state["kind"] != "nodes":
         raise CnnlabError(f"{run_dir}: not a node-classification GCN run")
     config = GraphConfig(**state["config"])
     model = GCN(state["in_features"], len(state["classes"]), tuple(config.hidden), config.dropout,
