@@ -11,15 +11,16 @@ from .errors import CnnlabError
 
 
 def _option_dict(text: str) -> dict[str, Any]:
+    """``"pairs=8,skip=false"`` -> options, each read as ``-O key=value`` is."""
+    from .cli import _option_value
+
     options = {}
     for part in filter(None, text.split(",")):
-        key, sep, value = part.partition("=")
-        if not sep:
-            raise CnnlabError(f"model option {part!r}: expected key=value, e.g. pairs=8")
         try:
-            options[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key.strip()] = value
+            key, value = _option_value(part.strip())
+        except argparse.ArgumentTypeError:
+            raise CnnlabError(f"model option {part!r}: expected key=value, e.g. pairs=8") from None
+        options[key] = value
     return options
 
 
