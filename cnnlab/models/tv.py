@@ -11,16 +11,23 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torchvision
 from torch import nn
 
 from ..errors import CnnlabError
 from ._registry import register_model
 
 
+def _models():
+    """``torchvision.models``, imported on first use: importing torchvision takes seconds and
+    most cnnlab commands never build one of these models."""
+    import torchvision.models
+
+    return torchvision.models
+
+
 def weights_file(name: str) -> tuple[Any, Path]:
     """The torchvision weights enum of ``name`` and where torch keeps its file."""
-    weights = torchvision.models.get_model_weights(name).DEFAULT
+    weights = _models().get_model_weights(name).DEFAULT
     return weights, Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
 
 
@@ -61,8 +68,8 @@ def _replace_first_conv(conv: nn.Conv2d, in_channels: int, pretrained: bool) -> 
 
 def _build(name: str, num_classes: int, pretrained: bool, **kwargs: Any) -> nn.Module:
     if not pretrained:
-        return torchvision.models.get_model(name, weights=None, num_classes=num_classes, **kwargs)
-    model = torchvision.models.get_model(name, weights=None, **kwargs)
+        return _models().get_model(name, weights=None, num_classes=num_classes, **kwargs)
+    model = _models().get_model(name, weights=None, **kwargs)
     model.load_state_dict(pretrained_state(name))
     if num_classes != 1000:
         if hasattr(model, "fc"):
@@ -74,9 +81,9 @@ def _build(name: str, num_classes: int, pretrained: bool, **kwargs: Any) -> nn.M
 
 
 def _first_conv_path(model: nn.Module) -> tuple[nn.Module, str]:
-    if isinstance(model, torchvision.models.ResNet):
+    if isinstance(model, _models().ResNet):
         return model, "conv1"
-    if isinstance(model, torchvision.models.VGG):
+    if isinstance(model, _models().VGG):
         return model.features, "0"
     return model.conv1, "conv"  # GoogLeNet's BasicConv2d
 
@@ -143,7 +150,7 @@ _register_imagenet("googlenet", 32, """torchvision's GoogLeNet: the batch-norm v
 
 
 def _resnet_cifar(name: str, num_classes: int, in_channels: int) -> nn.Module:
-    model = torchvision.models.get_model(name, weights=None, num_classes=num_classes)
+    model = _models().get_model(name, weights=None, num_classes=num_classes)
     model.conv1 = nn.Conv2d(in_channels, 64, 3, stride=1, padding=1, bias=False)
     model.maxpool = nn.Identity()
     return model
@@ -167,7 +174,7 @@ for _name in ("resnet18", "resnet34", "resnet50"):
 
 def _vgg_cifar(name: str, num_classes: int, in_channels: int, input_size: int) -> nn.Module:
     _check_size(f"{name}_cifar", input_size, 32)
-    model = torchvision.models.get_model(name, weights=None)
+    model = _models().get_model(name, weights=None)
     model = _adapt_channels(model, in_channels, False)
     model.avgpool = nn.Identity()  # five pools take 32x32 to 1x1: 512 features
     side = input_size // 32
