@@ -101,13 +101,11 @@ def _meta_state(module: nn.Module, prefix: str = "") -> dict[str, torch.Tensor]:
 
 
 class _LeafTracer(torch.fx.Tracer):
-    """Keeps cnnlab's input adapters (LeNet-5's ``FitTo32``, which looks at the image size)
-    as single calls, so the rest of the model can still be traced."""
+    """Keeps modules marked ``fx_leaf = True`` (forwards that look at the input's size, such
+    as LeNet-5's ``FitTo32``) as single calls, so the rest of the model can still be traced."""
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        from ..models.lenet import FitTo32
-
-        return isinstance(m, FitTo32) or super().is_leaf_module(m, qualname)
+        return getattr(m, "fx_leaf", False) or super().is_leaf_module(m, qualname)
 
 
 class _ShapeRecorder(torch.fx.Interpreter):

@@ -19,6 +19,8 @@ class FitTo32(nn.Module):
     bilinearly (e.g. scikit-learn's 8x8 digits are enlarged 4x).
     """
 
+    fx_leaf = True  # branches on the image size: torch.fx traces it as one call
+
     def __init__(self, input_size: int) -> None:
         super().__init__()
         self.input_size = input_size
