@@ -16,17 +16,32 @@ from .errors import CnnlabError
 @contextlib.contextmanager
 def opened(path: str | os.PathLike[str]) -> Iterator[Image.Image]:
     """The decoded image at ``path``; a missing file or one that does not decode (corrupt,
-    not an image, a decompression bomb) is a :class:`CnnlabError` naming the file."""
+    not an image, a decompression bomb) is a :class:`CnnlabError` naming the file.
+
+    Only opening and decoding are checked: an error raised by the caller's own code inside the
+    ``with`` block passes through unchanged."""
     try:
-        with Image.open(path) as image:
-            image.load()
-            yield image
+        image = Image.open(path)
     except FileNotFoundError:
         raise CnnlabError(f"{path}: no such file") from None
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as err:
-        raise CnnlabError(
-            f"{path}: not an image cnnlab can read ({type(err).__name__}); give a PNG or JPEG file"
-        ) from None
+    except IsADirectoryError:
+        raise CnnlabError(f"{path}: is a folder; give an image file (PNG or JPEG)") from None
+    except PermissionError:
+        raise CnnlabError(f"{path}: permission denied; give an image file you can read") from None
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as err:
+        raise _not_an_image(path, err) from None
+    with image:
+        try:
+            image.load()
+        except (OSError, ValueError, Image.DecompressionBombError) as err:
+            raise _not_an_image(path, err) from None
+        yield image
+
+
+def _not_an_image(path: str | os.PathLike[str], err: Exception) -> CnnlabError:
+    return CnnlabError(
+        f"{path}: not an image cnnlab can read ({type(err).__name__}); give a PNG or JPEG file"
+    )
 
 
 def fit_to_input(image: Image.Image, channels: int, size: int) -> tuple[np.ndarray, list[str]]:

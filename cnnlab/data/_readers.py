@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import gzip
 import io
-import pickle
+import math
 import tarfile
 import zlib
 from collections.abc import Iterable
@@ -15,34 +15,70 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from .._unpickle import restricted_loads
 from ..errors import DataError
 
 IDX_IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions
 IDX_LABELS_MAGIC = 2049  # 0x00000801: unsigned bytes, 1 dimension
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+# What the official CIFAR-10 python batches hold: a dict of str (or bytes) keys, lists of
+# labels and file names (all built by plain pickle opcodes), and the pixels as one numpy uint8
+# array, the only thing that names globals: numpy's reconstructor (always allowed),
+# numpy.ndarray and numpy.dtype. Nothing else is resolved, so no code in a batch can run.
+CIFAR_BATCH_PICKLE_GLOBALS = {
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+}  # fmt: skip
+CIFAR_BATCH_SIZE = 10000  # images in each of data_batch_1..5 and test_batch
 
 
-def _read_maybe_gzip(path: Path) -> bytes:
+def reason(err: BaseException) -> str:
+    """An exception as one short line: its type, and its message with line breaks folded."""
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+def _read_maybe_gzip(path: Path, max_bytes: int | None = None) -> bytes:
+    """The file's bytes, gunzipped when it starts with the gzip magic. More than ``max_bytes``
+    (after decompression) is refused without reading the rest: a gzip bomb stops there."""
+    limit = -1 if max_bytes is None else max_bytes + 1
     try:
-        raw = path.read_bytes()
-        return gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
-    except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as err:
+        with path.open("rb") as handle:
+            gzipped = handle.read(2) == b"\x1f\x8b"
+            handle.seek(0)
+            if gzipped:
+                with gzip.GzipFile(fileobj=handle) as stream:
+                    data = stream.read(limit)
+            else:
+                data = handle.read(limit)
+    except (OSError, EOFError, zlib.error) as err:  # gzip.BadGzipFile is an OSError
         raise DataError(
-            f"{path}: cannot read ({err}); the file is damaged or truncated, delete it and "
-            "download it again (download=True / --download)"
+            f"{path}: cannot read ({reason(err)}); the file is damaged or truncated, delete it "
+            "and download it again (download=True / --download)"
         ) from None
+    if max_bytes is not None and len(data) > max_bytes:
+        raise DataError(
+            f"{path}: holds more than the {max_bytes} bytes expected; it is not the file its "
+            "name says, delete it and download it again (download=True / --download)"
+        )
+    return data
 
 
-def read_idx(path: Path, expect_magic: int, expect_count: int | None) -> np.ndarray:
+def read_idx(
+    path: Path, expect_magic: int, expect_count: int | None, max_bytes: int | None = None
+) -> np.ndarray:
     """Read an idx file (LeCun's MNIST format), gzipped or not, and check its header.
 
     Header: 4-byte big-endian magic (2051 images, 2049 labels), then one 4-byte big-endian size
-    per dimension, then the unsigned bytes.
+    per dimension, then the unsigned bytes. A file over ``max_bytes`` is refused unread.
     """
-    data = _read_maybe_gzip(path)
+    data = _read_maybe_gzip(path, max_bytes)
     what = "images" if expect_magic == IDX_IMAGES_MAGIC else "labels"
     if len(data) < 8:
-        raise DataError(f"{path}: {len(data)} bytes is too short for an idx {what} file")
+        raise DataError(
+            f"{path}: {len(data)} bytes is too short for an idx {what} file; it is truncated, "
+            "download it again (download=True / --download)"
+        )
     magic = int.from_bytes(data[0:4], "big")
     if magic != expect_magic:
         raise DataError(
@@ -50,9 +86,14 @@ def read_idx(path: Path, expect_magic: int, expect_count: int | None) -> np.ndar
             "is this the right file (train-images / train-labels / t10k-...)?"
         )
     ndim = data[3]
-    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     offset = 4 + 4 * ndim
-    expected_bytes = offset + int(np.prod(dims))
+    if len(data) < offset:
+        raise DataError(
+            f"{path}: {len(data)} bytes is too short for an idx header of {ndim} dimensions; "
+            "it is truncated, download it again (download=True / --download)"
+        )
+    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    expected_bytes = offset + math.prod(dims)
     if len(data) != expected_bytes:
         raise DataError(
             f"{path}: header says {'x'.join(map(str, dims))} {what} ({expected_bytes} bytes) but "
@@ -66,12 +107,13 @@ def read_idx(path: Path, expect_magic: int, expect_count: int | None) -> np.ndar
 def read_idx_pair(
     images_path: Path, labels_path: Path, count: int, side: int, num_classes: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    images = read_idx(images_path, IDX_IMAGES_MAGIC, count)
+    images = read_idx(images_path, IDX_IMAGES_MAGIC, count, 16 + count * side * side)
     if images.shape[1:] != (side, side):
         raise DataError(
-            f"{images_path}: images are {images.shape[1]}x{images.shape[2]}, expected {side}x{side}"
+            f"{images_path}: images are {'x'.join(map(str, images.shape[1:]))}, expected "
+            f"{side}x{side}; is this the right file?"
         )
-    labels = read_idx(labels_path, IDX_LABELS_MAGIC, count)
+    labels = read_idx(labels_path, IDX_LABELS_MAGIC, count, 8 + count)
     check_labels(labels, num_classes, labels_path)
     return images[..., None], labels.astype(np.int64)
 
@@ -85,48 +127,89 @@ def check_labels(labels: np.ndarray, num_classes: int, source: Path | str) -> No
 
 
 def read_cifar_batches(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """torchvision's / the official ``cifar-10-batches-py`` folder (pickled dicts)."""
+    """torchvision's / the official ``cifar-10-batches-py`` folder (pickled dicts), read with an
+    allow-list unpickler: a batch file that names anything else is refused, never run."""
     names = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
     images, labels = [], []
     for name in names:
         path = folder / name
-        try:
-            with path.open("rb") as handle:
-                batch = pickle.load(handle, encoding="latin1")
-            data = np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
-            batch_labels = np.asarray(batch["labels"], dtype=np.int64)
-        except FileNotFoundError:
-            raise DataError(
-                f"{path} is missing from the CIFAR-10 folder; download it again "
-                "(download=True / --download)"
-            ) from None
-        except (OSError, pickle.UnpicklingError, KeyError, ValueError, EOFError) as err:
-            raise DataError(f"{path}: not a CIFAR-10 batch ({err}); download it again") from None
-        images.append(data.transpose(0, 2, 3, 1))
+        data, batch_labels = _read_cifar_batch(path)
+        images.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
         labels.append(batch_labels)
-    out_labels = np.concatenate(labels)
-    check_labels(out_labels, 10, folder)
-    return np.concatenate(images), out_labels
+    return np.concatenate(images), np.concatenate(labels)
+
+
+def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    fix = "download the official cifar-10-batches-py again (download=True / --download)"
+    # a real batch is about 31 MB; anything much larger is not one (and is not read into memory)
+    limit = 2 * CIFAR_BATCH_SIZE * 3072
+    try:
+        if path.stat().st_size > limit:
+            raise DataError(
+                f"{path}: {path.stat().st_size} bytes is far larger than a CIFAR-10 batch "
+                f"(about 31 MB); {fix}"
+            )
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path} is missing from the CIFAR-10 folder; {fix}") from None
+    except OSError as err:
+        raise DataError(f"{path}: cannot read ({reason(err)}); {fix}") from None
+    try:
+        batch = restricted_loads(raw, CIFAR_BATCH_PICKLE_GLOBALS)
+    except (
+        Exception
+    ) as err:  # refused globals (UnpicklingError), or damage: EOFError, ValueError...
+        raise DataError(f"{path}: not a CIFAR-10 batch ({reason(err)}); {fix}") from None
+    if not isinstance(batch, dict):
+        raise DataError(f"{path}: holds a {type(batch).__name__}, expected a dict; {fix}")
+    data = batch.get("data", batch.get(b"data"))
+    batch_labels = batch.get("labels", batch.get(b"labels"))
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.shape[1:] != (3072,):
+        what = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else repr(type(data))
+        raise DataError(
+            f"{path}: 'data' is {what}, expected a uint8 array of N x 3072 (3 x 32 x 32); {fix}"
+        )
+    try:
+        labels = np.asarray(batch_labels)
+    except Exception as err:  # labels built from arbitrary (allowed) objects
+        raise DataError(
+            f"{path}: 'labels' is not a list of numbers ({reason(err)}); {fix}"
+        ) from None
+    if labels.ndim != 1 or labels.dtype.kind not in "iu" or len(labels) != len(data):
+        raise DataError(
+            f"{path}: 'labels' is {labels.dtype} {labels.shape}, expected {len(data)} integers "
+            f"(one per image); {fix}"
+        )
+    check_labels(labels, 10, path)
+    return data, labels.astype(np.int64)
 
 
 def read_cifar_npz(path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     """The lossless subset: ``x_train (N,32,32,3) uint8``, ``y_train``, ``x_test``, ``y_test``."""
     key = "train" if split == "train" else "test"
+    fix = "the file is damaged or truncated: replace it with a good copy"
     try:
         with np.load(path, allow_pickle=False) as archive:
-            images, labels = archive[f"x_{key}"], archive[f"y_{key}"].astype(np.int64)
-    except (OSError, KeyError, ValueError, zlib.error) as err:
+            images, labels = archive[f"x_{key}"], archive[f"y_{key}"]
+    except KeyError as err:
         raise DataError(
-            f"{path}: not a readable CIFAR-10 npz ({err}); expected arrays x_{key} and y_{key}"
+            f"{path}: has no array {reason(err).split(': ', 1)[-1]}; expected arrays x_{key} "
+            f"and y_{key}; {fix}"
         ) from None
+    except Exception as err:  # truncated: BadZipFile, EOFError; forged header: MemoryError, ...
+        raise DataError(f"{path}: not a readable CIFAR-10 npz ({reason(err)}); {fix}") from None
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (32, 32, 3):
         raise DataError(
-            f"{path}: x_{key} is {images.dtype} {images.shape}, expected uint8 (N, 32, 32, 3)"
+            f"{path}: x_{key} is {images.dtype} {images.shape}, expected uint8 (N, 32, 32, 3); "
+            f"{fix}"
         )
-    if len(labels) != len(images):
-        raise DataError(f"{path}: {len(images)} images but {len(labels)} labels")
+    if labels.ndim != 1 or labels.dtype.kind not in "iu" or len(labels) != len(images):
+        raise DataError(
+            f"{path}: y_{key} is {labels.dtype} {labels.shape}, expected {len(images)} integer "
+            f"labels (one per image); {fix}"
+        )
     check_labels(labels, 10, path)
-    return images, labels
+    return images, labels.astype(np.int64)
 
 
 def decode_image(data: bytes, name: str, mode: str) -> np.ndarray:
@@ -142,13 +225,15 @@ def decode_image(data: bytes, name: str, mode: str) -> np.ndarray:
         ValueError,
         Image.DecompressionBombError,
     ) as err:
-        raise DataError(f"{name}: not a readable image ({err})") from None
+        raise DataError(f"{name}: not a readable image ({reason(err)})") from None
 
 
 def stack_images(
-    items: Iterable[tuple[str, bytes, int]], mode: str, source: str
+    items: Iterable[tuple[str, bytes, int]], mode: str, source: str, allow_empty: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Decode ``(name, bytes, label)`` items into one array; every image must share one size."""
+    """Decode ``(name, bytes, label)`` items into one array; every image must share one size.
+    No items is an error, or with ``allow_empty`` an empty ``0 x 0 x 0 x C`` array (for callers
+    that check the count they expect and say what is missing)."""
     images, labels, first = [], [], None
     for name, data, label in items:
         image = decode_image(data, name, mode)
@@ -163,6 +248,9 @@ def stack_images(
         images.append(image)
         labels.append(label)
     if not images:
+        if allow_empty:
+            channels = 1 if mode == "L" else 3
+            return np.zeros((0, 0, 0, channels), np.uint8), np.zeros(0, np.int64)
         raise DataError(f"{source}: no images found (looked for {', '.join(IMAGE_SUFFIXES)})")
     return np.stack(images), np.asarray(labels, dtype=np.int64)
 
@@ -177,21 +265,42 @@ def folder_classes(folder: Path) -> list[str]:
     return classes
 
 
-def read_image_folder(folder: Path, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    files = [
-        (path, label)
-        for label, name in enumerate(classes)
-        for path in sorted((folder / name).iterdir())
-        if path.suffix.lower() in IMAGE_SUFFIXES
-    ]
-    mode = _mode_of(files[0][0].read_bytes(), str(files[0][0])) if files else "RGB"
-    return stack_images(((str(p), p.read_bytes(), label) for p, label in files), mode, str(folder))
+def image_files(folder: Path, classes: list[str]) -> list[tuple[Path, int]]:
+    """``(file, label)`` for the image files of ``folder/<class>/``, sorted; a missing class
+    folder holds none."""
+    try:
+        return [
+            (path, label)
+            for label, name in enumerate(classes)
+            if (folder / name).is_dir()
+            for path in sorted((folder / name).iterdir())
+            if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
+        ]
+    except OSError as err:
+        raise DataError(f"{folder}: cannot list the image folders ({reason(err)})") from None
+
+
+def _read_file(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as err:
+        raise DataError(f"{path}: cannot read ({reason(err)})") from None
+
+
+def read_image_folder(
+    folder: Path, classes: list[str], allow_empty: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    files = image_files(folder, classes)
+    mode = _mode_of(_read_file(files[0][0]), str(files[0][0])) if files else "RGB"
+    items = ((str(p), _read_file(p), label) for p, label in files)
+    return stack_images(items, mode, str(folder), allow_empty)
 
 
 def read_image_tar(
     tar_path: Path, prefix: str, classes: list[str]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Images stored in a tar as ``<prefix>/<class>/<name>.jpg``, read without extracting."""
+    """Images stored in a tar as ``<prefix>/<class>/<name>.jpg``, read without extracting.
+    None there gives an empty array: the caller compares the count with what it expects."""
     index = {name: i for i, name in enumerate(classes)}
     try:
         with tarfile.open(tar_path) as tar:
@@ -207,14 +316,24 @@ def read_image_tar(
                 handle = tar.extractfile(member)
                 assert handle is not None
                 items.append((f"{tar_path}:{member.name}", handle.read(), index[parts[0]]))
-    except (OSError, tarfile.TarError) as err:
-        raise DataError(f"{tar_path}: not a readable tar ({err}); download it again") from None
-    return stack_images(items, "RGB", f"{tar_path}:{prefix}")
+    except tarfile.ReadError as err:
+        # tarfile lists every compression it tried, one line each: name the cause in one line
+        why = "not a tar archive" if "could not be opened" in str(err) else reason(err)
+        raise DataError(
+            f"{tar_path}: not a readable tar ({why}); the file is damaged or truncated, "
+            "replace it with a complete copy"
+        ) from None
+    except (OSError, EOFError, zlib.error, tarfile.TarError) as err:
+        raise DataError(
+            f"{tar_path}: not a readable tar ({reason(err)}); the file is damaged or truncated, "
+            "replace it with a complete copy"
+        ) from None
+    return stack_images(items, "RGB", f"{tar_path}:{prefix}", allow_empty=True)
 
 
 def _mode_of(data: bytes, name: str) -> str:
     try:
         with Image.open(io.BytesIO(data)) as image:
             return "L" if image.mode in ("1", "L", "I;16", "I") else "RGB"
-    except (UnidentifiedImageError, OSError) as err:
-        raise DataError(f"{name}: not a readable image ({err})") from None
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as err:
+        raise DataError(f"{name}: not a readable image ({reason(err)})") from None

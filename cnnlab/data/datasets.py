@@ -8,15 +8,18 @@ is read-only), so each data set is decoded once.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import os
 import stat
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -148,13 +151,108 @@ def _missing(name: str, looked: list[str], fix: str) -> DataError:
     return DataError(f"data set {name!r} not found; looked for {'; '.join(looked)}. {fix}")
 
 
+# ------------------------------------------------------------ what a decoded split must hold
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What one decoded split must look like; checked on what is decoded from the source and
+    on every decoded cache read back.
+
+    Attributes:
+        num_classes: labels lie in ``0 .. num_classes - 1``.
+        size: ``(H, W, C)`` of every image, or None for any size with 1 or 3 channels.
+        count: the number of images, or None for any.
+        per_class: the number of images of every class, or None for any.
+        what: the split in words, for messages (``"CIFAR-10 test images"``).
+        fix: how to repair a source that falls short.
+        classes: class names, for messages.
+    """
+
+    num_classes: int
+    size: tuple[int, int, int] | None = None
+    count: int | None = None
+    per_class: int | None = None
+    what: str = "images"
+    fix: str = "replace it with a complete copy"
+    classes: tuple[str, ...] = ()
+
+    def check(self, images: object, labels: object, where: str) -> None:
+        """Raise :class:`DataError` naming ``where`` unless ``images`` (N x H x W x C uint8) and
+        ``labels`` (N integers) are what this split must hold."""
+        if not isinstance(labels, np.ndarray) or labels.ndim != 1 or labels.dtype.kind not in "iu":
+            got = f"{labels.dtype} {labels.shape}" if isinstance(labels, np.ndarray) else "none"
+            raise DataError(f"{where}: labels are {got}, expected one integer per image")
+        if not isinstance(images, np.ndarray) or images.ndim != 4:
+            got = f"{images.dtype} {images.shape}" if isinstance(images, np.ndarray) else "none"
+            raise DataError(f"{where}: images are {got}, expected an N x H x W x C array")
+        if len(images) != len(labels):
+            raise DataError(f"{where}: {len(images)} images but {len(labels)} labels")
+        _readers.check_labels(labels, self.num_classes, where)
+        found = np.bincount(labels, minlength=self.num_classes)
+        short = [
+            f"{self._name(c)} {n:,}/{self.per_class:,}"
+            for c, n in enumerate(found.tolist())
+            if self.per_class is not None and n != self.per_class
+        ]
+        if self.count is not None and len(labels) != self.count:
+            listed = short and len(labels)  # with none found at all, the list says nothing
+            per_class = f" (per class, found/expected: {', '.join(short)})" if listed else ""
+            raise DataError(
+                f"{where}: found {len(labels):,} of the {self.count:,} {self.what} expected"
+                f"{per_class}; {self.fix}"
+            )
+        if short:
+            raise DataError(
+                f"{where}: {self.what} per class (found/expected) are {', '.join(short)}; "
+                f"{self.fix}"
+            )
+        shape = images.shape[1:]
+        if (
+            images.dtype != np.uint8
+            or (self.size is not None and shape != self.size)
+            or (self.size is None and shape[-1:] not in ((1,), (3,)))
+        ):
+            want = "x".join(map(str, self.size)) if self.size else "H x W x (1 or 3)"
+            raise DataError(
+                f"{where}: images are {images.dtype} {tuple(images.shape)}, expected uint8 "
+                f"N x {want}; {self.fix}"
+            )
+
+    def _name(self, label: int) -> str:
+        return self.classes[label] if label < len(self.classes) else str(label)
+
+
+def _full_split(
+    dataset: str, classes: list[str], size: tuple[int, int, int], counts: dict[str, int],
+    balanced: bool, fix: str,
+) -> Callable[[str], Expected]:  # fmt: skip
+    def expected(split: str) -> Expected:
+        count = counts[split]
+        return Expected(
+            len(classes), size, count, count // len(classes) if balanced else None,
+            f"{dataset} {split} images", fix, tuple(classes),
+        )  # fmt: skip
+
+    return expected
+
+
 # ------------------------------------------------------------------- one finder per data set
-# A finder checks one root and returns (decode function, source path, cache key parts) or None.
-
-Found = tuple[Callable[[], tuple[np.ndarray, np.ndarray]], Path, str]
+# A finder checks one root and returns what it found there, or None.
 
 
-def _idx_finder(folders: tuple[str, ...], side: int, counts: dict[str, int]):
+class Found(NamedTuple):
+    decode: Callable[[], tuple[np.ndarray, np.ndarray]]
+    source: Path  # the file or folder read (and beside which the decoded cache goes)
+    key: str  # what is decoded from it, for the cache's name
+    expected: Expected
+    inputs: tuple[Path, ...] = ()  # every file the decode reads (folders: all files in them)
+
+
+def _idx_finder(
+    title: str, folders: tuple[str, ...], side: int, counts: dict[str, int], classes: list[str],
+    balanced: bool,
+):  # fmt: skip
     def find(root: Path, split: str) -> Found | None:
         prefix = "train" if split == "train" else "t10k"
         for folder in folders:
@@ -165,16 +263,39 @@ def _idx_finder(folders: tuple[str, ...], side: int, counts: dict[str, int]):
                 found.append(next((p for p in candidates if p.is_file()), None))
             if all(found):
                 images_path, labels_path = found
-                return (
+                fix = "the files are damaged: delete them and download again (--download)"
+                return Found(
                     partial(
-                        _readers.read_idx_pair, images_path, labels_path, counts[split], side, 10
+                        _readers.read_idx_pair, images_path, labels_path, counts[split], side,
+                        len(classes),
                     ),
                     images_path,
                     f"{images_path}|{labels_path}",
-                )
+                    _full_split(title, classes, (side, side, 1), counts, balanced, fix)(split),
+                    (images_path, labels_path),
+                )  # fmt: skip
         return None
 
     return find
+
+
+CIFAR_COUNTS = {"train": 50000, "test": 10000}
+CIFAR_SUBSET_COUNTS = {"train": 4000, "test": 1000}  # first 4,000 of data_batch_1, 1,000 of test
+_CIFAR_FULL = {
+    "official": _full_split(
+        "CIFAR-10", CIFAR10_CLASSES, (32, 32, 3), CIFAR_COUNTS, True,
+        "the folder is incomplete or damaged: download cifar-10-batches-py again (--download)",
+    ),
+    "jpeg": _full_split(
+        "CIFAR-10", CIFAR10_CLASSES, (32, 32, 3), CIFAR_COUNTS, True,
+        "the JPEG set is incomplete or truncated: replace it with a complete copy of all 60,000 "
+        "images (or use --data-variant subset)",
+    ),
+    "subset": _full_split(
+        "CIFAR-10 lossless subset", CIFAR10_CLASSES, (32, 32, 3), CIFAR_SUBSET_COUNTS, False,
+        "the npz is damaged: replace it with a good copy",
+    ),
+}  # fmt: skip
 
 
 def _cifar_finder(variant: str | None):
@@ -187,33 +308,41 @@ def _cifar_finder(variant: str | None):
                     root / "cifar-10-batches-py",
                 ):
                     if (folder / "test_batch").is_file():
-                        return (
+                        return Found(
                             partial(_readers.read_cifar_batches, folder, split),
                             folder,
                             str(folder),
+                            _CIFAR_FULL["official"](split),
+                            (folder,),
                         )
             if kind == "jpeg":
                 tree = root / "cifar10" / "jpeg" / split
                 if tree.is_dir():
-                    return (
-                        partial(_readers.read_image_folder, tree, CIFAR10_CLASSES),
+                    return Found(
+                        partial(_readers.read_image_folder, tree, CIFAR10_CLASSES, True),
                         tree,
                         str(tree),
+                        _CIFAR_FULL["jpeg"](split),
+                        (tree,),
                     )
                 tar = root / "cifar10" / "cifar10-jpeg.tar"
                 if tar.is_file():
-                    return (
+                    return Found(
                         partial(_readers.read_image_tar, tar, f"jpeg/{split}", CIFAR10_CLASSES),
                         tar,
                         f"{tar}:{split}",
+                        _CIFAR_FULL["jpeg"](split),
+                        (tar,),
                     )
             if kind == "subset":
                 npz = root / "cifar10" / "cifar10_lossless_subset.npz"
                 if npz.is_file():
-                    return (
+                    return Found(
                         partial(_readers.read_cifar_npz, npz, split),
                         npz,
                         f"{npz}:{split}",
+                        _CIFAR_FULL["subset"](split),
+                        (npz,),
                     )
         return None
 
@@ -261,10 +390,17 @@ SPECS = {
 DATASET_NAMES = tuple(SPECS)
 CIFAR_VARIANTS = ("official", "jpeg", "subset")
 
+MNIST_COUNTS = {"train": 60000, "test": 10000}
 _FINDERS = {
-    "mnist": _idx_finder(("mnist", "MNIST/raw"), 28, {"train": 60000, "test": 10000}),
+    # MNIST's classes are uneven (5,923 zeros, 6,742 ones, ...); Fashion-MNIST's are 6,000/1,000
+    "mnist": _idx_finder("MNIST", ("mnist", "MNIST/raw"), 28, MNIST_COUNTS, MNIST_CLASSES, False),
     "fashion-mnist": _idx_finder(
-        ("fashion-mnist", "FashionMNIST/raw"), 28, {"train": 60000, "test": 10000}
+        "Fashion-MNIST",
+        ("fashion-mnist", "FashionMNIST/raw"),
+        28,
+        MNIST_COUNTS,
+        FASHION_CLASSES,
+        True,
     ),
 }
 
@@ -321,8 +457,8 @@ def load_dataset(
     if found is None:
         looked = [f"{spec.looked_for.replace('<root>', str(r))} ({why})" for r, why in roots]
         raise _missing(spec.name, looked, spec.fix)
-    decode, source, key = found
-    images, labels = _cached(spec.name, split, source, key, decode)
+    source = found.source
+    images, labels = _cached(spec.name, split, found)
     notes = []
     if source.suffix == ".npz":
         notes.append(f"CIFAR-10 lossless subset: {len(labels)} {split} images, not the full set")
@@ -389,9 +525,15 @@ def _load_image_folder(root: Path, split: str) -> ImageDataset:
     images, labels = _cached(
         "imagefolder",
         "all",
-        tree,
-        str(tree),
-        lambda: _readers.read_image_folder(tree, classes),
+        Found(
+            partial(_readers.read_image_folder, tree, classes),
+            tree,
+            f"{tree}|{'|'.join(classes)}",
+            Expected(
+                len(classes), what="images", fix="check the image tree", classes=tuple(classes)
+            ),
+            (tree,),
+        ),
     )
     notes = []
     if tree == root:
@@ -410,10 +552,34 @@ def _load_image_folder(root: Path, split: str) -> ImageDataset:
 # ---------------------------------------------------------------------- the decoded-array cache
 
 
-def _cache_file(name: str, split: str, source: Path, key: str) -> list[Path]:
-    info = source.stat()
-    digest = hashlib.sha256(f"{key}|{info.st_size}|{info.st_mtime_ns}|v1".encode()).hexdigest()
-    filename = f"{name}-{split}-{digest[:16]}.npz"
+CACHE_FORMAT = "v2"  # v2: the npz holds a stamp of its source; v1 files are never read
+
+
+def _stamp(name: str, split: str, found: Found) -> str:
+    """A digest of what a decoded cache is made from: the data set, split and key, and the path,
+    size and modification time of every input file (all the files in an input folder)."""
+    digest = hashlib.sha256(f"{name}|{split}|{found.key}|{CACHE_FORMAT}".encode())
+    for item in found.inputs or (found.source,):
+        for path in _files_in(item) if item.is_dir() else [item]:
+            try:
+                info = path.stat()
+            except OSError:
+                continue  # the decode names a file that is missing or unreadable
+            digest.update(f"|{path}|{info.st_size}|{info.st_mtime_ns}".encode())
+    return digest.hexdigest()
+
+
+def _files_in(folder: Path) -> list[Path]:
+    """Every file under ``folder`` (not in the cache folders), sorted."""
+    files = []
+    for top, folders, names in os.walk(folder):
+        folders[:] = [f for f in folders if f != ".cnnlab-cache"]
+        files.extend(Path(top) / name for name in names)
+    return sorted(files)
+
+
+def _cache_files(name: str, split: str, source: Path, stamp: str) -> list[Path]:
+    filename = f"{name}-{split}-{stamp[:16]}.npz"
     folder = source if source.is_dir() else source.parent
     in_user_cache = [user_cache_dir() / "decoded" / filename]
     # Beside the source only where its folder is meant to be written: the mode bits are asked,
@@ -423,26 +589,57 @@ def _cache_file(name: str, split: str, source: Path, key: str) -> list[Path]:
     return in_user_cache
 
 
-def _cached(name, split, source: Path, key: str, decode) -> tuple[np.ndarray, np.ndarray]:
-    candidates = _cache_file(name, split, source, key)
+def _read_cache(path: Path, stamp: str, expected: Expected) -> tuple[np.ndarray, np.ndarray]:
+    """A decoded cache file, checked like its source; DataError says what is wrong with it."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            if "stamp" not in archive.files or str(archive["stamp"]) != stamp:
+                raise DataError(f"{path}: made from another source (its stamp differs)")
+            images, labels = archive["images"], archive["labels"]
+    except DataError:
+        raise
+    except Exception as err:  # truncated (BadZipFile), a forged header (ValueError, MemoryError)
+        raise DataError(f"{path}: unreadable ({_readers.reason(err)})") from None
+    expected.check(images, labels, str(path))
+    return images, labels.astype(np.int64, copy=False)
+
+
+def _cached(name: str, split: str, found: Found) -> tuple[np.ndarray, np.ndarray]:
+    """Decode ``found`` once: read the decoded arrays back from the cache when a valid copy is
+    there, else decode the source, check it, and write the cache (atomically, temp + rename).
+    A damaged cache file is reported on stderr, removed and decoded again; it never fails."""
+    stamp = _stamp(name, split, found)
+    candidates = _cache_files(name, split, found.source, stamp)
     for path in candidates:
-        if path.is_file():
-            try:
-                with np.load(path, allow_pickle=False) as archive:
-                    return archive["images"], archive["labels"]
-            except (OSError, KeyError, ValueError):
-                pass  # a damaged cache file is decoded again and replaced
-    images, labels = decode()
+        if not path.is_file():
+            continue
+        try:
+            return _read_cache(path, stamp, found.expected)
+        except DataError as err:
+            print(
+                f"cnnlab: ignoring a damaged decoded cache ({err}); decoding {found.source} again",
+                file=sys.stderr,
+            )
+            with contextlib.suppress(OSError):
+                path.unlink()
+    images, labels = found.decode()
+    found.expected.check(images, labels, str(found.source))
     for path in candidates:
+        temporary = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            with temporary.open("wb") as handle:
-                np.savez(handle, images=images, labels=labels)
+            with tempfile.NamedTemporaryFile(
+                "wb", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
+            ) as handle:
+                temporary = Path(handle.name)
+                np.savez(handle, images=images, labels=labels, stamp=np.array(stamp))
             os.replace(temporary, path)
             break
         except OSError:
-            continue  # read-only source folder: try the user cache
+            if temporary is not None:
+                with contextlib.suppress(OSError):
+                    temporary.unlink()
+            continue  # read-only source folder, full disk: try the user cache
     return images, labels
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import pickle
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .._unpickle import RestrictedUnpickler
 from ..data.datasets import data_roots
 from ..errors import DataError, UnknownNameError
 
@@ -151,7 +151,7 @@ class _SparseRows:
         return dense
 
 
-class _PlanetoidUnpickler(pickle.Unpickler):
+class _PlanetoidUnpickler(RestrictedUnpickler):
     """Only the handful of classes these files hold: no code from a file ever runs."""
 
     ALLOWED = {
@@ -162,15 +162,6 @@ class _PlanetoidUnpickler(pickle.Unpickler):
         ("__builtin__", "list"): list,
         ("builtins", "list"): list,
     }  # fmt: skip
-
-    def find_class(self, module: str, name: str):
-        if (module, name) == ("numpy.core.multiarray", "_reconstruct"):
-            from numpy._core.multiarray import _reconstruct
-
-            return _reconstruct
-        if (module, name) in self.ALLOWED:
-            return self.ALLOWED[(module, name)]
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a data file")
 
 
 def _unpickle(path: Path):
