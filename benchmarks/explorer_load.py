@@ -1,8 +1,13 @@
-"""Load on the explorer over loopback: 500 feature-map requests (/analyze), 8 at a time, for a
-LeNet-5 on MNIST and a CIFAR-10 ResNet-18; no errors allowed. Target: LeNet-5 p95 < 100 ms on
-2 CPU cores.
+"""Load on the explorer over loopback, against `cnnlab serve` in its own process, for a
+LeNet-5 on MNIST and a CIFAR-10 ResNet-18:
 
-    python benchmarks/explorer_load.py [--requests 500] [--concurrency 8]
+1. mixed: 2,000 requests 16 at a time across both runs, one in four a layer table (/summary,
+   which traces the model with torch.fx) and the rest feature maps (/analyze, real test
+   images); no errors allowed (a trace once broke model calls in other threads: 1% were 500).
+2. latency: 500 /analyze requests per run, 8 at a time. Target: LeNet-5 p95 < 100 ms on 2 CPU
+   cores.
+
+    python benchmarks/explorer_load.py [--requests 2000] [--concurrency 16]
 """
 
 from __future__ import annotations
@@ -46,10 +51,29 @@ def serve(runs: list[Path], data: str) -> tuple[str, subprocess.Popen]:
     raise RuntimeError("the explorer did not start")
 
 
+def _stats(outcomes: list[tuple[int, float]], wall: float, concurrency: int) -> dict:
+    latencies = np.array([t for _, t in outcomes]) * 1000
+    return {
+        "requests": len(outcomes), "concurrency": concurrency,
+        "errors": sum(status != 200 for status, _ in outcomes),
+        "p50_ms": float(np.percentile(latencies, 50)),
+        "p95_ms": float(np.percentile(latencies, 95)),
+        "throughput_rps": len(outcomes) / wall,
+    }  # fmt: skip
+
+
+def _line(label: str, r: dict) -> str:
+    return (f"{label}: {r['requests']} requests, {r['concurrency']} at a time: p50 "
+            f"{r['p50_ms']:.1f} ms, p95 {r['p95_ms']:.1f} ms, {r['throughput_rps']:.0f} req/s, "
+            f"{r['errors']} errors")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--requests", type=int, default=500)
-    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--requests", type=int, default=2000, help="of the mixed load")
+    parser.add_argument("--concurrency", type=int, default=16, help="of the mixed load")
+    parser.add_argument("--latency-requests", type=int, default=500, help="per run")
+    parser.add_argument("--latency-concurrency", type=int, default=8)
     args = parser.parse_args()
     root, data = Path(tempfile.mkdtemp(prefix="cnnlab-load-")), str(data_dir())
     common = {"data_dir": data, "progress": False, "epochs": 1, "batch_size": 128}
@@ -59,39 +83,67 @@ def main() -> None:
                          train_subset=256, test_subset=100, **common)  # fmt: skip
     train_run(lenet, root, "lenet5")
     train_run(resnet, root, "resnet18")
-    url, server = serve([root / "lenet5", root / "resnet18"], data)
-    results = {}
-    with httpx.Client(timeout=60) as client:
-        for run in ("lenet5", "resnet18"):
-            samples = [client.get(f"{url}/api/runs/{run}/sample/{i}").json()["pixels"]
-                       for i in range(50)]  # fmt: skip
-            client.post(f"{url}/api/runs/{run}/analyze", json={"pixels": samples[0]})  # warm-up
+    names = ("lenet5", "resnet18")
+    url, server = serve([root / name for name in names], data)
+    results: dict[str, dict] = {}
+    try:
+        with httpx.Client(timeout=60, limits=httpx.Limits(max_connections=64)) as client:
+            samples = {
+                run: [client.get(f"{url}/api/runs/{run}/sample/{i}").json()["pixels"]
+                      for i in range(50)]
+                for run in names
+            }  # fmt: skip
+            for run in names:  # warm-up
+                client.post(f"{url}/api/runs/{run}/analyze", json={"pixels": samples[run][0]})
+                client.get(f"{url}/api/runs/{run}/summary")
 
-            def one(i: int, run: str = run, samples=samples) -> tuple[int, float]:
+            def one(i: int, run: str, endpoint: str) -> tuple[int, float]:
                 started = time.perf_counter()
-                body = {"pixels": samples[i % len(samples)]}  # real test images, in turn
-                response = client.post(f"{url}/api/runs/{run}/analyze", json=body)
+                if endpoint == "summary":
+                    response = client.get(f"{url}/api/runs/{run}/summary")
+                else:  # real test images, in turn
+                    body = {"pixels": samples[run][i % len(samples[run])]}
+                    response = client.post(f"{url}/api/runs/{run}/analyze", json=body)
                 return response.status_code, time.perf_counter() - started
 
+            # 1. mixed: both runs at once, /summary among /analyze
+            plan = [(i, names[i % 2], "summary" if (i // 2) % 4 == 0 else "analyze")
+                    for i in range(args.requests)]  # fmt: skip
             started = time.perf_counter()
             with ThreadPoolExecutor(args.concurrency) as pool:
-                outcomes = list(pool.map(one, range(args.requests)))
+                outcomes = list(pool.map(lambda job: one(*job), plan))
             wall = time.perf_counter() - started
-            latencies = np.array([t for _, t in outcomes]) * 1000
-            errors = sum(status != 200 for status, _ in outcomes)
-            results[run] = {
-                "requests": args.requests, "concurrency": args.concurrency, "errors": errors,
-                "p50_ms": float(np.percentile(latencies, 50)),
-                "p95_ms": float(np.percentile(latencies, 95)),
-                "throughput_rps": args.requests / wall,
-            }  # fmt: skip
-            r = results[run]
-            print(f"{run}: {args.requests} requests, {args.concurrency} at a time: p50 "
-                  f"{r['p50_ms']:.1f} ms, p95 {r['p95_ms']:.1f} ms, {r['throughput_rps']:.0f} "
-                  f"req/s, {errors} errors")  # fmt: skip
-    server.terminate()
-    met = results["lenet5"]["p95_ms"] < 100 and not any(r["errors"] for r in results.values())
-    print(f"target LeNet-5 p95 < 100 ms with no errors: {'met' if met else 'MISSED'}")
+            mixed = _stats(outcomes, wall, args.concurrency)
+            mixed["by_kind"] = {}
+            print(_line("mixed", mixed))
+            for run in names:
+                for endpoint in ("summary", "analyze"):
+                    picked = [o for o, (_, r, e) in zip(outcomes, plan)
+                              if (r, e) == (run, endpoint)]  # fmt: skip
+                    kind = _stats(picked, wall, args.concurrency)
+                    del kind["throughput_rps"], kind["concurrency"]
+                    mixed["by_kind"][f"{run} /{endpoint}"] = kind
+                    print(f"  {run} /{endpoint}: {kind['requests']} requests, p50 "
+                          f"{kind['p50_ms']:.1f} ms, p95 {kind['p95_ms']:.1f} ms, "
+                          f"{kind['errors']} errors")  # fmt: skip
+            results["mixed"] = mixed
+
+            # 2. latency of /analyze, one run at a time
+            for run in names:
+                started = time.perf_counter()
+                with ThreadPoolExecutor(args.latency_concurrency) as pool:
+                    outcomes = list(pool.map(lambda i, run=run: one(i, run, "analyze"),
+                                             range(args.latency_requests)))  # fmt: skip
+                wall = time.perf_counter() - started
+                results[run] = _stats(outcomes, wall, args.latency_concurrency)
+                print(_line(f"{run} /analyze", results[run]))
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    errors = sum(r["errors"] for r in results.values())
+    met = results["lenet5"]["p95_ms"] < 100 and not errors
+    print(f"target: no errors ({errors}) and LeNet-5 /analyze p95 < 100 ms: "
+          f"{'met' if met else 'MISSED'}")  # fmt: skip
     write_results("explorer_load", results)
 
 

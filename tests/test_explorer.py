@@ -7,16 +7,19 @@ import base64
 import io
 import json
 import random
+import re
 import shutil
 import socket
 import struct
 import threading
 import time
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 
@@ -180,6 +183,163 @@ def test_malformed_requests_never_give_a_server_error(client):
     )
 
 
+def test_request_bodies_are_capped_before_they_are_parsed(client):
+    from cnnlab.explorer.app import MAX_BODY_BYTES
+
+    huge = b'{"pixels": [' + b"0," * (16 * 2**20) + b"0]}"  # 32 MB of JSON
+    declared = client.post("/api/runs/lenet/analyze", content=huge,
+                           headers={"content-type": "application/json"})  # fmt: skip
+    assert declared.status_code == 413, declared.text[:200]
+    assert declared.json()["detail"] == f"request body larger than {MAX_BODY_BYTES // 2**20} MiB"
+
+    def streamed():  # chunked, no Content-Length: counted as it arrives
+        yield b'{"pixels": ['
+        for _ in range(MAX_BODY_BYTES // 2**18 + 1):
+            yield b"0," * 2**17
+        yield b"0]}"
+
+    chunked = client.post("/api/runs/lenet/analyze", content=streamed(),
+                          headers={"content-type": "application/json"})  # fmt: skip
+    assert chunked.status_code == 413 and "larger than" in chunked.json()["detail"]
+    upload = client.post(
+        "/api/runs/lenet/upload", files={"file": ("x.png", b"\0" * MAX_BODY_BYTES)}
+    )
+    assert upload.status_code == 413 and upload.json() == declared.json()
+    # a body under the cap still reaches the endpoint (which finds the shape wrong)
+    fine = client.post("/api/runs/lenet/analyze", json={"pixels": [[0] * 28] * 27})
+    assert fine.status_code == 422 and "shape [1, 27, 28]" in fine.json()["detail"]
+
+
+def test_docs_are_served_from_this_server_only(client):
+    page = client.get("/docs")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert "/static/docs.js" in assets and "/openapi.json" in assets
+    for text in [page.text] + [client.get(a).text for a in assets if a.startswith("/static/")]:
+        assert not re.search(r"https?:|//[a-z]", text), "an external URL"
+    for asset in assets:
+        assert asset.startswith("/") and not asset.startswith("//"), asset
+        assert client.get(asset).status_code == 200, asset
+    assert client.get("/redoc").status_code == 404  # FastAPI's ReDoc page loads from a CDN
+
+
+# ----------------------------------------------------------------- threads and torch.fx tracing
+
+
+@pytest.fixture
+def slow_tracing(monkeypatch):
+    """Widen the race window: every module the tracer meets costs a millisecond with the GIL
+    released (as when a busy machine preempts the tracing thread), so calls in other threads
+    land inside traces often instead of by luck."""
+    import importlib
+
+    module = importlib.import_module("cnnlab.inspect.summary")
+    original = module._LeafTracer.is_leaf_module
+
+    def is_leaf_module(self, m, qualname):
+        time.sleep(0.001)
+        return original(self, m, qualname)
+
+    monkeypatch.setattr(module._LeafTracer, "is_leaf_module", is_leaf_module)
+
+
+def test_summary_and_analyze_at_once_never_fail(app, slow_tracing):
+    """/summary traces the model with torch.fx, which swaps nn.Module.__call__ for the whole
+    process meanwhile; /analyze calls from other threads must never run into it (before the
+    fix, 1% of a 16-thread mix answered 500)."""
+    rng = np.random.default_rng(0)
+    bodies = {"lenet": {"pixels": rng.integers(0, 256, (1, 28, 28)).tolist()},
+              "cifar": {"pixels": rng.integers(0, 256, (3, 32, 32)).tolist()}}  # fmt: skip
+
+    def one(i: int) -> tuple[str, int]:
+        run = ("lenet", "cifar")[i % 2]
+        if (i // 2) % 2 == 0:
+            return "summary", local.get(f"/api/runs/{run}/summary").status_code
+        return "analyze", local.post(f"/api/runs/{run}/analyze", json=bodies[run]).status_code
+
+    with TestClient(app, raise_server_exceptions=False) as local, ThreadPoolExecutor(16) as pool:
+        outcomes = list(pool.map(one, range(192)))
+    assert {kind for kind, _ in outcomes} == {"summary", "analyze"}
+    assert [o for o in outcomes if o[1] != 200] == []
+
+
+def test_tracing_excludes_model_calls_in_other_threads(runs_root, slow_tracing):
+    """The same race without HTTP in between: two threads build layer tables (a torch.fx
+    trace, then a run of the traced graph) while two others call other copies of the models
+    (a model's own calls and its summary are kept apart by the explorer's lock per run)."""
+    from cnnlab._tracing import model_call
+    from cnnlab.experiment import load_run
+    from cnnlab.inspect.summary import summary
+
+    shapes = {"1x28x28": "lenet", "3x32x32": "cifar"}
+    traced = {shape: load_run(runs_root / run).model for shape, run in shapes.items()}
+    called = {shape: load_run(runs_root / run).model for shape, run in shapes.items()}
+    errors: list[str] = []
+    counts = {"traces": 0, "calls": 0}
+    stop = time.perf_counter() + 2.0
+
+    def trace(shape: str) -> None:
+        params = sum(p.numel() for p in traced[shape].parameters())
+        while time.perf_counter() < stop:
+            try:
+                assert summary(traced[shape], shape).total_params == params
+            except Exception as error:  # any failure counts
+                errors.append(f"trace: {error!r}")
+            counts["traces"] += 1
+
+    def call(shape: str) -> None:
+        x = torch.zeros(1, *map(int, shape.split("x")))
+        while time.perf_counter() < stop:
+            try:
+                with model_call(), torch.no_grad():
+                    assert called[shape](x).shape == (1, 10)
+            except Exception as error:
+                errors.append(f"call: {error!r}")
+            counts["calls"] += 1
+
+    threads = [threading.Thread(target=f, args=(shape,))
+               for f in (trace, call) for shape in shapes]  # fmt: skip
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors[:3] == [] and counts["traces"] >= 4 and counts["calls"] >= 4, counts
+
+
+def test_the_tracing_lock_is_reentrant_and_a_waiting_trace_goes_first():
+    from cnnlab import _tracing as T
+
+    with T.tracing(), T.model_call(), T.tracing():
+        pass  # a model call inside a trace (one thread): no deadlock
+    order: list[str] = []
+
+    def trace() -> None:
+        with T.tracing():
+            order.append("trace")
+
+    def call() -> None:
+        with T.model_call():
+            order.append("later call")
+
+    with T.model_call():
+        tracer = threading.Thread(target=trace)
+        tracer.start()
+        deadline = time.perf_counter() + 10
+        while not T._LOCK._tracers_waiting and time.perf_counter() < deadline:
+            time.sleep(0.01)
+        assert T._LOCK._tracers_waiting == 1  # the trace waits for this call ...
+        with T.model_call():  # ... and a nested call in this thread still goes on
+            order.append("nested call")
+        caller = threading.Thread(target=call)  # a new call waits behind the trace
+        caller.start()
+        time.sleep(0.2)
+        assert order == ["nested call"]
+    for thread in (tracer, caller):
+        thread.join(timeout=10)
+        assert not thread.is_alive()
+    assert order == ["nested call", "trace", "later call"]
+
+
 # ------------------------------------------------------------------------- in a real browser
 
 
@@ -264,4 +424,26 @@ def test_upload_the_cat_and_see_grad_cam(server, browser, data_dir, shots):
         "document.querySelector('#pg-counts').textContent.includes('4*4*3*8 + 8 = 392')"
     )
     page.screenshot(path=str(shots / "cat.png"), full_page=True)
+    page.close()
+
+
+def test_the_api_docs_page_renders_offline(server, browser):
+    page = browser.new_page()
+    elsewhere: list[str] = []
+    page.on("request", lambda r: None if r.url.startswith(server) else elsewhere.append(r.url))
+    page.goto(f"{server}/docs")
+    page.wait_for_selector("#operations[data-count]")
+    assert int(page.locator("#operations").get_attribute("data-count")) >= 8
+    analyze = page.locator(".operation[data-path='/api/runs/{name}/analyze']")
+    assert "Class probabilities" in analyze.text_content()
+    arithmetic = page.locator(".operation[data-path='/api/arithmetic']")
+    arithmetic.locator("input[placeholder='n']").fill("32")
+    arithmetic.locator("input[placeholder='kernel']").fill("3")
+    arithmetic.locator("button").click()  # "try it"
+    page.wait_for_function(
+        "document.querySelector(\".operation[data-path='/api/arithmetic'] .answer\")"
+        ".textContent.startsWith('200')"
+    )
+    assert '"out":30' in arithmetic.locator(".answer").text_content()
+    assert elsewhere == []
     page.close()

@@ -4,10 +4,15 @@ Every view is computed by :mod:`cnnlab.inspect` (feature maps through ``capture`
 the summary table, the arithmetic); this module only moves numbers and PNGs over HTTP.
 
 Safety: runs are looked up by name among the runs given at start-up (no paths from the
-client), uploads are capped in bytes and pixels and must decode as images (no pickles, no
-other formats), and errors answer with a JSON message, never a traceback. Endpoints are plain
-``def`` functions, so FastAPI runs the model work in its thread pool, off the event loop; a
-lock per run keeps two requests from sharing a model's hooks at once.
+client), request bodies are capped in bytes (413 before they are parsed), uploads also in
+pixels and must decode as images (no pickles, no other formats), and errors answer with a JSON
+message, never a traceback. Nothing is fetched from other sites: ``/docs`` is a local page.
+
+Threads: endpoints are plain ``def`` functions, so FastAPI runs the model work in its thread
+pool, off the event loop. A lock per run keeps two requests from sharing a model's hooks (or
+the summary's meta weights) at once, and every model call holds
+:func:`cnnlab._tracing.model_call`, so no call runs while ``torch.fx`` traces a model
+for the layer table (the trace swaps ``nn.Module.__call__`` for the whole process).
 """
 
 from __future__ import annotations
@@ -27,7 +32,10 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, Field
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .. import runs as run_files
+from .._tracing import model_call
 from ..errors import CnnlabError
 from ..experiment import TrainedRun, load_run
 from ..images import fit_to_input
@@ -38,6 +46,9 @@ from ..inspect.views import capture, grad_cam
 STATIC = Path(__file__).parent / "static"
 MAX_UPLOAD_BYTES = 5 * 2**20  # 5 MiB
 MAX_UPLOAD_PIXELS = 25_000_000  # width x height; larger files are decompression bombs here
+# any request body: an upload plus its multipart framing, or the JSON pixels of a 3x512x512
+# input (about 5 MB as text); larger bodies are refused before they are read to the end
+MAX_BODY_BYTES = MAX_UPLOAD_BYTES + 2**20
 MAX_MAPS_PER_LAYER = 16
 
 
@@ -45,10 +56,69 @@ MAX_MAPS_PER_LAYER = 16
 class LoadedRun:
     name: str
     path: Path
-    trained: TrainedRun | None = None
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    trained: TrainedRun
+    lock: threading.Lock = field(default_factory=threading.Lock)  # the model's hooks, weights
+    data_lock: threading.Lock = field(default_factory=threading.Lock)  # the test set, once
     test_images: torch.Tensor | None = None
     test_labels: torch.Tensor | None = None
+
+
+class _BodyTooLarge(HTTPException):
+    def __init__(self) -> None:
+        super().__init__(413, f"request body larger than {MAX_BODY_BYTES // 2**20} MiB")
+
+
+class BodyLimit:
+    """ASGI middleware: a request whose body is (declared or turns out) larger than
+    ``max_bytes`` is answered 413 with a JSON message; nothing past the limit is read."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"0")
+        if not declared.isdigit() or int(declared) > self.max_bytes:
+            status = 413 if declared.isdigit() else 400
+            detail = (_BodyTooLarge().detail if status == 413
+                      else "the Content-Length header is not a number")  # fmt: skip
+            await JSONResponse({"detail": detail}, status)(scope, receive, send)
+            return
+        received = 0
+        started = False
+
+        async def limited() -> Message:  # a body streamed without (or beyond) its length
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _BodyTooLarge()
+            return message
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited, tracked)
+        except _BodyTooLarge as error:  # raised where no handler turned it into a response
+            if started:
+                raise
+            await JSONResponse({"detail": error.detail}, 413)(scope, receive, send)
+
+
+def _unshowable(path: Path, error: CnnlabError) -> str:
+    """Why the explorer cannot show the run at ``path`` (which ``load_run`` refused)."""
+    try:
+        state = run_files.load_checkpoint(path / run_files.CHECKPOINT, required=("kind",))
+    except CnnlabError:
+        return str(error)
+    see = f"; `cnnlab graph show {path}` draws it" if state["kind"] == "nodes" else ""
+    return f"a graph (GCN) run; the explorer shows image classifiers only{see}"
 
 
 class Pixels(BaseModel):
@@ -95,20 +165,35 @@ def _colour(heat: np.ndarray) -> np.ndarray:
 
 
 def create_app(run_dirs: list[Path], data_dir: str | None = None) -> FastAPI:
-    """The app for these run folders (each opened on first use and kept)."""
+    """The app for these run folders, each opened now. Runs the explorer cannot show (graph
+    runs, checkpoints that do not load) are left out, one line each in ``app.state.skipped``;
+    a CnnlabError when none is left."""
     runs: dict[str, LoadedRun] = {}
-    for path in run_dirs:
+    skipped: list[str] = []
+    for path in map(Path, run_dirs):
         name = path.name
         if name in runs:
             raise CnnlabError(f"two runs are called {name!r}; serve them from different names")
-        if not (path / "checkpoint.pt").is_file():
-            raise CnnlabError(f"{path} is not a finished run folder (no checkpoint.pt)")
-        runs[name] = LoadedRun(name, path)
+        try:
+            if not (path / run_files.CHECKPOINT).is_file():
+                raise CnnlabError(f"not a finished run folder (no {run_files.CHECKPOINT})")
+            trained = load_run(path)
+        except CnnlabError as error:
+            skipped.append(f"{name}: {_unshowable(path, error)}")
+            continue
+        runs[name] = LoadedRun(name, path, trained)
+    if not runs:
+        raise CnnlabError(
+            f"none of the {len(skipped)} run(s) can be shown ({'; '.join(skipped)}); train an "
+            "image classifier with `cnnlab train`"
+        )
     app = FastAPI(
-        title="cnnlab explorer", version="1",
+        title="cnnlab explorer", version="1", docs_url=None, redoc_url=None,
         description="See inside trained CNNs: predictions, feature maps, the arithmetic of one "
         "output pixel, Grad-CAM and the layer table.",
     )  # fmt: skip
+    app.state.skipped = skipped
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
 
     @app.exception_handler(CnnlabError)
     def _cnnlab_error(request: Request, error: CnnlabError) -> JSONResponse:
@@ -130,8 +215,6 @@ def create_app(run_dirs: list[Path], data_dir: str | None = None) -> FastAPI:
         run = runs.get(name)
         if run is None:
             raise HTTPException(404, f"no run named {name!r}; known: {', '.join(runs)}")
-        if run.trained is None:
-            run.trained = load_run(run.path)
         return run
 
     def as_input(run: LoadedRun, pixels: list[Any]) -> torch.Tensor:
@@ -156,12 +239,17 @@ def create_app(run_dirs: list[Path], data_dir: str | None = None) -> FastAPI:
     def index() -> FileResponse:
         return FileResponse(STATIC / "index.html")
 
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> FileResponse:
+        """The API reference, rendered from /openapi.json by a local script (no CDN)."""
+        return FileResponse(STATIC / "docs.html")
+
     @app.get("/api/runs")
     def list_runs() -> list[dict[str, Any]]:
         """The runs this server shows."""
         out = []
-        for name in runs:
-            trained = get(name).trained
+        for name, run in runs.items():
+            trained = run.trained
             out.append({
                 "name": name, "model": trained.spec["name"], "dataset": trained.config.dataset,
                 "classes": trained.classes, "in_channels": trained.in_channels,
@@ -174,7 +262,7 @@ def create_app(run_dirs: list[Path], data_dir: str | None = None) -> FastAPI:
         """The layer table: shapes, formula with numbers, parameters, multiply-adds, RF."""
         run = get(name)
         t = run.trained
-        with run.lock:
+        with run.lock:  # summary() traces under tracing(): never beside a model call
             report = summary(t.model, f"{t.in_channels}x{t.input_size}x{t.input_size}", name)
         return report.to_dict()
 
@@ -182,14 +270,15 @@ def create_app(run_dirs: list[Path], data_dir: str | None = None) -> FastAPI:
     def sample(name: str, index: int) -> dict[str, Any]:
         """Test-set image ``index`` with its true label."""
         run = get(name)
-        if run.test_images is None:
-            from ..experiment import load_data
+        with run.data_lock:
+            if run.test_images is None:
+                from ..experiment import load_data
 
-            config = run.trained.config
-            if data_dir:
-                config.data_dir = data_dir
-            test = load_data(config)[1]
-            run.test_images, run.test_labels = test.images, test.labels
+                config = run.trained.config
+                if data_dir:
+                    config.data_dir = data_dir
+                test = load_data(config)[1]
+                run.test_images, run.test_labels = test.images, test.labels
         if not 0 <= index < len(run.test_images):
             raise HTTPException(404, f"test images are 0..{len(run.test_images) - 1}")
         image = run.test_images[index]
@@ -229,7 +318,7 @@ def create_app(run_dirs: list[Path], data_dir: str | None = None) -> FastAPI:
         run = get(name)
         image = as_input(run, body.pixels)
         t = run.trained
-        with run.lock, torch.no_grad(), capture(t.model) as record:
+        with run.lock, model_call(), torch.no_grad(), capture(t.model) as record:
             logits = t.model(t.preprocess(image[None]))
         probs = torch.softmax(logits, 1)[0]
         layers = []
@@ -262,7 +351,7 @@ def create_app(run_dirs: list[Path], data_dir: str | None = None) -> FastAPI:
             raise HTTPException(422, f"class_index must be in 0..{len(t.classes) - 1}")
         if body.layer is not None and body.layer not in dict(t.model.named_modules()):
             raise HTTPException(422, f"no layer named {body.layer!r}")
-        with run.lock:
+        with run.lock, model_call():
             result = grad_cam(t.model, t.preprocess(image[None])[0], body.class_index, body.layer)
         heat = result.heatmap.numpy()
         picture = _display(image).astype(np.float32)
@@ -291,7 +380,7 @@ def create_app(run_dirs: list[Path], data_dir: str | None = None) -> FastAPI:
         def keep(mod, args):
             inputs["x"] = args[0].detach()
 
-        with run.lock, torch.no_grad():
+        with run.lock, model_call(), torch.no_grad():
             handle = module.register_forward_pre_hook(keep)
             try:
                 with capture(t.model, [body.layer]) as record:
