@@ -4,11 +4,15 @@ published parameter counts and multiply-adds."""
 from __future__ import annotations
 
 import json
+import re
+import threading
+import time
 
 import pytest
 import torch
 import torchvision
 from torch import nn
+from torch.nn import functional as F
 
 from cnnlab.cli import main
 from cnnlab.errors import CnnlabError
@@ -72,6 +76,99 @@ def test_kernel_too_large_and_bad_pooling_are_explained():
         conv_output_size(28, 3, stride=2, padding="same")
     with pytest.raises(ShapeError, match="one number or 2"):
         conv_output_size((28, 28), (3, 3, 3))
+
+
+def _fixes_by_search(axis) -> list[str]:
+    """The fix suggestions by the original unit-by-unit search (the definition the closed form
+    must agree with; it loops once per pixel of kernel and stride, so only for small ones)."""
+    tips = []
+    size, extent, stride = axis.size, axis.extent, axis.stride
+    paddings = [
+        p for p in range(0, extent + stride)
+        if size + 2 * p >= extent and (size + 2 * p - extent) % stride == 0
+    ][:3]  # fmt: skip
+    if paddings:
+        tips.append("padding " + " or ".join(map(str, paddings)))
+    else:
+        total = next(t for t in range(1, extent + stride + 1)
+                     if size + t >= extent and (size + t - extent) % stride == 0)  # fmt: skip
+        tips.append(f"uneven padding {total // 2} before, {total - total // 2} after")
+    if not axis.fits:
+        tips.append(f"a kernel of at most {axis.padded}")
+    else:
+        span = axis.padded - extent
+        limit = max(2 * stride, axis.kernel)
+        strides = [s for s in range(1, min(span, limit) + 1) if span % s == 0 and s != stride]
+        near = sorted(strides, key=lambda s: abs(s - stride))[:2]
+        if near:
+            tips.append("stride " + " or ".join(map(str, sorted(near))))
+    for delta in range(1, stride + extent + 1):
+        for n in (size + delta, size - delta):
+            padded = n + sum(axis.pad)
+            if n > 0 and padded >= extent and (padded - extent) % stride == 0:
+                return [*tips, f"input size {n}"]
+    return tips
+
+
+def test_fixes_in_closed_form_equal_the_search_they_replace():
+    from cnnlab.inspect.arithmetic import axis_size
+
+    checked = 0
+    for size in range(1, 24):
+        for kernel in range(1, 10):
+            for stride in range(1, 8):
+                for dilation in (1, 2, 3):
+                    for pad in ((0, 0), (1, 1), (2, 1), (0, 3)):
+                        axis = axis_size(size, kernel, stride, pad, dilation)
+                        if axis.fits and not axis.remainder:
+                            continue
+                        assert axis.fixes() == _fixes_by_search(axis), axis
+                        checked += 1
+    assert checked > 10_000
+
+
+@pytest.mark.parametrize(
+    "size, kernel, stride", [
+        (28, 10**9, 1), (28, 2, 10**9), (10**12, 2, 10**9 + 7), (10**12, 3, 999_999_937),
+        (997, 10**12, 10**12 - 1),
+    ],
+)  # fmt: skip
+def test_fixes_for_huge_kernels_and_strides_are_instant_and_right(size, kernel, stride):
+    from cnnlab.inspect.arithmetic import axis_size
+
+    started = time.perf_counter()
+    axis = axis_size(size, kernel, stride, (0, 0), 1)
+    tips = axis.fixes()
+    assert time.perf_counter() - started < 1  # the search looped 10^9 times: minutes
+    for tip in tips:  # every suggestion really makes the division exact
+        if tip.startswith("padding "):
+            for p in map(int, tip[8:].split(" or ")):
+                fixed = axis_size(size, kernel, stride, (p, p), 1)
+                assert fixed.fits and not fixed.remainder
+        elif tip.startswith("stride "):
+            for s in map(int, tip[7:].split(" or ")):
+                fixed = axis_size(size, kernel, s, (0, 0), 1)
+                assert fixed.fits and not fixed.remainder
+        elif tip.startswith("input size "):
+            fixed = axis_size(int(tip[11:]), kernel, stride, (0, 0), 1)
+            assert fixed.fits and not fixed.remainder
+    assert any(tip.startswith("input size") for tip in tips)
+
+
+@pytest.mark.parametrize("spec", ["conv(6,1000000000)", "pool(2,s=1000000000)"])
+def test_shapes_with_huge_kernel_or_stride_answers_at_once(spec, capsys):
+    """These hung: the fix search looped once per pixel of kernel and stride."""
+    result = []
+    worker = threading.Thread(
+        target=lambda: result.append(main(["shapes", spec, "--input", "1x28x28"])), daemon=True
+    )
+    worker.start()
+    worker.join(timeout=20)
+    assert not worker.is_alive(), f"cnnlab shapes {spec!r} still running after 20 s"
+    assert result == [1]  # one problem, reported with its fixes
+    out = capsys.readouterr().out
+    assert "Fix:" in out and "input size" in out
+    assert "1 -> 1" not in out  # 1 + 26/10^9 is shown as such, not rounded to "1 -> 1"
 
 
 # ------------------------------------------------------------------------------------ shapes
@@ -144,6 +241,75 @@ def test_layer_files_and_bad_specs(tmp_path):
         shape_table("conv(3,3)", "28")
 
 
+@pytest.mark.parametrize(
+    "spec, bad", [
+        ("conv(6,5xq)", "kernel='5xq'"), ("fc(abc)", "out='abc'"), ("conv(6,5,g=0)", "groups=0"),
+        ("adaptiveavgpool(0)", "out=0"), ("conv(6,5.5)", "kernel=5.5"), ("conv(-1,3)", "out=-1"),
+        ("conv(0,5)", "out=0"), ("flatten fc(-5)", "out=-5"), ("dropout(7)", "p=7"),
+        ("dropout(-0.1)", "p=-0.1"), ("dropout(1)", "p=1"), ("dropout(nan)", "p=nan"),
+        ("conv(6,3,s=0)", "stride=0"), ("conv(6,3,d=0)", "dilation=0"),
+        ("conv(6,3,p=-1)", "padding=-1"), ("pool(2,s=0)", "stride=0"), ("pool(0)", "kernel=0"),
+        ("conv(6,0)", "kernel=0"), ("conv(6,3x0)", "kernel=(3, 0)"), ("lrn(0)", "size=0"),
+        ("conv(6,3,p=foo)", "padding='foo'"), ("conv(6,3,bias=2)", "bias=2"),
+        ("conv(6,(3,3,3,3))", "kernel=(3, 3, 3, 3)"), ("conv(true,3)", "out=True"),
+        ("conv(6,10000000000000)", "kernel=10000000000000"),
+    ],
+)  # fmt: skip
+def test_impossible_layer_values_are_refused_in_one_line(spec, bad, capsys):
+    assert main(["shapes", spec, "--input", "1x28x28"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    err = captured.err.strip()
+    assert "\n" not in err and err.startswith("cnnlab shapes: error: ")
+    assert bad in err
+    with pytest.raises(CnnlabError, match=re.escape(bad)):  # the Python API refuses them too
+        shape_table(spec, "1x28x28")
+
+
+def test_layer_values_that_stay_allowed():
+    report = shape_table("conv(6,3,p=0) dropout(0) dropout(0.99) pool(2,p=1) conv(4,3x3,p=same)"
+                         " adaptiveavgpool(2x2) flatten fc(3,bias=false)", "1x28x28")  # fmt: skip
+    assert [row.output_shape for row in report.rows][-1] == (3,)
+    assert report.rows[-1].params == 16 * 3
+    assert shape_table("conv(6,5.0)", "1x28x28").rows[0].output_shape == (6, 24, 24)
+    # p is dropout's own option (elsewhere short for padding)
+    assert shape_table("dropout(p=0.3)", "1x8x8").rows[0].formula.startswith("p = 0.3")
+
+
+@pytest.mark.parametrize(
+    "content, bad", [
+        ('{"input": "abc", "layers": ["conv(6,5)"]}', "'abc'"),
+        ('{"input": 5, "layers": ["conv(6,5)"]}', "input=5"),
+        ('{"input": [1, 28, 28], "layers": [{"type": "conv", "out": "six", "kernel": 5}]}',
+         "out='six'"),
+        ('{"input": [1, "a", 28], "layers": ["conv(6,5)"]}', "[1, 'a', 28]"),
+        ('{"input": [0, 28, 28], "layers": ["conv(6,5)"]}', "[0, 28, 28]"),
+        ('{"input": [1, 28, 28], "layers": [{"type": "dropout", "p": 2}]}', "p=2"),
+        ('{"input": [1, 28, 28], "layers": [{"type": "conv", "out": 6, "kernel": [5, -5]}]}',
+         "kernel=(5, -5)"),
+    ],
+)  # fmt: skip
+def test_bad_values_in_layer_files_are_refused_in_one_line(content, bad, tmp_path, capsys):
+    path = tmp_path / "net.json"
+    path.write_text(content)
+    assert main(["shapes", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and bad in err and "net.json" in err
+
+
+def test_yaml_errors_stay_on_one_line(tmp_path, capsys):
+    (tmp_path / "net.yaml").write_text("input: [1, 28\n")
+    assert main(["shapes", str(tmp_path / "net.yaml")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "net.yaml" in err
+
+
+def test_global_pooling_after_flatten_is_a_problem_not_a_crash():
+    report = shape_table("flatten adaptiveavgpool(2) gap fc(3)", "1x8x8")
+    assert len(report.problems) == 2 and "needs a spatial input" in report.problems[0]
+    assert report.rows[-1].output_shape == (3,)
+
+
 def test_inception_style_design_comparison():
     results = compare_designs(
         {"5x5": "conv(32,5,p=2)", "1x1 then 5x5": "conv(16,1) conv(32,5,p=2)"}, "192x28x28"
@@ -174,6 +340,11 @@ def test_shapes_command(capsys):
     "name, options", [
         ("alexnet", {}), ("vgg16", {}), ("googlenet", {"aux_logits": False}),
         ("resnet18", {}), ("resnet50", {}),
+        # Linear layers at every position (tokens, pixels) and attention's products: these
+        # showed 0.320 G and 0.173 G when a Linear was counted once per image
+        ("convnext_tiny", {}), ("vit_b_16", {}),
+        # attention inside a torch.fx-wrapped function, and einsum: torch's flop counter
+        ("swin_t", {}), ("maxvit_t", {}),
     ],
 )  # fmt: skip
 def test_summary_matches_torchvision_published_counts(name, options):
@@ -185,7 +356,9 @@ def test_summary_matches_torchvision_published_counts(name, options):
     report = summary(model, "3x224x224", name)
     assert report.total_params == meta["num_params"]
     assert round(report.macs / 1e9, 3) == meta["_ops"]  # torchvision's "GFLOPS" are mult-adds
-    assert sum(row.params for row in report.rows) == report.total_params
+    direct = sum(report.direct.values())  # a ViT's class token, ConvNeXt's layer scales
+    assert sum(row.params for row in report.rows) + direct == report.total_params
+    assert (direct > 0) == (name in ("convnext_tiny", "vit_b_16", "swin_t", "maxvit_t"))
 
 
 def test_summary_receptive_fields_and_residual_branches():
@@ -269,3 +442,117 @@ def test_summary_command(capsys):
     assert main(["summary", "lenet5", "--input", "3x28x28"]) == 0  # 3 channels: rebuilt
     assert main(["summary", "nosuchmodel"]) == 2
     assert "nosuchmodel" in capsys.readouterr().err
+
+
+class TinyAttention(nn.Module):
+    """Tokens through every kind of product summary counts, with sizes small enough to count
+    by hand: L = 5 tokens of E = 8 features, 2 heads."""
+
+    def __init__(self, batch_first: bool = True) -> None:
+        super().__init__()
+        self.embed = nn.Linear(3, 8)
+        self.attention = nn.MultiheadAttention(8, 2, batch_first=batch_first)
+        self.batch_first = batch_first
+        self.qkv = nn.Linear(8, 24)
+        self.head = nn.Linear(8, 4)
+
+    def forward(self, x):  # x: N x 3 x 5 (3 channels at 5 positions)
+        tokens = self.embed(x.transpose(1, 2))  # N x 5 x 8
+        if self.batch_first:
+            tokens = self.attention(tokens, tokens, tokens, need_weights=False)[0]
+        else:
+            t = tokens.transpose(0, 1)
+            tokens = self.attention(t, t, t, need_weights=False)[0].transpose(0, 1)
+        q, k, v = self.qkv(tokens).chunk(3, dim=-1)  # N x 5 x 8 each
+        scores = q @ k.transpose(1, 2)  # N x 5 x 5
+        mixed = torch.matmul(scores.softmax(-1), v)  # N x 5 x 8
+        fused = F.scaled_dot_product_attention(q, k, mixed)
+        mixed = torch.einsum("nld,nmd->nlm", fused, k) @ v  # 5x5 by einsum, then 5x8
+        return self.head(mixed.mean(1))
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_summary_counts_linear_per_position_and_attention_by_hand(batch_first):
+    report = summary(TinyAttention(batch_first), "3x5")
+    macs = {row.name: row.macs for row in report.rows if row.macs}
+    length, e = 5, 8
+    assert macs["embed"] == length * 3 * 8  # once per token, not once per image
+    assert macs["qkv"] == length * 8 * 24
+    # projections q, k, v, out (4 L E^2) + Q K^T and A V (2 L^2 E)
+    assert macs["attention"] == 4 * length * e * e + 2 * length * length * e
+    assert macs["matmul"] == length * length * 8  # q @ k^T: 5x5 outputs, 8 terms each
+    assert macs["matmul_1"] == length * 8 * 5  # A V: 5x8 outputs, 5 terms each
+    assert macs["scaled_dot_product_attention"] == 2 * length * length * 8
+    assert macs["einsum"] == length * length * 8  # counted by torch's flop counter
+    assert macs["matmul_2"] == length * 8 * 5
+    assert macs["head"] == 8 * 4  # on the mean: one position
+    rows = {row.name: row for row in report.rows}
+    assert rows["embed"].macs_formula == "5 positions x 3*8 = 120"
+    assert "Q.K^T and A.V 2*5*5*8" in rows["attention"].macs_formula
+    assert report.macs == sum(macs.values())
+    assert "not counted: biases, normalization, activations, softmax" in str(report)
+
+
+def test_summary_agrees_with_torch_flop_counter_on_a_real_forward():
+    """An independent count: torch.utils.flop_counter on a real forward pass, FLOPs / 2."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(0)
+    for model, shape in [
+        (TinyAttention(), (3, 5)), (TinyAttention(batch_first=False), (3, 5)),
+        (torchvision.models.vit_b_32(image_size=64, num_classes=7), (3, 64, 64)),
+        (torchvision.models.convnext_tiny(num_classes=5), (3, 64, 64)),
+    ]:  # fmt: skip
+        model.eval()
+        # the flop counter has no formula for the fused CPU attention kernels: the math
+        # backend spells attention out as matrix products it counts
+        with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+            model(torch.zeros(1, *shape))
+        report = summary(model, shape)
+        assert report.macs == counter.get_total_flops() // 2, type(model).__name__
+
+
+@pytest.mark.parametrize(
+    "argv, bad", [
+        (["builtins:int", "--input", "3x8x8"], "builtins:int gave int"),
+        (["builtins:int"], "builtins:int"),  # asks for --input before running anything
+        (["os.path:join", "--input", "3x8x8"], "os.path:join() failed: TypeError"),
+        (["lenet5", "--input", "1x28x28x28"], "--input 1x28x28x28"),
+        (["lenet5", "--input", "1x28"], "--input 1x28"),
+        (["torchvision:resnet18", "--input", "3x224x224x2"], "input of 3x224x224x2"),
+        (["torchvision:resnet18", "--input", "2x64x64"], "input of 2x64x64"),
+        (["lenet5", "--num-classes", "0"], "--num-classes 0"),
+        (["lenet5", "-O", "modern"], "'modern'"),
+        (["lenet5", "--input", "1x0x28"], "'1x0x28'"),
+    ],
+)  # fmt: skip
+def test_summary_errors_are_one_line_naming_the_input(argv, bad, capsys):
+    assert main(["summary", *argv]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert captured.out == "" and "\n" not in err and err.startswith("cnnlab summary: error: ")
+    assert bad in err
+
+
+def test_summary_error_names_what_the_model_was_made_for(capsys):
+    """torch.fx appends five lines of graph text to the shape error: one line remains, with the
+    input, PyTorch's reason and the shape to give instead."""
+    assert main(["summary", "torchvision:resnet18", "--input", "2x64x64"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "(at conv1: " in err  # the layer that refused it
+    assert err.endswith("give --input 3x224x224 (C x H x W, no batch axis)")
+    with pytest.raises(CnnlabError, match="is a int, not a torch.nn.Module"):
+        summary(3, "1x8x8")  # type: ignore[arg-type]
+
+
+def test_imagenet_designs_default_to_their_1000_classes(capsys):
+    assert main(["summary", "vgg16"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("vgg16 (1000 classes) on input 3x224x224")
+    assert "parameters: 138,357,544" in out  # torchvision's published VGG-16 count
+    assert main(["summary", "vgg16_bn_cifar"]) == 0
+    assert capsys.readouterr().out.startswith("vgg16_bn_cifar (10 classes) on input 3x32x32")
+    assert main(["summary", "lenet5", "--num-classes", "7", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["model"] == "lenet5 (7 classes)" and data["layers"][-1]["output_shape"] == [7]

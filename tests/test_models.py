@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 import torch
 
 from cnnlab.errors import CnnlabError, UnknownNameError
-from cnnlab.models import create_model, list_models, register_model
+from cnnlab.models import create_model, get_model_entry, list_models, register_model
 
 
 def conv(k: int, c_in: int, c_out: int) -> int:
@@ -123,3 +126,81 @@ def test_list_models_filters_by_pattern():
 def test_too_small_input_is_explained():
     with pytest.raises(CnnlabError, match="at least 16x16"):
         create_model("cifar_plain7", input_size=8)
+
+
+IMAGENET_DESIGNS = {"alexnet2012", "googlenet_v1", "googlenet", "vgg11", "vgg11_bn", "vgg16",
+                    "vgg16_bn", "resnet18", "resnet34", "resnet50"}  # fmt: skip
+
+
+def _classes_of(model: torch.nn.Module) -> int:
+    last = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+    return last.out_features
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_each_design_defaults_to_its_own_class_count(name: str):
+    """ImageNet designs are 1000-class networks (the counts the README and the papers give);
+    the MNIST/CIFAR models and the *_cifar variants are 10-class ones."""
+    want = 1000 if name in IMAGENET_DESIGNS else 10
+    assert get_model_entry(name).default_num_classes == want
+    with torch.device("meta"):
+        model = create_model(name)
+        assert model.cnnlab_spec["num_classes"] == want
+        assert _classes_of(model) == want
+        assert _classes_of(create_model(name, num_classes=7)) == 7
+
+
+@pytest.mark.parametrize("name", ["resnet18", "vgg11", "alexnet2012", "googlenet_v1", "lenet5"])
+def test_training_builds_the_data_sets_class_count(name: str):
+    from types import SimpleNamespace
+
+    from cnnlab.experiment import build_model
+    from cnnlab.train import TrainConfig
+
+    entry = get_model_entry(name)
+    data = SimpleNamespace(num_classes=10, channels=entry.default_in_channels,
+                           image_size=entry.default_input_size)  # fmt: skip
+    with torch.device("meta"):
+        model = build_model(TrainConfig(model=name), data)
+    assert _classes_of(model) == 10 and model.cnnlab_spec["num_classes"] == 10
+
+
+def _readme_counts() -> dict[str, tuple[int, int]]:
+    """name -> (classes, parameters) from the README's two model tables."""
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    counts, classes = {}, None
+    for line in text.splitlines():
+        header = re.match(r"\| name \| design \| parameters \((\d+) classes\) \|", line)
+        if header:
+            classes = int(header.group(1))
+            continue
+        if classes is None or not line.startswith("| `"):
+            if not line.startswith("|"):
+                classes = None
+            continue
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        names = re.findall(r"`(\w+)`", cells[0])
+        if "..." in cells[0]:  # resnet18_cifar ... resnet50_cifar: the ones between
+            every = list_models("*_cifar")
+            names = every[every.index(names[0]) : every.index(names[1]) + 1] + names[2:]
+        row_classes = int(re.search(r"\((\d+) classes\)", cells[-1]).group(1)) if (
+            "classes)" in cells[-1]) else classes  # fmt: skip
+        numbers = [int(n.replace(",", "")) for n in re.findall(r"\d[\d,]{3,}", cells[-1])]
+        assert len(names) == len(numbers), line
+        counts.update({n: (row_classes, c) for n, c in zip(names, numbers)})
+    return counts
+
+
+def test_readme_tables_agree_with_cnnlab_models(capsys):
+    from cnnlab.cli import main
+
+    assert main(["models"]) == 0
+    printed = {}
+    for line in capsys.readouterr().out.splitlines()[1:]:
+        match = re.match(r"(\w+)\s+(\d+x\d+x\d+)\s+(\d+)\s+([\d,]+)\s", line)
+        if match:
+            printed[match.group(1)] = (int(match.group(3)), int(match.group(4).replace(",", "")))
+    assert set(printed) == set(list_models())
+    readme = _readme_counts()
+    assert set(readme) == set(list_models())
+    assert readme == printed

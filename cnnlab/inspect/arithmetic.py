@@ -80,9 +80,11 @@ class AxisSize:
         text = f"({self.size} - {kernel} + {pad}) / {self.stride} + 1"
         if not self.fits:
             return f"{text} < 1"
-        value = (self.padded - self.extent) / self.stride + 1
         if self.remainder:
-            text += f" = {value:.4g} -> {self.out}"
+            shown = f"{self.out - 1 + self.remainder / self.stride + 1:.4g}"
+            if shown == str(self.out):  # 1 + 26/1000000000 would show as "1 -> 1"
+                shown = f"{self.out} + {self.remainder}/{self.stride}"
+            text += f" = {shown} -> {self.out}"
         else:
             text += f" = {self.out}"
         if self.dilation != 1:
@@ -90,40 +92,87 @@ class AxisSize:
         return text
 
     def fixes(self) -> list[str]:
-        """Small changes that make the division exact (and the kernel fit)."""
+        """Small changes that make the division exact (and the kernel fit). Each is found in
+        closed form (modular arithmetic), so a kernel or stride of a billion answers at once."""
         tips = []
-        paddings = [
-            p
-            for p in range(0, self.extent + self.stride)
-            if self.size + 2 * p >= self.extent
-            and (self.size + 2 * p - self.extent) % self.stride == 0
-        ][:3]
+        size, extent, stride = self.size, self.extent, self.stride
+        # 2p = extent - size (mod stride), with size + 2p >= extent
+        paddings = _even_paddings(size, extent, stride)
         if paddings:
             tips.append("padding " + " or ".join(map(str, paddings)))
         else:  # an odd total is needed: pad one side more (nn.ZeroPad2d / F.pad)
-            total = next(
-                t for t in range(1, self.extent + self.stride + 1)
-                if self.size + t >= self.extent and (self.size + t - self.extent) % self.stride == 0
-            )  # fmt: skip
+            total = _first_at_least(max(1, extent - size), extent - size, stride)
             tips.append(f"uneven padding {total // 2} before, {total - total // 2} after")
         if not self.fits:
             tips.append(f"a kernel of at most {self.padded}")
         if self.fits:
-            span = self.padded - self.extent
-            limit = max(2 * self.stride, self.kernel)
-            strides = [
-                s for s in range(1, min(span, limit) + 1) if span % s == 0 and s != self.stride
-            ]
-            near = sorted(strides, key=lambda s: abs(s - self.stride))[:2]
+            span = self.padded - extent
+            limit = max(2 * stride, self.kernel)
+            near = _divisors_near(span, stride, min(span, limit), count=2)
             if near:
                 tips.append("stride " + " or ".join(map(str, sorted(near))))
-        for delta in range(1, self.stride + self.extent + 1):
-            for size in (self.size + delta, self.size - delta):
-                padded = size + self.pad[0] + self.pad[1]
-                if size > 0 and padded >= self.extent and (padded - self.extent) % self.stride == 0:
-                    tips.append(f"input size {size}")
-                    return tips
+        other = _nearest_input_size(size, sum(self.pad), extent, stride)
+        if other is not None:
+            tips.append(f"input size {other}")
         return tips
+
+
+def _first_at_least(low: int, residue: int, modulus: int) -> int:
+    """The smallest ``x >= low`` with ``x = residue (mod modulus)``."""
+    return low + (residue - low) % modulus
+
+
+def _even_paddings(size: int, extent: int, stride: int, count: int = 3) -> list[int]:
+    """Up to ``count`` symmetric paddings ``p`` (smallest first) with ``size + 2p >= extent``
+    and ``(size + 2p - extent) % stride == 0``; none when the parity rules them all out."""
+    g = 2 if stride % 2 == 0 else 1
+    need = (extent - size) % stride  # 2p must be this, modulo the stride
+    if need % g:
+        return []
+    period = stride // g
+    # p = (need / g) * (2 / g)^-1 (mod period); the inverse of 1 or 2 exists as period is odd
+    # when g == 1, and 2 / g == 1 when g == 2
+    residue = (need // g) * pow(2 // g, -1, period) % period if period > 1 else 0
+    first = _first_at_least(max(0, -(-(extent - size) // 2)), residue, period)
+    limit = extent + stride  # the old search's range, kept so the suggestions stay small
+    return [p for p in range(first, first + count * period, period) if p < limit]
+
+
+def _divisors_near(number: int, target: int, upper: int, count: int) -> list[int]:
+    """Up to ``count`` divisors ``d`` of ``number`` in ``1..upper``, other than ``target``,
+    nearest to ``target`` (the smaller first on a tie). Bounded work for any size."""
+    if number < 1 or upper < 1:
+        return []
+    if upper <= 100_000:
+        found = [d for d in range(1, upper + 1) if number % d == 0 and d != target]
+    elif number <= 10**10:  # pairs (d, number // d) up to the square root: 10^5 steps
+        found = []
+        d = 1
+        while d * d <= number:
+            if number % d == 0:
+                found += [d, number // d]
+            d += 1
+        found = sorted({d for d in found if d <= upper and d != target})
+    else:  # look only around the target, and at 1, which divides everything
+        found = [1] if target != 1 else []
+        for step in range(1, 10_001):
+            found += [
+                d for d in (target - step, target + step)
+                if 1 < d <= upper and number % d == 0
+            ]  # fmt: skip
+    return sorted(found, key=lambda d: (abs(d - target), d))[:count]
+
+
+def _nearest_input_size(size: int, pad: int, extent: int, stride: int) -> int | None:
+    """The input size nearest to ``size`` (larger first on a tie) for which the window fits
+    and the division is exact: ``n + pad >= extent`` and ``(n + pad - extent) % stride == 0``."""
+    low = max(1, extent - pad)
+    residue = (extent - pad) % stride
+    up = _first_at_least(max(size + 1, low), residue, stride)
+    down = size - 1 - (size - 1 - residue) % stride
+    if down >= low and size - down < up - size:
+        return down
+    return up
 
 
 def axis_size(size: int, kernel: int, stride: int, pad: tuple[int, int], dilation: int) -> AxisSize:
@@ -363,14 +412,20 @@ def window_row(
     return row, grow_field(field_in, axes)
 
 
-def linear_row(name: str, in_features: int, out_features: int, bias: bool = True) -> Row:
+def linear_row(
+    name: str, in_features: int, out_features: int, bias: bool = True, positions: int = 1
+) -> Row:
+    """A fully connected layer. On an input with more axes than features (a ViT's 197 tokens,
+    a ConvNeXt block's H x W positions) it runs once per ``positions``: so do its
+    multiply-adds."""
     row = Row(name, "Linear", (in_features,), (out_features,))
     row.formula = f"{in_features} -> {out_features}"
     row.params = in_features * out_features + (out_features if bias else 0)
     row.params_formula = f"{in_features}*{out_features}" + (f" + {out_features}" if bias else "")
     row.params_formula += f" = {fmt(row.params)}"
-    row.macs = in_features * out_features
-    row.macs_formula = f"{in_features}*{out_features} = {fmt(row.macs)}"
+    row.macs = positions * in_features * out_features
+    where = f"{fmt(positions)} positions x " if positions != 1 else ""
+    row.macs_formula = f"{where}{in_features}*{out_features} = {fmt(row.macs)}"
     return row
 
 

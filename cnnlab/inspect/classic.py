@@ -9,7 +9,9 @@ correlated without padding, so the output has the input's size and equals
 
 from __future__ import annotations
 
+import math
 import os
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -26,16 +28,87 @@ BORDERS = {
 }  # fmt: skip
 
 
+MAX_SIZE = 255  # a 255 x 255 kernel is 65,025 multiply-adds per pixel and channel
+MAX_SIGMA = 1000.0  # far beyond half of MAX_SIZE: every weight within 1% of a box filter's
+
+# OpenCV's getGaussianKernel with sigma <= 0 takes these fixed (binomial-like) kernels for the
+# small sizes, not the sampled formula (getGaussianKernelBitExact in imgproc/src/smooth)
+OPENCV_SMALL_GAUSSIANS = {
+    1: [1], 3: [1, 2, 1], 5: [1, 4, 6, 4, 1], 7: [2, 7, 14, 18, 14, 7, 2],
+    9: [4, 13, 30, 51, 60, 51, 30, 13, 4],
+}  # fmt: skip
+
+
+def check_size(size: object, what: str = "--size") -> int:
+    """An odd whole number from 1 to :data:`MAX_SIZE`, or a one-line error naming it."""
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
+        raise CnnlabError(f"{what} {size!r}: expected an odd whole number (3, 5, 7, ...)")
+    if not 1 <= size <= MAX_SIZE or size % 2 == 0:
+        raise CnnlabError(
+            f"{what} {size}: expected an odd size from 1 to {MAX_SIZE} (3, 5, 7, ...), so that "
+            "the kernel has a centre pixel"
+        )
+    return int(size)
+
+
+def check_sigma(sigma: float | None) -> float | None:
+    """``None``, 0 (derive it from the size as OpenCV does) or a finite positive number up to
+    :data:`MAX_SIGMA`; anything else is a one-line error naming it."""
+    if sigma is None:
+        return None
+    if isinstance(sigma, bool) or not isinstance(sigma, (int, float, np.floating)):
+        raise CnnlabError(f"--sigma {sigma!r}: expected a number of pixels, e.g. 1.5")
+    if not math.isfinite(sigma) or not 0 <= sigma <= MAX_SIGMA:
+        raise CnnlabError(
+            f"--sigma {sigma}: expected a number of pixels greater than 0 and at most "
+            f"{MAX_SIGMA:g} (0: derived from --size as OpenCV does), e.g. --sigma 1.5"
+        )
+    return float(sigma)
+
+
+def opencv_sigma(size: int) -> float:
+    """OpenCV's sigma for a requested sigma <= 0: ``0.3 * ((size - 1) / 2 - 1) + 0.8``, which is
+    ``0.15 * size + 0.35``, rounded once as OpenCV's fused multiply-add rounds it."""
+    return float(Fraction(size) * Fraction(0.15) + Fraction(0.35))
+
+
+def sigma_note(size: int) -> str:
+    """What sigma 0 means for this size, as ``cnnlab filter`` prints it."""
+    if size in OPENCV_SMALL_GAUSSIANS:
+        weights = OPENCV_SMALL_GAUSSIANS[size]
+        return (
+            f"sigma 0: derived from the size as OpenCV does; for size {size} that is its fixed "
+            f"kernel [{' '.join(map(str, weights))}] / {sum(weights)}"
+        )
+    return (
+        f"sigma 0: derived from the size as OpenCV does: 0.3 * (({size} - 1) / 2 - 1) + 0.8 = "
+        f"{opencv_sigma(size):.4g}"
+    )
+
+
 def gaussian_1d(size: int, sigma: float | None = None) -> np.ndarray:
     """``g[i] = exp(-(i - c)^2 / (2 sigma^2))`` for ``i = 0..size-1``, ``c = (size - 1) / 2``,
-    divided by its sum. Without ``sigma``, OpenCV's rule ``0.3 * ((size - 1) / 2 - 1) + 0.8``."""
-    if size < 1 or size % 2 == 0:
-        raise CnnlabError(f"Gaussian size {size}: expected an odd size >= 1 (3, 5, 7, ...)")
-    if sigma is None or sigma <= 0:
-        sigma = 0.3 * ((size - 1) * 0.5 - 1) + 0.8
-    offsets = np.arange(size) - (size - 1) / 2
-    g = np.exp(-(offsets**2) / (2 * sigma**2))
-    return g / g.sum()
+    divided by its sum, computed as OpenCV's ``getGaussianKernel`` computes it. Without
+    ``sigma`` (``None`` or 0), OpenCV's rule: its fixed kernels for sizes 1 to 9, else
+    ``sigma = 0.3 * ((size - 1) / 2 - 1) + 0.8``."""
+    size = check_size(size, "Gaussian size")
+    sigma = check_sigma(sigma)
+    if not sigma and size in OPENCV_SMALL_GAUSSIANS:
+        weights = np.array(OPENCV_SMALL_GAUSSIANS[size], dtype=float)
+        return weights / weights.sum()  # a power of two: exact
+    sigma = sigma or opencv_sigma(size)
+    scale = -0.125 / (sigma * sigma)  # doubled offsets x = 2 (i - c), as OpenCV writes it
+    half = size // 2
+    values = [math.exp(float(x * x) * scale) for x in range(1 - size, 0, 2)]  # left of centre
+    total = 0.0
+    for value in values:  # summed in OpenCV's order, then mirrored, plus the centre's 1
+        total += value
+    scale_to_one = 1.0 / (total * 2 + 1.0)
+    g = np.empty(size)
+    g[:half] = [value * scale_to_one for value in values]
+    g[half + 1 :] = g[:half][::-1]
+    g[half] = scale_to_one
+    return g
 
 
 def gaussian(size: int = 5, sigma: float | None = 1.0) -> np.ndarray:
@@ -45,9 +118,8 @@ def gaussian(size: int = 5, sigma: float | None = 1.0) -> np.ndarray:
 
 
 def box(size: int = 3) -> np.ndarray:
-    """The mean of a ``size x size`` window."""
-    if size < 1:
-        raise CnnlabError(f"box size {size}: expected >= 1")
+    """The mean of a ``size x size`` window (``size`` odd, so the window has a centre)."""
+    size = check_size(size, "box size")
     return np.full((size, size), 1.0 / size**2)
 
 
@@ -82,9 +154,9 @@ def kernel(name: str, size: int | None = None, sigma: float | None = None) -> np
         values = np.array(_FIXED[name][0], dtype=float)
         return values / 273 if name == "gaussian-273" else values
     if name == "box":
-        return box(size or 3)
+        return box(3 if size is None else size)
     if name == "gaussian":
-        return gaussian(size or 5, 1.0 if sigma is None else sigma)
+        return gaussian(5 if size is None else size, 1.0 if sigma is None else sigma)
     import difflib
 
     close = difflib.get_close_matches(name, KERNEL_NAMES, n=3)
@@ -128,7 +200,39 @@ def correlate(
     # scipy's origin: the kernel's centre is element size // 2
     pads = ((kh // 2, kh - 1 - kh // 2), (kw // 2, kw - 1 - kw // 2))
     extended = np.pad(image, pads, mode=BORDERS[border])
-    return correlate2d(extended, weights)
+    # im2col holds kh * kw values per output pixel: take the rows in bands of at most
+    # BAND_BYTES, so that a large kernel on a large photo needs no more memory than that
+    band = max(1, BAND_BYTES // (8 * image.shape[1] * kh * kw))
+    if band >= image.shape[0]:
+        return correlate2d(extended, weights)
+    return np.concatenate([
+        correlate2d(extended[top : top + band + kh - 1], weights)
+        for top in range(0, image.shape[0], band)
+    ])  # fmt: skip
+
+
+BAND_BYTES = 256 * 2**20
+MAX_WORK = 10**9  # multiply-adds: im2col runs about 10^8 a second, so at most ~10 seconds
+
+
+def check_fits(weights: np.ndarray, image: np.ndarray) -> None:
+    """Refuse a kernel larger than the image (it would see little but the border's
+    reflections) or one whose correlation would take minutes, before any work is done."""
+    kh, kw = weights.shape
+    height, width = image.shape[:2]
+    shown = f"{width}x{height}" + (f" {image.shape[2]}-channel" if image.ndim == 3 else "")
+    shorter = min(height, width)
+    if kh > shorter or kw > shorter:
+        raise CnnlabError(
+            f"the {kh}x{kw} kernel is larger than the {shown} image; give a larger image or "
+            f"--size at most {shorter - (1 - shorter % 2)}"
+        )
+    work = image.size * kh * kw
+    if work > MAX_WORK:
+        raise CnnlabError(
+            f"--size {kh} on a {shown} image: {work:.2g} multiply-adds (more than "
+            f"{MAX_WORK:.0e}, about 10 seconds); give a smaller --size, --gray, or a smaller image"
+        )
 
 
 def edge_magnitude(image: np.ndarray, border: str = "reflect") -> np.ndarray:
@@ -196,7 +300,7 @@ def kernel_text(weights: np.ndarray) -> str:
     """The kernel as the terminal shows it; integer kernels keep integers."""
     if np.allclose(weights, weights.round()):
         return np.array2string(weights.astype(int))
-    for denominator in (16, 273, 256, 9, 25):
+    for denominator in (16, 273, 256, 9, 25, 64, 4096, 65536):
         scaled = weights * denominator
         if np.allclose(scaled, scaled.round(), atol=1e-9):
             return f"{np.array2string(scaled.round().astype(int))} / {denominator}"

@@ -59,7 +59,10 @@ def _value(text: str) -> Any:
         return text.lower() == "true"
     if text.startswith("(") or "x" in text.lower() and not text.isalpha():
         parts = re.split(r"[x,()\s]+", text.lower().strip("()"))
-        return tuple(int(p) for p in parts if p)
+        try:
+            return tuple(int(p) for p in parts if p)
+        except ValueError:  # "5xq": kept as text, refused with its name by _check_args
+            return text
     try:
         return int(text)
     except ValueError:
@@ -86,13 +89,77 @@ def _spec(name: str, positional: Sequence[Any], keywords: dict[str, Any], text: 
         )
     args = dict(zip(names, positional))
     for k, v in keywords.items():
-        k = KEYS.get(k, k)
+        k = k if k in names else KEYS.get(k, k)  # dropout(p=0.3): p is its own option
         if k not in names and k != "bias":
             raise CnnlabError(
                 f"{text!r}: {key} has no option {k!r}; options: {', '.join(names + ['bias'])}"
             )
         args[k] = v
-    return LayerSpec(kind, args, text)
+    return LayerSpec(kind, _check_args(args, text), text)
+
+
+MAX_NUMBER = 10**12  # larger sizes are typing mistakes, and would overflow float formatting
+_AT_LEAST = {"padding": 0}  # every other whole-number option must be at least 1
+_AXIS_EXAMPLE = {"out": "6", "kernel": "5 or 5x5", "stride": "2", "dilation": "2",
+                 "padding": "2, 2x2, same or valid", "groups": "2", "size": "5"}  # fmt: skip
+
+
+def _whole(value: Any) -> int | None:
+    """``value`` as an int when it is a whole number (5 or 5.0; not True, not 5.5)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def _check_args(args: dict[str, Any], text: str) -> dict[str, Any]:
+    """Refuse option values no layer can have (a negative channel count, a stride of 0,
+    ``dropout(7)``), naming the value; returns the values normalized (lists to tuples)."""
+    checked = {}
+    for name, value in args.items():
+        if name == "bias":
+            if not isinstance(value, bool):
+                raise CnnlabError(f"{text}: bias={value!r}: expected true or false")
+        elif name == "p":
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not 0 <= value < 1  # also refuses nan
+            ):
+                raise CnnlabError(
+                    f"{text}: p={value!r}: expected a drop probability from 0 up to (not "
+                    "including) 1, e.g. dropout(0.5)"
+                )
+        elif name == "padding" and isinstance(value, str) and value.lower() in ("same", "valid"):
+            value = value.lower()
+        else:
+            value = _check_whole(name, value, text)
+        checked[name] = value
+    return checked
+
+
+def _check_whole(name: str, value: Any, text: str) -> int | tuple[int, ...]:
+    least = _AT_LEAST.get(name, 1)
+    parts = tuple(value) if isinstance(value, (list, tuple)) else (value,)
+    numbers = [_whole(v) for v in parts]
+    if not 1 <= len(parts) <= 3 or any(n is None for n in numbers):
+        raise CnnlabError(
+            f"{text}: {name}={value!r}: expected a whole number (or one per axis, e.g. 5x5); "
+            f"write e.g. {name}={_AXIS_EXAMPLE.get(name, '1')}"
+        )
+    for number in numbers:
+        if not least <= number <= MAX_NUMBER:
+            limit = f"at least {least}" if number < least else f"at most {MAX_NUMBER:,}"
+            several = isinstance(value, (list, tuple))
+            shown = tuple(numbers) if several else number
+            raise CnnlabError(
+                f"{text}: {name}={shown}: {'each number ' if several else ''}must be {limit}; "
+                f"write e.g. {name}={_AXIS_EXAMPLE.get(name, '1').split(' ')[0].rstrip(',')}"
+            )
+    return numbers[0] if not isinstance(value, (list, tuple)) else tuple(numbers)
 
 
 def parse_specs(text: str) -> list[LayerSpec]:
@@ -164,16 +231,30 @@ def load_specs(
                 import yaml
 
                 data = yaml.safe_load(path.read_text())
-        except Exception as error:
-            raise CnnlabError(f"cannot read {path}: {error}") from error
+        except Exception as error:  # YAML's messages span lines: keep them on one
+            raise CnnlabError(f"cannot read {path}: {' '.join(str(error).split())}") from error
         if isinstance(data, dict):
-            input_shape = tuple(data["input"]) if "input" in data else None
+            if data.get("input") is not None:
+                given = data["input"]
+                if not isinstance(given, (str, list)):
+                    raise CnnlabError(
+                        f"{path}: input={given!r}: expected a shape without the batch axis, "
+                        'e.g. "input": [1, 28, 28] or "input": "1x28x28"'
+                    )
+                input_shape = parse_shape(given, f"{path}: input")
             data = data.get("layers")
         if not isinstance(data, list):
             raise CnnlabError(f"{path}: expected a list of layers (or {{input, layers}})")
-        source = data
+        try:
+            return _specs_from_list(data), input_shape
+        except CnnlabError as error:
+            raise CnnlabError(f"{path}: {error}") from None
     if isinstance(source, str):
         return parse_specs(source), input_shape
+    return _specs_from_list(source), input_shape
+
+
+def _specs_from_list(source: Sequence[Any]) -> list[LayerSpec]:
     specs = []
     for item in source:
         if isinstance(item, str):
@@ -183,25 +264,36 @@ def load_specs(
             name = item.pop("type", None) or item.pop("layer", None)
             if name is None:
                 raise CnnlabError(f"layer {item}: needs a 'type' (conv, pool, fc, ...)")
-            specs.append(_spec(str(name), [], item, json.dumps({"type": name, **item})))
+            specs.append(
+                _spec(str(name), [], item, json.dumps({"type": name, **item}, default=str))
+            )
         else:
             raise CnnlabError(f"layer {item!r}: expected a string or a mapping")
-    return specs, input_shape
+    return specs
 
 
-def parse_shape(text: str | Sequence[int]) -> tuple[int, ...]:
-    """``"1x28x28"`` (C x H x W; C x L for 1-D, C x D x H x W for 3-D) -> ``(1, 28, 28)``."""
-    if not isinstance(text, str):
-        return tuple(int(v) for v in text)
-    try:
-        shape = tuple(int(v) for v in re.split(r"[x,\s]+", text.strip().lower()) if v)
-    except ValueError:
+def parse_shape(text: str | Sequence[int], what: str = "input shape") -> tuple[int, ...]:
+    """``"1x28x28"`` (C x H x W; C x L for 1-D, C x D x H x W for 3-D) -> ``(1, 28, 28)``.
+    Refuses anything else (letters, zero or negative sizes, sizes above ``MAX_NUMBER``) with
+    one line that names ``what`` and the value."""
+    if isinstance(text, str):
+        parts: list[Any] = [v for v in re.split(r"[x,\s]+", text.strip().lower()) if v]
+        try:
+            shape = tuple(int(v) for v in parts)
+        except ValueError:
+            shape = ()
+    elif isinstance(text, (list, tuple)):
+        whole = [_whole(v) for v in text]
+        shape = () if any(v is None for v in whole) else tuple(whole)  # type: ignore[arg-type]
+    else:
         shape = ()
     if not 2 <= len(shape) <= 4 or min(shape) < 1:
         raise CnnlabError(
-            f"input shape {text!r}: expected channels x size, e.g. 1x28x28 (2-D), 1x100 (1-D) "
+            f"{what} {text!r}: expected channels x size, e.g. 1x28x28 (2-D), 1x100 (1-D) "
             "or 3x16x112x112 (3-D)"
         )
+    if max(shape) > MAX_NUMBER:
+        raise CnnlabError(f"{what} {text!r}: sizes may be at most {MAX_NUMBER:,}")
     return shape
 
 
@@ -279,6 +371,11 @@ def _layer(spec: LayerSpec, name: str, shape: tuple[int, ...], field_state: A.Fi
             bias=a.get("bias", True),
         )  # fmt: skip
         return row, row.output_shape, new_field
+    if kind in ("gap", "adaptiveavgpool") and len(shape) < 2:
+        row = A.Row(name, kind, shape, None, problems=[
+            f"{kind} needs a spatial input (C x H x W), got {A._dims(shape)}; put it before "
+            "flatten/fc"])  # fmt: skip
+        return row, None, field_state
     if kind == "gap":
         row = A.Row(name, "global avg pool", shape, (shape[0],))
         row.formula = f"mean over {A._dims(shape[1:])} per channel"

@@ -8,14 +8,21 @@ a VGG-16 summary allocates no activations and leaves the model untouched. The la
 from a ``torch.fx`` trace, which is what lets receptive fields follow residual branches; models
 that cannot be traced fall back to forward hooks (shapes and counts, no receptive fields).
 
-Multiply-adds count convolutions and fully connected layers, the way torchvision's published
-"GFLOPS" figures do (they are multiply-adds): bias additions, normalization, activations and
-pooling are left out.
+Multiply-adds count what torchvision's published "GFLOPS" figures count (they are
+multiply-adds): convolutions, fully connected layers once per position they run at (a ViT's
+197 tokens, a ConvNeXt block's 56x56 pixels), and attention's matrix products (``Q K^T`` and
+``A V`` of ``nn.MultiheadAttention`` and ``scaled_dot_product_attention``, and any
+``matmul``/``@``/``bmm`` in a traced forward), each with its formula. Products inside other
+calls (``einsum``, a ``torch.fx.wrap``-ed helper such as Swin's window attention) are counted
+by ``torch.utils.flop_counter``'s formulas. Left out, as in torchvision's figures: bias
+additions, normalization, activations, softmax, pooling and other element-wise arithmetic.
+Models that cannot be traced (the forward-hook fallback) get the layers' counts only.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +30,9 @@ from typing import Any
 import torch
 import torch.fx
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
+from .._tracing import model_call, tracing
 from ..errors import CnnlabError
 from . import arithmetic as A
 from .shapes import parse_shape
@@ -38,6 +47,9 @@ class SummaryReport:
     trainable_params: int
     unused: dict[str, int] = field(default_factory=dict)  # module -> params never called
     notes: list[str] = field(default_factory=list)
+    # parameters the forward uses itself, not through a layer (ViT's class token, ConvNeXt's
+    # layer scales): in the total, in no row
+    direct: dict[str, int] = field(default_factory=dict)
 
     @property
     def macs(self) -> int:
@@ -55,6 +67,7 @@ class SummaryReport:
             "model": self.model, "input_shape": list(self.input_shape), "layers": self.to_dicts(),
             "total_params": self.total_params, "trainable_params": self.trainable_params,
             "macs": self.macs, "unused": self.unused, "notes": self.notes,
+            "direct_params": self.direct,
         }  # fmt: skip
 
     def __str__(self) -> str:
@@ -64,12 +77,20 @@ class SummaryReport:
             f"{A.fmt(self.total_params - self.trainable_params)} frozen), "
             f"{self.total_params * 4 / 2**20:.2f} MiB as float32",
             f"multiply-adds: {A.fmt(self.macs)} per image = {self.macs / 1e9:.3f} G (the figure "
-            "torchvision publishes as GFLOPS: convolutions and fully connected layers)",
+            "torchvision publishes as GFLOPS: convolutions, fully connected layers at every "
+            "position, attention's Q.K^T and A.V and other matrix products; not counted: "
+            "biases, normalization, activations, softmax, pooling)",
             f"layer outputs: {A.fmt(activations)} values per image = "
             f"{activations * 4 / 2**20:.2f} MiB as float32 (kept for backward when training)",
         ]
         for module, count in self.unused.items():
             footer.append(f"not called by this forward: {module} ({A.fmt(count)} parameters)")
+        if self.direct:
+            names = ", ".join(list(self.direct)[:4]) + (", ..." if len(self.direct) > 4 else "")
+            footer.append(
+                f"used by forward directly, in no layer's row: {len(self.direct)} parameter "
+                f"tensor(s), {A.fmt(sum(self.direct.values()))} values ({names})"
+            )
         footer += self.notes
         title = f"{self.model} on input {A._dims(self.input_shape)} (batch axis left out)"
         return A.format_table(self.rows, title, footer)
@@ -108,14 +129,48 @@ class _LeafTracer(torch.fx.Tracer):
         return getattr(m, "fx_leaf", False) or super().is_leaf_module(m, qualname)
 
 
+class _ProductCounter(TorchDispatchMode):
+    """Counts the FLOPs of matrix products and convolutions by PyTorch's own formulas
+    (``torch.utils.flop_counter``) for the calls cnnlab has no formula of its own for (a
+    ``torch.fx.wrap``-ed attention helper, ``einsum``). A dispatch mode is per thread, unlike
+    ``FlopCounterMode``, whose module tracking installs process-wide hooks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flops = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+        from torch.utils.flop_counter import flop_registry
+
+        kwargs = kwargs or {}
+        packet = func._overloadpacket
+        if packet not in flop_registry and isinstance(func, torch._ops.OpOverload):
+            with self:  # e.g. an op made of matrix products: count those
+                result = func.decompose(*args, **kwargs)
+            if result is not NotImplemented:
+                return result
+        out = func(*args, **kwargs)
+        if packet in flop_registry:
+            self.flops += flop_registry[packet](*args, **kwargs, out_val=out)
+        return out
+
+
 class _ShapeRecorder(torch.fx.Interpreter):
     def __init__(self, gm: torch.fx.GraphModule) -> None:
         super().__init__(gm)
         self.outputs: dict[str, Any] = {}
+        self.flops: dict[str, int] = {}  # node -> FLOPs of its products, by PyTorch's count
 
     def run_node(self, n: torch.fx.Node) -> Any:
-        out = super().run_node(n)
+        counter = _ProductCounter()
+        try:
+            with counter:
+                out = super().run_node(n)
+        except Exception:  # never let the counting itself stop a summary: run it plainly
+            counter.flops = 0
+            out = super().run_node(n)
         self.outputs[n.name] = out
+        self.flops[n.name] = counter.flops
         return out
 
 
@@ -149,33 +204,51 @@ def _flat_nodes(arg: Any) -> list[torch.fx.Node]:
 
 
 def summary(
-    model: nn.Module, input_size: str | Sequence[int], name: str | None = None
+    model: nn.Module,
+    input_size: str | Sequence[int],
+    name: str | None = None,
+    expected: str | None = None,
 ) -> SummaryReport:
     """The layer table of ``model`` for one input of ``input_size`` (``"3x224x224"`` or
     ``(3, 224, 224)``, no batch axis). Layer names are the module paths PyTorch uses
     (``features.0``, ``layer1.0.conv1``); functions in ``forward`` appear under their
-    ``torch.fx`` names (``add``, ``flatten``)."""
+    ``torch.fx`` names (``add``, ``flatten``). ``expected`` (e.g. ``"1x32x32"``), the input
+    the model was made for, is named in the one-line error when the input does not fit."""
+    if not isinstance(model, nn.Module):
+        raise CnnlabError(
+            f"{name or repr(model)[:40]} is a {type(model).__name__}, not a torch.nn.Module; "
+            "give a model"
+        )
     shape = parse_shape(input_size)
     x = torch.empty((1, *shape), device="meta")
     label = name or type(model).__name__
+    direct: dict[str, int] = {}
     with _eval_mode(model):
         try:
-            gm = torch.fx.GraphModule(model, _LeafTracer().trace(model))
+            with tracing():  # torch.fx patches nn.Module.__call__ process-wide meanwhile
+                gm = torch.fx.GraphModule(model, _LeafTracer().trace(model))
         except Exception as error:  # untraceable forward: hooks give shapes without the graph
-            rows, notes = _rows_from_hooks(model, x)
+            with model_call():  # runs the modules: never while another thread traces
+                rows, notes = _rows_from_hooks(model, x, label, expected)
             notes.append(
                 f"receptive fields need a torch.fx trace, which failed ({type(error).__name__})"
             )
         else:
             runner = _Runner(gm)
             try:
-                torch.func.functional_call(runner, _meta_state(gm, "gm."), (x,))
+                with model_call():  # the meta run calls modules: never during a trace
+                    torch.func.functional_call(runner, _meta_state(gm, "gm."), (x,))
             except Exception as error:
-                raise CnnlabError(
-                    f"{label} cannot run on an input of {A._dims(shape)}: {error}. Check the "
-                    "input channels and size the model expects"
-                ) from error
-            rows, notes = _rows_from_graph(gm, runner.recorder.outputs, len(shape) - 1), []
+                raise _does_not_fit(label, shape, error, expected) from error
+            recorder = runner.recorder
+            rows = _rows_from_graph(gm, recorder.outputs, len(shape) - 1, recorder.flops)
+            notes = []
+            own = dict(gm.named_parameters())
+            direct = {
+                node.target: own[node.target].numel()
+                for node in gm.graph.nodes
+                if node.op == "get_attr" and node.target in own
+            }
     called = {row.name for row in rows}
     unused = {}
     for module_name, module in model.named_children():
@@ -188,7 +261,7 @@ def summary(
         label, shape, rows,
         total_params=sum(p.numel() for p in params.values()),
         trainable_params=sum(p.numel() for p in params.values() if p.requires_grad),
-        unused=unused, notes=notes,
+        unused=unused, notes=notes, direct=direct,
     )  # fmt: skip
 
 
@@ -216,8 +289,11 @@ def _module_row(
             row.formula += "  [ceil_mode: rounded up]"
             row.problems = [p for p in row.problems if "not a whole number" not in p]
     elif isinstance(module, nn.Linear):
-        row = A.linear_row(name, module.in_features, module.out_features, module.bias is not None)
-        field_out = None
+        positions = _numel(in_shape[:-1]) if in_shape and len(in_shape) > 1 else 1
+        row = A.linear_row(
+            name, module.in_features, module.out_features, module.bias is not None, positions
+        )
+        field_out = None if positions == 1 else field_in  # per position: the field stays
     else:
         row, field_out = A.Row(name, kind, in_shape, out_shape), field_in
         own = sum(p.numel() for p in module.parameters())
@@ -260,7 +336,10 @@ def _adaptive_field(field_in: A.Field, sizes, outs) -> A.Field:
 
 
 def _rows_from_graph(
-    gm: torch.fx.GraphModule, outputs: dict[str, Any], spatial_dims: int
+    gm: torch.fx.GraphModule,
+    outputs: dict[str, Any],
+    spatial_dims: int,
+    flops: dict[str, int] | None = None,
 ) -> list[A.Row]:
     fields: dict[str, A.Field] = {}
     rows: list[A.Row] = []
@@ -286,6 +365,7 @@ def _rows_from_graph(
                 node.target, module, in_shape, out_shape, field_in, node.target not in seen_modules
             )
             seen_modules.add(node.target)
+            _count_products(row, module, *_node_values(node, outputs), outputs.get(node.name))
         else:
             kind = node.target if isinstance(node.target, str) else node.target.__name__
             row = A.Row(node.name, kind, in_shape, out_shape)
@@ -295,6 +375,14 @@ def _rows_from_graph(
             if len(inputs) > 1 and kind in ("add", "iadd", "cat", "mul", "sub"):
                 joined = " + ".join(A._dims(_shape(outputs[n.name])) for n in inputs)
                 row.formula = f"{kind} of {joined}"
+            _count_products(row, node.target, *_node_values(node, outputs), outputs.get(node.name))
+        counted = (flops or {}).get(node.name, 0) // 2  # a multiply-add is two FLOPs
+        if not row.macs and counted:
+            row.macs = counted
+            row.macs_formula = (
+                f"{A.fmt(counted)} (the matrix products and convolutions inside this call, "
+                "counted by torch.utils.flop_counter)"
+            )
         if field_out is not None and len(field_out[0]) != len(out_shape) - 1:
             field_out = None
         fields[node.name] = field_out
@@ -304,7 +392,32 @@ def _rows_from_graph(
     return rows
 
 
-def _rows_from_hooks(model: nn.Module, x: torch.Tensor) -> tuple[list[A.Row], list[str]]:
+def _does_not_fit(
+    label: str, shape: Sequence[int], error: Exception, expected: str | None
+) -> CnnlabError:
+    """One line for an input the model cannot take: PyTorch's reason (its first line; torch.fx
+    appends several lines of graph text) and the input the model was made for."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    reason = lines[0] if lines else type(error).__name__
+    if len(reason) > 200:
+        reason = reason[:197] + "..."
+    for line in lines[1:]:  # torch.fx: "While executing %conv1 : ... call_module[target=conv1]"
+        where = re.match(r"While executing %(\w+) :", line)
+        if where:
+            target = re.search(r"call_module\[target=([\w.]+)\]", line)
+            reason = f"at {target.group(1) if target else where.group(1)}: {reason}"
+            break
+    fix = (
+        f"it was made for {expected}: give --input {expected} (C x H x W, no batch axis)"
+        if expected and expected != A._dims(shape)
+        else "check the channels and image size the model expects"
+    )
+    return CnnlabError(f"{label} cannot run on an input of {A._dims(shape)} ({reason}); {fix}")
+
+
+def _rows_from_hooks(
+    model: nn.Module, x: torch.Tensor, label: str = "", expected: str | None = None
+) -> tuple[list[A.Row], list[str]]:
     calls: list[tuple[str, nn.Module, Any, Any]] = []
     notes: list[str] = []
     names = {m: n for n, m in model.named_modules()}
@@ -314,7 +427,7 @@ def _rows_from_hooks(model: nn.Module, x: torch.Tensor) -> tuple[list[A.Row], li
         calls.append((names[module], module, args, output))
 
     for module in model.modules():
-        if not list(module.children()):
+        if not list(module.children()) or isinstance(module, nn.MultiheadAttention):
             handles.append(module.register_forward_hook(hook))
     try:
         try:
@@ -326,7 +439,8 @@ def _rows_from_hooks(model: nn.Module, x: torch.Tensor) -> tuple[list[A.Row], li
             with torch.no_grad():
                 model(torch.zeros(x.shape, device=device))
     except Exception as error:
-        raise CnnlabError(f"{type(model).__name__} cannot run on this input: {error}") from error
+        shape = tuple(x.shape[1:])
+        raise _does_not_fit(label or type(model).__name__, shape, error, expected) from error
     finally:
         for handle in handles:
             handle.remove()
@@ -334,7 +448,97 @@ def _rows_from_hooks(model: nn.Module, x: torch.Tensor) -> tuple[list[A.Row], li
     for name, module, args, output in calls:
         in_shape = _shape(args[0]) if args else None
         row, _ = _module_row(name, module, in_shape, _shape(output), None, name not in seen)
+        _count_products(row, module, list(args), {}, output)
         row.receptive_field = None
         seen.add(name)
         rows.append(row)
     return rows, notes
+
+
+# ------------------------------------------------ multiply-adds of attention and matrix products
+
+
+def _node_values(node: torch.fx.Node, outputs: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+    """A node's arguments with every input node replaced by the value it produced."""
+
+    def value(n: torch.fx.Node) -> Any:
+        return outputs.get(n.name)
+
+    args = torch.fx.node.map_arg(node.args, value)
+    kwargs = torch.fx.node.map_arg(node.kwargs, value)
+    return list(args), dict(kwargs)
+
+
+_MATMULS = {"matmul", "bmm", "mm", "__matmul__"}
+_CONVS = {"conv1d", "conv2d", "conv3d"}
+
+
+def _count_products(
+    row: A.Row, target: Any, args: list[Any], kwargs: dict[str, Any], output: Any
+) -> None:
+    """Fill the multiply-adds of an attention module or a matrix-product / linear /
+    convolution function call (the summary runs one image, so totals are per image)."""
+    if isinstance(target, nn.MultiheadAttention):
+        counted = _attention_macs(target, args, kwargs)
+    elif isinstance(target, nn.Module):
+        return
+    else:
+        counted = _function_macs(target, args, kwargs, output)
+    if counted:
+        row.macs, row.macs_formula = counted
+
+
+def _attention_macs(
+    module: nn.MultiheadAttention, args: list[Any], kwargs: dict[str, Any]
+) -> tuple[int, str] | None:
+    """``nn.MultiheadAttention``: the four projections, ``Q K^T`` and ``A V`` (each a sum over
+    heads of ``head_dim`` = all ``E`` features)."""
+    query = args[0] if args else kwargs.get("query")
+    key = args[1] if len(args) > 1 else kwargs.get("key", query)
+    if not isinstance(query, torch.Tensor) or not isinstance(key, torch.Tensor):
+        return None
+    axis = 1 if module.batch_first and query.dim() == 3 else 0
+    length, source = query.shape[axis], key.shape[axis]
+    e, kdim, vdim = module.embed_dim, module.kdim, module.vdim
+    projections = 2 * length * e * e + source * (kdim + vdim) * e
+    products = 2 * length * source * e
+    if kdim == vdim == e and length == source:
+        text = f"projections 4*{length}*{e}*{e}"
+    else:
+        text = f"projections 2*{length}*{e}*{e} + {source}*({kdim}+{vdim})*{e}"
+    total = projections + products
+    return total, f"{text} + Q.K^T and A.V 2*{length}*{source}*{e} = {A.fmt(total)}"
+
+
+def _function_macs(
+    target: Any, args: list[Any], kwargs: dict[str, Any], output: Any
+) -> tuple[int, str] | None:
+    name = target if isinstance(target, str) else getattr(target, "__name__", "")
+    tensors = [a for a in args if isinstance(a, torch.Tensor)]
+    if name in _MATMULS and len(tensors) >= 2 and isinstance(output, torch.Tensor):
+        inner = tensors[0].shape[-1]
+        total = output.numel() * inner
+        return total, (
+            f"{A._dims(tuple(output.shape))} outputs x {inner} = {A.fmt(total)} (matrix product)"
+        )
+    if name == "linear" and len(tensors) >= 2 and isinstance(output, torch.Tensor):
+        inner = tensors[1].shape[-1]
+        total = output.numel() * inner
+        return total, f"{A._dims(tuple(output.shape))} outputs x {inner} = {A.fmt(total)}"
+    if name in _CONVS and len(tensors) >= 2 and isinstance(output, torch.Tensor):
+        per_output = _numel(tuple(tensors[1].shape[1:]))
+        total = output.numel() * per_output
+        return total, f"{A._dims(tuple(output.shape))} outputs x {per_output} = {A.fmt(total)}"
+    if name == "scaled_dot_product_attention":
+        q, k, v = (tensors + [None] * 3)[:3]
+        if q is None or k is None or v is None:
+            q, k, v = (kwargs.get(n, t) for n, t in zip(("query", "key", "value"), (q, k, v)))
+        if not all(isinstance(t, torch.Tensor) for t in (q, k, v)):
+            return None
+        groups, length, source = _numel(tuple(q.shape[:-2])), q.shape[-2], k.shape[-2]
+        total = groups * length * source * (q.shape[-1] + v.shape[-1])
+        return total, (
+            f"Q.K^T and A.V {groups}*{length}*{source}*({q.shape[-1]}+{v.shape[-1]}) = "
+            f"{A.fmt(total)}"
+        )
+    return None

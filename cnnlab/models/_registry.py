@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import inspect
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -27,6 +28,14 @@ class ModelEntry:
 
     def accepts(self, argument: str) -> bool:
         return argument in inspect.signature(self.builder).parameters
+
+    @property
+    def default_num_classes(self) -> int:
+        """The class count the design was made for: its builder's default (1000 for the
+        ImageNet architectures, 10 for the MNIST/CIFAR models and the ``*_cifar`` variants)."""
+        parameter = inspect.signature(self.builder).parameters.get("num_classes")
+        default = parameter.default if parameter is not None else None
+        return default if isinstance(default, int) and not isinstance(default, bool) else 10
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
@@ -56,11 +65,20 @@ def register_model(
             builder=builder,
             default_input_size=input_size,
             default_in_channels=in_channels,
-            summary=doc.splitlines()[0] if doc else "",
+            summary=_first_sentence(doc),
         )
         return builder
 
     return decorator
+
+
+def _first_sentence(doc: str) -> str:
+    """The docstring's first sentence, joined across lines ("torchvision's GoogLeNet: the
+    batch-norm variant of" would stop mid-phrase at the line end)."""
+    paragraph = " ".join(doc.split("\n\n")[0].split())
+    end = re.search(r"(?<!\bal)\.(\s|$)", paragraph)  # "et al." ends no sentence
+    sentence = paragraph[: end.start() + 1] if end else paragraph
+    return sentence if len(sentence) <= 110 else sentence[:107].rsplit(" ", 1)[0] + " ..."
 
 
 def list_models(pattern: str = "*") -> list[str]:
@@ -82,7 +100,7 @@ def get_model_entry(name: str) -> ModelEntry:
 
 def create_model(
     name: str,
-    num_classes: int = 10,
+    num_classes: int | None = None,
     in_channels: int | None = None,
     input_size: int | None = None,
     **kwargs: object,
@@ -91,7 +109,9 @@ def create_model(
 
     Args:
         name: a name from :func:`list_models`.
-        num_classes: size of the output layer.
+        num_classes: size of the output layer; the design's own when None (1000 for the
+            ImageNet architectures, 10 for the others: :attr:`ModelEntry.default_num_classes`).
+            Training passes the data set's class count.
         in_channels: image channels (1 gray, 3 RGB); the design's default when None.
         input_size: image side in pixels; the design's default when None.
         **kwargs: options of that model's builder (e.g. ``modern=True`` for ``lenet5``).
@@ -100,7 +120,8 @@ def create_model(
         The model, in training mode, with ``cnnlab_spec`` recording how it was built.
     """
     entry = get_model_entry(name)
-    if not isinstance(num_classes, int) or num_classes < 1:
+    num_classes = entry.default_num_classes if num_classes is None else num_classes
+    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
         raise CnnlabError(f"num_classes={num_classes!r}: expected a positive integer")
     in_channels = entry.default_in_channels if in_channels is None else in_channels
     input_size = entry.default_input_size if input_size is None else input_size
@@ -119,6 +140,8 @@ def create_model(
             f"model {entry.name!r} has no option {', '.join(map(repr, unknown))}; "
             f"its options are: {', '.join(options) or 'none'}"
         )
+    for key, value in kwargs.items():
+        _check_option_type(entry, key, value)
     model = entry.builder(
         num_classes=num_classes,
         in_channels=in_channels,
@@ -133,3 +156,27 @@ def create_model(
         "kwargs": dict(kwargs),
     }
     return model
+
+
+def _check_option_type(entry: ModelEntry, key: str, value: object) -> None:
+    """Refuse an option whose value is not of the kind its default is (``-O modern=maybe`` is a
+    string, and a non-empty string would quietly count as true)."""
+    default = inspect.signature(entry.builder).parameters[key].default
+    if default is inspect.Parameter.empty or default is None:
+        return
+    if isinstance(default, bool):
+        ok, expected = isinstance(value, bool), "true or false"
+    elif isinstance(default, int):
+        ok, expected = isinstance(value, int) and not isinstance(value, bool), "an integer"
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        expected = "a number"
+    elif isinstance(default, str):
+        ok, expected = isinstance(value, str), "a string"
+    else:
+        return
+    if not ok:
+        raise CnnlabError(
+            f"model option {key}={value!r}: expected {expected} (the default is {default!r}), "
+            f"e.g. -O {key}={str(default).lower() if isinstance(default, bool) else default}"
+        )
