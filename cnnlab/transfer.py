@@ -6,8 +6,10 @@ set with one of three strategies.
 - ``fine-tune-last:K``: also train the last K blocks of the backbone (a block: one stage of
   ``features``, one ResNet ``layerN``, ...), the earlier ones stay frozen.
 - ``full``: train everything, the pretrained layers with a smaller learning rate
-  (``backbone_lr_factor``, 0.1 by default) so the new head's large early gradients do not
-  wreck what they learned.
+  (``backbone_lr_factor`` x lr, 0.1 by default, at most 1) so the new head's large early
+  gradients do not wreck what they learned. A factor of 0 is refused: pretrained layers that
+  should not learn are frozen with ``feature-extract`` or ``fine-tune-last:K``, which also keep
+  their batch-norm statistics fixed (a zero learning rate would not).
 
 :func:`advise` picks one with the usual four-quadrant rule (small or large target data set,
 similar to the source or not) and says why.
@@ -15,6 +17,7 @@ similar to the source or not) and says why.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +48,23 @@ class Strategy:
 
     def __str__(self) -> str:
         return f"fine-tune-last:{self.blocks}" if self.kind == "fine-tune-last" else self.kind
+
+
+def check_backbone_lr_factor(factor: Any) -> float:
+    """``factor`` if it is a usable ``backbone_lr_factor``: a finite number with
+    ``0 < factor <= 1`` (the pretrained layers of ``full`` train at ``factor`` x lr)."""
+    if (
+        isinstance(factor, (int, float))
+        and not isinstance(factor, bool)
+        and math.isfinite(factor)
+        and 0 < factor <= 1
+    ):
+        return float(factor)
+    raise CnnlabError(
+        f"--backbone-lr-factor {factor!r}: expected a finite number with 0 < factor <= 1, the "
+        "fraction of --lr at which --strategy full trains the pretrained layers (0.1 is usual); "
+        "to keep them fixed use --strategy feature-extract or fine-tune-last:K"
+    )
 
 
 def head_path(model: nn.Module) -> str:
@@ -90,6 +110,7 @@ def trainable_groups(
     """Freeze what the strategy keeps fixed (``requires_grad``) and return the optimizer's
     parameter groups — the head, then the trained backbone with its learning rate — and a
     report of what is trained. Idempotent, so a resumed run rebuilds the same groups."""
+    check_backbone_lr_factor(backbone_lr_factor)
     head = model.get_submodule(head_path(model))
     head_ids = {id(p) for p in head.parameters()}
     blocks = backbone_blocks(model)

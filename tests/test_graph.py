@@ -4,12 +4,13 @@ loaders and short real trainings."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
 
 from cnnlab.cli import main
-from cnnlab.errors import DataError
+from cnnlab.errors import CnnlabError, DataError
 from cnnlab.graph import (
     GCN,
     GCNConv,
@@ -24,6 +25,7 @@ from cnnlab.graph import (
     load_planetoid,
     normalized_adjacency,
     readout,
+    train_graphs,
     train_nodes,
 )
 from cnnlab.graph.data import undirected
@@ -195,3 +197,122 @@ def test_graph_commands(data_dir, tmp_path, capsys):
     )
     assert "10-fold test accuracy" in capsys.readouterr().out
     assert main(["graph", "train", "--dataset", "pubmed", *base]) == 2
+
+
+def _tree(root):
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--lr", "nan"], "lr=nan: expected a finite number"),
+        (["--lr", "inf"], "lr=inf: expected a finite number"),
+        (["--lr", "1e308"], "lr=1e+308: expected a finite number in (0, 100]"),
+        (["--lr", "0"], "lr=0.0: expected"),
+        (["--hidden", "-4"], "hidden=[-4]: expected one or more layer sizes"),
+        (["--hidden", "0"], "hidden=[0]: expected"),
+        (["--hidden", "4,0"], "hidden=[4, 0]: expected"),
+        (["--hidden", "100000"], "each an integer 1..65536"),
+        (["--hidden", ""], "--hidden '': expected sizes like 16 or 4,2"),
+        (["--hidden", "4,x"], "--hidden '4,x': expected sizes"),
+        (["--epochs", "0"], "epochs=0: expected a positive integer"),
+        (["--dropout", "1"], "dropout=1.0: expected 0 <= dropout < 1"),
+        (["--dropout", "nan"], "dropout=nan: expected"),
+        (["--dropout", "-0.1"], "dropout=-0.1: expected"),
+        (["--seed", "-1"], "seed=-1: expected an integer 0..4294967295"),
+        (["--seed", "99999999999"], "seed=99999999999: expected"),
+        (["--name", "n" * 300], "300 bytes long"),
+        (["--runs-dir", "a-file/runs"], "is a file, not a folder"),
+        (["--dataset", "pubmed"], "--dataset 'pubmed': expected one of"),
+    ],
+)  # fmt: skip
+def test_graph_train_refuses_bad_options_before_writing(
+    options, message, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a-file").write_text("not a folder")
+    (tmp_path / "runs").mkdir()
+    before = _tree(tmp_path)
+    assert main(["graph", "train", "--dataset", "karate", "--no-progress", *options]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err  # one line
+    assert "Traceback" not in err
+    assert _tree(tmp_path) == before  # no run folder, nothing else either
+
+
+def test_graph_config_checks_every_setting():
+    GraphConfig(hidden=[1], dropout=0.0, patience=0, seed=2**32 - 1, weight_decay=0.0)  # edges
+    bad = [
+        ({"weight_decay": float("nan")}, "weight_decay=nan"),
+        ({"weight_decay": -1e-4}, "weight_decay=-0.0001"),
+        ({"patience": -1}, "patience=-1"),
+        ({"activation": "gelu"}, "activation='gelu': expected relu or tanh"),
+        ({"hidden": []}, "hidden=[]"),
+        ({"hidden": [True]}, "hidden=[True]"),
+        ({"epochs": 2.5}, "epochs=2.5"),
+        ({"readout": "median"}, "readout='median'"),
+    ]
+    for overrides, message in bad:
+        with pytest.raises(CnnlabError, match=re.escape(message)):
+            GraphConfig(**overrides)
+
+
+def _karate_with_nan_features(data_dir):
+    graph = load_karate(data_dir)
+    graph.x = graph.x.clone()
+    graph.x[0, 0] = float("nan")
+    return graph
+
+
+def test_graph_training_stops_when_the_loss_is_nan(data_dir, tmp_path, monkeypatch, capsys):
+    import cnnlab.graph.train as graph_train
+
+    monkeypatch.chdir(tmp_path)
+    config = GraphConfig.for_dataset("karate", progress=False)
+    with pytest.raises(CnnlabError, match="epoch 1: the training loss became NaN or infinite"):
+        train_nodes(_karate_with_nan_features(data_dir), config)
+    base = ["graph", "train", "--dataset", "karate", "--data-dir", str(data_dir), "--no-progress"]
+    assert main([*base, "--name", "k"]) == 0  # a good run to be replaced
+    saved = {p.name: p.read_bytes() for p in (tmp_path / "runs" / "k").iterdir()}
+    before = _tree(tmp_path)
+    capsys.readouterr()
+    monkeypatch.setattr(graph_train, "load_graph", lambda *a: _karate_with_nan_features(data_dir))
+    assert main([*base, "--name", "k", "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert "karate, epoch 1: the training loss became NaN or infinite with lr 0.01" in err
+    assert err.count("\n") == 1 and "Lower --lr" in err
+    assert _tree(tmp_path) == before  # the old run is back, untouched; no new folder
+    assert {p.name: p.read_bytes() for p in (tmp_path / "runs" / "k").iterdir()} == saved
+    assert main([*base]) == 2 and _tree(tmp_path) == before  # a fresh name leaves nothing
+
+
+def test_graph_classification_stops_when_the_loss_is_nan(data_dir):
+    mutag = load_mutag(data_dir)
+    for graph in mutag.graphs:
+        graph.x = graph.x * float("nan")
+    config = GraphConfig.for_dataset("mutag", progress=False, epochs=2)
+    with pytest.raises(CnnlabError, match="mutag fold 1, epoch 1: the training loss became NaN"):
+        train_graphs(mutag, config)
+
+
+def test_graph_runs_seed_like_image_training(data_dir):
+    import cnnlab.graph.train as graph_train
+    from cnnlab import train
+
+    assert graph_train.seed_everything is train.seed_everything
+    assert not hasattr(graph_train, "seed_all")
+    karate = load_karate(data_dir)
+    config = GraphConfig.for_dataset("karate", progress=False, epochs=20, seed=2**32 - 1)
+    first, again = train_nodes(karate, config), train_nodes(karate, config)
+    assert first.history == again.history  # the largest seed works and repeats
+
+
+def test_a_graph_checkpoint_with_a_foreign_config_is_refused(data_dir, tmp_path):
+    from cnnlab import runs
+    from cnnlab.graph.train import load_node_model
+
+    for config in ("cora", {"dataset": "karate", "hidden": [4, 2], "learning_rate": 1}):
+        runs.save_checkpoint(tmp_path / runs.CHECKPOINT, {"kind": "nodes", "config": config})
+        with pytest.raises(CnnlabError, match="the checkpoint's config is not a GCN config"):
+            load_node_model(tmp_path)

@@ -241,3 +241,74 @@ def test_wrong_channel_images_are_converted_with_a_notice(lenet, data_dir):
     assert image.shape == (1, 1, 28, 28) and any("converted RGB to L" in n for n in notes)
     result = grad_cam(lenet.model, lenet.preprocess(image)[0])
     assert 0 <= result.class_index < 10 and np.isfinite(result.heatmap.numpy()).all()
+
+
+def _dropout_bn_net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Dropout(0.5),
+        nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Linear(4, 3),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("explain", ["grad-cam", "saliency"])
+def test_explanations_restore_train_mode_per_module(explain):
+    model = _dropout_bn_net().train()
+    model[1].eval()  # a frozen BatchNorm inside a training model keeps its own flag
+    modes = {name: m.training for name, m in model.named_modules()}
+    stats = {k: v.clone() for k, v in model.state_dict().items()}
+    seen = []
+    model[3].register_forward_pre_hook(lambda m, args: seen.append(m.training))
+    image = torch.randn(3, 8, 8)
+    first = grad_cam(model, image) if explain == "grad-cam" else saliency(model, image)
+    again = grad_cam(model, image) if explain == "grad-cam" else saliency(model, image)
+    assert seen == [False, False]  # explained in eval mode: no dropout, deterministic
+    assert torch.equal(first.heatmap, again.heatmap)
+    assert {name: m.training for name, m in model.named_modules()} == modes
+    assert all(torch.equal(stats[k], v) for k, v in model.state_dict().items())
+    model[3]._forward_pre_hooks.clear()
+    assert _no_hooks(model)
+
+
+@pytest.mark.parametrize("explain", ["grad-cam", "saliency"])
+def test_explanations_leave_parameter_gradients_alone(explain):
+    model = _dropout_bn_net().eval()
+    image = torch.randn(3, 8, 8)
+    explain_fn = grad_cam if explain == "grad-cam" else saliency
+    explain_fn(model, image)
+    assert all(p.grad is None for p in model.parameters())  # None stays None
+    model(torch.randn(2, 3, 8, 8)).sum().backward()  # a training step's gradients, pending
+    before = {name: p.grad.clone() for name, p in model.named_parameters()}
+    result = explain_fn(model, image)
+    assert all(torch.equal(p.grad, before[name]) for name, p in model.named_parameters())
+    assert float(result.heatmap.max()) == pytest.approx(1)
+    assert _no_hooks(model)
+
+
+def test_explanations_restore_the_mode_after_an_error():
+    model = _dropout_bn_net().train()
+    with pytest.raises(CnnlabError, match="out of range"):
+        grad_cam(model, torch.randn(3, 8, 8), target=7)
+    with pytest.raises(CnnlabError, match="out of range"):
+        saliency(model, torch.randn(3, 8, 8), target=7)
+    assert all(m.training for m in model.modules())
+    assert all(p.grad is None for p in model.parameters())
+    assert _no_hooks(model)
+
+
+def test_summary_of_a_run_names_the_input_it_was_trained_on(runs_root, capsys):
+    """A run's model is fixed: a wrong channel count or a 3-D input is one line naming the
+    input, what the run was trained on and the fix (it was five lines of torch.fx text)."""
+    argv = ["summary", "lenet", "--runs-dir", str(runs_root)]
+    for given in ("3x28x28", "1x28x28x28"):
+        assert main([*argv, "--input", given]) == 2
+        captured = capsys.readouterr()
+        err = captured.err.strip()
+        assert captured.out == "" and "\n" not in err, err
+        assert f"--input {given}" in err and "1x28x28" in err
+    assert main([*argv, "--num-classes", "5"]) == 2
+    assert "run lenet has 10 classes" in capsys.readouterr().err
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "(lenet5, 10 classes) on input 1x28x28" in out

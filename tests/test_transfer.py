@@ -15,6 +15,7 @@ from cnnlab.transfer import (
     Strategy,
     advise,
     backbone_blocks,
+    check_backbone_lr_factor,
     replace_head,
     trainable_groups,
 )
@@ -124,3 +125,75 @@ def test_transfer_auto_explains_its_choice(digits_source, data_dir, capsys):
     assert "strategy fine-tune-last:1: 500 images, 50 per class: small" in out
     assert main(["transfer", "--from", "nosuchrun", "--dataset", "mnist", "--strategy", "full",
                  "--runs-dir", str(digits_source), "--no-progress"]) == 2  # fmt: skip
+
+
+@pytest.mark.parametrize("factor", [-1, float("nan"), float("inf"), 0, 0.0, 1.5, True, "0.1"])
+def test_backbone_lr_factor_must_be_a_fraction(factor):
+    model = create_model("lenet5", num_classes=10)
+    with pytest.raises(CnnlabError, match="expected a finite number with 0 < factor <= 1"):
+        trainable_groups(model, Strategy("full"), 1e-3, backbone_lr_factor=factor)
+    assert check_backbone_lr_factor(1) == 1.0 and check_backbone_lr_factor(1e-6) == 1e-6
+
+
+def _tree(root):
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+@pytest.mark.parametrize(
+    "value, shown",
+    [("-1", "-1.0"), ("nan", "nan"), ("inf", "inf"), ("0", "0.0"), ("2", "2.0")],
+)
+@pytest.mark.parametrize("source", ["digits", "nosuchrun"])
+def test_transfer_refuses_a_bad_backbone_lr_factor_before_loading(
+    value, shown, source, tmp_path, monkeypatch, capsys
+):
+    import cnnlab.experiment
+
+    def must_not_load(*args, **kwargs):
+        raise AssertionError("loaded before the options were checked")
+
+    monkeypatch.setattr(cnnlab.experiment, "load_data", must_not_load)
+    monkeypatch.setattr(cnnlab.experiment, "load_source", must_not_load)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    before = _tree(tmp_path)
+    for strategy in ("auto", "full", "feature-extract"):
+        args = ["transfer", "--from", source, "--dataset", "digits", "--strategy", strategy,
+                "--backbone-lr-factor", value, "--no-progress"]  # fmt: skip
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert f"--backbone-lr-factor {shown}: expected a finite number" in err, err
+        assert err.count("\n") == 1 and "feature-extract" in err
+    assert _tree(tmp_path) == before
+
+
+def test_transfer_checks_strategy_and_run_folder_before_loading(tmp_path, monkeypatch, capsys):
+    import cnnlab.experiment
+
+    def must_not_load(*args, **kwargs):
+        raise AssertionError("loaded before the options were checked")
+
+    monkeypatch.setattr(cnnlab.experiment, "load_data", must_not_load)
+    monkeypatch.setattr(cnnlab.experiment, "load_source", must_not_load)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a-file").write_text("not a folder")
+    before = _tree(tmp_path)
+    base = ["transfer", "--from", "digits", "--dataset", "digits", "--no-progress"]
+    for extra, message in [
+        (["--strategy", "freeze"], "strategy 'freeze': expected"),
+        (["--name", "n" * 300], "300 bytes long"),
+        (["--runs-dir", "a-file/runs"], "is a file, not a folder"),
+    ]:
+        assert main([*base, *extra]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+    assert _tree(tmp_path) == before
+
+
+def test_backbone_lr_factor_is_noted_where_it_does_not_apply(digits_source, data_dir, capsys):
+    args = ["transfer", "--from", "digits", "--dataset", "mnist", "--strategy", "feature-extract",
+            "--backbone-lr-factor", "0.5", "--train-subset", "300", "--test-subset", "100",
+            "--epochs", "1", "--name", "noted", "--runs-dir", str(digits_source),
+            "--data-dir", str(data_dir), "--no-progress"]  # fmt: skip
+    assert main(args) == 0
+    assert "--backbone-lr-factor applies to --strategy full only" in capsys.readouterr().out

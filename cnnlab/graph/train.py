@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,9 +17,14 @@ from tqdm import tqdm
 
 from .. import runs
 from ..errors import CnnlabError
+from ..train import LR_MAX, SEED_MAX, TrainingDiverged, _in_range, _is_int, seed_everything
 from .data import Graph, GraphSet, load_graph
 from .models import GCN, GraphClassifier
 from .ops import normalized_adjacency
+
+MAX_HIDDEN = 65536  # units per layer; Cora's first layer is then 1433 x 65536 floats (375 MB)
+ACTIVATIONS = ("relu", "tanh")
+READOUTS = ("mean", "sum", "max")
 
 
 @dataclass
@@ -44,13 +48,32 @@ class GraphConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.lr <= 0 or not 0 <= self.dropout < 1:
-            raise CnnlabError(
-                f"epochs={self.epochs}, lr={self.lr}, dropout={self.dropout}: expected "
-                "epochs >= 1, lr > 0 and 0 <= dropout < 1"
-            )
-        if self.readout not in ("mean", "sum", "max"):
-            raise CnnlabError(f"readout {self.readout!r}: expected mean, sum or max")
+        """Refuse every setting that cannot train, before any data is read or folder made."""
+        hidden_ok = (
+            isinstance(self.hidden, (list, tuple))
+            and len(self.hidden) > 0
+            and all(_is_int(h, 1, MAX_HIDDEN) for h in self.hidden)
+        )
+        checks = [
+            (_is_int(self.epochs, 1), "epochs", self.epochs, "a positive integer (200 is usual)"),
+            (_in_range(self.lr, 0, LR_MAX) and self.lr > 0, "lr", self.lr,
+             f"a finite number in (0, {LR_MAX:g}]; 0.01 is the paper's"),
+            (_in_range(self.weight_decay, 0, 1), "weight_decay", self.weight_decay,
+             "a number in [0, 1] (5e-4 is the paper's)"),
+            (hidden_ok, "hidden", self.hidden,
+             f"one or more layer sizes, each an integer 1..{MAX_HIDDEN}, e.g. --hidden 16 or 4,2"),
+            (_in_range(self.dropout, 0, 1) and self.dropout < 1, "dropout", self.dropout,
+             "0 <= dropout < 1 (0.5 is the paper's)"),
+            (self.activation in ACTIVATIONS, "activation", self.activation,
+             " or ".join(ACTIVATIONS)),
+            (_is_int(self.patience, 0), "patience", self.patience,
+             "an integer >= 0 (0: no early stopping)"),
+            (_is_int(self.seed, 0, SEED_MAX), "seed", self.seed, f"an integer 0..{SEED_MAX}"),
+            (self.readout in READOUTS, "readout", self.readout, ", ".join(READOUTS)),
+        ]  # fmt: skip
+        for ok, name, value, expected in checks:
+            if not ok:
+                raise CnnlabError(f"{name}={value!r}: expected {expected}")
 
     @classmethod
     def for_dataset(cls, dataset: str, **overrides: Any) -> GraphConfig:
@@ -64,10 +87,11 @@ class GraphConfig:
         return cls(**values)
 
 
-def seed_all(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+def _diverged(config: GraphConfig, epoch: int, where: str = "") -> TrainingDiverged:
+    return TrainingDiverged(
+        f"{config.dataset}{where}, epoch {epoch}: the training loss became NaN or infinite "
+        f"with lr {config.lr:g} (Adam); nothing was saved. Lower --lr (e.g. by 10x)"
+    )
 
 
 def _accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
@@ -86,7 +110,7 @@ class NodeResult:
 def train_nodes(graph: Graph, config: GraphConfig) -> NodeResult:
     """Full-batch training on the labelled nodes; the weights of the epoch with the lowest
     validation loss are kept (the last epoch when there is no validation set)."""
-    seed_all(config.seed)
+    seed_everything(config.seed)
     a_hat = normalized_adjacency(graph.edge_index, graph.num_nodes, config.sparse)
     x = graph.x.to_sparse() if config.sparse else graph.x
     model = GCN(graph.x.shape[1], len(graph.classes), tuple(config.hidden), config.dropout,
@@ -106,6 +130,8 @@ def train_nodes(graph: Graph, config: GraphConfig) -> NodeResult:
         optimizer.zero_grad()
         logits = model(x, a_hat)
         loss = F.cross_entropy(logits[masks["train"]], graph.y[masks["train"]])
+        if not math.isfinite(loss.item()):
+            raise _diverged(config, epoch)
         loss.backward()
         optimizer.step()
         model.eval()
@@ -160,7 +186,7 @@ def train_graphs(gset: GraphSet, config: GraphConfig) -> dict[str, Any]:
     and report the accuracy on its test graphs after the last epoch."""
     accuracies = []
     for k, (train_ids, test_ids) in enumerate(gset.folds):
-        seed_all(config.seed + k)
+        seed_everything((config.seed + k) % (SEED_MAX + 1))
         x, a_hat, batch, y = batch_graphs([gset.graphs[i] for i in train_ids], config.sparse)
         tx, ta_hat, tbatch, ty = batch_graphs([gset.graphs[i] for i in test_ids], config.sparse)
         model = GraphClassifier(x.shape[1], len(gset.classes), config.hidden[0], 3,
@@ -169,10 +195,12 @@ def train_graphs(gset: GraphSet, config: GraphConfig) -> dict[str, Any]:
                                      weight_decay=config.weight_decay)  # fmt: skip
         bar = tqdm(range(config.epochs), desc=f"fold {k + 1}", disable=not config.progress,
                    leave=False)  # fmt: skip
-        for _ in bar:
+        for epoch in bar:
             model.train()
             optimizer.zero_grad()
             loss = F.cross_entropy(model(x, a_hat, batch, len(train_ids)), y)
+            if not math.isfinite(loss.item()):
+                raise _diverged(config, epoch + 1, f" fold {k + 1}")
             loss.backward()
             optimizer.step()
         model.eval()
@@ -189,33 +217,50 @@ def run_graph_training(
     overwrite: bool = False,
 ) -> tuple[Path, dict[str, Any]]:  # fmt: skip
     """Train on ``config.dataset`` into a new run folder (config.json, metrics.csv,
-    checkpoint.pt, result.json, all written atomically)."""
+    checkpoint.pt, result.json, all written atomically).
+
+    The config is checked when it is made; the run folder's place and name are checked and the
+    data read before the folder is created. A run that fails (the loss becomes NaN, an error,
+    Ctrl-C) leaves no folder behind, and with ``overwrite`` the run it was to replace is put
+    back (see :func:`cnnlab.runs.new_run`)."""
+    planned = runs.plan_run_dir(runs_root, name, f"gcn-{config.dataset}", overwrite)
     data = load_graph(config.dataset, config.data_dir)  # bad data fails before the folder
-    run_dir = runs.new_run_dir(runs_root, name, f"gcn-{config.dataset}", overwrite)
-    runs.write_text(run_dir / runs.CONFIG, json.dumps(dataclasses.asdict(config), indent=2))
-    if isinstance(data, GraphSet):
-        result = train_graphs(data, config)
-        history = [{"fold": i + 1, "test_acc": a} for i, a in enumerate(result["fold_acc"])]
-        state = {"config": dataclasses.asdict(config), "result": result, "kind": "graphs"}
-    else:
-        node = train_nodes(data, config)
-        history = node.history
-        result = {"test_acc": node.test_acc, "val_acc": node.val_acc, "best_epoch": node.best_epoch,
-                  "epochs_run": len(history)}  # fmt: skip
-        state = {"model": node.model.state_dict(), "config": dataclasses.asdict(config),
-                 "classes": data.classes, "result": result, "kind": "nodes",
-                 "in_features": data.x.shape[1]}  # fmt: skip
-    runs.write_metrics(run_dir / runs.METRICS, history)
-    runs.save_checkpoint(run_dir / runs.CHECKPOINT, state)
-    runs.write_text(run_dir / "result.json", json.dumps(result, indent=2))
+    with runs.new_run(planned) as run_dir:
+        runs.write_text(run_dir / runs.CONFIG, json.dumps(dataclasses.asdict(config), indent=2))
+        if isinstance(data, GraphSet):
+            result = train_graphs(data, config)
+            history = [{"fold": i + 1, "test_acc": a} for i, a in enumerate(result["fold_acc"])]
+            state = {"config": dataclasses.asdict(config), "result": result, "kind": "graphs"}
+        else:
+            node = train_nodes(data, config)
+            history = node.history
+            result = {"test_acc": node.test_acc, "val_acc": node.val_acc,
+                      "best_epoch": node.best_epoch, "epochs_run": len(history)}  # fmt: skip
+            state = {"model": node.model.state_dict(), "config": dataclasses.asdict(config),
+                     "classes": data.classes, "result": result, "kind": "nodes",
+                     "in_features": data.x.shape[1]}  # fmt: skip
+        runs.write_metrics(run_dir / runs.METRICS, history)
+        runs.write_text(run_dir / "result.json", json.dumps(result, indent=2))
+        runs.save_checkpoint(run_dir / runs.CHECKPOINT, state)  # last: marks the run complete
     return run_dir, result
+
+
+def _saved_config(run_dir: Path, saved: Any) -> GraphConfig:
+    known = {f.name for f in dataclasses.fields(GraphConfig)}
+    if not isinstance(saved, dict) or not set(saved) <= known:
+        unknown = sorted(set(saved) - known) if isinstance(saved, dict) else type(saved).__name__
+        raise CnnlabError(
+            f"{run_dir}: the checkpoint's config is not a GCN config ({unknown}); "
+            "train the run again with cnnlab graph train"
+        )
+    return GraphConfig(**saved)
 
 
 def load_node_model(run_dir: Path) -> tuple[GCN, GraphConfig, dict[str, Any]]:
     state = runs.load_checkpoint(run_dir / runs.CHECKPOINT, required=("kind", "config"))
     if state["kind"] != "nodes":
         raise CnnlabError(f"{run_dir}: not a node-classification GCN run")
-    config = GraphConfig(**state["config"])
+    config = _saved_config(run_dir, state["config"])
     model = GCN(state["in_features"], len(state["classes"]), tuple(config.hidden), config.dropout,
                 config.activation)  # fmt: skip
     model.load_state_dict(state["model"])

@@ -85,6 +85,20 @@ def capture(
             handle.remove()
 
 
+@contextlib.contextmanager
+def evaluating(model: nn.Module) -> Iterator[nn.Module]:
+    """``model`` in eval mode inside the ``with`` block; on exit every module gets back its own
+    training flag (a model in train mode, or one with a few modules frozen in eval, is left as
+    it was), errors included."""
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, mode in modes:
+            module.training = mode
+
+
 def _batch(image: torch.Tensor) -> torch.Tensor:
     if image.ndim == 3:
         return image.unsqueeze(0)
@@ -98,9 +112,9 @@ def feature_maps(
     model: nn.Module, image: torch.Tensor, layers: Sequence[str] | None = None
 ) -> dict[str, torch.Tensor]:
     """Output of each named layer for one (preprocessed) image: ``{name: C x H x W}``. With
-    ``layers=None``, every leaf layer whose output is a stack of maps."""
-    model.eval()
-    with capture(model, layers) as record:
+    ``layers=None``, every leaf layer whose output is a stack of maps. The model's train/eval
+    flags are left as they were."""
+    with evaluating(model), capture(model, layers) as record:
         model(_batch(image))
     maps = {name: out[0] for name, out in record["outputs"].items()}
     if layers is None:
@@ -159,18 +173,25 @@ def grad_cam(
     ``alpha_k = mean over pixels of dy_c / dA_k``; ``cam = ReLU(sum_k alpha_k A_k)``, resized
     to the image bilinearly and divided by its maximum. The default layer is the last
     convolution the forward pass runs whose maps are larger than 1x1.
+
+    The model is left as it was: every module's train/eval flag is restored, the parameters'
+    ``.grad`` are not touched (the gradient is taken with ``torch.autograd.grad``, which fills
+    no ``.grad``) and the hooks are removed.
     """
-    model.eval()
     x = _batch(image).clone()
     candidates = [layer] if layer else conv_layers(model)
     if not candidates:
         raise CnnlabError(f"{type(model).__name__} has no convolution; give --layer explicitly")
-    with torch.enable_grad(), capture(model, candidates, gradients=True) as record:
+    with (
+        torch.enable_grad(),
+        evaluating(model),
+        capture(model, candidates, gradients=True) as record,
+    ):
         x.requires_grad_(True)  # so that every layer's output carries a gradient
         logits = model(x)
         index = _class_index(logits, target)
-        model.zero_grad(set_to_none=True)
-        logits[0, index].backward()
+        # the layer hooks record dy_c / dA_k on the way to x
+        torch.autograd.grad(logits[0, index], x)
     executed = list(record["outputs"])
     if not executed:
         raise CnnlabError(f"layer {candidates[0]!r} did not run in the forward pass")
@@ -196,14 +217,14 @@ def grad_cam(
 
 def saliency(model: nn.Module, image: torch.Tensor, target: int | None = None) -> Explanation:
     """Plain saliency (Simonyan et al. 2014): ``|d y_c / d x|``, the largest over the colour
-    channels, divided by its maximum."""
-    model.eval()
+    channels, divided by its maximum. Like :func:`grad_cam` it leaves the model's train/eval
+    flags and its parameters' ``.grad`` as they were."""
     x = _batch(image).clone().requires_grad_(True)
-    with torch.enable_grad():
+    with torch.enable_grad(), evaluating(model):
         logits = model(x)
         index = _class_index(logits, target)
-        logits[0, index].backward()
-    heat = x.grad[0].abs().amax(dim=0)
+        (gradient,) = torch.autograd.grad(logits[0, index], x)
+    heat = gradient[0].abs().amax(dim=0)
     heat = heat / heat.max() if heat.max() > 0 else heat
     probability = float(torch.softmax(logits.detach(), dim=1)[0, index])
     return Explanation("saliency", heat.detach(), index, probability)
@@ -256,13 +277,14 @@ def confident_mistakes(
     model: nn.Module, images: torch.Tensor, labels: torch.Tensor, k: int = 16,
     preprocess=None, batch_size: int = 500,
 ) -> list[Mistake]:  # fmt: skip
-    """The ``k`` wrong predictions made with the highest probability."""
-    model.eval()
+    """The ``k`` wrong predictions made with the highest probability (the model's train/eval
+    flags are left as they were)."""
     probabilities = []
-    for start in range(0, len(images), batch_size):
-        batch = images[start : start + batch_size]
-        batch = preprocess(batch) if preprocess else batch
-        probabilities.append(torch.softmax(model(batch), dim=1))
+    with evaluating(model):
+        for start in range(0, len(images), batch_size):
+            batch = images[start : start + batch_size]
+            batch = preprocess(batch) if preprocess else batch
+            probabilities.append(torch.softmax(model(batch), dim=1))
     probs = torch.cat(probabilities)
     confidence, predicted = probs.max(dim=1)
     wrong = (predicted != labels).nonzero().flatten()

@@ -21,6 +21,7 @@ import torch.fx
 from torch import nn
 from torch.nn import functional as F
 
+from .._tracing import tracing
 from ..errors import CnnlabError
 from . import layers as L
 from .graph import Graph, Node
@@ -276,7 +277,8 @@ class _Tracer(torch.fx.Tracer):
 def trace(module: nn.Module) -> torch.fx.GraphModule:
     """``torch.fx`` trace in which every module with a NumPy twin stays one call."""
     try:
-        graph = _Tracer().trace(module)
+        with tracing():  # torch.fx patches nn.Module.__call__ process-wide while it traces
+            graph = _Tracer().trace(module)
     except Exception as error:  # torch.fx raises many types for untraceable code
         raise CnnlabError(
             f"could not trace {type(module).__name__} with torch.fx ({type(error).__name__}: "
@@ -287,12 +289,21 @@ def trace(module: nn.Module) -> torch.fx.GraphModule:
 
 def from_torch(module: nn.Module, dtype: np.dtype | type = np.float64) -> Graph:
     """A NumPy twin of ``module``: same layers, same wiring, weights (and BatchNorm running
-    statistics) copied as ``dtype``, in the same train/eval mode.
+    statistics) copied as ``dtype``, in the same train/eval mode. A bare supported layer
+    (``nn.Conv2d(...)`` not wrapped in a container) becomes a one-node graph whose parameters
+    keep torch's names (``"weight"``, ``"bias"``).
 
     Raises :class:`UnsupportedLayerError` naming the first layer or operation the engine has no
     twin for, with its type.
     """
     dtype = np.dtype(dtype)
+    if type(module) in MODULES:  # a bare layer: a one-node graph, parameters named as torch's
+        layer = MODULES[type(module)](module, type(module).__name__, dtype)
+        layer.train(module.training)
+        kind = type(module).__name__
+        graph = Graph([Node(kind.lower(), layer, ("x",), kind, "")], "x", kind.lower())
+        graph.training = module.training
+        return graph
     gm = trace(module)
     modules = dict(gm.named_modules())
     nodes: list[Node] = []
@@ -520,6 +531,8 @@ def compare(
     dtype = np.dtype(dtype)
     if dtype not in TORCH_DTYPES:
         raise CnnlabError(f"dtype {dtype}: expected float32 or float64")
+    if type(model) in MODULES:  # a bare layer: compare it as a one-layer network ("0")
+        model = nn.Sequential(model)
     twin_model = copy.deepcopy(model).to(device="cpu", dtype=TORCH_DTYPES[dtype])
     twin_model.train(train)
     notes = []

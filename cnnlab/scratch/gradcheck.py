@@ -30,7 +30,9 @@ def relative_error(a: np.ndarray, b: np.ndarray) -> float:
 def check_gradients(
     layer: Layer, x: np.ndarray, tolerance: float = 1e-6, eps: float = 1e-6, seed: int = 0
 ) -> dict[str, float]:
-    """Assert that ``layer.backward`` matches finite differences, for the input and every parameter.
+    """Assert that ``layer.backward`` matches finite differences, for the input and every parameter
+    (in a container such as ``Sequential``: every parameter of every layer it holds, named like
+    ``"0.weight"``).
 
     The scalar checked is ``sum(forward(x) * r)`` with a fixed random ``r``, so every output
     element's gradient counts. Use float64: float32 differences are too coarse for 1e-6.

@@ -56,8 +56,9 @@ class Graph(Layer):
         ``torch.nn.Module.named_parameters`` uses)."""
         named = {}
         for node in self.nodes:
+            prefix = node.name if node.module is None else node.module
             for key, param in node.layer.named_parameters().items():
-                named[f"{node.module or node.name}.{key}"] = param
+                named[f"{prefix}.{key}" if prefix else key] = param  # "" = the root module
         return named
 
     def train(self, mode: bool = True) -> Graph:

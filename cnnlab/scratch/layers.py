@@ -30,7 +30,17 @@ class Layer:
         return list(self.named_parameters().values())
 
     def named_parameters(self) -> dict[str, Parameter]:
-        return {k: v for k, v in vars(self).items() if isinstance(v, Parameter)}
+        """This layer's parameters and those of the layers it holds (as attributes or in
+        lists), under dotted names such as ``"weight"`` or ``"block.0.weight"``; a parameter
+        reached twice is listed once."""
+        named: dict[str, Parameter] = {}
+        seen: set[int] = set()
+        for key, value in vars(self).items():
+            for name, param in _parameters_of(key, value):
+                if id(param) not in seen:
+                    seen.add(id(param))
+                    named[name] = param
+        return named
 
     def train(self, mode: bool = True) -> Layer:
         self.training = mode
@@ -41,6 +51,17 @@ class Layer:
 
     def __call__(self, *inputs: np.ndarray) -> np.ndarray:
         return self.forward(*inputs)
+
+
+def _parameters_of(key: str, value: object) -> list[tuple[str, Parameter]]:
+    """The parameters reachable from one attribute: itself, a held layer's, or a list's."""
+    if isinstance(value, Parameter):
+        return [(key, value)]
+    if isinstance(value, Layer):
+        return [(f"{key}.{name}", p) for name, p in value.named_parameters().items()]
+    if isinstance(value, (list, tuple)):
+        return [pair for i, item in enumerate(value) for pair in _parameters_of(f"{key}.{i}", item)]
+    return []
 
 
 def _check_input(layer: str, x: np.ndarray, dims: int, channels: int | None) -> None:
@@ -601,8 +622,17 @@ class Sequential(Layer):
     def __init__(self, *layers: Layer) -> None:
         self.layers = list(layers)
 
-    def parameters(self) -> list[Parameter]:
-        return [p for layer in self.layers for p in layer.parameters()]
+    def named_parameters(self) -> dict[str, Parameter]:
+        """Parameters of the contained layers, named by position as ``torch.nn.Sequential``
+        does (``"0.weight"``, ``"2.bias"``)."""
+        named: dict[str, Parameter] = {}
+        seen: set[int] = set()
+        for i, layer in enumerate(self.layers):
+            for key, param in layer.named_parameters().items():
+                if id(param) not in seen:
+                    seen.add(id(param))
+                    named[f"{i}.{key}"] = param
+        return named
 
     def train(self, mode: bool = True) -> Sequential:
         self.training = mode

@@ -209,3 +209,39 @@ def test_scratch_package_does_not_import_torch():
 
     code = "import sys, cnnlab.scratch; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize(
+    "make, shape",
+    [
+        (lambda: nn.Conv2d(3, 4, 3, stride=2, padding=1), (2, 3, 7, 7)),
+        (lambda: nn.Linear(5, 3), (4, 5)),
+        (lambda: nn.BatchNorm2d(3), (4, 3, 5, 5)),
+        (lambda: nn.ReLU(), (2, 3, 4, 4)),
+    ],
+)  # fmt: skip
+@pytest.mark.parametrize("train", [False, True])
+def test_a_bare_layer_becomes_a_one_layer_network(make, shape, train):
+    torch.manual_seed(0)
+    module = make().double().train(train)
+    twin = S.from_torch(module)
+    assert len(twin.nodes) == 1 and twin.training == train
+    assert set(twin.named_parameters()) == {name for name, _ in module.named_parameters()}
+    x = images(shape)
+    xt = torch.tensor(x, requires_grad=True)
+    out_t = module(xt)
+    probe = np.random.default_rng(1).standard_normal(tuple(out_t.shape))
+    (out_t * torch.tensor(probe)).sum().backward()
+    out = twin(x)
+    np.testing.assert_allclose(out, out_t.detach().numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(twin.backward(probe), xt.grad.numpy(), rtol=1e-10, atol=1e-12)
+    for name, torch_param in module.named_parameters():
+        got = twin.named_parameters()[name].grad
+        np.testing.assert_allclose(got, torch_param.grad.numpy(), rtol=1e-10, atol=1e-12)
+    if isinstance(module, nn.Conv2d):  # compare() takes the bare layer too
+        assert S.compare(module, x, np.zeros((2, 4, 4, 4))).worst() < 1e-6
+
+
+def test_a_bare_unsupported_layer_is_still_named():
+    with pytest.raises(UnsupportedLayerError, match="'gelu'.*no NumPy twin"):
+        S.from_torch(nn.GELU())

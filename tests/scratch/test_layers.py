@@ -216,3 +216,31 @@ def test_bad_input_shows_the_formula():
         S.Conv2d(1, 1, 3, stride=2, exact=True)(np.zeros((1, 1, 8, 8)))
     with pytest.raises(CnnlabError, match="'same' keeps the size only at stride 1"):
         S.Conv2d(1, 1, 3, stride=2, padding="same")
+
+
+def test_sequential_lists_the_parameters_of_its_layers():
+    net = S.Sequential(S.Conv2d(1, 2, 3), S.ReLU(), S.Sequential(S.Flatten(), S.Linear(8, 3)))
+    names = list(net.named_parameters())
+    assert names == ["0.weight", "0.bias", "2.1.weight", "2.1.bias"]
+    assert net.parameters() == list(net.named_parameters().values())
+
+
+def test_gradient_checker_checks_parameters_inside_a_sequential(monkeypatch):
+    def make():
+        return S.Sequential(S.Conv2d(1, 2, 3), S.Tanh(), S.Flatten(), S.Linear(8, 3))
+
+    x = RNG.standard_normal((2, 1, 4, 4))
+    errors = S.check_gradients(make(), x)
+    assert set(errors) == {"input", "0.weight", "0.bias", "3.weight", "3.bias"}
+    assert max(errors.values()) < 1e-6
+
+    right = S.Linear.backward
+
+    def wrong_dw(self, dout):  # input gradient still right, weight gradient off
+        dx = right(self, dout)
+        self.weight.grad *= 1.5
+        return dx
+
+    monkeypatch.setattr(S.Linear, "backward", wrong_dw)
+    with pytest.raises(AssertionError, match=r"gradient of 3\.weight is off"):
+        S.check_gradients(make(), x)
