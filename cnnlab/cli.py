@@ -4,14 +4,29 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from .errors import CnnlabError
 
-DEFAULTS: dict[str, Any] = {}
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``cnnlab train: error: ... (see cnnlab train --help)``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows ``(default: X)`` only where there is a default to show (not None, False or [])."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, False, []) or action.default is argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
 
 
 def _option_value(text: str) -> tuple[str, Any]:
@@ -34,7 +49,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         help="train a model on a data set into runs/<name>/",
         description="Train a registered model. With no arguments: LeNet-5 on scikit-learn's "
         "8x8 digits (no download). Works unchanged under `torchrun --nproc_per_node=N`.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsFormatter,
     )
     p.add_argument("--model", default=d.model, help="a name from `cnnlab models`")
     p.add_argument(
@@ -47,7 +62,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--download", action="store_true", help="download missing data (torchvision)")
     p.add_argument("--train-subset", type=int, default=None, help="train on N random images")
     p.add_argument("--test-subset", type=int, default=None, help="test on N random images")
-    p.add_argument("--epochs", type=int, default=None, help=f"(default: {d.epochs})")
+    p.add_argument(
+        "--epochs", type=int, default=argparse.SUPPRESS,
+        help=f"total epochs (default: {d.epochs}; with --resume: raise the run's total)",
+    )  # fmt: skip
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="global, over all ranks")
     p.add_argument("--optimizer", default=d.optimizer, choices=OPTIMIZERS)
     p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
@@ -79,16 +97,17 @@ def _train(args: argparse.Namespace) -> int:
     from .experiment import resume_run, train_run
     from .train import TrainConfig, init_distributed
 
+    epochs = getattr(args, "epochs", None)
     if args.resume:
         init_distributed(args.device)
-        result = resume_run(args.resume, args.epochs, Path(args.runs_dir))
+        result = resume_run(args.resume, epochs, Path(args.runs_dir))
     else:
         names = {f.name for f in fields(TrainConfig)}
         values = {k: v for k, v in vars(args).items() if k in names}
         values["model_options"] = dict(args.model_option)
-        values["epochs"] = args.epochs if args.epochs is not None else TrainConfig.epochs
+        values["epochs"] = epochs if epochs is not None else TrainConfig.epochs
         values["progress"] = not args.no_progress
-        config = TrainConfig(**values)
+        config = TrainConfig(**values)  # every setting is checked here, on every rank
         init_distributed(config.device)
         result = train_run(
             config, Path(args.runs_dir), args.name, args.overwrite, download=args.download
@@ -203,13 +222,18 @@ def _models(args: argparse.Namespace) -> int:
     names = list_models(args.pattern)
     if not names:
         raise CnnlabError(f"no model matches {args.pattern!r}; `cnnlab models` lists them all")
-    print(f"{'model':<22}{'input':>10}{'parameters':>13}  design")
+    print(f"{'model':<22}{'input':>10}{'classes':>8}{'parameters':>13}  design")
     for name in names:
         entry = get_model_entry(name)
         with torch.device("meta"):  # counts only: no memory for VGG-16's 138M weights
             params = sum(p.numel() for p in create_model(name).parameters())
         shape = f"{entry.default_in_channels}x{entry.default_input_size}x{entry.default_input_size}"
-        print(f"{name:<22}{shape:>10}{params:>13,}  {entry.summary}")
+        classes = entry.default_num_classes
+        print(f"{name:<22}{shape:>10}{classes:>8}{params:>13,}  {entry.summary}")
+    print(
+        "parameters are for the design's input and class count; training sizes the model to "
+        "the data set (its channels, image side and classes)"
+    )
     return 0
 
 
@@ -233,7 +257,7 @@ def _data(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="cnnlab",
         description="Compute, train and see inside convolutional neural networks.",
     )
@@ -256,11 +280,31 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args)
     except CnnlabError as err:
-        print(f"cnnlab {args.command}: error: {err}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun every rank stops; one speaks
+            print(f"cnnlab {args.command}: error: {one_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `cnnlab summary vgg16 | head`: the reader left, nothing is wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return 0
+    finally:
+        _leave_process_group()
+
+
+def _leave_process_group() -> None:
+    """Under torchrun, close the process group before exit: gloo's threads outliving it abort
+    the process ("terminate called without an active exception", SIGABRT) now and then."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def one_line(err: BaseException) -> str:
+    """An error's message as one line (its type's name where the message is empty)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return "; ".join(lines) or type(err).__name__
 
 
 if __name__ == "__main__":

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import socket
 from pathlib import Path
 from typing import Any
 
 from .errors import CnnlabError
+from .outputs import check_output_file
 
 
 def _option_dict(text: str) -> dict[str, Any]:
@@ -103,7 +106,11 @@ def add_summary(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     p.add_argument("model")
     p.add_argument("--input", help="input shape without batch, e.g. 1x28x28 (default: the model's)")
-    p.add_argument("--num-classes", type=int, default=None)
+    p.add_argument(
+        "--num-classes", type=int, default=None,
+        help="output classes (default: the design's: 1000 for the ImageNet architectures and "
+        "torchvision models, 10 for the MNIST/CIFAR ones; a run's own)",
+    )  # fmt: skip
     p.add_argument("-O", "--option", action="append", default=[], metavar="KEY=VALUE",
                    help="model option, e.g. -O modern=true")  # fmt: skip
     p.add_argument("--runs-dir", default="runs")
@@ -114,27 +121,39 @@ def add_summary(sub: argparse._SubParsersAction) -> None:
 def build_model_for_summary(
     text: str, input_shape: str | None, num_classes: int | None, options: dict[str, Any],
     runs_dir: Path = Path("runs"),
-) -> tuple[Any, str, str]:  # fmt: skip
-    """(model, label, input shape) from a cnnlab name, ``torchvision:NAME``, a run folder or
-    ``module:callable``; registry and torchvision models are built on the meta device."""
+) -> tuple[Any, str, str, str | None]:  # fmt: skip
+    """(model, label, input shape, the input the model was made for) from a cnnlab name,
+    ``torchvision:NAME``, a run folder or ``module:callable``; registry and torchvision models
+    are built on the meta device. The label names the class count used."""
     import importlib
 
     import torch
+    from torch import nn
 
     from .inspect.shapes import parse_shape
     from .models import create_model, get_model_entry, list_models
 
+    if num_classes is not None and num_classes < 1:
+        raise CnnlabError(f"--num-classes {num_classes}: expected a positive number, e.g. 10")
+    shape = parse_shape(input_shape, "--input") if input_shape else None
     if text in list_models():
         entry = get_model_entry(text)
-        shape = parse_shape(input_shape) if input_shape else None
+        made_for = f"{entry.default_in_channels}x{entry.default_input_size}x" + str(
+            entry.default_input_size
+        )
+        _image_input(text, shape, made_for)
         channels = shape[0] if shape else entry.default_in_channels
         size = shape[1] if shape else entry.default_input_size
-        kwargs = dict(options)
-        if num_classes:
-            kwargs["num_classes"] = num_classes
+        options = dict(options)
+        for key in ("in_channels", "input_size"):
+            if key in options:
+                raise CnnlabError(f"-O {key}: give the input shape with --input, e.g. {made_for}")
+        classes = num_classes or options.pop("num_classes", None) or entry.default_num_classes
         with torch.device("meta"):
-            model = create_model(text, in_channels=channels, input_size=size, **kwargs)
-        return model, text, input_shape or f"{channels}x{size}x{size}"
+            model = create_model(
+                text, num_classes=classes, in_channels=channels, input_size=size, **options
+            )
+        return model, f"{text} ({classes} classes)", input_shape or made_for, made_for
     if text.startswith("torchvision:"):
         import torchvision
 
@@ -148,35 +167,87 @@ def build_model_for_summary(
             kwargs["num_classes"] = num_classes
         if name.startswith(("googlenet", "inception")):
             kwargs.setdefault("init_weights", False)
-        with torch.device("meta"):
+        try:
+            with torch.device("meta"):
+                model = torchvision.models.get_model(name, weights=None, **kwargs)
+        except NotImplementedError:  # a builder that reads tensor values (RegNet's widths)
             model = torchvision.models.get_model(name, weights=None, **kwargs)
-        return model, text, input_shape or "3x224x224"
+        except TypeError as error:
+            raise CnnlabError(f"{text} -O {' -O '.join(options)}: {error}") from None
+        classes = kwargs.get("num_classes", 1000)
+        made_for = "3x16x112x112" if name in torchvision.models.list_models(
+            torchvision.models.video
+        ) else "3x224x224"  # fmt: skip
+        return model, f"{text} ({classes} classes)", input_shape or made_for, made_for
     if ":" in text and not Path(text).exists():
         module_name, _, attr = text.partition(":")
+        if not input_shape:
+            raise CnnlabError(f"{text}: give --input, e.g. --input 3x32x32")
         try:
             factory = getattr(importlib.import_module(module_name), attr)
         except (ImportError, AttributeError) as error:
             raise CnnlabError(f"cannot import {text}: {error}") from None
-        model = factory(**options)
-        if not input_shape:
-            raise CnnlabError(f"{text}: give --input, e.g. --input 3x32x32")
-        return model, text, input_shape
+        if isinstance(factory, nn.Module):
+            model = factory
+        elif callable(factory):
+            try:
+                model = factory(**options)
+            except Exception as error:  # the user's own code: its first line, not a traceback
+                first = (str(error).strip().splitlines() or [""])[0][:200]
+                raise CnnlabError(
+                    f"{text}({', '.join(f'{k}={v!r}' for k, v in options.items())}) failed: "
+                    f"{type(error).__name__}: {first}"
+                ) from None
+        else:
+            model = factory
+        if not isinstance(model, nn.Module):
+            raise CnnlabError(
+                f"{text} gave {type(model).__name__} {str(model)[:40]!r}, not a torch.nn.Module;"
+                " name a model class or a function that returns one, e.g. torchvision.models:"
+                "resnet18"
+            )
+        return model, text, input_shape, None
     from .experiment import load_run
 
     trained = load_run(text, runs_dir)
-    shape = input_shape or f"{trained.in_channels}x{trained.input_size}x{trained.input_size}"
-    return trained.model, f"{trained.run_dir} ({trained.spec['name']})", shape
+    made_for = f"{trained.in_channels}x{trained.input_size}x{trained.input_size}"
+    label = f"{trained.run_dir} ({trained.spec['name']}, {len(trained.classes)} classes)"
+    _image_input(f"run {text}", shape, made_for)
+    if num_classes is not None and num_classes != len(trained.classes):
+        raise CnnlabError(
+            f"--num-classes {num_classes}: run {text} has {len(trained.classes)} classes, fixed "
+            "by its training; leave --num-classes out"
+        )
+    if shape and shape[0] != trained.in_channels:
+        raise CnnlabError(
+            f"--input {input_shape}: run {text} was trained on {made_for} images "
+            f"({trained.in_channels} channel(s), not {shape[0]}); give --input {made_for} or "
+            "leave --input out"
+        )
+    return trained.model, label, input_shape or made_for, made_for
+
+
+def _image_input(what: str, shape: tuple[int, ...] | None, made_for: str) -> None:
+    """cnnlab's models and runs take 2-D images: C x H x W."""
+    if shape is not None and len(shape) != 3:
+        raise CnnlabError(
+            f"--input {'x'.join(map(str, shape))}: {what} takes images as C x H x W (channels, "
+            f"height, width; no batch axis), e.g. --input {made_for}"
+        )
 
 
 def _summary(args: argparse.Namespace) -> int:
     from .cli import _option_value
     from .inspect.summary import summary
 
-    options = dict(_option_value(o) for o in args.option)
-    model, label, shape = build_model_for_summary(
+    try:
+        options = dict(_option_value(o) for o in args.option)
+    except argparse.ArgumentTypeError as error:
+        raise CnnlabError(f"-O {error}") from None
+    model, label, shape, made_for = build_model_for_summary(
         args.model, args.input, args.num_classes, options, Path(args.runs_dir)
     )
-    report = summary(model, shape, label)
+    report = summary(model, shape, label, made_for)
     print(json.dumps(report.to_dict(), indent=2) if args.json else report)
     return 0
 
@@ -276,11 +347,11 @@ def _input_image(trained, text: str, data_dir: str | None):
 
 
 def _out(args, trained, stem: str) -> Path:
+    """Where a view's PNG goes: ``--out`` (checked now, before the work) or the run's
+    ``inspect/`` folder (made only when the figure is written)."""
     if args.out:
-        return args.out
-    folder = trained.run_dir / "inspect"
-    folder.mkdir(exist_ok=True)
-    return folder / f"{stem}.png"
+        return check_output_file(args.out, "--out", (".png",))
+    return trained.run_dir / "inspect" / f"{stem}.png"
 
 
 def _image_stem(text: str) -> str:
@@ -439,6 +510,7 @@ def _show_gradflow(args: argparse.Namespace) -> int:
 
     if args.steps < 1 or args.batch_size < 1:
         raise CnnlabError("--steps and --batch-size must be positive")
+    check_output_file(args.out, "--out", (".png",))
     data = load_dataset(args.dataset, "train", root=args.data_dir, variant=args.variant)
     generator = torch.Generator().manual_seed(args.seed)
     order = torch.randperm(len(data), generator=generator)[: args.steps * args.batch_size]
@@ -486,8 +558,16 @@ def add_filter(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     p.add_argument("image", nargs="?")
     p.add_argument("--kernel", default="sobel-x")
-    p.add_argument("--size", type=int, default=None, help="box/gaussian size (odd)")
-    p.add_argument("--sigma", type=float, default=None, help="gaussian sigma (default 1)")
+    p.add_argument(
+        "--size", type=int, default=None,
+        help="box/gaussian size: odd, 1 to 255, at most the image's shorter side (default 3 "
+        "for box, 5 for gaussian)",
+    )  # fmt: skip
+    p.add_argument(
+        "--sigma", type=float, default=None,
+        help="gaussian sigma in pixels, > 0 and at most 1000 (default 1); 0 derives it from "
+        "--size as OpenCV's getGaussianKernel does",
+    )  # fmt: skip
     p.add_argument("--gray", action="store_true", help="convert to gray first")
     p.add_argument(
         "--border", default="reflect",
@@ -515,12 +595,28 @@ def _filter(args: argparse.Namespace) -> int:
         return 0
     if not args.image:
         raise CnnlabError("give an image: cnnlab filter photo.png --kernel sobel-x")
+    # every input is checked before the work, and the output path before anything is read
+    if args.size is not None and args.kernel not in ("box", "gaussian"):
+        raise CnnlabError(
+            f"--size {args.size}: only box and gaussian kernels have a size; {args.kernel!r} is "
+            "fixed (see cnnlab filter --list)"
+        )
+    if args.sigma is not None and args.kernel != "gaussian":
+        raise CnnlabError(f"--sigma {args.sigma}: only --kernel gaussian has a sigma")
+    if args.size is not None:
+        classic.check_size(args.size, "--size")
+    if args.border not in classic.BORDERS:
+        raise CnnlabError(f"--border {args.border!r}: expected one of {', '.join(classic.BORDERS)}")
     weights = classic.kernel(args.kernel, args.size, args.sigma)
-    image = classic.load_image(args.image, args.gray)
-    print(f"kernel {args.kernel} ({classic.describe(args.kernel)}):")
-    print("  " + classic.kernel_text(weights).replace("\n", "\n  "))
     stem = f"{Path(args.image).stem}-{'magnitude' if args.magnitude else args.kernel}"
     out = args.out or Path(f"{stem}{'-compare' if args.compare else ''}.png")
+    check_output_file(out, "--out", (".png",))
+    image = classic.load_image(args.image, args.gray)
+    classic.check_fits(weights, image)
+    print(f"kernel {args.kernel} ({classic.describe(args.kernel)}):")
+    print("  " + classic.kernel_text(weights).replace("\n", "\n  "))
+    if args.kernel == "gaussian" and args.sigma == 0:
+        print(classic.sigma_note(weights.shape[0]))
     if args.compare:
         difference = classic.plot_correlation_vs_convolution(
             image, weights, out, args.kernel, args.border
@@ -557,11 +653,13 @@ def add_graph(sub: argparse._SubParsersAction) -> None:
     q = actions.add_parser("train", help="train a GCN into a run folder")
     q.add_argument("--dataset", default="cora", help="karate, cora, citeseer or mutag")
     q.add_argument("--data-dir", default=None)
-    q.add_argument("--epochs", type=int, default=None)
-    q.add_argument("--lr", type=float, default=None)
-    q.add_argument("--hidden", default=None, help="hidden sizes, e.g. 16 or 4,2")
-    q.add_argument("--dropout", type=float, default=None)
-    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--epochs", type=int, default=None, help="at least 1 (default: per data set)")
+    q.add_argument("--lr", type=float, default=None,
+                   help="Adam's learning rate, finite, in (0, 100] (default: 0.01)")  # fmt: skip
+    q.add_argument("--hidden", default=None,
+                   help="hidden layer sizes, each 1..65536, e.g. 16 or 4,2")  # fmt: skip
+    q.add_argument("--dropout", type=float, default=None, help="0 <= p < 1 (default: 0.5)")
+    q.add_argument("--seed", type=int, default=0, help="0..2**32-1")
     q.add_argument("--dense", action="store_true", help="dense adjacency instead of sparse")
     q.add_argument("--runs-dir", default="runs")
     q.add_argument("--name", default=None)
@@ -586,12 +684,12 @@ def _graph_config(args: argparse.Namespace):
     for key in ("epochs", "lr", "dropout"):
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
-    if args.hidden:
+    if args.hidden is not None:
         try:
             overrides["hidden"] = [int(v) for v in args.hidden.split(",")]
         except ValueError:
             raise CnnlabError(f"--hidden {args.hidden!r}: expected sizes like 16 or 4,2") from None
-    return GraphConfig.for_dataset(args.dataset, **overrides)
+    return GraphConfig.for_dataset(args.dataset, **overrides)  # checks every value
 
 
 def _graph_train(args: argparse.Namespace) -> int:
@@ -626,6 +724,7 @@ def _graph_show(args: argparse.Namespace) -> int:
     from .graph.plots import plot_karate
     from .graph.train import load_node_model
 
+    check_output_file(args.out, "--out", (".png",))
     graph = load_karate(args.data_dir)
     if args.run:
         model, config, _ = load_node_model(runs.resolve_run(args.run, Path(args.runs_dir)))
@@ -662,14 +761,19 @@ def add_transfer(sub: argparse._SubParsersAction) -> None:
         description="Replace the source network's head and train on --dataset with a transfer "
         "strategy: feature-extract (only the head learns), fine-tune-last:K (the last K blocks "
         "too), full (everything, the pretrained layers at --backbone-lr-factor x lr), or auto "
-        "(the four-quadrant rule; say --different if the data is unlike the source's).",
+        "(the four-quadrant rule; say --different if the data is unlike the source's). Every "
+        "option is checked before the source or the data is loaded.",
     )  # fmt: skip
     p.add_argument("--from", dest="source", required=True,
                    help="a run folder, or torchvision:NAME for ImageNet weights")  # fmt: skip
     p.add_argument("--dataset", required=True)
     p.add_argument("--strategy", default="auto")
     p.add_argument("--different", action="store_true", help="target unlike the source (auto)")
-    p.add_argument("--backbone-lr-factor", type=float, default=0.1)
+    p.add_argument(
+        "--backbone-lr-factor", type=float, default=None, metavar="F",
+        help="--strategy full: the pretrained layers train at F x --lr, 0 < F <= 1 (default "
+        "0.1); to keep them fixed use feature-extract or fine-tune-last:K instead of F=0",
+    )  # fmt: skip
     p.add_argument("--train-subset", type=int, default=None)
     p.add_argument("--test-subset", type=int, default=None)
     p.add_argument("--data-variant", default=None)
@@ -687,24 +791,33 @@ def add_transfer(sub: argparse._SubParsersAction) -> None:
 
 def _transfer(args: argparse.Namespace) -> int:
     from .experiment import load_data, transfer_run
+    from .runs import plan_run_dir
     from .train import TrainConfig
-    from .transfer import advise
+    from .transfer import Strategy, advise, check_backbone_lr_factor
 
+    # every option first: nothing is loaded, trained or written for a run that cannot start
     config = TrainConfig(
         dataset=args.dataset, data_dir=args.data_dir, data_variant=args.data_variant,
         train_subset=args.train_subset, test_subset=args.test_subset, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, seed=args.seed, progress=not args.no_progress,
     )  # fmt: skip
+    given_factor = args.backbone_lr_factor is not None
+    factor = check_backbone_lr_factor(args.backbone_lr_factor if given_factor else 0.1)
     strategy = args.strategy
+    if strategy != "auto":
+        Strategy.parse(strategy)
+    plan_run_dir(Path(args.runs_dir), args.name, "transfer", args.overwrite)  # creates nothing
     if strategy == "auto":
         train, _ = load_data(config)
         chosen, why = advise(len(train), train.num_classes, similar=not args.different)
         strategy = str(chosen)
         print(f"strategy {strategy}: {why}")
+    if given_factor and Strategy.parse(strategy).kind != "full":
+        print(f"note: --backbone-lr-factor applies to --strategy full only; {strategy} trains "
+              "its unfrozen layers at --lr")  # fmt: skip
     result, report = transfer_run(
-        args.source, config, strategy, args.backbone_lr_factor, Path(args.runs_dir), args.name,
-        args.overwrite,
-    )  # fmt: skip
+        args.source, config, strategy, factor, Path(args.runs_dir), args.name, args.overwrite
+    )
     trained = ", ".join(report["trained_blocks"]) or "none"
     print(f"{report['strategy']}: training {report['trainable_params']:,} of "
           f"{report['total_params']:,} parameters (new head {report['head']}; backbone blocks "
@@ -739,6 +852,7 @@ def _reproduce(args: argparse.Namespace) -> int:
     unknown = [k for k in args.only or [] if k not in keys]
     if unknown:
         raise CnnlabError(f"--only {unknown[0]!r}: experiments are {', '.join(keys)}")
+    check_output_file(args.out, "--out", (".md",))  # before minutes of training
     rows = run(args.quick, Path(args.runs_dir), args.data_dir, args.only)
     print(write_report(rows, args.quick, args.out))
     _wrote(args.out)
@@ -753,27 +867,58 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
         "serve", help="open trained runs in the browser (the cnnlab explorer)",
         description="Start the explorer on 127.0.0.1: draw or upload an image, see the "
         "prediction, every layer's feature maps, the arithmetic of any output pixel, Grad-CAM "
-        "and the layer table. RUN: run folders (default: every run under --runs-dir).",
+        "and the layer table; /docs describes its JSON API. RUN: run folders (default: every "
+        "run under --runs-dir); runs it cannot show (graph runs) are skipped with a notice.",
     )  # fmt: skip
     p.add_argument("runs", nargs="*")
     p.add_argument("--runs-dir", default="runs")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=int, default=8000,
+                   help="1-65535, or 0 for any free port (the address is printed)")  # fmt: skip
     p.add_argument("--data-dir", default=None, help="for test-set samples")
     p.set_defaults(handler=_serve)
 
 
 def serve_runs(names: list[str], runs_dir: Path) -> list[Path]:
+    """The run folders to serve: ``names`` (paths or names under ``runs_dir``), or every folder
+    under ``runs_dir`` that holds a checkpoint (the explorer skips those it cannot show)."""
+    from . import runs
     from .runs import resolve_run
 
     if names:
         return [resolve_run(name, runs_dir) for name in names]
-    found = sorted(p.parent for p in runs_dir.glob("*/checkpoint.pt"))
-    images = [p for p in found if (p / "config.json").is_file() and "model" in
-              json.loads((p / "config.json").read_text())]  # fmt: skip
-    if not images:
+    found = sorted(p.parent for p in runs_dir.glob(f"*/{runs.CHECKPOINT}"))
+    if not found:
         raise CnnlabError(f"no trained runs under {runs_dir}; train one with `cnnlab train`")
-    return images
+    return found
+
+
+def _listening_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` for uvicorn, so a port in use (or a host that is not
+    this machine's) is one line here instead of uvicorn's text and exit code 3."""
+    if not 0 <= port <= 65535:
+        raise CnnlabError(f"--port {port}: expected 1-65535 (or 0 for any free port)")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET  # as uvicorn chooses
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+    try:
+        sock.bind((host, port))
+    except (OSError, UnicodeError) as error:
+        sock.close()
+        if isinstance(error, (socket.gaierror, UnicodeError)):
+            why = (f"--host {host!r}: not a host name or address of this machine; the "
+                   "explorer is meant for 127.0.0.1 (the default)")  # fmt: skip
+        elif error.errno == errno.EADDRINUSE:
+            other = port + 1 if port < 65535 else 8000
+            why = (f"--port {port}: port {port} on {host} is already in use (another server?); "
+                   f"stop that server or pick another, e.g. --port {other}, or --port 0 for any "
+                   "free port")  # fmt: skip
+        elif error.errno == errno.EACCES:
+            why = f"--port {port}: not allowed to listen on it here; use a port above 1023"
+        else:
+            why = f"--host {host} --port {port}: cannot listen there ({error.strerror})"
+        raise CnnlabError(why) from None
+    return sock
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -781,9 +926,17 @@ def _serve(args: argparse.Namespace) -> int:
 
     from .explorer import create_app
 
-    app = create_app(serve_runs(args.runs, Path(args.runs_dir)), args.data_dir)
-    if args.host not in ("127.0.0.1", "localhost"):
-        print(f"warning: serving on {args.host}: other machines can reach this server")
-    print(f"cnnlab explorer: http://{args.host}:{args.port}/  (Ctrl+C stops it)")
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    sock = _listening_socket(args.host, args.port)  # first: nothing else is done for a bad one
+    try:
+        app = create_app(serve_runs(args.runs, Path(args.runs_dir)), args.data_dir)
+        for line in app.state.skipped:
+            print(f"skipping run {line}")
+        if args.host not in ("127.0.0.1", "localhost"):
+            print(f"warning: serving on {args.host}: other machines can reach this server")
+        host, port = sock.getsockname()[:2]
+        print(f"cnnlab explorer: http://{args.host}:{port}/  (API: /docs; Ctrl+C stops it)")
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning")
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()
     return 0

@@ -12,13 +12,15 @@ import io
 import json
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import torch
 
 from .errors import RunFolderError
+from .outputs import check_writable_folder, name_fits
 
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.json"
@@ -56,44 +58,123 @@ def write_metrics(path: Path, history: list[dict[str, Any]]) -> None:
     write_text(path, buffer.getvalue())
 
 
+METRIC_COLUMNS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc")
+
+
 def read_metrics(path: Path) -> list[dict[str, float]]:
-    with path.open(newline="") as handle:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+    """The per-epoch rows of a run's metrics.csv, as numbers; a missing or damaged file is
+    refused by name."""
+    try:
+        with path.open(newline="") as handle:
+            reader = csv.DictReader(handle)
+            missing = [c for c in METRIC_COLUMNS if c not in (reader.fieldnames or [])]
+            if missing:
+                raise RunFolderError(
+                    f"{path}: no column {', '.join(missing)}; expected a cnnlab metrics.csv "
+                    f"with {', '.join(METRIC_COLUMNS)} (the run rewrites it every epoch)"
+                )
+            rows = []
+            for number, row in enumerate(reader, 2):
+                try:
+                    rows.append({k: float(v) for k, v in row.items() if k is not None})
+                except (TypeError, ValueError):
+                    raise RunFolderError(
+                        f"{path}: line {number} is not a row of numbers ({row}); the file is "
+                        "damaged (it is rewritten after every epoch of the run)"
+                    ) from None
+            return rows
+    except FileNotFoundError:
+        raise RunFolderError(
+            f"{path}: missing; it is written after every epoch, so the run has not finished one"
+        ) from None
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise RunFolderError(f"{path}: cannot read ({err})") from None
 
 
-def new_run_dir(runs_root: Path, name: str | None, default_name: str, overwrite: bool) -> Path:
-    """Create the folder of a new run.
+def plan_run_dir(runs_root: Path, name: str | None, default_name: str, overwrite: bool) -> Path:
+    """Choose and check the folder of a new run without creating anything.
 
     Args:
-        runs_root: the folder that holds runs (``runs/`` by default).
+        runs_root: the folder that holds runs (``runs/`` by default); it may not exist yet.
         name: the name asked for; when None, ``default_name`` with ``-2``, ``-3``, ... appended
             as needed so an earlier run is never touched.
-        overwrite: delete an existing folder of that name first (only with an explicit name).
+        overwrite: an existing folder of that name may be replaced (only with an explicit name;
+            see :func:`new_run` for how it is replaced).
     """
+    check_writable_folder(runs_root, "--runs-dir", create=True)
     if name is None:
+        name_fits(default_name, "run name")
         candidate, number = runs_root / default_name, 2
         while candidate.exists():
             candidate, number = runs_root / f"{default_name}-{number}", number + 1
-    else:
-        if not name or any(part in ("", ".", "..") for part in Path(name).parts) or "/" in name:
+        return candidate
+    if not name or any(part in ("", ".", "..") for part in Path(name).parts) or "/" in name:
+        raise RunFolderError(f"run name {name!r}: use a plain folder name such as 'lenet-mnist'")
+    name_fits(name, "--name")
+    candidate = runs_root / name
+    if candidate.exists():
+        if not overwrite:
             raise RunFolderError(
-                f"run name {name!r}: use a plain folder name such as 'lenet-mnist'"
+                f"run folder {candidate} already exists; pass --overwrite to replace it, "
+                f"--resume {candidate} to continue it, or another --name"
             )
-        candidate = runs_root / name
-        if candidate.exists():
-            if not overwrite:
-                raise RunFolderError(
-                    f"run folder {candidate} already exists; pass --overwrite to replace it, "
-                    f"--resume {candidate} to continue it, or another --name"
-                )
-            if not (candidate / CONFIG).is_file() and any(candidate.iterdir()):
-                raise RunFolderError(
-                    f"{candidate} exists and is not a cnnlab run folder (no {CONFIG}); "
-                    "refusing to delete it, pick another --name"
-                )
-            shutil.rmtree(candidate)
+        if not candidate.is_dir() or (
+            not (candidate / CONFIG).is_file() and any(candidate.iterdir())
+        ):
+            raise RunFolderError(
+                f"{candidate} exists and is not a cnnlab run folder (no {CONFIG}); "
+                "refusing to delete it, pick another --name"
+            )
+    return candidate
+
+
+@contextmanager
+def new_run(path: Path) -> Iterator[Path]:
+    """Create the run folder ``path`` (chosen by :func:`plan_run_dir`) for the ``with`` body.
+
+    A folder already there (``--overwrite``) is first moved aside, and deleted only when the
+    new run succeeds or has written a checkpoint; if the new run fails before its first
+    checkpoint, its folder is removed and the old one put back, so a failed run loses nothing
+    and leaves nothing.
+    """
+    old = None
+    if path.exists():
+        old = path.with_name(f".{path.name}.replaced-{os.getpid()}")
+        os.replace(path, old)
+    path.mkdir(parents=True)
+    try:
+        yield path
+    except BaseException:
+        if not (path / CHECKPOINT).is_file():
+            shutil.rmtree(path, ignore_errors=True)
+            if old is not None:
+                os.replace(old, path)
+                old = None
+        raise
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def new_run_dir(runs_root: Path, name: str | None, default_name: str, overwrite: bool) -> Path:
+    """Create the folder of a new run at once (see :func:`plan_run_dir`); an existing one is
+    deleted. :func:`new_run` is the safer form: it restores the old folder on failure."""
+    candidate = plan_run_dir(runs_root, name, default_name, overwrite)
+    if candidate.exists():
+        shutil.rmtree(candidate)
     candidate.mkdir(parents=True)
     return candidate
+
+
+def remove_stale_temporaries(run_dir: Path) -> list[Path]:
+    """Delete the ``.NAME.PID.tmp`` files that a run killed mid-write left in ``run_dir``."""
+    removed = []
+    for temporary in run_dir.glob(".*.tmp"):
+        pid = temporary.name.rsplit(".", 2)[-2]
+        if pid.isdigit() and int(pid) != os.getpid():
+            temporary.unlink(missing_ok=True)
+            removed.append(temporary)
+    return removed
 
 
 def resolve_run(run: str | os.PathLike[str], runs_root: Path = Path("runs")) -> Path:
@@ -117,9 +198,12 @@ def load_checkpoint(
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # unpickling errors come in many types
+        reason = (str(err).strip().splitlines() or ["the file is empty or cut short"])[0]
+        if path.is_file() and path.stat().st_size == 0:
+            reason = "the file is empty (0 bytes)"
         raise RunFolderError(
-            f"{path}: not a readable cnnlab checkpoint ({type(err).__name__}: "
-            f"{str(err).splitlines()[0][:200]})"
+            f"{path}: not a readable cnnlab checkpoint ({type(err).__name__}: {reason[:200]}); "
+            "it was damaged or never finished: retrain the run or restore the file"
         ) from None
     if not isinstance(state, dict) or any(key not in state for key in required):
         raise RunFolderError(f"{path}: not a cnnlab checkpoint (it lacks {', '.join(required)})")
@@ -128,6 +212,12 @@ def load_checkpoint(
 
 def read_config(run_dir: Path) -> dict[str, Any]:
     try:
-        return json.loads((run_dir / CONFIG).read_text())
-    except (OSError, json.JSONDecodeError) as err:
+        config = json.loads((run_dir / CONFIG).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise RunFolderError(f"{run_dir / CONFIG}: cannot read ({err})") from None
+    if not isinstance(config, dict):
+        raise RunFolderError(
+            f"{run_dir / CONFIG}: holds a JSON {type(config).__name__}, expected an object of "
+            "settings; the file is damaged"
+        )
+    return config

@@ -11,6 +11,7 @@ import os
 import random
 import sys
 import time
+import warnings
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -30,6 +31,28 @@ from .errors import CnnlabError
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("none", "cosine", "linear", "step")
 AMP_MODES = ("none", "bf16", "fp16")
+SEED_MAX = 2**32 - 1  # NumPy's seeds are 32-bit
+LR_MAX = 100.0  # far above any working rate; 1e308 or inf only train to NaN
+MAX_IMAGE_SIDE = 4096
+
+
+def _is_int(value: Any, low: int, high: int | None = None) -> bool:
+    return (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and value >= low
+        and (high is None or value <= high)
+    )
+
+
+def _in_range(value: Any, low: float, high: float) -> bool:
+    """A real number (not NaN, not inf) with ``low <= value <= high``."""
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and low <= value <= high
+    )
 
 
 @dataclass
@@ -67,39 +90,50 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        """Refuse every setting that cannot train, before anything is loaded or written."""
+        positive_int = "a positive integer"
         checks = [
-            (
-                self.optimizer in OPTIMIZERS,
-                "optimizer",
-                self.optimizer,
-                ", ".join(OPTIMIZERS),
-            ),
-            (
-                self.schedule in SCHEDULES,
-                "schedule",
-                self.schedule,
-                ", ".join(SCHEDULES),
-            ),
+            (self.optimizer in OPTIMIZERS, "optimizer", self.optimizer, ", ".join(OPTIMIZERS)),
+            (self.schedule in SCHEDULES, "schedule", self.schedule, ", ".join(SCHEDULES)),
             (self.amp in AMP_MODES, "amp", self.amp, ", ".join(AMP_MODES)),
-            (self.epochs >= 1, "epochs", self.epochs, "a positive integer"),
-            (self.batch_size >= 1, "batch_size", self.batch_size, "a positive integer"),
-            (self.lr > 0, "lr", self.lr, "a positive number"),
-            (
-                0 <= self.label_smoothing < 1,
-                "label_smoothing",
-                self.label_smoothing,
-                "0 <= x < 1",
-            ),
-            (
-                self.weight_decay >= 0,
-                "weight_decay",
-                self.weight_decay,
-                "a number >= 0",
-            ),
-        ]
+            (_is_int(self.epochs, 1), "epochs", self.epochs, positive_int),
+            (_is_int(self.batch_size, 1), "batch_size", self.batch_size, positive_int),
+            (_is_int(self.eval_batch_size, 1), "eval_batch_size", self.eval_batch_size,
+             positive_int),
+            (_is_int(self.seed, 0, SEED_MAX), "seed", self.seed, f"an integer 0..{SEED_MAX}"),
+            (_in_range(self.lr, 0, LR_MAX) and self.lr > 0, "lr", self.lr,
+             f"a finite number in (0, {LR_MAX}]; typical: 1e-3 for Adam, 0.01-0.1 for SGD"),
+            (_in_range(self.momentum, 0, 1) and self.momentum < 1, "momentum", self.momentum,
+             "0 <= momentum < 1 (0.9 is usual)"),
+            (not self.nesterov or (self.optimizer == "sgd" and self.momentum > 0), "nesterov",
+             self.nesterov, f"--optimizer sgd and --momentum > 0 for Nesterov momentum (here: "
+             f"{self.optimizer}, momentum {self.momentum}); e.g. --momentum 0.9"),
+            (_in_range(self.weight_decay, 0, 1), "weight_decay", self.weight_decay,
+             "a number in [0, 1] (5e-4 is usual)"),
+            (_in_range(self.warmup_epochs, 0, self.epochs if _is_int(self.epochs, 1) else 0),
+             "warmup_epochs", self.warmup_epochs,
+             f"a number of epochs from 0 to the run's {self.epochs} epochs"),
+            (_is_int(self.step_epochs, 1), "step_epochs", self.step_epochs, positive_int),
+            (_in_range(self.step_gamma, 0, 1) and self.step_gamma > 0, "step_gamma",
+             self.step_gamma, "0 < step_gamma <= 1 (0.1 is usual)"),
+            (_in_range(self.label_smoothing, 0, 1) and self.label_smoothing < 1,
+             "label_smoothing", self.label_smoothing, "0 <= x < 1"),
+            (self.train_subset is None or _is_int(self.train_subset, 1), "train_subset",
+             self.train_subset, positive_int),
+            (self.test_subset is None or _is_int(self.test_subset, 1), "test_subset",
+             self.test_subset, positive_int),
+            (self.image_channels in (None, 1, 3), "image_channels", self.image_channels,
+             "1 (gray) or 3 (RGB)"),
+            (self.image_size is None or _is_int(self.image_size, 1, MAX_IMAGE_SIDE),
+             "image_size", self.image_size, f"an integer 1..{MAX_IMAGE_SIDE}"),
+            (isinstance(self.model_options, dict), "model_options", self.model_options,
+             "a dict of builder options"),
+        ]  # fmt: skip
         for ok, name, value, expected in checks:
             if not ok:
-                raise CnnlabError(f"{name}={value!r}: expected {expected}")
+                flag = "-O" if name == "model_options" else f"--{name.replace('_', '-')}"
+                raise CnnlabError(f"{name}={value!r} ({flag}): expected {expected}")
+        parse_device(self.device)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
@@ -154,14 +188,47 @@ def current_distributed() -> Distributed:
     return Distributed()
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+def parse_device(name: str) -> torch.device | None:
+    """``auto`` (None), ``cpu``, ``cuda`` or ``cuda:N`` as a device; anything else is refused."""
     if name == "auto":
+        return None
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda", "mps"):
+        raise CnnlabError(f"device {name!r}: expected auto, cpu, cuda or cuda:N (e.g. cuda:0)")
+    return device
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """The device a run trains on; a GPU that is not there is refused with the fix."""
+    device = parse_device(name)
+    if device is None:
         return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise CnnlabError(f"device {name!r}: no CUDA GPU is visible here; use --device cpu or auto")
+    if device.type == "cuda" and device.index is not None:
+        count = torch.cuda.device_count()
+        if device.index >= count:
+            raise CnnlabError(
+                f"device {name!r}: this machine has {count} GPU(s), cuda:0..cuda:{count - 1}"
+            )
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise CnnlabError(f"device {name!r}: no Apple GPU (MPS) here; use --device cpu")
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", local_rank)
+    return device
+
+
+def check_runtime(config: TrainConfig, local_rank: int = 0) -> torch.device:
+    """The checks that depend on this machine (device, precision); returns the device."""
+    device = resolve_device(config.device, local_rank)
+    if config.amp == "fp16" and device.type != "cuda":
+        raise CnnlabError(
+            f"--amp fp16 on device {device.type!r}: fp16 autocast needs a CUDA GPU; use --amp "
+            "bf16 on the CPU, or --amp none"
+        )
     return device
 
 
@@ -205,6 +272,22 @@ def check_model_input(model: nn.Module, dataset: ImageDataset) -> None:
         raise CnnlabError(
             f"the model returns shape {tuple(out.shape)} for a batch of 2; expected "
             f"(2, {dataset.num_classes}) class scores for {dataset.name}"
+        )
+
+
+def check_batch_size(config: TrainConfig, train_images: int, world_size: int = 1) -> None:
+    """The global batch must split evenly over the DDP processes and fit in the training set."""
+    batch = config.batch_size
+    if batch % world_size:
+        fits = max(world_size, batch // world_size * world_size)
+        raise CnnlabError(
+            f"--batch-size {batch} does not split evenly over {world_size} processes (it is the "
+            f"global batch); use a multiple of {world_size}, e.g. {fits}"
+        )
+    if batch > train_images:
+        raise CnnlabError(
+            f"--batch-size {batch} is larger than the {train_images} training images, so an "
+            f"epoch would have no full batch; use --batch-size {train_images} or less"
         )
 
 
@@ -364,9 +447,7 @@ def fit(
     """
     train_set, test_set = data
     ranks = current_distributed()
-    device = resolve_device(config.device, ranks.local_rank)
-    if config.amp == "fp16" and device.type != "cuda":
-        raise CnnlabError("amp='fp16' needs a CUDA device; use amp='bf16' on the CPU, or 'none'")
+    device = check_runtime(config, ranks.local_rank)
     model.to(device)
     check_model_input(model, train_set)
     if train_set.num_classes != test_set.num_classes:
@@ -388,15 +469,11 @@ def fit(
         flip=config.augment and train_set.flip_ok,
         channels_last=config.channels_last,
     )  # fmt: skip
+    check_batch_size(config, len(train_set), ranks.world_size)
     common = dict(device=device, seed=config.seed, rank=ranks.rank, world_size=ranks.world_size)
     train_loader = BatchLoader(train_set, config.batch_size, shuffle=True, drop_last=True, **common)
     test_loader = BatchLoader(test_set, config.eval_batch_size, shuffle=False, **common)
     steps_per_epoch = len(train_loader)
-    if steps_per_epoch == 0:
-        raise CnnlabError(
-            f"batch size {config.batch_size} is larger than the {len(train_set)} training images; "
-            "use a smaller --batch-size"
-        )
 
     # ---- model, optimizer, schedule
     if config.channels_last:
@@ -418,6 +495,11 @@ def fit(
         set_rng_state(resume_from["rng"])
     trained = model
     if ranks.world_size > 1:
+        # A weight with a size-1 dimension (LeNet's conv1: 6 x 1 x 5 x 5) gets its gradient with
+        # a different stride for that dimension than DDP's bucket; the memory layout is the same,
+        # so DDP's "Grad strides do not match bucket view strides" is a false alarm there. With
+        # --channels-last the weights are converted before DDP is built and nothing differs.
+        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
         trained = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
@@ -464,6 +546,8 @@ def fit(
                     img_s=f"{seen * ranks.world_size / elapsed:,.0f}", refresh=False,
                 )  # fmt: skip
             bar.update()
+            if step % 50 == 49 and not torch.isfinite(loss_sum):  # one host sync per 50 steps
+                raise diverged(config, epoch, step, run_dir)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         train_seconds = time.perf_counter() - started
@@ -477,10 +561,12 @@ def fit(
         )
         if ranks.world_size > 1:
             dist.all_reduce(totals)
+        if not torch.isfinite(totals[0]):
+            raise diverged(config, epoch, steps_per_epoch - 1, run_dir)
 
         # ---- test, record, checkpoint
-        test_loss, test_acc, confusion = evaluate(
-            trained, test_loader, preprocess, train_set.num_classes, config.amp
+        test_loss, test_acc, confusion = evaluate(  # the bare model: ranks may differ in steps
+            model, test_loader, preprocess, train_set.num_classes, config.amp
         )
         row = {
             "epoch": epoch + 1,
@@ -519,6 +605,23 @@ def fit(
         plot_curves(history, run_dir / "curves.png", title=f"{config.model} on {config.dataset}")
         plot_confusion(confusion, train_set.classes, run_dir / "confusion.png")
     return FitResult(history, confusion, run_dir)
+
+
+class TrainingDiverged(CnnlabError):
+    """The training loss became NaN or infinite; the epoch is not saved."""
+
+
+def diverged(config: TrainConfig, epoch: int, step: int, run_dir: Path | None) -> TrainingDiverged:
+    kept = (
+        f"the last good checkpoint (epoch {epoch}) stays in {run_dir}"
+        if run_dir is not None and epoch > 0
+        else "nothing was saved"
+    )
+    return TrainingDiverged(
+        f"epoch {epoch + 1}, step {step + 1}: the training loss became NaN or infinite with "
+        f"lr {config.lr:g} ({config.optimizer}); {kept}. Lower --lr (e.g. by 10x) or add "
+        "--warmup-epochs"
+    )
 
 
 def model_spec(model: nn.Module) -> dict[str, Any]:

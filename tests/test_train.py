@@ -58,7 +58,8 @@ def test_learning_rate_schedules():
 
 
 def test_bad_config_values_are_named():
-    with pytest.raises(Exception, match="optimizer='adagrad': expected sgd, adam, adamw"):
+    expected = r"optimizer='adagrad' \(--optimizer\): expected sgd, adam, adamw"
+    with pytest.raises(Exception, match=expected):
         TrainConfig(optimizer="adagrad")
 
 
@@ -273,7 +274,7 @@ def test_cpu_runs_of_the_gpu_options_still_learn(options):
 def test_fp16_on_the_cpu_is_explained():
     model = create_model("lenet5", input_size=8)
     data = (load_dataset("digits", "train"), load_dataset("digits", "test"))
-    with pytest.raises(Exception, match="amp='fp16' needs a CUDA device"):
+    with pytest.raises(Exception, match="--amp fp16 on device 'cpu': fp16 autocast needs a CUDA"):
         fit(model, data, TrainConfig(amp="fp16", progress=False))
 
 
@@ -284,3 +285,124 @@ def test_resume_can_extend_a_finished_run(tmp_path, monkeypatch, capsys):
     assert "already finished 2 epochs" in capsys.readouterr().err
     assert main(["train", "--resume", "runs/short", "--epochs", "3", "--no-progress"]) == 0
     assert [row["epoch"] for row in metrics(tmp_path / "runs" / "short")] == [1, 2, 3]
+
+
+# ------------------------------------------------------- failures keep what was there before
+
+
+class _Poisoned(torch.nn.Module):
+    """A registered model whose output turns to NaN from optimizer step ``after`` on."""
+
+    def __init__(self, inner: torch.nn.Module, after: int) -> None:
+        super().__init__()
+        self.inner, self.after, self.calls = inner, after, 0
+        self.cnnlab_spec = inner.cnnlab_spec
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.inner(x)
+        if self.training:
+            self.calls += 1
+            if self.calls > self.after:
+                out = out * float("nan")
+        return out
+
+
+def _poison(monkeypatch: pytest.MonkeyPatch, after: int) -> None:
+    from cnnlab import experiment
+
+    build = experiment.build_model
+    monkeypatch.setattr(experiment, "build_model", lambda *a: _Poisoned(build(*a), after))
+
+
+def test_overwrite_that_fails_before_its_first_checkpoint_restores_the_old_run(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    assert cli("--epochs", "1", "--name", "digits") == 0
+    old = {p.name: p.read_bytes() for p in (tmp_path / "runs" / "digits").iterdir()}
+    _poison(monkeypatch, after=0)  # NaN from the first step: epoch 1 never completes
+    capsys.readouterr()
+    assert cli("--epochs", "2", "--name", "digits", "--overwrite") == 2
+    err = capsys.readouterr().err
+    assert "NaN or infinite" in err and "nothing was saved" in err, err
+    assert len(err.strip().splitlines()) == 1
+    assert {p.name: p.read_bytes() for p in (tmp_path / "runs" / "digits").iterdir()} == old
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["digits"]  # no leftovers
+
+
+def test_a_run_that_diverges_later_keeps_its_last_good_checkpoint(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    steps_per_epoch = 1437 // 64  # the digits training split, batch 64, last batch dropped
+    _poison(monkeypatch, after=steps_per_epoch + 3)  # NaN inside epoch 2
+    assert cli("--epochs", "3", "--name", "nan") == 2
+    err = capsys.readouterr().err
+    assert "epoch 2, step" in err and "epoch 1" in err and "Lower --lr" in err, err
+    state = runs.load_checkpoint(tmp_path / "runs" / "nan" / "checkpoint.pt")
+    assert state["epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in state["model"].values())
+    assert [row["epoch"] for row in metrics(tmp_path / "runs" / "nan")] == [1]
+
+
+def test_a_new_run_that_fails_leaves_no_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    _poison(monkeypatch, after=0)
+    assert cli("--epochs", "1") == 2
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_resume_removes_temporaries_of_a_run_killed_mid_write(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert cli("--epochs", "1", "--name", "short") == 0
+    run = tmp_path / "runs" / "short"
+    stale = run / ".checkpoint.pt.999999.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    assert main(["train", "--resume", "short", "--epochs", "2", "--no-progress"]) == 0
+    assert not stale.exists()
+    assert f"removed {stale.relative_to(tmp_path)}" in capsys.readouterr().out
+    assert [row["epoch"] for row in metrics(run)] == [1, 2]
+
+
+def test_help_shows_each_default_once(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: None)" not in text and "total epochs (default: 30;" in text
+
+
+def _torchrun(ranks: int, port: int, args: list[str], data_dir: Path):
+    return subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={ranks}",
+         f"--master_port={port}", "-m", "cnnlab", "train", "--no-progress", "--device", "cpu",
+         "--epochs", "1", *args],
+        env={**_env(data_dir), "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+
+
+def test_ddp_user_errors_stop_every_rank_in_one_line(tmp_path, monkeypatch, data_dir):
+    monkeypatch.chdir(tmp_path)
+    uneven = _torchrun(2, 29541, ["--batch-size", "63"], data_dir)
+    assert uneven.returncode != 0
+    errors = [line for line in uneven.stderr.splitlines() if "cnnlab train: error:" in line]
+    assert len(errors) == 1 and "--batch-size 63" in errors[0] and "multiple of 2" in errors[0]
+    assert "/cnnlab/" not in uneven.stderr  # no traceback through cnnlab on any rank
+    assert "exitcode  : 2" in uneven.stderr  # the failing rank exits with the user-error code
+    assert not (tmp_path / "runs").exists()
+
+    assert cli("--epochs", "1", "--name", "taken") == 0  # rank 0 alone finds the name taken
+    taken = _torchrun(2, 29542, ["--batch-size", "64", "--name", "taken"], data_dir)
+    assert taken.returncode != 0
+    assert "already exists" in taken.stderr
+    assert "gloo" not in taken.stderr.lower() and "/cnnlab/" not in taken.stderr
+
+
+def test_ddp_on_three_ranks_evaluates_any_batch(tmp_path, monkeypatch, data_dir):
+    monkeypatch.chdir(tmp_path)
+    done = _torchrun(3, 29543, ["--batch-size", "63", "--name", "three"], data_dir)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Grad strides" not in done.stderr
+    # the 360 test digits were each evaluated once, split 120 x 3 in batches of 167 per rank
+    state = runs.load_checkpoint(tmp_path / "runs" / "three" / "checkpoint.pt")
+    history = state["history"][0]
+    assert 0.3 < history["test_acc"] <= 1.0
+    assert done.stdout.count("test accuracy") == 1

@@ -38,7 +38,7 @@ class BatchLoader:
         world_size: int = 1,
         drop_last: bool = False,
     ) -> None:
-        if batch_size < world_size or batch_size % world_size:
+        if batch_size < 1 or (drop_last and batch_size % world_size):
             raise ValueError(
                 f"batch size {batch_size} does not split evenly over {world_size} processes; "
                 f"use a multiple of {world_size}"
@@ -46,7 +46,8 @@ class BatchLoader:
         self.images = dataset.images.to(device)
         self.labels = dataset.labels.to(device)
         self.batch_size = batch_size
-        self.local_batch = batch_size // world_size
+        # training splits each global batch exactly; evaluation may round a share up
+        self.local_batch = -(-batch_size // world_size)
         self.shuffle, self.seed, self.drop_last = shuffle, seed, drop_last
         self.rank, self.world_size = rank, world_size
         self.epoch = 0

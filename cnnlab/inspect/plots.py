@@ -14,6 +14,7 @@ from ..runs import atomic_write  # noqa: E402
 
 
 def _save(figure: plt.Figure, path: Path) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)  # a run's inspect/ folder, on first use
     atomic_write(Path(path), lambda handle: figure.savefig(handle, format="png", dpi=110))
     plt.close(figure)
 
