@@ -8,7 +8,6 @@ import gzip
 import io
 import os
 import pickle
-import shutil
 import struct
 import tarfile
 from pathlib import Path
@@ -16,7 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from numpy._core.multiarray import _reconstruct
+
+try:  # numpy 2
+    from numpy._core.multiarray import _reconstruct
+except ImportError:  # numpy 1.x
+    from numpy.core.multiarray import _reconstruct
+
+from test_data import _copy_mnist_test
 
 from cnnlab.data import load_dataset
 from cnnlab.data._readers import IMAGE_SUFFIXES
@@ -239,14 +244,6 @@ def test_damaged_lossless_subset_is_refused(data_dir: Path, tmp_path: Path, chan
 
 
 # ------------------------------------------------------------------ the decoded-array cache
-
-
-def _copy_mnist_test(data_dir: Path, tmp_path: Path) -> Path:
-    folder = tmp_path / "mnist"
-    folder.mkdir()
-    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
-        shutil.copy(data_dir / "mnist" / name, folder / name)
-    return folder
 
 
 def _rewrite(path: Path, **changes: np.ndarray) -> None:

@@ -175,13 +175,7 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(
             f"{path}: 'labels' is not a list of numbers ({reason(err)}); {fix}"
         ) from None
-    if labels.ndim != 1 or labels.dtype.kind not in "iu" or len(labels) != len(data):
-        raise DataError(
-            f"{path}: 'labels' is {labels.dtype} {labels.shape}, expected {len(data)} integers "
-            f"(one per image); {fix}"
-        )
-    check_labels(labels, 10, path)
-    return data, labels.astype(np.int64)
+    return data, _label_vector(labels, len(data), "'labels'", path, fix)
 
 
 def read_cifar_npz(path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -203,13 +197,18 @@ def read_cifar_npz(path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
             f"{path}: x_{key} is {images.dtype} {images.shape}, expected uint8 (N, 32, 32, 3); "
             f"{fix}"
         )
-    if labels.ndim != 1 or labels.dtype.kind not in "iu" or len(labels) != len(images):
+    return images, _label_vector(labels, len(images), f"y_{key}", path, fix)
+
+
+def _label_vector(labels: np.ndarray, count: int, what: str, path: Path, fix: str) -> np.ndarray:
+    """``labels`` as int64 if it is one integer CIFAR-10 class (0..9) per image."""
+    if labels.ndim != 1 or labels.dtype.kind not in "iu" or len(labels) != count:
         raise DataError(
-            f"{path}: y_{key} is {labels.dtype} {labels.shape}, expected {len(images)} integer "
-            f"labels (one per image); {fix}"
+            f"{path}: {what} is {labels.dtype} {labels.shape}, expected {count} integer labels "
+            f"(one per image); {fix}"
         )
     check_labels(labels, 10, path)
-    return images, labels.astype(np.int64)
+    return labels.astype(np.int64)
 
 
 def decode_image(data: bytes, name: str, mode: str) -> np.ndarray:
