@@ -17,17 +17,28 @@ from fastapi.testclient import TestClient
 
 from cnnlab import runs
 from cnnlab.cli import main
-from cnnlab.cli_inspect import serve_runs
 from cnnlab.errors import CnnlabError
 from cnnlab.explorer import create_app
+from cnnlab.runs import list_runs as serve_runs
 
 
 @pytest.fixture(scope="module")
 def graph_run(tmp_path_factory, data_dir) -> Path:
     """A real GCN run (Zachary's karate club), as `cnnlab graph train` writes it."""
     root = tmp_path_factory.mktemp("graph-runs")
-    argv = ["graph", "train", "--dataset", "karate", "--epochs", "20", "--no-progress",
-            "--runs-dir", str(root), "--data-dir", str(data_dir)]  # fmt: skip
+    argv = [
+        "graph",
+        "train",
+        "--dataset",
+        "karate",
+        "--epochs",
+        "20",
+        "--no-progress",
+        "--runs-dir",
+        str(root),
+        "--data-dir",
+        str(data_dir),
+    ]
     assert main(argv) == 0
     return root / "gcn-karate"
 
@@ -87,11 +98,22 @@ def test_serve_looks_for_checkpoints_by_the_run_folder_names(runs_root, graph_ru
 def test_serve_skips_a_graph_run_and_answers(runs_root, graph_run, data_dir):
     """A real `cnnlab serve` process on any free port (--port 0): it names the run it skips,
     prints its address and answers the API; it is stopped at the end whatever happens."""
-    command = [sys.executable, "-m", "cnnlab", "serve", str(runs_root / "lenet"), str(graph_run),
-               "--port", "0", "--data-dir", str(data_dir)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "cnnlab",
+        "serve",
+        str(runs_root / "lenet"),
+        str(graph_run),
+        "--port",
+        "0",
+        "--data-dir",
+        str(data_dir),
+    ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, env=env)  # fmt: skip
+    server = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
     watchdog = threading.Timer(180, server.kill)  # a hung server cannot hang the suite
     watchdog.start()
     try:

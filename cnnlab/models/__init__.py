@@ -4,7 +4,24 @@
 >>> model = create_model("lenet5", num_classes=10, in_channels=1, input_size=28, modern=True)
 """
 
-from . import cifar_stacks, classic, lenet, reference, tv  # noqa: F401  (importing registers the models)
+from . import cifar_stacks, classic, lenet, reference, tv_models  # noqa: F401  (importing registers the models)
 from ._registry import create_model, get_model_entry, list_models, register_model
+from ._resolve import (
+    ResolvedModel,
+    check_num_classes,
+    check_run_input,
+    names_a_model,
+    resolve_model,
+)
 
-__all__ = ["create_model", "get_model_entry", "list_models", "register_model"]
+__all__ = [
+    "ResolvedModel",
+    "check_num_classes",
+    "check_run_input",
+    "create_model",
+    "get_model_entry",
+    "list_models",
+    "names_a_model",
+    "register_model",
+    "resolve_model",
+]

@@ -1,47 +1,19 @@
-"""The ``cnnlab`` command line. Every sub-command has ``--help``."""
+"""``cnnlab train``, ``eval``, ``predict``, ``models`` and ``data``: training a run and using it."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, NoReturn
 
-from .errors import CnnlabError
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse with one-line errors: ``cnnlab train: error: ... (see cnnlab train --help)``."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+from ..errors import CnnlabError
+from ._options import DefaultsFormatter, add_data_options, add_run_options, option_value
 
 
-class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows ``(default: X)`` only where there is a default to show (not None, False or [])."""
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default in (None, False, []) or action.default is argparse.SUPPRESS:
-            return action.help
-        return super()._get_help_string(action)
-
-
-def _option_value(text: str) -> tuple[str, Any]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected KEY=VALUE, e.g. modern=true")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
-
-
-def _add_train(sub: argparse._SubParsersAction) -> None:
-    from .data.datasets import CIFAR_VARIANTS, DATASET_NAMES
-    from .train import AMP_MODES, OPTIMIZERS, SCHEDULES, TrainConfig
+def add_train(sub: argparse._SubParsersAction) -> None:
+    from ..data.datasets import CIFAR_VARIANTS, DATASET_NAMES
+    from ..train import AMP_MODES, OPTIMIZERS, SCHEDULES, TrainConfig
 
     d = TrainConfig()
     p = sub.add_parser(
@@ -53,19 +25,26 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--model", default=d.model, help="a name from `cnnlab models`")
     p.add_argument(
-        "-O", "--model-option", action="append", type=_option_value, default=[],
-        metavar="KEY=VALUE", help="a builder option, e.g. -O modern=true for lenet5",
-    )  # fmt: skip
+        "-O",
+        "--model-option",
+        action="append",
+        type=option_value,
+        default=[],
+        metavar="KEY=VALUE",
+        help="a builder option, e.g. -O modern=true for lenet5",
+    )
     p.add_argument("--dataset", default=d.dataset, choices=DATASET_NAMES)
-    p.add_argument("--data-dir", default=None, help="data folder (else $CNNLAB_DATA, else cache)")
+    add_data_options(p, "data folder (else $CNNLAB_DATA, else cache)")
     p.add_argument("--data-variant", default=None, choices=CIFAR_VARIANTS, help="cifar10 source")
     p.add_argument("--download", action="store_true", help="download missing data (torchvision)")
     p.add_argument("--train-subset", type=int, default=None, help="train on N random images")
     p.add_argument("--test-subset", type=int, default=None, help="test on N random images")
     p.add_argument(
-        "--epochs", type=int, default=argparse.SUPPRESS,
+        "--epochs",
+        type=int,
+        default=argparse.SUPPRESS,
         help=f"total epochs (default: {d.epochs}; with --resume: raise the run's total)",
-    )  # fmt: skip
+    )
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="global, over all ranks")
     p.add_argument("--optimizer", default=d.optimizer, choices=OPTIMIZERS)
     p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
@@ -84,18 +63,20 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--channels-last", action="store_true", help="NHWC memory order")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--name", default=None, help="run folder name (default <model>-<dataset>[-N])")
-    p.add_argument("--runs-dir", default="runs", help="folder that holds run folders")
+    add_run_options(p, "folder that holds run folders")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --name folder")
     p.add_argument(
-        "--resume", metavar="RUN", default=None,
+        "--resume",
+        metavar="RUN",
+        default=None,
         help="continue a killed run with its saved config (only --epochs may change)",
-    )  # fmt: skip
+    )
     p.set_defaults(handler=_train)
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .experiment import resume_run, train_run
-    from .train import TrainConfig, init_distributed
+    from ..experiment import resume_run, train_run
+    from ..train import TrainConfig, current_distributed, init_distributed
 
     epochs = getattr(args, "epochs", None)
     if args.resume:
@@ -112,8 +93,6 @@ def _train(args: argparse.Namespace) -> int:
         result = train_run(
             config, Path(args.runs_dir), args.name, args.overwrite, download=args.download
         )
-    from .train import current_distributed
-
     if current_distributed().is_main:
         print(f"test accuracy: {result.test_accuracy:.2%}")
         if result.run_dir is not None:
@@ -121,58 +100,46 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_eval(sub: argparse._SubParsersAction) -> None:
+def add_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "eval", help="test a trained run", description="Evaluate a run's model on its test set."
     )
     p.add_argument("run", help="run folder, or its name under --runs-dir")
-    p.add_argument("--runs-dir", default="runs")
-    p.add_argument("--data-dir", default=None, help="data folder (else the run's, $CNNLAB_DATA)")
+    add_run_options(p)
+    add_data_options(p, "data folder (else the run's, $CNNLAB_DATA)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(handler=_eval)
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from .data import BatchLoader
-    from .experiment import load_data, load_run
-    from .train import check_model_input, evaluate
+    from ..experiment import evaluate_run, load_run
 
     trained = load_run(args.run, Path(args.runs_dir))
-    config = trained.config
-    if args.data_dir:
-        config.data_dir = args.data_dir
-    _, test = load_data(config)
-    check_model_input(trained.model, test)
-    loader = BatchLoader(test, config.eval_batch_size, shuffle=False)
-    loss, accuracy, confusion = evaluate(
-        trained.model, loader, trained.preprocess, len(test.classes)
-    )
-    per_class = (confusion.diag() / confusion.sum(1).clamp(min=1)).tolist()
-    result = {
-        "run": str(trained.run_dir), "dataset": config.dataset, "images": len(test),
-        "epoch": trained.epoch, "test_loss": loss, "test_acc": accuracy,
-        "per_class_acc": dict(zip(trained.classes, per_class)),
-    }  # fmt: skip
+    result = evaluate_run(trained, args.data_dir)
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(json.dumps(result.to_dict(), indent=2))
         return 0
+    config = trained.config
     print(f"{trained.run_dir}: {config.model} after {trained.epoch} epochs, {config.dataset} test")
-    right = int(confusion.trace())
-    print(f"test loss {loss:.4f}   test accuracy {accuracy:.2%} ({right}/{len(test)})")
-    for name, value in result["per_class_acc"].items():
+    print(
+        f"test loss {result.loss:.4f}   test accuracy {result.accuracy:.2%} "
+        f"({result.right}/{result.images})"
+    )
+    for name, value in result.per_class.items():
         print(f"  {name:>12}  {value:7.2%}")
     return 0
 
 
-def _add_predict(sub: argparse._SubParsersAction) -> None:
+def add_predict(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "predict", help="classify image files with a trained run",
+        "predict",
+        help="classify image files with a trained run",
         description="Print the top-k classes for each image. Images are converted to the "
         "model's channels and resized to its input size, with a notice.",
-    )  # fmt: skip
+    )
     p.add_argument("run", help="run folder, or its name under --runs-dir")
     p.add_argument("images", nargs="+", help="PNG/JPEG files")
-    p.add_argument("--runs-dir", default="runs")
+    add_run_options(p)
     p.add_argument("-k", "--top-k", type=int, default=3)
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_predict)
@@ -181,7 +148,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
 def _predict(args: argparse.Namespace) -> int:
     import torch
 
-    from .experiment import load_run, predict, read_image
+    from ..experiment import load_run, predict, read_image
 
     trained = load_run(args.run, Path(args.runs_dir))
     if args.top_k < 1:
@@ -192,11 +159,16 @@ def _predict(args: argparse.Namespace) -> int:
     results = []
     for path, (_, notes), row in zip(args.images, batch, probabilities):
         top = row.topk(k)
-        results.append({
-            "image": path, "notes": notes,
-            "top": [{"class": trained.classes[i], "index": int(i), "probability": float(p)}
-                    for p, i in zip(top.values, top.indices)],
-        })  # fmt: skip
+        results.append(
+            {
+                "image": path,
+                "notes": notes,
+                "top": [
+                    {"class": trained.classes[i], "index": int(i), "probability": float(p)}
+                    for p, i in zip(top.values, top.indices)
+                ],
+            }
+        )
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
@@ -208,7 +180,7 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_models(sub: argparse._SubParsersAction) -> None:
+def add_models(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="list registered models", description="List models.")
     p.add_argument("pattern", nargs="?", default="*", help="shell pattern, e.g. 'cifar_*'")
     p.set_defaults(handler=_models)
@@ -217,7 +189,7 @@ def _add_models(sub: argparse._SubParsersAction) -> None:
 def _models(args: argparse.Namespace) -> int:
     import torch
 
-    from .models import create_model, get_model_entry, list_models
+    from ..models import create_model, get_model_entry, list_models
 
     names = list_models(args.pattern)
     if not names:
@@ -237,75 +209,21 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_data(sub: argparse._SubParsersAction) -> None:
+def add_data(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "data", help="which data sets are found where",
+        "data",
+        help="which data sets are found where",
         description="Show where each data set is found: --data-dir, $CNNLAB_DATA, user cache.",
-    )  # fmt: skip
-    p.add_argument("--data-dir", default=None)
+    )
+    add_data_options(p)
     p.set_defaults(handler=_data)
 
 
 def _data(args: argparse.Namespace) -> int:
-    from .data import find_datasets
-    from .data.datasets import data_roots
+    from ..data import find_datasets
+    from ..data.datasets import data_roots
 
     print("searched: " + "; ".join(f"{root} ({why})" for root, why in data_roots(args.data_dir)))
     for row in find_datasets(args.data_dir):
         print(f"{row['dataset']:<15}{row['status']:<9}{row['where']}")
     return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(
-        prog="cnnlab",
-        description="Compute, train and see inside convolutional neural networks.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    from . import cli_inspect
-
-    for add in (
-        _add_train, _add_eval, _add_predict, _add_models, _add_data, cli_inspect.add_shapes,
-        cli_inspect.add_summary, cli_inspect.add_show, cli_inspect.add_filter,
-        cli_inspect.add_graph, cli_inspect.add_transfer,
-        cli_inspect.add_reproduce, cli_inspect.add_serve,
-    ):  # fmt: skip
-        add(sub)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``cnnlab`` command; user errors print one line and exit 2."""
-    args = build_parser().parse_args(argv)
-    try:
-        return args.handler(args)
-    except CnnlabError as err:
-        if os.environ.get("RANK", "0") == "0":  # under torchrun every rank stops; one speaks
-            print(f"cnnlab {args.command}: error: {one_line(err)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:  # `cnnlab summary vgg16 | head`: the reader left, nothing is wrong
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
-        return 0
-    finally:
-        _leave_process_group()
-
-
-def _leave_process_group() -> None:
-    """Under torchrun, close the process group before exit: gloo's threads outliving it abort
-    the process ("terminate called without an active exception", SIGABRT) now and then."""
-    dist = sys.modules.get("torch.distributed")
-    if dist is not None and dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
-
-
-def one_line(err: BaseException) -> str:
-    """An error's message as one line (its type's name where the message is empty)."""
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return "; ".join(lines) or type(err).__name__
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,74 @@
+"""What the ``cnnlab`` commands share: the parser with one-line errors, the help formatter,
+the ``-O key=value`` reader, the option groups many commands declare, and the epilogue."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any, NoReturn
+
+from ..errors import CnnlabError
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``cnnlab train: error: ... (see cnnlab train --help)``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows ``(default: X)`` only where there is a default to show (not None, False or [])."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, False, []) or action.default is argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def option_value(text: str) -> tuple[str, Any]:
+    """``"modern=true"`` -> ``("modern", True)``: the value is read as JSON where it is JSON,
+    else kept as text."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected KEY=VALUE, e.g. modern=true")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def option_dict(text: str) -> dict[str, Any]:
+    """``"pairs=8,skip=false"`` -> options, each read as ``-O key=value`` is."""
+    options = {}
+    for part in filter(None, text.split(",")):
+        try:
+            key, value = option_value(part.strip())
+        except argparse.ArgumentTypeError:
+            raise CnnlabError(f"model option {part!r}: expected key=value, e.g. pairs=8") from None
+        options[key] = value
+    return options
+
+
+def add_run_options(parser: argparse.ArgumentParser, help: str | None = None) -> None:
+    """``--runs-dir``: the folder that holds run folders."""
+    parser.add_argument("--runs-dir", default="runs", help=help)
+
+
+def add_data_options(parser: argparse.ArgumentParser, help: str | None = None) -> None:
+    """``--data-dir``: where the data sets are (else $CNNLAB_DATA, else the user cache)."""
+    parser.add_argument("--data-dir", default=None, help=help)
+
+
+def add_out_option(
+    parser: argparse.ArgumentParser, default: Path | None = None, help: str | None = None
+) -> None:
+    """``--out``: the file a command writes."""
+    parser.add_argument("--out", type=Path, default=default, help=help)
+
+
+def wrote(path: Path) -> int:
+    """The last words of a command that wrote a file: says where, and returns exit status 0."""
+    print(f"wrote {path}")
+    return 0

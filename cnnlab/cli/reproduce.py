@@ -1,0 +1,39 @@
+"""``cnnlab reproduce``: rerun the classic experiments against their published figures."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import CnnlabError
+from ..outputs import check_output_file
+from ._options import add_data_options, add_out_option, add_run_options, wrote
+
+
+def add_reproduce(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "reproduce",
+        help="rerun the classic experiments against their published figures",
+        description="Train LeNet-5 on MNIST, the Fashion-MNIST MLP and CNN, and the three "
+        "CIFAR-10 stacks, and write a Markdown table of reference vs cnnlab figures. --quick "
+        "(subsets, fewer epochs) takes a few minutes on 2 CPU cores; the full run is for a GPU.",
+    )
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--only", action="append", help="experiment key (repeat); default: all")
+    add_out_option(p, Path("reproduce.md"))
+    add_run_options(p)
+    add_data_options(p)
+    p.set_defaults(handler=_reproduce)
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    from ..reproduce import EXPERIMENTS, run, write_report
+
+    keys = [e.key for e in EXPERIMENTS]
+    unknown = [k for k in args.only or [] if k not in keys]
+    if unknown:
+        raise CnnlabError(f"--only {unknown[0]!r}: experiments are {', '.join(keys)}")
+    check_output_file(args.out, "--out", (".md",))  # before minutes of training
+    rows = run(args.quick, Path(args.runs_dir), args.data_dir, args.only)
+    print(write_report(rows, args.quick, args.out))
+    return wrote(args.out)

@@ -1,0 +1,304 @@
+"""``cnnlab show VIEW``: pictures of a trained run (feature maps, filters, Grad-CAM,
+saliency, mistakes, curves, confusion) and the gradient flow of models side by side."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..errors import CnnlabError
+from ..outputs import check_output_file
+from ._options import add_data_options, add_out_option, add_run_options, option_dict, wrote
+
+
+def add_show(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "show",
+        help="pictures of a trained run: feature maps, filters, Grad-CAM, ...",
+        description="Draw a view of a trained run as a PNG (default: RUN/inspect/...).",
+    )
+    views = p.add_subparsers(dest="view", required=True, metavar="VIEW")
+
+    def common(q, image: bool) -> None:
+        q.add_argument("run", help="run folder, or its name under --runs-dir")
+        if image:
+            q.add_argument("image", help="PNG/JPEG file, or test:N for test-set image N")
+        add_run_options(q)
+        add_out_option(q, help="PNG to write")
+        add_data_options(q, "data folder for test:N and mistakes")
+
+    q = views.add_parser("featuremaps", help="feature maps of one layer or of every layer")
+    common(q, True)
+    q.add_argument("--layer", action="append", help="layer name as in `cnnlab summary` (repeat)")
+    q.set_defaults(handler=_show_featuremaps)
+    q = views.add_parser("filters", help="a convolution's filters (the first by default)")
+    common(q, False)
+    q.add_argument("--layer", default=None)
+    q.set_defaults(handler=_show_filters)
+    for name, helptext in (("cam", "Grad-CAM heat map"), ("saliency", "input-gradient saliency")):
+        q = views.add_parser(name, help=f"{helptext} for a class, over the image")
+        common(q, True)
+        q.add_argument("--class", dest="target", default=None, help="class index or name")
+        if name == "cam":
+            q.add_argument("--layer", default=None, help="target layer (default: last conv)")
+        q.set_defaults(handler=_show_explanation, method=name)
+    q = views.add_parser("mistakes", help="the most confident wrong test predictions")
+    common(q, False)
+    q.add_argument("-k", type=int, default=16)
+    q.set_defaults(handler=_show_mistakes)
+    for name in ("curves", "confusion"):
+        q = views.add_parser(name, help=f"the run's {name} (from its metrics / test set)")
+        common(q, False)
+        q.set_defaults(handler=_show_run_figure, figure=name)
+    q = views.add_parser(
+        "gradflow",
+        help="per-layer gradient norms of models side by side",
+        description="Train each model a few SGD steps on real data and plot every weight's "
+        "gradient norm, input to output. Default: a 17-convolution plain stack against its "
+        "residual twin. MODEL: name[:key=value,...] or a run folder.",
+    )
+    q.add_argument(
+        "models", nargs="*", default=["cifar_residual:pairs=8,skip=false", "cifar_residual:pairs=8"]
+    )
+    q.add_argument("--dataset", default="cifar10")
+    q.add_argument("--variant", default=None, help="cifar10 only: official | jpeg | subset")
+    add_data_options(q)
+    q.add_argument("--steps", type=int, default=5)
+    q.add_argument("--batch-size", type=int, default=32)
+    q.add_argument("--lr", type=float, default=0.01)
+    q.add_argument("--seed", type=int, default=0)
+    add_run_options(q)
+    add_out_option(q, Path("gradflow.png"))
+    q.add_argument("--json", action="store_true", help="also print the norms as JSON")
+    q.set_defaults(handler=_show_gradflow)
+
+
+def _input_image(trained, text: str, data_dir: str | None):
+    """(uint8 1 x C x H x W, label for titles, true class or None)."""
+    import torch
+
+    from ..experiment import read_image
+
+    if text.startswith("test:"):
+        test = trained.test_split(data_dir)
+        try:
+            index = int(text[5:])
+        except ValueError:
+            raise CnnlabError(f"{text!r}: expected test:N with a number N") from None
+        if not 0 <= index < len(test):
+            raise CnnlabError(f"{text}: the test set has images 0..{len(test) - 1}")
+        image = torch.as_tensor(test.images[index : index + 1])
+        true = int(test.labels[index])
+        return image, f"test image {index} (true: {trained.classes[true]})", true
+    image, notes = read_image(text, trained.in_channels, trained.input_size)
+    for note in notes:
+        print(f"note: {text}: {note}")
+    return image, Path(text).name, None
+
+
+def _out(args, trained, stem: str) -> Path:
+    """Where a view's PNG goes: ``--out`` (checked now, before the work) or the run's
+    ``inspect/`` folder (made only when the figure is written)."""
+    if args.out:
+        return check_output_file(args.out, "--out", (".png",))
+    return trained.run_dir / "inspect" / f"{stem}.png"
+
+
+def _image_stem(text: str) -> str:
+    return text.replace(":", "-") if text.startswith("test:") else Path(text).stem
+
+
+def _show_featuremaps(args: argparse.Namespace) -> int:
+    from ..experiment import load_run
+    from ..inspect.hooks import resolve_layer
+    from ..inspect.plots import plot_feature_maps
+    from ..inspect.views import feature_maps
+
+    trained = load_run(args.run, Path(args.runs_dir))
+    for layer in args.layer or []:
+        resolve_layer(trained.model, layer)  # unknown names fail before any work
+    image, label, _ = _input_image(trained, args.image, args.data_dir)
+    maps = feature_maps(trained.model, trained.preprocess(image)[0], args.layer)
+    if not maps:
+        raise CnnlabError(f"layers {args.layer} give no feature maps (C x H x W outputs)")
+    for name, m in maps.items():
+        print(
+            f"{name:<24} {'x'.join(map(str, m.shape)):<12} min {float(m.min()):9.4f} "
+            f"max {float(m.max()):9.4f} mean {float(m.mean()):9.4f}"
+        )
+    path = _out(args, trained, f"featuremaps-{_image_stem(args.image)}")
+    plot_feature_maps(
+        maps, path, image=image[0], title=f"feature maps for {label}" if len(maps) > 1 else ""
+    )
+    return wrote(path)
+
+
+def _show_filters(args: argparse.Namespace) -> int:
+    from ..experiment import load_run
+    from ..inspect.plots import plot_filters
+    from ..inspect.views import filters
+
+    trained = load_run(args.run, Path(args.runs_dir))
+    name, weight = filters(trained.model, args.layer)
+    print(
+        f"{name}: {weight.shape[0]} filters of {'x'.join(map(str, weight.shape[1:]))}, "
+        f"weights from {float(weight.min()):.4f} to {float(weight.max()):.4f}"
+    )
+    path = _out(args, trained, f"filters-{name}")
+    plot_filters(weight, path, name)
+    return wrote(path)
+
+
+def _class_arg(trained, target: str | None) -> int | None:
+    if target is None:
+        return None
+    if target in trained.classes:
+        return trained.classes.index(target)
+    try:
+        index = int(target)
+    except ValueError:
+        raise CnnlabError(
+            f"--class {target!r}: not a class of this run; classes: {', '.join(trained.classes)}"
+        ) from None
+    if not 0 <= index < len(trained.classes):
+        raise CnnlabError(f"--class {index}: the run has classes 0..{len(trained.classes) - 1}")
+    return index
+
+
+def _show_explanation(args: argparse.Namespace) -> int:
+    from ..experiment import load_run
+    from ..inspect.explain import grad_cam, saliency
+    from ..inspect.hooks import resolve_layer
+    from ..inspect.plots import plot_explanation
+
+    trained = load_run(args.run, Path(args.runs_dir))
+    target = _class_arg(trained, args.target)
+    layer = getattr(args, "layer", None)
+    if layer:
+        resolve_layer(trained.model, layer)
+    image, label, _ = _input_image(trained, args.image, args.data_dir)
+    x = trained.preprocess(image)[0]
+    if args.method == "cam":
+        result = grad_cam(trained.model, x, target, layer)
+    else:
+        result = saliency(trained.model, x, target)
+    name = trained.classes[result.class_index]
+    where = f" at layer {result.layer}" if result.layer else ""
+    print(f"{args.method} for class {name} (p = {result.probability:.2%}){where}")
+    path = _out(args, trained, f"{args.method}-{_image_stem(args.image)}-{name}")
+    title = f"{args.method} of class '{name}' (p = {result.probability:.1%}){where}: {label}"
+    plot_explanation(image[0], result.heatmap, path, title)
+    return wrote(path)
+
+
+def _show_mistakes(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..experiment import load_run
+    from ..inspect.plots import plot_mistakes
+    from ..inspect.views import confident_mistakes
+
+    trained = load_run(args.run, Path(args.runs_dir))
+    if args.k < 1:
+        raise CnnlabError(f"-k {args.k}: expected a positive number")
+    test = trained.test_split(args.data_dir)
+    images = torch.as_tensor(test.images)
+    mistakes = confident_mistakes(
+        trained.model, images, torch.as_tensor(test.labels).long(), args.k, trained.preprocess
+    )
+    for m in mistakes:
+        print(
+            f"test image {m.index:>6}: true {trained.classes[m.true]:<12} predicted "
+            f"{trained.classes[m.predicted]:<12} with p = {m.confidence:.2%}"
+        )
+    path = _out(args, trained, "mistakes")
+    title = f"{trained.spec['name']}: the {len(mistakes)} most confident mistakes"
+    plot_mistakes(images, mistakes, trained.classes, path, title)
+    return wrote(path)
+
+
+def _show_run_figure(args: argparse.Namespace) -> int:
+    from .. import runs
+    from ..experiment import load_run
+    from ..inspect.plots import plot_confusion, plot_curves
+
+    trained = load_run(args.run, Path(args.runs_dir))
+    path = _out(args, trained, args.figure)
+    if args.figure == "curves":
+        history = runs.read_metrics(trained.run_dir / runs.METRICS)
+        if not history:
+            raise CnnlabError(f"{trained.run_dir}: metrics.csv holds no epochs yet")
+        for row in history:
+            print(
+                f"epoch {int(row['epoch']):>3}: train loss {row['train_loss']:.4f} acc "
+                f"{row['train_acc']:.2%}   test loss {row['test_loss']:.4f} acc "
+                f"{row['test_acc']:.2%}"
+            )
+        plot_curves(history, path, f"{trained.spec['name']} on {trained.config.dataset}")
+    else:
+        import torch
+
+        from ..data import BatchLoader
+        from ..train import evaluate
+
+        test = trained.test_split(args.data_dir)
+        loader = BatchLoader(test, 500, shuffle=False)
+        _, accuracy, confusion = evaluate(
+            trained.model, loader, trained.preprocess, len(test.classes)
+        )
+        print(f"test accuracy {accuracy:.2%}; rows = true class, columns = predicted")
+        print(torch.as_tensor(confusion))
+        plot_confusion(confusion, trained.classes, path)
+    return wrote(path)
+
+
+def _show_gradflow(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..data import load_dataset
+    from ..data.batches import Preprocess
+    from ..inspect.plots import plot_gradient_flow
+    from ..inspect.views import gradient_flow
+    from ..models import create_model, list_models
+
+    if args.steps < 1 or args.batch_size < 1:
+        raise CnnlabError("--steps and --batch-size must be positive")
+    check_output_file(args.out, "--out", (".png",))
+    data = load_dataset(args.dataset, "train", root=args.data_dir, variant=args.variant)
+    generator = torch.Generator().manual_seed(args.seed)
+    order = torch.randperm(len(data), generator=generator)[: args.steps * args.batch_size]
+    mean, std = data.channel_stats()
+    preprocess = Preprocess(mean, std)
+    images = preprocess(torch.as_tensor(data.images[order.numpy()]))
+    labels = torch.as_tensor(data.labels[order.numpy()]).long()
+    batches = [
+        (images[i : i + args.batch_size], labels[i : i + args.batch_size])
+        for i in range(0, len(images), args.batch_size)
+    ]
+    flows = {}
+    for text in args.models:
+        name, _, option_text = text.partition(":")
+        torch.manual_seed(args.seed)
+        if name in list_models():
+            model = create_model(
+                name,
+                num_classes=len(data.classes),
+                in_channels=images.shape[1],
+                input_size=images.shape[-1],
+                **option_dict(option_text),
+            )
+        else:
+            from ..experiment import load_run
+
+            model = load_run(text, Path(args.runs_dir)).model
+        flows[text] = gradient_flow(model, batches, args.steps, args.lr)
+        values = [sum(v) / len(v) for v in flows[text].values()]
+        print(
+            f"{text}: gradient norm first layer {values[0]:.3g}, last layer {values[-1]:.3g}, "
+            f"ratio {values[0] / values[-1]:.3g}"
+        )
+    if args.json:
+        print(json.dumps(flows, indent=2))
+    plot_gradient_flow(flows, args.out)
+    return wrote(args.out)
