@@ -1,49 +1,26 @@
-"""Convolution arithmetic without a model: output sizes, paddings, parameters, multiply-adds and
-receptive fields, each with the formula and its numbers, so a learner can check it by hand.
+"""Convolution arithmetic explained: output sizes and paddings with the formula and its
+numbers, so a learner can check it by hand, and what to change when a layer does not fit.
 
-The output size along one axis (PyTorch's rule; with ``dilation = 1`` it is the textbook
-``(N - F + 2P) / S + 1``):
+The numbers come from the pure formulas of :mod:`cnnlab.arithmetic` (output size along one
+axis, PyTorch's rule; with ``dilation = 1`` it is the textbook ``(N - F + 2P) / S + 1``):
 
     out = (N + P_before + P_after - (D * (F - 1) + 1)) / S + 1
 
 When the division leaves a remainder PyTorch drops the last rows that do not fill a window
 (floor). :func:`conv_output_size` calls that an error, because it is almost always a mistake in
-a design, and says which paddings or strides make the division exact.
+a design, and says which paddings or strides make the division exact. The rows of a shape table
+(parameters, multiply-adds, receptive fields) are in :mod:`cnnlab.inspect.table`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
-from ..errors import ShapeError
-from ..scratch.functional import resolve_padding as resolve_zero_padding
-from ..scratch.functional import same_padding as same_padding  # re-exported
-
-Padding = int | str | Sequence[int]
-
-
-def _tuple(value: int | Sequence[int], dims: int, name: str) -> tuple[int, ...]:
-    if isinstance(value, int):
-        return (value,) * dims
-    value = tuple(int(v) for v in value)
-    if len(value) == 1:
-        return value * dims
-    if len(value) != dims:
-        raise ShapeError(f"{name}={value}: expected one number or {dims}, one per spatial axis")
-    return value
-
-
-def resolve_padding(
-    padding: Padding, kernel: tuple[int, ...], stride: tuple[int, ...], dilation: tuple[int, ...]
-) -> tuple[tuple[int, int], ...]:
-    """Per-axis ``(before, after)`` padding, by the engine's rule
-    (:func:`cnnlab.scratch.functional.resolve_padding`); one number in a tuple counts for
-    every axis."""
-    if not isinstance(padding, str):
-        padding = _tuple(padding, len(kernel), "padding")
-    return resolve_zero_padding(padding, kernel, dilation, stride)
+from .. import arithmetic
+from ..arithmetic import Padding, as_tuple
+from ..arithmetic import same_padding as same_padding  # re-exported
+from ..errors import ShapeError as ShapeError  # re-exported: cnnlab.inspect exports it
 
 
 @dataclass(frozen=True)
@@ -61,7 +38,7 @@ class AxisSize:
     @property
     def extent(self) -> int:
         """How many input pixels one window spans: ``D * (F - 1) + 1``."""
-        return self.dilation * (self.kernel - 1) + 1
+        return arithmetic.window_extent(self.kernel, self.dilation)
 
     @property
     def padded(self) -> int:
@@ -157,9 +134,8 @@ def _divisors_near(number: int, target: int, upper: int, count: int) -> list[int
         found = [1] if target != 1 else []
         for step in range(1, 10_001):
             found += [
-                d for d in (target - step, target + step)
-                if 1 < d <= upper and number % d == 0
-            ]  # fmt: skip
+                d for d in (target - step, target + step) if 1 < d <= upper and number % d == 0
+            ]
     return sorted(found, key=lambda d: (abs(d - target), d))[:count]
 
 
@@ -181,14 +157,9 @@ def axis_size(size: int, kernel: int, stride: int, pad: tuple[int, int], dilatio
             f"size {size}, kernel {kernel}, stride {stride}, dilation {dilation}: each must be "
             "at least 1"
         )
-    padded = size + pad[0] + pad[1]
-    extent = dilation * (kernel - 1) + 1
-    if extent > padded:
-        return AxisSize(size, kernel, stride, pad, dilation, 0, 0)
-    return AxisSize(
-        size, kernel, stride, pad, dilation, (padded - extent) // stride + 1,
-        (padded - extent) % stride,
-    )  # fmt: skip
+    out = arithmetic.output_size(size, kernel, stride, pad, dilation)
+    left_over = arithmetic.output_remainder(size, kernel, stride, pad, dilation)
+    return AxisSize(size, kernel, stride, pad, dilation, out, left_over)
 
 
 def axis_problem(axis: AxisSize, what: str) -> str | None:
@@ -208,16 +179,19 @@ def axis_problem(axis: AxisSize, what: str) -> str | None:
     return None
 
 
-def _sizes(
+def window_axes(
     n: int | Sequence[int], kernel, stride, padding, dilation, pool: bool
 ) -> tuple[list[AxisSize], bool]:
+    """Every spatial axis of a convolution (or, with ``pool``, a pooling layer: the stride
+    defaults to the kernel, the padding may be at most half the kernel) on input sizes ``n``;
+    also whether ``n`` was one number."""
     single = isinstance(n, int)
     sizes = (n,) if single else tuple(n)
     dims = len(sizes)
-    kernel_t = _tuple(kernel, dims, "kernel")
-    stride_t = kernel_t if pool and stride is None else _tuple(stride, dims, "stride")
-    dilation_t = _tuple(dilation, dims, "dilation")
-    pads = resolve_padding(padding, kernel_t, stride_t, dilation_t)
+    kernel_t = as_tuple(kernel, dims, "kernel")
+    stride_t = kernel_t if pool and stride is None else as_tuple(stride, dims, "stride")
+    dilation_t = as_tuple(dilation, dims, "dilation")
+    pads = arithmetic.resolve_padding(padding, kernel_t, dilation_t, stride_t)
     if pool:
         for k, (before, after) in zip(kernel_t, pads):
             if max(before, after) > k // 2:
@@ -232,7 +206,7 @@ def _sizes(
 def _checked_sizes(
     what: str, n, kernel, stride, padding, dilation, exact: bool
 ) -> int | tuple[int, ...]:
-    axes, single = _sizes(n, kernel, stride, padding, dilation, pool=what == "pooling")
+    axes, single = window_axes(n, kernel, stride, padding, dilation, pool=what == "pooling")
     for i, axis in enumerate(axes):
         problem = axis_problem(axis, what if single else f"{what}, axis {i}")
         if problem and (exact or not axis.fits):
@@ -270,196 +244,3 @@ def pool_output_size(
     """Output size of max/average pooling; ``stride`` defaults to the kernel size, as in
     PyTorch. Same errors as :func:`conv_output_size`."""
     return _checked_sizes("pooling", n, kernel, stride, padding, dilation, exact)
-
-
-# ------------------------------------------------------------------- one row of a shape table
-
-
-def fmt(n: int) -> str:
-    return f"{n:,}"
-
-
-def _dims(shape: Sequence[int]) -> str:
-    return "x".join(map(str, shape))
-
-
-@dataclass
-class Row:
-    """One layer of a shape table: shapes exclude the batch axis (``C x H x W``)."""
-
-    name: str
-    kind: str
-    input_shape: tuple[int, ...] | None
-    output_shape: tuple[int, ...] | None
-    formula: str = ""
-    params: int = 0
-    params_formula: str = ""
-    macs: int = 0
-    macs_formula: str = ""
-    receptive_field: tuple[int, ...] | None = None  # per spatial axis; None: the whole input
-    jump: tuple[int, ...] | None = None  # input pixels between neighbouring outputs
-    problems: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    spec: str = ""
-
-    def receptive_text(self) -> str:
-        if self.receptive_field is None:
-            return "all"
-        r = self.receptive_field
-        return str(r[0]) if len(set(r)) == 1 else "x".join(map(str, r))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name, "kind": self.kind, "spec": self.spec,
-            "input_shape": list(self.input_shape) if self.input_shape else None,
-            "output_shape": list(self.output_shape) if self.output_shape else None,
-            "formula": self.formula, "params": self.params,
-            "params_formula": self.params_formula, "macs": self.macs,
-            "macs_formula": self.macs_formula,
-            "receptive_field": list(self.receptive_field) if self.receptive_field else None,
-            "jump": list(self.jump) if self.jump else None, "problems": list(self.problems),
-            "notes": list(self.notes),
-        }  # fmt: skip
-
-
-Field = tuple[tuple[int, ...], tuple[int, ...]] | None  # (receptive field, jump) per axis
-
-
-def start_field(spatial_dims: int) -> Field:
-    return (1,) * spatial_dims, (1,) * spatial_dims
-
-
-def grow_field(field_in: Field, axes: Sequence[AxisSize]) -> Field:
-    """Receptive field after a window layer: ``r_out = r_in + D * (F - 1) * j_in`` and
-    ``j_out = j_in * S`` (``j``: input pixels between neighbouring outputs)."""
-    if field_in is None:
-        return None
-    r, j = field_in
-    if len(r) != len(axes):
-        return None
-    return (
-        tuple(ri + a.dilation * (a.kernel - 1) * ji for ri, ji, a in zip(r, j, axes)),
-        tuple(ji * a.stride for ji, a in zip(j, axes)),
-    )
-
-
-def merge_fields(fields: Sequence[Field]) -> Field:
-    """Where branches join (add, concat) a unit sees the union: the largest field."""
-    if not fields or any(f is None for f in fields):
-        return None
-    return (
-        tuple(max(values) for values in zip(*(f[0] for f in fields))),
-        tuple(max(values) for values in zip(*(f[1] for f in fields))),
-    )
-
-
-def window_row(
-    name: str, kind: str, in_shape: tuple[int, ...], kernel, stride, padding, dilation,
-    field_in: Field, out_channels: int | None = None, groups: int = 1, bias: bool = True,
-) -> tuple[Row, Field]:  # fmt: skip
-    """A convolution (``out_channels`` given) or pooling layer on a ``C x S...`` input."""
-    channels, spatial = in_shape[0], in_shape[1:]
-    pool = out_channels is None
-    row = Row(name, kind, tuple(in_shape), None)
-    try:
-        axes, _ = _sizes(spatial, kernel, stride, padding, dilation, pool=pool)
-    except ShapeError as error:
-        row.problems.append(str(error))
-        return row, field_in
-    formulas = [axis.formula() for axis in axes]
-    row.formula = formulas[0] if len(set(formulas)) == 1 and len(axes) > 1 else "; ".join(formulas)
-    if len(axes) > 1 and len(set(formulas)) == 1:
-        row.formula += f"  (each of {len(axes)} axes)"
-    problems = [axis_problem(axis, "output size") for axis in axes]
-    if len(axes) > 1 and len(set(problems)) == 1 and problems[0]:
-        every = "both axes" if len(axes) == 2 else f"all {len(axes)} axes"
-        row.problems.append(problems[0].replace("output size", every, 1))
-    else:
-        row.problems += [
-            p.replace("output size", f"axis {i}", 1) for i, p in enumerate(problems) if p
-        ]
-    if any(not axis.fits for axis in axes):
-        return row, field_in
-    outs = tuple(axis.out for axis in axes)
-    if pool:
-        row.output_shape = (channels, *outs)
-    else:
-        if channels % groups or out_channels % groups:
-            row.problems.append(
-                f"groups={groups} must divide both the input channels ({channels}) and the "
-                f"output channels ({out_channels})"
-            )
-            return row, field_in
-        row.output_shape = (out_channels, *outs)
-        kernel_text = "*".join(str(a.kernel) for a in axes)
-        per_output = channels // groups
-        for a in axes:
-            per_output *= a.kernel
-        in_text = f"{channels}" if groups == 1 else f"({channels}/{groups})"
-        weights = per_output * out_channels
-        row.params = weights + (out_channels if bias else 0)
-        row.params_formula = f"{kernel_text}*{in_text}*{out_channels}" + (
-            f" + {out_channels}" if bias else ""
-        )
-        row.params_formula += f" = {fmt(row.params)}"
-        outputs = out_channels
-        for o in outs:
-            outputs *= o
-        row.macs = outputs * per_output
-        row.macs_formula = (
-            f"{_dims(row.output_shape)} outputs x {kernel_text}*{in_text} = {fmt(row.macs)}"
-        )
-    return row, grow_field(field_in, axes)
-
-
-def linear_row(
-    name: str, in_features: int, out_features: int, bias: bool = True, positions: int = 1
-) -> Row:
-    """A fully connected layer. On an input with more axes than features (a ViT's 197 tokens,
-    a ConvNeXt block's H x W positions) it runs once per ``positions``: so do its
-    multiply-adds."""
-    row = Row(name, "Linear", (in_features,), (out_features,))
-    row.formula = f"{in_features} -> {out_features}"
-    row.params = in_features * out_features + (out_features if bias else 0)
-    row.params_formula = f"{in_features}*{out_features}" + (f" + {out_features}" if bias else "")
-    row.params_formula += f" = {fmt(row.params)}"
-    row.macs = positions * in_features * out_features
-    where = f"{fmt(positions)} positions x " if positions != 1 else ""
-    row.macs_formula = f"{where}{in_features}*{out_features} = {fmt(row.macs)}"
-    return row
-
-
-def format_table(rows: Sequence[Row], title: str = "", footer: Sequence[str] = ()) -> str:
-    """The terminal table shared by ``cnnlab shapes`` and ``cnnlab summary``."""
-    headers = ["layer", "type", "input", "output", "output size", "params", "mult-adds", "RF"]
-    body = []
-    for row in rows:
-        body.append([
-            row.name, row.kind, _dims(row.input_shape) if row.input_shape else "?",
-            _dims(row.output_shape) if row.output_shape else "?", row.formula,
-            fmt(row.params) if row.params else "-", fmt(row.macs) if row.macs else "-",
-            row.receptive_text(),
-        ])  # fmt: skip
-    widths = [
-        max(len(h), *(len(r[i]) for r in body)) if body else len(h) for i, h in enumerate(headers)
-    ]
-    widths[4] = min(widths[4], 48)
-    lines = [title] if title else []
-    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths))
-    lines += [line, "-" * len(line)]
-    for row, cells in zip(rows, body):
-        lines.append("  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip())
-        details = []
-        if row.params_formula:
-            details.append(f"params {row.params_formula}")
-        if row.macs_formula:
-            details.append(f"mult-adds {row.macs_formula}")
-        if details:
-            lines.append(" " * 4 + "   ".join(details))
-        for problem in row.problems:
-            lines.append(f"    PROBLEM: {problem}")
-        for note in row.notes:
-            lines.append(f"    note: {note}")
-    lines.append("-" * len(line))
-    lines.extend(footer)
-    return "\n".join(lines)

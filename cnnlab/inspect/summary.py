@@ -30,19 +30,21 @@ from typing import Any
 import torch
 import torch.fx
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from .._tracing import model_call, tracing
+from ..arithmetic import as_tuple
 from ..errors import CnnlabError
-from . import arithmetic as A
-from .shapes import parse_shape
+from . import table as T
+from .arithmetic import axis_size
+from .layer_specs import parse_shape
+from .macs import ShapeRecorder, count_products, node_values, numel
 
 
 @dataclass
 class SummaryReport:
     model: str
     input_shape: tuple[int, ...]
-    rows: list[A.Row]
+    rows: list[T.Row]
     total_params: int
     trainable_params: int
     unused: dict[str, int] = field(default_factory=dict)  # module -> params never called
@@ -64,43 +66,41 @@ class SummaryReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "model": self.model, "input_shape": list(self.input_shape), "layers": self.to_dicts(),
-            "total_params": self.total_params, "trainable_params": self.trainable_params,
-            "macs": self.macs, "unused": self.unused, "notes": self.notes,
+            "model": self.model,
+            "input_shape": list(self.input_shape),
+            "layers": self.to_dicts(),
+            "total_params": self.total_params,
+            "trainable_params": self.trainable_params,
+            "macs": self.macs,
+            "unused": self.unused,
+            "notes": self.notes,
             "direct_params": self.direct,
-        }  # fmt: skip
+        }
 
     def __str__(self) -> str:
-        activations = sum(_numel(r.output_shape) for r in self.rows if r.output_shape)
+        activations = sum(numel(r.output_shape) for r in self.rows if r.output_shape)
         footer = [
-            f"parameters: {A.fmt(self.total_params)} ({A.fmt(self.trainable_params)} trainable, "
-            f"{A.fmt(self.total_params - self.trainable_params)} frozen), "
+            f"parameters: {T.fmt(self.total_params)} ({T.fmt(self.trainable_params)} trainable, "
+            f"{T.fmt(self.total_params - self.trainable_params)} frozen), "
             f"{self.total_params * 4 / 2**20:.2f} MiB as float32",
-            f"multiply-adds: {A.fmt(self.macs)} per image = {self.macs / 1e9:.3f} G (the figure "
+            f"multiply-adds: {T.fmt(self.macs)} per image = {self.macs / 1e9:.3f} G (the figure "
             "torchvision publishes as GFLOPS: convolutions, fully connected layers at every "
-            "position, attention's Q.K^T and A.V and other matrix products; not counted: "
+            "position, attention's Q.K^T and T.V and other matrix products; not counted: "
             "biases, normalization, activations, softmax, pooling)",
-            f"layer outputs: {A.fmt(activations)} values per image = "
+            f"layer outputs: {T.fmt(activations)} values per image = "
             f"{activations * 4 / 2**20:.2f} MiB as float32 (kept for backward when training)",
         ]
         for module, count in self.unused.items():
-            footer.append(f"not called by this forward: {module} ({A.fmt(count)} parameters)")
+            footer.append(f"not called by this forward: {module} ({T.fmt(count)} parameters)")
         if self.direct:
             names = ", ".join(list(self.direct)[:4]) + (", ..." if len(self.direct) > 4 else "")
             footer.append(
                 f"used by forward directly, in no layer's row: {len(self.direct)} parameter "
-                f"tensor(s), {A.fmt(sum(self.direct.values()))} values ({names})"
+                f"tensor(s), {T.fmt(sum(self.direct.values()))} values ({names})"
             )
         footer += self.notes
-        title = f"{self.model} on input {A._dims(self.input_shape)} (batch axis left out)"
-        return A.format_table(self.rows, title, footer)
-
-
-def _numel(shape: Sequence[int]) -> int:
-    total = 1
-    for s in shape:
-        total *= s
-    return total
+        title = f"{self.model} on input {T.dims_text(self.input_shape)} (batch axis left out)"
+        return T.format_table(self.rows, title, footer)
 
 
 @contextlib.contextmanager
@@ -129,61 +129,16 @@ class _LeafTracer(torch.fx.Tracer):
         return getattr(m, "fx_leaf", False) or super().is_leaf_module(m, qualname)
 
 
-class _ProductCounter(TorchDispatchMode):
-    """Counts the FLOPs of matrix products and convolutions by PyTorch's own formulas
-    (``torch.utils.flop_counter``) for the calls cnnlab has no formula of its own for (a
-    ``torch.fx.wrap``-ed attention helper, ``einsum``). A dispatch mode is per thread, unlike
-    ``FlopCounterMode``, whose module tracking installs process-wide hooks."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.flops = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
-        from torch.utils.flop_counter import flop_registry
-
-        kwargs = kwargs or {}
-        packet = func._overloadpacket
-        if packet not in flop_registry and isinstance(func, torch._ops.OpOverload):
-            with self:  # e.g. an op made of matrix products: count those
-                result = func.decompose(*args, **kwargs)
-            if result is not NotImplemented:
-                return result
-        out = func(*args, **kwargs)
-        if packet in flop_registry:
-            self.flops += flop_registry[packet](*args, **kwargs, out_val=out)
-        return out
-
-
-class _ShapeRecorder(torch.fx.Interpreter):
-    def __init__(self, gm: torch.fx.GraphModule) -> None:
-        super().__init__(gm)
-        self.outputs: dict[str, Any] = {}
-        self.flops: dict[str, int] = {}  # node -> FLOPs of its products, by PyTorch's count
-
-    def run_node(self, n: torch.fx.Node) -> Any:
-        counter = _ProductCounter()
-        try:
-            with counter:
-                out = super().run_node(n)
-        except Exception:  # never let the counting itself stop a summary: run it plainly
-            counter.flops = 0
-            out = super().run_node(n)
-        self.outputs[n.name] = out
-        self.flops[n.name] = counter.flops
-        return out
-
-
 class _Runner(nn.Module):
     """Holds the traced graph so that ``functional_call`` can swap its weights for meta ones."""
 
     def __init__(self, gm: torch.fx.GraphModule) -> None:
         super().__init__()
         self.gm = gm
-        self.recorder: _ShapeRecorder | None = None
+        self.recorder: ShapeRecorder | None = None
 
     def forward(self, x: torch.Tensor) -> Any:
-        self.recorder = _ShapeRecorder(self.gm)
+        self.recorder = ShapeRecorder(self.gm)
         return self.recorder.run(x)
 
 
@@ -258,58 +213,77 @@ def summary(
                 unused[module_name] = count
     params = {id(p): p for p in model.parameters()}
     return SummaryReport(
-        label, shape, rows,
+        label,
+        shape,
+        rows,
         total_params=sum(p.numel() for p in params.values()),
         trainable_params=sum(p.numel() for p in params.values() if p.requires_grad),
-        unused=unused, notes=notes, direct=direct,
-    )  # fmt: skip
+        unused=unused,
+        notes=notes,
+        direct=direct,
+    )
 
 
 def _module_row(
-    name: str, module: nn.Module, in_shape, out_shape, field_in: A.Field, first_call: bool
-) -> tuple[A.Row, A.Field]:
+    name: str, module: nn.Module, in_shape, out_shape, field_in: T.Field, first_call: bool
+) -> tuple[T.Row, T.Field]:
     kind = type(module).__name__
     conv = isinstance(module, nn.modules.conv._ConvNd) and not module.transposed
     pool = isinstance(module, (nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd))
     if conv and in_shape is not None:
-        row, field_out = A.window_row(
-            name, kind, in_shape, module.kernel_size, module.stride, module.padding,
-            module.dilation, field_in, out_channels=module.out_channels,
-            groups=module.groups, bias=module.bias is not None,
-        )  # fmt: skip
+        row, field_out = T.window_row(
+            name,
+            kind,
+            in_shape,
+            module.kernel_size,
+            module.stride,
+            module.padding,
+            module.dilation,
+            field_in,
+            out_channels=module.out_channels,
+            groups=module.groups,
+            bias=module.bias is not None,
+        )
     elif pool and in_shape is not None:
         dims = len(in_shape) - 1
         stride = module.stride if module.stride is not None else module.kernel_size
-        row, field_out = A.window_row(
-            name, kind, in_shape, A._tuple(module.kernel_size, dims, "kernel"),
-            A._tuple(stride, dims, "stride"), A._tuple(module.padding, dims, "padding"),
-            A._tuple(getattr(module, "dilation", 1), dims, "dilation"), field_in,
-        )  # fmt: skip
+        row, field_out = T.window_row(
+            name,
+            kind,
+            in_shape,
+            as_tuple(module.kernel_size, dims, "kernel"),
+            as_tuple(stride, dims, "stride"),
+            as_tuple(module.padding, dims, "padding"),
+            as_tuple(getattr(module, "dilation", 1), dims, "dilation"),
+            field_in,
+        )
         if getattr(module, "ceil_mode", False):
             row.formula += "  [ceil_mode: rounded up]"
             row.problems = [p for p in row.problems if "not a whole number" not in p]
     elif isinstance(module, nn.Linear):
-        positions = _numel(in_shape[:-1]) if in_shape and len(in_shape) > 1 else 1
-        row = A.linear_row(
+        positions = numel(in_shape[:-1]) if in_shape and len(in_shape) > 1 else 1
+        row = T.linear_row(
             name, module.in_features, module.out_features, module.bias is not None, positions
         )
         field_out = None if positions == 1 else field_in  # per position: the field stays
     else:
-        row, field_out = A.Row(name, kind, in_shape, out_shape), field_in
+        row, field_out = T.Row(name, kind, in_shape, out_shape), field_in
         own = sum(p.numel() for p in module.parameters())
         if isinstance(module, nn.modules.batchnorm._NormBase) and module.affine:
             row.params = own
             row.params_formula = (
-                f"2*{module.num_features} = {A.fmt(own)} (scale and shift per channel; running "
+                f"2*{module.num_features} = {T.fmt(own)} (scale and shift per channel; running "
                 "mean/variance are buffers)"
             )
         elif own:
-            row.params, row.params_formula = own, f"{A.fmt(own)} (not broken down)"
+            row.params, row.params_formula = own, f"{T.fmt(own)} (not broken down)"
         if isinstance(module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)) and in_shape:
-            row.formula = f"{A._dims(in_shape[1:])} -> {A._dims(out_shape[1:])} (adaptive bins)"
+            row.formula = (
+                f"{T.dims_text(in_shape[1:])} -> {T.dims_text(out_shape[1:])} (adaptive bins)"
+            )
             field_out = _adaptive_field(field_in, in_shape[1:], out_shape[1:])
         elif isinstance(module, nn.Flatten):
-            row.formula = f"{' * '.join(map(str, in_shape))} = {A.fmt(_numel(in_shape))}"
+            row.formula = f"{' * '.join(map(str, in_shape))} = {T.fmt(numel(in_shape))}"
             field_out = None
         elif isinstance(module, nn.Dropout):
             row.formula = f"p = {module.p} (training only)"
@@ -324,14 +298,14 @@ def _module_row(
     return row, field_out
 
 
-def _adaptive_field(field_in: A.Field, sizes, outs) -> A.Field:
+def _adaptive_field(field_in: T.Field, sizes, outs) -> T.Field:
     if field_in is None or all(o == 1 for o in outs):
         return None  # one bin per channel: every input pixel
     if tuple(sizes) == tuple(outs):
         return field_in
     if all(s % o == 0 for s, o in zip(sizes, outs)):
-        axes = [A.axis_size(s, s // o, s // o, (0, 0), 1) for s, o in zip(sizes, outs)]
-        return A.grow_field(field_in, axes)
+        axes = [axis_size(s, s // o, s // o, (0, 0), 1) for s, o in zip(sizes, outs)]
+        return T.grow_field(field_in, axes)
     return None
 
 
@@ -340,13 +314,13 @@ def _rows_from_graph(
     outputs: dict[str, Any],
     spatial_dims: int,
     flops: dict[str, int] | None = None,
-) -> list[A.Row]:
-    fields: dict[str, A.Field] = {}
-    rows: list[A.Row] = []
+) -> list[T.Row]:
+    fields: dict[str, T.Field] = {}
+    rows: list[T.Row] = []
     seen_modules: set[str] = set()
     for node in gm.graph.nodes:
         if node.op == "placeholder":
-            fields[node.name] = A.start_field(spatial_dims)
+            fields[node.name] = T.start_field(spatial_dims)
             continue
         if node.op in ("output", "get_attr"):
             continue
@@ -358,29 +332,29 @@ def _rows_from_graph(
             fields[node.name] = None
             continue
         in_shape = _shape(outputs[inputs[0].name]) if inputs else None
-        field_in = A.merge_fields([fields.get(n.name) for n in inputs]) if inputs else None
+        field_in = T.merge_fields([fields.get(n.name) for n in inputs]) if inputs else None
         if node.op == "call_module":
             module = gm.get_submodule(node.target)
             row, field_out = _module_row(
                 node.target, module, in_shape, out_shape, field_in, node.target not in seen_modules
             )
             seen_modules.add(node.target)
-            _count_products(row, module, *_node_values(node, outputs), outputs.get(node.name))
+            count_products(row, module, *node_values(node, outputs), outputs.get(node.name))
         else:
             kind = node.target if isinstance(node.target, str) else node.target.__name__
-            row = A.Row(node.name, kind, in_shape, out_shape)
+            row = T.Row(node.name, kind, in_shape, out_shape)
             field_out = field_in
             if len(out_shape) <= 1:
                 field_out = None
             if len(inputs) > 1 and kind in ("add", "iadd", "cat", "mul", "sub"):
-                joined = " + ".join(A._dims(_shape(outputs[n.name])) for n in inputs)
+                joined = " + ".join(T.dims_text(_shape(outputs[n.name])) for n in inputs)
                 row.formula = f"{kind} of {joined}"
-            _count_products(row, node.target, *_node_values(node, outputs), outputs.get(node.name))
+            count_products(row, node.target, *node_values(node, outputs), outputs.get(node.name))
         counted = (flops or {}).get(node.name, 0) // 2  # a multiply-add is two FLOPs
         if not row.macs and counted:
             row.macs = counted
             row.macs_formula = (
-                f"{A.fmt(counted)} (the matrix products and convolutions inside this call, "
+                f"{T.fmt(counted)} (the matrix products and convolutions inside this call, "
                 "counted by torch.utils.flop_counter)"
             )
         if field_out is not None and len(field_out[0]) != len(out_shape) - 1:
@@ -409,15 +383,15 @@ def _does_not_fit(
             break
     fix = (
         f"it was made for {expected}: give --input {expected} (C x H x W, no batch axis)"
-        if expected and expected != A._dims(shape)
+        if expected and expected != T.dims_text(shape)
         else "check the channels and image size the model expects"
     )
-    return CnnlabError(f"{label} cannot run on an input of {A._dims(shape)} ({reason}); {fix}")
+    return CnnlabError(f"{label} cannot run on an input of {T.dims_text(shape)} ({reason}); {fix}")
 
 
 def _rows_from_hooks(
     model: nn.Module, x: torch.Tensor, label: str = "", expected: str | None = None
-) -> tuple[list[A.Row], list[str]]:
+) -> tuple[list[T.Row], list[str]]:
     calls: list[tuple[str, nn.Module, Any, Any]] = []
     notes: list[str] = []
     names = {m: n for n, m in model.named_modules()}
@@ -448,97 +422,8 @@ def _rows_from_hooks(
     for name, module, args, output in calls:
         in_shape = _shape(args[0]) if args else None
         row, _ = _module_row(name, module, in_shape, _shape(output), None, name not in seen)
-        _count_products(row, module, list(args), {}, output)
+        count_products(row, module, list(args), {}, output)
         row.receptive_field = None
         seen.add(name)
         rows.append(row)
     return rows, notes
-
-
-# ------------------------------------------------ multiply-adds of attention and matrix products
-
-
-def _node_values(node: torch.fx.Node, outputs: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
-    """A node's arguments with every input node replaced by the value it produced."""
-
-    def value(n: torch.fx.Node) -> Any:
-        return outputs.get(n.name)
-
-    args = torch.fx.node.map_arg(node.args, value)
-    kwargs = torch.fx.node.map_arg(node.kwargs, value)
-    return list(args), dict(kwargs)
-
-
-_MATMULS = {"matmul", "bmm", "mm", "__matmul__"}
-_CONVS = {"conv1d", "conv2d", "conv3d"}
-
-
-def _count_products(
-    row: A.Row, target: Any, args: list[Any], kwargs: dict[str, Any], output: Any
-) -> None:
-    """Fill the multiply-adds of an attention module or a matrix-product / linear /
-    convolution function call (the summary runs one image, so totals are per image)."""
-    if isinstance(target, nn.MultiheadAttention):
-        counted = _attention_macs(target, args, kwargs)
-    elif isinstance(target, nn.Module):
-        return
-    else:
-        counted = _function_macs(target, args, kwargs, output)
-    if counted:
-        row.macs, row.macs_formula = counted
-
-
-def _attention_macs(
-    module: nn.MultiheadAttention, args: list[Any], kwargs: dict[str, Any]
-) -> tuple[int, str] | None:
-    """``nn.MultiheadAttention``: the four projections, ``Q K^T`` and ``A V`` (each a sum over
-    heads of ``head_dim`` = all ``E`` features)."""
-    query = args[0] if args else kwargs.get("query")
-    key = args[1] if len(args) > 1 else kwargs.get("key", query)
-    if not isinstance(query, torch.Tensor) or not isinstance(key, torch.Tensor):
-        return None
-    axis = 1 if module.batch_first and query.dim() == 3 else 0
-    length, source = query.shape[axis], key.shape[axis]
-    e, kdim, vdim = module.embed_dim, module.kdim, module.vdim
-    projections = 2 * length * e * e + source * (kdim + vdim) * e
-    products = 2 * length * source * e
-    if kdim == vdim == e and length == source:
-        text = f"projections 4*{length}*{e}*{e}"
-    else:
-        text = f"projections 2*{length}*{e}*{e} + {source}*({kdim}+{vdim})*{e}"
-    total = projections + products
-    return total, f"{text} + Q.K^T and A.V 2*{length}*{source}*{e} = {A.fmt(total)}"
-
-
-def _function_macs(
-    target: Any, args: list[Any], kwargs: dict[str, Any], output: Any
-) -> tuple[int, str] | None:
-    name = target if isinstance(target, str) else getattr(target, "__name__", "")
-    tensors = [a for a in args if isinstance(a, torch.Tensor)]
-    if name in _MATMULS and len(tensors) >= 2 and isinstance(output, torch.Tensor):
-        inner = tensors[0].shape[-1]
-        total = output.numel() * inner
-        return total, (
-            f"{A._dims(tuple(output.shape))} outputs x {inner} = {A.fmt(total)} (matrix product)"
-        )
-    if name == "linear" and len(tensors) >= 2 and isinstance(output, torch.Tensor):
-        inner = tensors[1].shape[-1]
-        total = output.numel() * inner
-        return total, f"{A._dims(tuple(output.shape))} outputs x {inner} = {A.fmt(total)}"
-    if name in _CONVS and len(tensors) >= 2 and isinstance(output, torch.Tensor):
-        per_output = _numel(tuple(tensors[1].shape[1:]))
-        total = output.numel() * per_output
-        return total, f"{A._dims(tuple(output.shape))} outputs x {per_output} = {A.fmt(total)}"
-    if name == "scaled_dot_product_attention":
-        q, k, v = (tensors + [None] * 3)[:3]
-        if q is None or k is None or v is None:
-            q, k, v = (kwargs.get(n, t) for n, t in zip(("query", "key", "value"), (q, k, v)))
-        if not all(isinstance(t, torch.Tensor) for t in (q, k, v)):
-            return None
-        groups, length, source = _numel(tuple(q.shape[:-2])), q.shape[-2], k.shape[-2]
-        total = groups * length * source * (q.shape[-1] + v.shape[-1])
-        return total, (
-            f"Q.K^T and A.V {groups}*{length}*{source}*({q.shape[-1]}+{v.shape[-1]}) = "
-            f"{A.fmt(total)}"
-        )
-    return None

@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..arithmetic import output_size
 from ..errors import CnnlabError
 from ._base import FeaturesClassifier
 from ._registry import register_model
@@ -47,7 +48,10 @@ class ResidualPair(nn.Module):
 class PlainStack(FeaturesClassifier):
     def __init__(self, num_classes: int, in_channels: int, input_size: int) -> None:
         super().__init__()
-        side = (input_size - 2 * DEPTH) // 2  # seven valid 3x3 convs shrink by 2 each; pool 2
+        side = input_size
+        for _ in range(DEPTH):  # seven valid 3x3 convolutions shrink the side by 2 each
+            side = output_size(side, 3)
+        side = output_size(side, 2, stride=2)  # max pool 2
         if side < 1:
             raise CnnlabError(
                 f"cifar_plain7 needs images of at least {2 * DEPTH + 2}x{2 * DEPTH + 2}: seven "
@@ -60,22 +64,27 @@ class PlainStack(FeaturesClassifier):
 
 class ResidualStack(FeaturesClassifier):
     def __init__(
-        self, num_classes: int, in_channels: int, input_size: int, pool_each: bool,
-        pairs: int = RESIDUAL_PAIRS, skip: bool = True,
-    ) -> None:  # fmt: skip
+        self,
+        num_classes: int,
+        in_channels: int,
+        input_size: int,
+        pool_each: bool,
+        pairs: int = RESIDUAL_PAIRS,
+        skip: bool = True,
+    ) -> None:
         super().__init__()
         if pairs < 1:
             raise CnnlabError(f"pairs={pairs}: a residual stack needs at least one pair")
         layers: list[nn.Module] = [_conv_relu(in_channels, 1)]  # N x 128 x 32 x 32
-        side = input_size
+        side = output_size(input_size, 3, padding=1)  # the pairs keep it ("same" padding)
         for _ in range(pairs):
             layers.append(ResidualPair(skip))
             if pool_each:
                 layers.append(nn.MaxPool2d(2))  # halves the side: 16, 8, 4
-                side //= 2
+                side = output_size(side, 2, stride=2)
         if not pool_each:
             layers.append(nn.MaxPool2d(2))  # N x 128 x 16 x 16
-            side //= 2
+            side = output_size(side, 2, stride=2)
         if side < 1:
             raise CnnlabError(f"image side {input_size} is too small for this stack's pooling")
         self.features = nn.Sequential(*layers)
@@ -94,9 +103,12 @@ def cifar_plain7(num_classes: int = 10, in_channels: int = 3, input_size: int = 
 
 @register_model("cifar_residual", input_size=32, in_channels=3)
 def cifar_residual(
-    num_classes: int = 10, in_channels: int = 3, input_size: int = 32,
-    pairs: int = RESIDUAL_PAIRS, skip: bool = True,
-) -> ResidualStack:  # fmt: skip
+    num_classes: int = 10,
+    in_channels: int = 3,
+    input_size: int = 32,
+    pairs: int = RESIDUAL_PAIRS,
+    skip: bool = True,
+) -> ResidualStack:
     """The plain stack's depth as residual pairs: conv, then 3 x (x = x + conv(conv(x))), pool.
 
     "Same" padding keeps every map 32x32 so the skip additions line up; the single pool leaves

@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..arithmetic import output_size
 from ..errors import CnnlabError
 from ._base import FeaturesClassifier
 from ._registry import register_model
@@ -19,16 +20,12 @@ def _lrn() -> nn.LocalResponseNorm:
     return nn.LocalResponseNorm(size=5, alpha=1e-4 * 5, beta=0.75, k=2.0)
 
 
-def _pool_out(size: int, kernel: int = 3, stride: int = 2, ceil: bool = False) -> int:
-    span = size - kernel
-    return (-(-span // stride) if ceil else span // stride) + 1
-
-
 class AlexNet2012(FeaturesClassifier):
     def __init__(self, num_classes: int, in_channels: int, input_size: int, groups: int) -> None:
         super().__init__()
-        conv1 = (input_size - 11) // 4 + 1
-        side = _pool_out(_pool_out(_pool_out(conv1))) if conv1 >= 3 else 0
+        side = output_size(input_size, 11, stride=4)  # conv1
+        for _ in range(3):  # the three 3x3/2 poolings (the convolutions between keep the size)
+            side = output_size(side, 3, stride=2)
         if side < 1:
             raise CnnlabError(
                 f"alexnet2012 needs images of at least 67x67 (it was designed for 227x227): "
@@ -36,21 +33,32 @@ class AlexNet2012(FeaturesClassifier):
                 "and three 3x3/2 poolings"
             )
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, 96, 11, stride=4), nn.ReLU(), _lrn(),  # 96 x 55 x 55
+            nn.Conv2d(in_channels, 96, 11, stride=4),
+            nn.ReLU(),
+            _lrn(),  # 96 x 55 x 55
             nn.MaxPool2d(3, 2),  # 96 x 27 x 27 (overlapping pooling)
-            nn.Conv2d(96, 256, 5, padding=2, groups=groups), nn.ReLU(), _lrn(),  # 256 x 27 x 27
+            nn.Conv2d(96, 256, 5, padding=2, groups=groups),
+            nn.ReLU(),
+            _lrn(),  # 256 x 27 x 27
             nn.MaxPool2d(3, 2),  # 256 x 13 x 13
-            nn.Conv2d(256, 384, 3, padding=1), nn.ReLU(),  # 384 x 13 x 13 (both halves)
-            nn.Conv2d(384, 384, 3, padding=1, groups=groups), nn.ReLU(),  # 384 x 13 x 13
-            nn.Conv2d(384, 256, 3, padding=1, groups=groups), nn.ReLU(),  # 256 x 13 x 13
+            nn.Conv2d(256, 384, 3, padding=1),
+            nn.ReLU(),  # 384 x 13 x 13 (both halves)
+            nn.Conv2d(384, 384, 3, padding=1, groups=groups),
+            nn.ReLU(),  # 384 x 13 x 13
+            nn.Conv2d(384, 256, 3, padding=1, groups=groups),
+            nn.ReLU(),  # 256 x 13 x 13
             nn.MaxPool2d(3, 2),  # 256 x 6 x 6
-        )  # fmt: skip
+        )
         self.classifier = nn.Sequential(
             nn.Flatten(),  # 9216
-            nn.Dropout(0.5), nn.Linear(256 * side * side, 4096), nn.ReLU(),
-            nn.Dropout(0.5), nn.Linear(4096, 4096), nn.ReLU(),
+            nn.Dropout(0.5),
+            nn.Linear(256 * side * side, 4096),
+            nn.ReLU(),
+            nn.Dropout(0.5),
+            nn.Linear(4096, 4096),
+            nn.ReLU(),
             nn.Linear(4096, num_classes),
-        )  # fmt: skip
+        )
 
 
 @register_model("alexnet2012", input_size=227, in_channels=3)
@@ -101,12 +109,15 @@ class AuxClassifier(nn.Module):
     def __init__(self, c_in: int, num_classes: int, side: int = 14) -> None:
         super().__init__()
         self.pool = nn.AvgPool2d(5, 3)  # 14x14 -> 4x4 for 224x224 images
-        pooled = (side - 5) // 3 + 1
+        pooled = output_size(side, 5, stride=3)
         self.conv = _ConvReLU(c_in, 128, 1)
         self.fc = nn.Sequential(
-            nn.Flatten(), nn.Linear(128 * pooled * pooled, 1024), nn.ReLU(), nn.Dropout(0.7),
+            nn.Flatten(),
+            nn.Linear(128 * pooled * pooled, 1024),
+            nn.ReLU(),
+            nn.Dropout(0.7),
             nn.Linear(1024, num_classes),
-        )  # fmt: skip
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.conv(self.pool(x)))
@@ -114,12 +125,16 @@ class AuxClassifier(nn.Module):
 
 # (c1, reduce3, c3, reduce5, c5, pool projection) from Table 1 of the paper
 INCEPTION_TABLE = {
-    "3a": (64, 96, 128, 16, 32, 32), "3b": (128, 128, 192, 32, 96, 64),
-    "4a": (192, 96, 208, 16, 48, 64), "4b": (160, 112, 224, 24, 64, 64),
-    "4c": (128, 128, 256, 24, 64, 64), "4d": (112, 144, 288, 32, 64, 64),
-    "4e": (256, 160, 320, 32, 128, 128), "5a": (256, 160, 320, 32, 128, 128),
+    "3a": (64, 96, 128, 16, 32, 32),
+    "3b": (128, 128, 192, 32, 96, 64),
+    "4a": (192, 96, 208, 16, 48, 64),
+    "4b": (160, 112, 224, 24, 64, 64),
+    "4c": (128, 128, 256, 24, 64, 64),
+    "4d": (112, 144, 288, 32, 64, 64),
+    "4e": (256, 160, 320, 32, 128, 128),
+    "5a": (256, 160, 320, 32, 128, 128),
     "5b": (384, 192, 384, 48, 128, 128),
-}  # fmt: skip
+}
 
 
 class GoogLeNetV1(nn.Module):
@@ -131,10 +146,13 @@ class GoogLeNetV1(nn.Module):
         super().__init__()
         self.stem = nn.Sequential(
             _ConvReLU(in_channels, 64, 7, stride=2, padding=3),  # 112
-            nn.MaxPool2d(3, 2, ceil_mode=True), _lrn(),  # 56
-            _ConvReLU(64, 64, 1), _ConvReLU(64, 192, 3, padding=1), _lrn(),
+            nn.MaxPool2d(3, 2, ceil_mode=True),
+            _lrn(),  # 56
+            _ConvReLU(64, 64, 1),
+            _ConvReLU(64, 192, 3, padding=1),
+            _lrn(),
             nn.MaxPool2d(3, 2, ceil_mode=True),  # 28
-        )  # fmt: skip
+        )
         blocks, c_in = {}, 192
         for name, widths in INCEPTION_TABLE.items():
             blocks[name] = Inception(c_in, *widths)
@@ -149,9 +167,9 @@ class GoogLeNetV1(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(1)  # the paper's 7x7 average pool on 224 input
         self.dropout = nn.Dropout(0.4)
         self.fc = nn.Linear(1024, num_classes)
-        side = (input_size + 6 - 7) // 2 + 1
-        for _ in range(3):
-            side = _pool_out(side, ceil=True)
+        side = output_size(input_size, 7, stride=2, padding=3)  # the stem's convolution
+        for _ in range(3):  # pool 1 and 2 of the stem, pool3: 3x3/2, rounded up
+            side = output_size(side, 3, stride=2, ceil_mode=True)
         if side < 1:
             raise CnnlabError(f"googlenet_v1 needs images of at least 32x32, got {input_size}")
         if aux_logits and side < 5:

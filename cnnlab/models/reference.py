@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..arithmetic import output_size
 from ..errors import CnnlabError
 from ._base import FeaturesClassifier
 from ._registry import register_model
@@ -23,7 +24,8 @@ class MnistCNN(FeaturesClassifier):
     def __init__(self, num_classes: int, in_channels: int, input_size: int) -> None:
         super().__init__()
         _check_side("mnist_cnn", input_size, 6)
-        side = (input_size - 4) // 2  # two valid 3x3 convs, then a 2x2 pool
+        side = output_size(output_size(input_size, 3), 3)  # two valid 3x3 convs
+        side = output_size(side, 2, stride=2)  # then a 2x2 pool
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, 32, 3),  # N x 32 x 26 x 26
             nn.ReLU(),
@@ -82,7 +84,9 @@ class FashionCNN(FeaturesClassifier):
     def __init__(self, num_classes: int, in_channels: int, input_size: int) -> None:
         super().__init__()
         _check_side("fashion_cnn", input_size, 8)
-        side = ((input_size // 2) - 2) // 2  # same conv, pool, valid conv, pool
+        side = output_size(input_size, 3, padding=1)  # same conv
+        side = output_size(output_size(side, 2, stride=2), 3)  # pool, valid conv
+        side = output_size(side, 2, stride=2)  # pool
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, 32, 3, padding=1),  # N x 32 x 28 x 28
             nn.BatchNorm2d(32),

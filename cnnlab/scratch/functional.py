@@ -1,62 +1,22 @@
 """Convolution arithmetic and the im2col / col2im pair, for 1-, 2- and 3-D inputs, in NumPy.
 
 Shapes: inputs are ``N x C x S_1 x ... x S_d`` (d = 1, 2, 3: length; height, width; depth,
-height, width). Output size along each spatial axis (PyTorch's formula, which is
-``(N - F + 2P) / S + 1`` with dilation folded into the kernel extent):
-
-    out = floor((size + pad_before + pad_after - dilation * (kernel - 1) - 1) / stride) + 1
+height, width). The output size along each spatial axis is :func:`cnnlab.arithmetic.output_size`
+(PyTorch's formula, ``(N - F + 2P) / S + 1`` with dilation folded into the kernel extent);
+:func:`output_size` here adds the engine's error messages.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
 
 import numpy as np
 
-from ..errors import CnnlabError, ShapeError
-
-Padding = int | str | Sequence[int]
-
-
-def as_tuple(value: int | Sequence[int], dims: int, name: str) -> tuple[int, ...]:
-    if isinstance(value, (int, np.integer)):
-        return (int(value),) * dims
-    value = tuple(int(v) for v in value)
-    if len(value) != dims:
-        raise CnnlabError(f"{name}={value}: expected one int or {dims} ints, one per spatial axis")
-    return value
-
-
-def same_padding(kernel: int, dilation: int = 1) -> tuple[int, int]:
-    """The ``(before, after)`` padding that keeps the size at stride 1: the kernel reaches
-    ``D * (F - 1)`` pixels beyond one, split evenly with the odd pixel after (PyTorch's "same").
-    """
-    reach = dilation * (kernel - 1)
-    return reach // 2, reach - reach // 2
-
-
-def resolve_padding(
-    padding: Padding, kernel: tuple[int, ...], dilation: tuple[int, ...], stride: tuple[int, ...]
-) -> tuple[tuple[int, int], ...]:
-    """Per-axis ``(before, after)`` zero padding from an int, a tuple, ``"valid"`` (none) or
-    ``"same"`` (:func:`same_padding`, stride 1 only)."""
-    dims = len(kernel)
-    if isinstance(padding, str):
-        if padding == "valid":
-            return ((0, 0),) * dims
-        if padding == "same":
-            if any(s != 1 for s in stride):
-                raise ShapeError(
-                    f"padding='same' with stride {stride}: 'same' keeps the size only at stride "
-                    "1; give explicit padding for a strided layer (e.g. padding = kernel // 2)"
-                )
-            return tuple(same_padding(k, d) for k, d in zip(kernel, dilation))
-        raise ShapeError(f"padding={padding!r}: expected an int, a tuple, 'valid' or 'same'")
-    pads = as_tuple(padding, dims, "padding")
-    if any(p < 0 for p in pads):
-        raise ShapeError(f"padding={pads}: padding cannot be negative")
-    return tuple((p, p) for p in pads)
+from .. import arithmetic
+from ..arithmetic import Padding, resolve_padding
+from ..arithmetic import as_tuple as as_tuple  # the engine's layers use the ground floor's rules
+from ..arithmetic import same_padding as same_padding
+from ..errors import CnnlabError
 
 
 def output_size(
@@ -64,7 +24,7 @@ def output_size(
 ) -> int:
     """One axis of the output; a kernel that does not fit, or a remainder with ``exact``, is an
     error that shows the formula with the numbers filled in."""
-    extent = dilation * (kernel - 1) + 1
+    extent = arithmetic.window_extent(kernel, dilation)
     padded = size + pad[0] + pad[1]
     pad_text = f"{pad[0]} + {pad[1]}" if pad[0] != pad[1] else f"2*{pad[0]}"
     formula = f"({size} + {pad_text} - {extent}) / {stride} + 1"
@@ -73,14 +33,14 @@ def output_size(
             f"kernel extent {extent} is larger than the padded input {padded} "
             f"({size} + {pad_text}): output = {formula} < 1; use a smaller kernel or more padding"
         )
-    if exact and (padded - extent) % stride:
-        left_over = (padded - extent) % stride
+    left_over = arithmetic.output_remainder(size, kernel, stride, pad, dilation)
+    if exact and left_over:
         raise CnnlabError(
             f"output = {formula} = {(padded - extent) / stride + 1:.2f} is not a whole number; "
             f"the last {left_over} row(s) would be dropped. Change the padding, or use stride "
             f"{stride} with an input of size {size + stride - left_over}"
         )
-    return (padded - extent) // stride + 1
+    return arithmetic.output_size(size, kernel, stride, pad, dilation)
 
 
 def pad(x: np.ndarray, pads: tuple[tuple[int, int], ...], value: float = 0.0) -> np.ndarray:
@@ -96,7 +56,10 @@ def unpad(x: np.ndarray, pads: tuple[tuple[int, int], ...]) -> np.ndarray:
 
 
 def _out_sizes(sizes, kernel, stride, dilation) -> list[int]:
-    return [(s - d * (k - 1) - 1) // st + 1 for s, k, st, d in zip(sizes, kernel, stride, dilation)]
+    return [
+        arithmetic.output_size(s, k, st, 0, d)
+        for s, k, st, d in zip(sizes, kernel, stride, dilation)
+    ]
 
 
 def _window_slices(offset, dilation, stride, outs) -> tuple[slice, ...]:
