@@ -5,52 +5,53 @@ This is what the CLI calls; the pieces (`load_dataset`, `create_model`, `fit`) s
 
 from __future__ import annotations
 
-import math
 import os
-from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import torch
 import torch.distributed as dist
 from torch import nn
 
 from . import runs
-from .data import ImageDataset, Preprocess, load_dataset
+from .data import ImageDataset
+from .distributed import current_distributed, seed_everything, together
 from .errors import CnnlabError, RunFolderError
-from .images import fit_to_input, opened
 from .models import create_model
-from .train import (
-    MAX_IMAGE_SIDE,
-    FitResult,
-    TrainConfig,
-    check_batch_size,
-    check_model_input,
-    check_runtime,
-    current_distributed,
-    fit,
-    seed_everything,
+from .train import FitResult, TrainConfig, check_batch_size, check_model_input, check_runtime, fit
+from .trained import (
+    RunEvaluation,
+    TrainedRun,
+    check_run_state,
+    config_from_state,
+    evaluate_run,
+    load_data,
+    load_run,
+    model_from_state,
+    predict,
+    read_image,
+    resolve_model_or_run,
 )
 
-T = TypeVar("T")
-
-
-def load_data(config: TrainConfig, download: bool = False) -> tuple[ImageDataset, ImageDataset]:
-    """The train and test splits the config names, cut to its subsets."""
-    options: dict[str, Any] = {"root": config.data_dir, "download": download}
-    if config.data_variant:
-        options["variant"] = config.data_variant
-    train = load_dataset(config.dataset, "train", **options)
-    test = load_dataset(config.dataset, "test", **{**options, "download": False})
-    splits = (
-        train.subset(config.train_subset, seed=config.seed),
-        test.subset(config.test_subset, seed=config.seed),
-    )
-    if config.image_channels or config.image_size:
-        splits = tuple(s.converted(config.image_channels, config.image_size) for s in splits)
-    return splits
+__all__ = [  # training here; using a finished run in cnnlab.trained, re-exported
+    "RunEvaluation",
+    "TrainedRun",
+    "build_model",
+    "check_run_state",
+    "config_from_state",
+    "evaluate_run",
+    "load_data",
+    "load_run",
+    "load_source",
+    "model_from_state",
+    "predict",
+    "read_image",
+    "resolve_model_or_run",
+    "resume_run",
+    "train_run",
+    "transfer_run",
+]
 
 
 def build_model(config: TrainConfig, train: ImageDataset) -> nn.Module:
@@ -116,31 +117,11 @@ def resume_run(
         )
     check_runtime(config, current_distributed().local_rank)
     train, test = load_data(config)
-    model = _model_from_state(state, run_dir)
+    model = model_from_state(state, run_dir)
     if current_distributed().is_main:
         for stale in runs.remove_stale_temporaries(run_dir):
             print(f"note: removed {stale}, a file left by a run killed mid-write")
     return fit(model, (train, test), config, run_dir, resume_from=state)
-
-
-def together(work: Callable[[], T]) -> T:
-    """``work()`` on every DDP rank; when it fails with a user error on any rank, every rank
-    raises that error (instead of the others waiting for, or dying in, a collective)."""
-    ranks = current_distributed()
-    error, result = None, None
-    try:
-        result = work()
-    except CnnlabError as err:
-        error = err
-    if ranks.world_size > 1:
-        messages: list[Any] = [None] * ranks.world_size
-        dist.all_gather_object(messages, None if error is None else str(error))
-        first = next((m for m in messages if m is not None), None)
-        if first is not None and error is None:
-            error = CnnlabError(first)
-    if error is not None:
-        raise error
-    return result  # type: ignore[return-value]
 
 
 def _plan_on_rank0(runs_root: Path, name: str | None, default: str, overwrite: bool) -> Path:
@@ -161,191 +142,6 @@ def _new_run_on_rank0(run_dir: Path) -> AbstractContextManager[Path]:
     return runs.new_run(run_dir) if current_distributed().is_main else nullcontext(run_dir)
 
 
-# ---------------------------------------------------------------------- using a finished run
-
-
-@dataclass
-class TrainedRun:
-    """A trained model with what it needs to read new images."""
-
-    run_dir: Path
-    model: nn.Module
-    preprocess: Preprocess
-    classes: list[str]
-    config: TrainConfig
-    spec: dict[str, Any]
-    epoch: int
-
-    @property
-    def in_channels(self) -> int:
-        return int(self.spec["in_channels"])
-
-    @property
-    def input_size(self) -> int:
-        return int(self.spec["input_size"])
-
-
-RESUME_KEYS = ("optimizer", "scheduler", "scaler", "history", "rng", "config", "epoch")
-MAX_CLASSES = 100_000
-
-
-def check_run_state(state: dict[str, Any], run_dir: Path, train: bool = False) -> dict[str, Any]:
-    """Check a loaded checkpoint's fields (types and ranges), so that a damaged or forged file
-    is refused by name instead of failing later or building a model of any size."""
-    path = run_dir / runs.CHECKPOINT
-
-    def refuse(what: str) -> RunFolderError:
-        return RunFolderError(
-            f"{path}: {what}; the file is damaged or not from cnnlab train (retrain the run, or "
-            "restore the file)"
-        )
-
-    def count(value: Any, low: int, high: int) -> bool:
-        return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
-
-    required = ("model", "model_spec", "normalization", "classes", "epoch", "config")
-    required += RESUME_KEYS if train else ()
-    missing = [key for key in required if key not in state]
-    if missing:
-        raise refuse(f"it lacks {', '.join(missing)}")
-    spec = state["model_spec"]
-    if not isinstance(spec, dict):
-        raise refuse(f"model_spec is a {type(spec).__name__}, expected a dict")
-    if spec.get("name") is not None:  # a registered model; user models are refused later
-        if not isinstance(spec["name"], str):
-            raise refuse(f"model_spec name {spec['name']!r} is not a model name")
-        for key, high in (("num_classes", MAX_CLASSES), ("in_channels", 64),
-                          ("input_size", MAX_IMAGE_SIDE)):  # fmt: skip
-            if not count(spec.get(key), 1, high):
-                raise refuse(f"model_spec {key}={spec.get(key)!r}, expected an integer 1..{high}")
-        if not isinstance(spec.get("kwargs", {}), dict):
-            raise refuse(f"model_spec kwargs={spec['kwargs']!r}, expected a dict")
-    if not isinstance(state["model"], dict):
-        raise refuse(f"model is a {type(state['model']).__name__}, expected a state dict")
-    normalization = state["normalization"]
-    if not (
-        isinstance(normalization, dict)
-        and all(
-            isinstance(normalization.get(key), (list, tuple))
-            and normalization[key]
-            and all(isinstance(v, (int, float)) and math.isfinite(v) for v in normalization[key])
-            for key in ("mean", "std")
-        )
-        and all(v > 0 for v in normalization["std"])
-    ):
-        raise refuse("normalization must hold finite mean and positive std lists")
-    classes = state["classes"]
-    if not (
-        isinstance(classes, (list, tuple))
-        and 1 <= len(classes) <= MAX_CLASSES
-        and all(isinstance(c, str) for c in classes)
-    ):
-        raise refuse("classes must be a list of class names")
-    if isinstance(spec.get("num_classes"), int) and len(classes) > spec["num_classes"]:
-        raise refuse(f"{len(classes)} class names for {spec['num_classes']} model outputs")
-    if not count(state["epoch"], 0, 10**9):
-        raise refuse(f"epoch={state['epoch']!r}, expected a count of epochs")
-    if not isinstance(state["config"], dict):
-        raise refuse(f"config is a {type(state['config']).__name__}, expected a dict")
-    return state
-
-
-def config_from_state(state: dict[str, Any], run_dir: Path) -> TrainConfig:
-    """The checkpoint's training config, checked as a new one would be."""
-    try:
-        return TrainConfig.from_dict(state["config"])
-    except (CnnlabError, TypeError) as err:
-        raise RunFolderError(
-            f"{run_dir / runs.CHECKPOINT}: its config is not valid ({err}); the file is damaged"
-        ) from None
-
-
-def _model_from_state(state: dict[str, Any], run_dir: Path) -> nn.Module:
-    spec = state["model_spec"]
-    if not spec.get("name"):
-        raise RunFolderError(
-            f"{run_dir}: the checkpoint holds a user model ({spec.get('class')}); build it "
-            "yourself and call model.load_state_dict(torch.load(...)['model'])"
-        )
-
-    def build() -> nn.Module:
-        return create_model(
-            spec["name"], num_classes=spec["num_classes"], in_channels=spec["in_channels"],
-            input_size=spec["input_size"], **spec.get("kwargs", {}),
-        )  # fmt: skip
-
-    def mismatch(err: Exception) -> RunFolderError:
-        first = str(err).splitlines()[1:2] or str(err).splitlines()[:1] or [type(err).__name__]
-        return RunFolderError(
-            f"{run_dir / runs.CHECKPOINT}: its weights do not fit model {spec['name']} "
-            f"({first[0].strip()[:160]}); the checkpoint comes from another model"
-        )
-
-    with torch.device("meta"):  # shapes first: a forged spec must not allocate a huge model
-        try:
-            skeleton = build()
-        except (TypeError, ValueError, RuntimeError) as err:
-            raise RunFolderError(
-                f"{run_dir / runs.CHECKPOINT}: model_spec {spec} does not build "
-                f"({type(err).__name__}: {str(err)[:120]}); the file is damaged"
-            ) from None
-    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
-    weights = state["model"]
-    given = {k: tuple(v.shape) for k, v in weights.items() if isinstance(v, torch.Tensor)}
-    missing = sorted(set(expected) - set(given))
-    wrong = [k for k in expected if k in given and given[k] != expected[k]]
-    if missing or wrong or len(given) != len(weights):
-        problem = (
-            f"Missing key(s) in state_dict: {', '.join(missing[:3])}"
-            if missing
-            else f"{wrong[0]} has shape {given[wrong[0]]}, the model needs {expected[wrong[0]]}"
-            if wrong
-            else "it holds values that are not tensors"
-        )
-        raise mismatch(RuntimeError(f"\n{problem}"))
-    model = build()
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as err:
-        raise mismatch(err) from None
-    return model
-
-
-def load_run(run: str | os.PathLike[str], runs_root: Path = Path("runs")) -> TrainedRun:
-    """Rebuild a run's model from its checkpoint, in eval mode on the CPU."""
-    run_dir = runs.resolve_run(run, runs_root)
-    state = check_run_state(runs.load_checkpoint(run_dir / runs.CHECKPOINT), run_dir)
-    if (run_dir / runs.CONFIG).is_file():
-        config_model = runs.read_config(run_dir).get("model")
-        if config_model and config_model != state["model_spec"].get("name"):
-            raise RunFolderError(
-                f"{run_dir}: config.json says model {config_model!r} but checkpoint.pt holds "
-                f"{state['model_spec'].get('name')!r}; the checkpoint comes from another run"
-            )
-    model = _model_from_state(state, run_dir).eval()
-    normalization = state["normalization"]
-    return TrainedRun(
-        run_dir, model, Preprocess(normalization["mean"], normalization["std"]),
-        list(state["classes"]), config_from_state(state, run_dir), state["model_spec"],
-        int(state["epoch"]),
-    )  # fmt: skip
-
-
-def read_image(
-    path: str | os.PathLike[str], channels: int, size: int
-) -> tuple[torch.Tensor, list[str]]:
-    """An image file as a ``1 x C x size x size`` uint8 tensor, and notes on what was changed."""
-    with opened(path) as image:
-        array, notes = fit_to_input(image, channels, size)
-    return torch.from_numpy(array.copy()).unsqueeze(0), notes
-
-
-@torch.no_grad()
-def predict(trained: TrainedRun, images: torch.Tensor) -> torch.Tensor:
-    """Class probabilities (``N x classes``) for a uint8 ``N x C x H x W`` batch."""
-    return torch.softmax(trained.model(trained.preprocess(images)), dim=1)
-
-
 # ---------------------------------------------------------------------- transfer learning
 
 
@@ -353,8 +149,9 @@ def load_source(source: str, runs_root: Path = Path("runs")) -> tuple[nn.Module,
     """A pretrained network and its spec: a cnnlab run folder, or ``torchvision:NAME`` for a
     registered torchvision model with its ImageNet weights."""
     if source.startswith("torchvision:"):
-        name = source.split(":", 1)[1]
-        model = create_model(name, num_classes=1000, pretrained=True)
+        from .models import resolve_model
+
+        model = resolve_model(source, pretrained=True).model
         return model, {**model.cnnlab_spec, "kwargs": {}}
     trained = load_run(source, runs_root)
     return trained.model.train(), dict(trained.spec)
@@ -380,12 +177,14 @@ def transfer_run(
     model, spec = load_source(source, runs_root)
     config.model, config.model_options = spec["name"], dict(spec.get("kwargs", {}))
     config.image_channels, config.image_size = spec["in_channels"], spec["input_size"]
-    config.transfer = {"strategy": str(parsed), "backbone_lr_factor": backbone_lr_factor,
-                       "source": source}  # fmt: skip
+    config.transfer = {
+        "strategy": str(parsed),
+        "backbone_lr_factor": backbone_lr_factor,
+        "source": source,
+    }
     run_dir = _plan_on_rank0(
-        runs_root, name, f"{spec['name']}-to-{config.dataset}-{parsed}".replace(":", "-"),
-        overwrite,
-    )  # fmt: skip
+        runs_root, name, f"{spec['name']}-to-{config.dataset}-{parsed}".replace(":", "-"), overwrite
+    )
     train, test = load_data(config)
     check_batch_size(config, len(train), current_distributed().world_size)
     replace_head(model, train.num_classes)

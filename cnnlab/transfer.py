@@ -24,6 +24,7 @@ from typing import Any
 from torch import nn
 
 from .errors import CnnlabError
+from .train_config import TrainingHooks
 
 
 @dataclass(frozen=True)
@@ -133,13 +134,14 @@ def trainable_groups(
         factor = backbone_lr_factor if strategy.kind == "full" else 1.0
         groups.append({"params": backbone, "lr": lr * factor})
     report = {
-        "strategy": str(strategy), "head": head_path(model),
+        "strategy": str(strategy),
+        "head": head_path(model),
         "blocks": [n for n, _ in blocks],
         "trained_blocks": [n for n, _ in blocks] if strategy.kind == "full" else trainable_blocks,
         "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "total_params": sum(p.numel() for p in model.parameters()),
         "backbone_lr": lr * (backbone_lr_factor if strategy.kind == "full" else 1.0),
-    }  # fmt: skip
+    }
     return groups, report
 
 
@@ -151,6 +153,20 @@ def freeze_batchnorm(model: nn.Module) -> None:
             params = list(module.parameters())
             if params and not any(p.requires_grad for p in params):
                 module.eval()
+
+
+def training_hooks(settings: dict[str, Any], lr: float) -> TrainingHooks:
+    """What a transfer run adds to the trainer's loop, from ``TrainConfig.transfer``
+    (``{"strategy", "backbone_lr_factor", ...}``): the strategy's parameter groups (frozen
+    layers left out, the pretrained ones at their learning rate; rebuilt the same way when the
+    run resumes) and frozen batch norms kept in evaluation mode every epoch."""
+
+    def param_groups(model: nn.Module) -> list[dict[str, Any]]:
+        strategy = Strategy.parse(settings["strategy"])
+        factor = settings.get("backbone_lr_factor", 0.1)
+        return trainable_groups(model, strategy, lr, factor)[0]
+
+    return TrainingHooks(param_groups=param_groups, after_train_mode=freeze_batchnorm)
 
 
 def advise(

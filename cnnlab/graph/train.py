@@ -17,7 +17,8 @@ from tqdm import tqdm
 
 from .. import runs
 from ..errors import CnnlabError
-from ..train import LR_MAX, SEED_MAX, TrainingDiverged, _in_range, _is_int, seed_everything
+from ..train import TrainingDiverged, seed_everything
+from ..train_config import LR_MAX, SEED_MAX, is_count, is_real_in
 from .data import Graph, GraphSet, load_graph
 from .models import GCN, GraphClassifier
 from .ops import normalized_adjacency
@@ -52,25 +53,50 @@ class GraphConfig:
         hidden_ok = (
             isinstance(self.hidden, (list, tuple))
             and len(self.hidden) > 0
-            and all(_is_int(h, 1, MAX_HIDDEN) for h in self.hidden)
+            and all(is_count(h, 1, MAX_HIDDEN) for h in self.hidden)
         )
         checks = [
-            (_is_int(self.epochs, 1), "epochs", self.epochs, "a positive integer (200 is usual)"),
-            (_in_range(self.lr, 0, LR_MAX) and self.lr > 0, "lr", self.lr,
-             f"a finite number in (0, {LR_MAX:g}]; 0.01 is the paper's"),
-            (_in_range(self.weight_decay, 0, 1), "weight_decay", self.weight_decay,
-             "a number in [0, 1] (5e-4 is the paper's)"),
-            (hidden_ok, "hidden", self.hidden,
-             f"one or more layer sizes, each an integer 1..{MAX_HIDDEN}, e.g. --hidden 16 or 4,2"),
-            (_in_range(self.dropout, 0, 1) and self.dropout < 1, "dropout", self.dropout,
-             "0 <= dropout < 1 (0.5 is the paper's)"),
-            (self.activation in ACTIVATIONS, "activation", self.activation,
-             " or ".join(ACTIVATIONS)),
-            (_is_int(self.patience, 0), "patience", self.patience,
-             "an integer >= 0 (0: no early stopping)"),
-            (_is_int(self.seed, 0, SEED_MAX), "seed", self.seed, f"an integer 0..{SEED_MAX}"),
+            (is_count(self.epochs, 1), "epochs", self.epochs, "a positive integer (200 is usual)"),
+            (
+                is_real_in(self.lr, 0, LR_MAX) and self.lr > 0,
+                "lr",
+                self.lr,
+                f"a finite number in (0, {LR_MAX:g}]; 0.01 is the paper's",
+            ),
+            (
+                is_real_in(self.weight_decay, 0, 1),
+                "weight_decay",
+                self.weight_decay,
+                "a number in [0, 1] (5e-4 is the paper's)",
+            ),
+            (
+                hidden_ok,
+                "hidden",
+                self.hidden,
+                f"one or more layer sizes, each an integer 1..{MAX_HIDDEN}, e.g. --hidden 16 or "
+                "4,2",
+            ),
+            (
+                is_real_in(self.dropout, 0, 1) and self.dropout < 1,
+                "dropout",
+                self.dropout,
+                "0 <= dropout < 1 (0.5 is the paper's)",
+            ),
+            (
+                self.activation in ACTIVATIONS,
+                "activation",
+                self.activation,
+                " or ".join(ACTIVATIONS),
+            ),
+            (
+                is_count(self.patience, 0),
+                "patience",
+                self.patience,
+                "an integer >= 0 (0: no early stopping)",
+            ),
+            (is_count(self.seed, 0, SEED_MAX), "seed", self.seed, f"an integer 0..{SEED_MAX}"),
             (self.readout in READOUTS, "readout", self.readout, ", ".join(READOUTS)),
-        ]  # fmt: skip
+        ]
         for ok, name, value, expected in checks:
             if not ok:
                 raise CnnlabError(f"{name}={value!r}: expected {expected}")
@@ -78,11 +104,22 @@ class GraphConfig:
     @classmethod
     def for_dataset(cls, dataset: str, **overrides: Any) -> GraphConfig:
         presets: dict[str, dict[str, Any]] = {
-            "karate": {"hidden": [4, 2], "activation": "tanh", "dropout": 0.0, "patience": 0,
-                       "weight_decay": 0.0, "epochs": 300},
-            "mutag": {"hidden": [64], "epochs": 300, "patience": 0, "weight_decay": 0.0,
-                      "lr": 0.01},
-        }  # fmt: skip
+            "karate": {
+                "hidden": [4, 2],
+                "activation": "tanh",
+                "dropout": 0.0,
+                "patience": 0,
+                "weight_decay": 0.0,
+                "epochs": 300,
+            },
+            "mutag": {
+                "hidden": [64],
+                "epochs": 300,
+                "patience": 0,
+                "weight_decay": 0.0,
+                "lr": 0.01,
+            },
+        }
         values = {"dataset": dataset, **presets.get(dataset, {}), **overrides}
         return cls(**values)
 
@@ -113,8 +150,13 @@ def train_nodes(graph: Graph, config: GraphConfig) -> NodeResult:
     seed_everything(config.seed)
     a_hat = normalized_adjacency(graph.edge_index, graph.num_nodes, config.sparse)
     x = graph.x.to_sparse() if config.sparse else graph.x
-    model = GCN(graph.x.shape[1], len(graph.classes), tuple(config.hidden), config.dropout,
-                config.activation)  # fmt: skip
+    model = GCN(
+        graph.x.shape[1],
+        len(graph.classes),
+        tuple(config.hidden),
+        config.dropout,
+        config.activation,
+    )
     # weight decay on the first layer only, as in the paper
     first, rest = list(model.layers[0].parameters()), list(model.layers[1:].parameters())
     optimizer = torch.optim.Adam(
@@ -122,8 +164,9 @@ def train_nodes(graph: Graph, config: GraphConfig) -> NodeResult:
     )
     masks = {k: getattr(graph, f"{k}_mask") for k in ("train", "val", "test")}
     history, best, best_state, since_best = [], math.inf, None, 0
-    bar = tqdm(range(1, config.epochs + 1), desc=graph.name, disable=not config.progress,
-               leave=False)  # fmt: skip
+    bar = tqdm(
+        range(1, config.epochs + 1), desc=graph.name, disable=not config.progress, leave=False
+    )
     best_epoch = config.epochs
     for epoch in bar:
         model.train()
@@ -161,10 +204,12 @@ def train_nodes(graph: Graph, config: GraphConfig) -> NodeResult:
     test = masks["test"]
     val = masks["val"]
     return NodeResult(
-        model, history, _accuracy(logits[test], graph.y[test]),
+        model,
+        history,
+        _accuracy(logits[test], graph.y[test]),
         _accuracy(logits[val], graph.y[val]) if val is not None and val.any() else float("nan"),
         best_epoch,
-    )  # fmt: skip
+    )
 
 
 def batch_graphs(graphs: list[Graph], sparse: bool = True):
@@ -189,12 +234,15 @@ def train_graphs(gset: GraphSet, config: GraphConfig) -> dict[str, Any]:
         seed_everything((config.seed + k) % (SEED_MAX + 1))
         x, a_hat, batch, y = batch_graphs([gset.graphs[i] for i in train_ids], config.sparse)
         tx, ta_hat, tbatch, ty = batch_graphs([gset.graphs[i] for i in test_ids], config.sparse)
-        model = GraphClassifier(x.shape[1], len(gset.classes), config.hidden[0], 3,
-                                config.readout, config.dropout)  # fmt: skip
-        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr,
-                                     weight_decay=config.weight_decay)  # fmt: skip
-        bar = tqdm(range(config.epochs), desc=f"fold {k + 1}", disable=not config.progress,
-                   leave=False)  # fmt: skip
+        model = GraphClassifier(
+            x.shape[1], len(gset.classes), config.hidden[0], 3, config.readout, config.dropout
+        )
+        optimizer = torch.optim.Adam(
+            model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        )
+        bar = tqdm(
+            range(config.epochs), desc=f"fold {k + 1}", disable=not config.progress, leave=False
+        )
         for epoch in bar:
             model.train()
             optimizer.zero_grad()
@@ -207,15 +255,18 @@ def train_graphs(gset: GraphSet, config: GraphConfig) -> dict[str, Any]:
         with torch.no_grad():
             accuracies.append(_accuracy(model(tx, ta_hat, tbatch, len(test_ids)), ty))
     return {
-        "fold_acc": accuracies, "mean_acc": float(np.mean(accuracies)),
+        "fold_acc": accuracies,
+        "mean_acc": float(np.mean(accuracies)),
         "std_acc": float(np.std(accuracies)),
-    }  # fmt: skip
+    }
 
 
 def run_graph_training(
-    config: GraphConfig, runs_root: Path = Path("runs"), name: str | None = None,
+    config: GraphConfig,
+    runs_root: Path = Path("runs"),
+    name: str | None = None,
     overwrite: bool = False,
-) -> tuple[Path, dict[str, Any]]:  # fmt: skip
+) -> tuple[Path, dict[str, Any]]:
     """Train on ``config.dataset`` into a new run folder (config.json, metrics.csv,
     checkpoint.pt, result.json, all written atomically).
 
@@ -234,11 +285,20 @@ def run_graph_training(
         else:
             node = train_nodes(data, config)
             history = node.history
-            result = {"test_acc": node.test_acc, "val_acc": node.val_acc,
-                      "best_epoch": node.best_epoch, "epochs_run": len(history)}  # fmt: skip
-            state = {"model": node.model.state_dict(), "config": dataclasses.asdict(config),
-                     "classes": data.classes, "result": result, "kind": "nodes",
-                     "in_features": data.x.shape[1]}  # fmt: skip
+            result = {
+                "test_acc": node.test_acc,
+                "val_acc": node.val_acc,
+                "best_epoch": node.best_epoch,
+                "epochs_run": len(history),
+            }
+            state = {
+                "model": node.model.state_dict(),
+                "config": dataclasses.asdict(config),
+                "classes": data.classes,
+                "result": result,
+                "kind": "nodes",
+                "in_features": data.x.shape[1],
+            }
         runs.write_metrics(run_dir / runs.METRICS, history)
         runs.write_text(run_dir / "result.json", json.dumps(result, indent=2))
         runs.save_checkpoint(run_dir / runs.CHECKPOINT, state)  # last: marks the run complete
@@ -261,7 +321,12 @@ def load_node_model(run_dir: Path) -> tuple[GCN, GraphConfig, dict[str, Any]]:
     if state["kind"] != "nodes":
         raise CnnlabError(f"{run_dir}: not a node-classification GCN run")
     config = _saved_config(run_dir, state["config"])
-    model = GCN(state["in_features"], len(state["classes"]), tuple(config.hidden), config.dropout,
-                config.activation)  # fmt: skip
+    model = GCN(
+        state["in_features"],
+        len(state["classes"]),
+        tuple(config.hidden),
+        config.dropout,
+        config.activation,
+    )
     model.load_state_dict(state["model"])
     return model.eval(), config, state

@@ -1,0 +1,311 @@
+"""A finished run folder back to a working model: load it (checkpoint checked field by
+field), read images for it, predict, evaluate it on its test split, and load the data a config
+names. :mod:`cnnlab.experiment` (training) builds on this; both are re-exported there."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import runs
+from .data import ImageDataset, Preprocess, load_dataset
+from .errors import CnnlabError, RunFolderError
+from .images import fit_to_input, opened
+from .models import create_model
+from .train_config import MAX_IMAGE_SIDE, TrainConfig
+
+
+def load_data(config: TrainConfig, download: bool = False) -> tuple[ImageDataset, ImageDataset]:
+    """The train and test splits the config names, cut to its subsets."""
+    options: dict[str, Any] = {"root": config.data_dir, "download": download}
+    if config.data_variant:
+        options["variant"] = config.data_variant
+    train = load_dataset(config.dataset, "train", **options)
+    test = load_dataset(config.dataset, "test", **{**options, "download": False})
+    splits = (
+        train.subset(config.train_subset, seed=config.seed),
+        test.subset(config.test_subset, seed=config.seed),
+    )
+    if config.image_channels or config.image_size:
+        splits = tuple(s.converted(config.image_channels, config.image_size) for s in splits)
+    return splits
+
+
+@dataclass
+class TrainedRun:
+    """A trained model with what it needs to read new images."""
+
+    run_dir: Path
+    model: nn.Module
+    preprocess: Preprocess
+    classes: list[str]
+    config: TrainConfig
+    spec: dict[str, Any]
+    epoch: int
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.spec["in_channels"])
+
+    @property
+    def input_size(self) -> int:
+        return int(self.spec["input_size"])
+
+    def test_split(self, data_dir: str | None = None) -> ImageDataset:
+        """The run's test split, from ``data_dir`` when given (else where the run's was)."""
+        if data_dir:
+            self.config.data_dir = data_dir
+        return load_data(self.config)[1]
+
+
+RESUME_KEYS = ("optimizer", "scheduler", "scaler", "history", "rng", "config", "epoch")
+MAX_CLASSES = 100_000
+
+
+def check_run_state(state: dict[str, Any], run_dir: Path, train: bool = False) -> dict[str, Any]:
+    """Check a loaded checkpoint's fields (types and ranges), so that a damaged or forged file
+    is refused by name instead of failing later or building a model of any size."""
+    path = run_dir / runs.CHECKPOINT
+
+    def refuse(what: str) -> RunFolderError:
+        return RunFolderError(
+            f"{path}: {what}; the file is damaged or not from cnnlab train (retrain the run, or "
+            "restore the file)"
+        )
+
+    def count(value: Any, low: int, high: int) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+    required = ("model", "model_spec", "normalization", "classes", "epoch", "config")
+    required += RESUME_KEYS if train else ()
+    missing = [key for key in required if key not in state]
+    if missing:
+        raise refuse(f"it lacks {', '.join(missing)}")
+    spec = state["model_spec"]
+    if not isinstance(spec, dict):
+        raise refuse(f"model_spec is a {type(spec).__name__}, expected a dict")
+    if spec.get("name") is not None:  # a registered model; user models are refused later
+        if not isinstance(spec["name"], str):
+            raise refuse(f"model_spec name {spec['name']!r} is not a model name")
+        for key, high in (
+            ("num_classes", MAX_CLASSES),
+            ("in_channels", 64),
+            ("input_size", MAX_IMAGE_SIDE),
+        ):
+            if not count(spec.get(key), 1, high):
+                raise refuse(f"model_spec {key}={spec.get(key)!r}, expected an integer 1..{high}")
+        if not isinstance(spec.get("kwargs", {}), dict):
+            raise refuse(f"model_spec kwargs={spec['kwargs']!r}, expected a dict")
+    if not isinstance(state["model"], dict):
+        raise refuse(f"model is a {type(state['model']).__name__}, expected a state dict")
+    normalization = state["normalization"]
+    if not (
+        isinstance(normalization, dict)
+        and all(
+            isinstance(normalization.get(key), (list, tuple))
+            and normalization[key]
+            and all(isinstance(v, (int, float)) and math.isfinite(v) for v in normalization[key])
+            for key in ("mean", "std")
+        )
+        and all(v > 0 for v in normalization["std"])
+    ):
+        raise refuse("normalization must hold finite mean and positive std lists")
+    classes = state["classes"]
+    if not (
+        isinstance(classes, (list, tuple))
+        and 1 <= len(classes) <= MAX_CLASSES
+        and all(isinstance(c, str) for c in classes)
+    ):
+        raise refuse("classes must be a list of class names")
+    if isinstance(spec.get("num_classes"), int) and len(classes) > spec["num_classes"]:
+        raise refuse(f"{len(classes)} class names for {spec['num_classes']} model outputs")
+    if not count(state["epoch"], 0, 10**9):
+        raise refuse(f"epoch={state['epoch']!r}, expected a count of epochs")
+    if not isinstance(state["config"], dict):
+        raise refuse(f"config is a {type(state['config']).__name__}, expected a dict")
+    return state
+
+
+def config_from_state(state: dict[str, Any], run_dir: Path) -> TrainConfig:
+    """The checkpoint's training config, checked as a new one would be."""
+    try:
+        return TrainConfig.from_dict(state["config"])
+    except (CnnlabError, TypeError) as err:
+        raise RunFolderError(
+            f"{run_dir / runs.CHECKPOINT}: its config is not valid ({err}); the file is damaged"
+        ) from None
+
+
+def model_from_state(state: dict[str, Any], run_dir: Path) -> nn.Module:
+    spec = state["model_spec"]
+    if not spec.get("name"):
+        raise RunFolderError(
+            f"{run_dir}: the checkpoint holds a user model ({spec.get('class')}); build it "
+            "yourself and call model.load_state_dict(torch.load(...)['model'])"
+        )
+
+    def build() -> nn.Module:
+        return create_model(
+            spec["name"],
+            num_classes=spec["num_classes"],
+            in_channels=spec["in_channels"],
+            input_size=spec["input_size"],
+            **spec.get("kwargs", {}),
+        )
+
+    def mismatch(err: Exception) -> RunFolderError:
+        first = str(err).splitlines()[1:2] or str(err).splitlines()[:1] or [type(err).__name__]
+        return RunFolderError(
+            f"{run_dir / runs.CHECKPOINT}: its weights do not fit model {spec['name']} "
+            f"({first[0].strip()[:160]}); the checkpoint comes from another model"
+        )
+
+    with torch.device("meta"):  # shapes first: a forged spec must not allocate a huge model
+        try:
+            skeleton = build()
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise RunFolderError(
+                f"{run_dir / runs.CHECKPOINT}: model_spec {spec} does not build "
+                f"({type(err).__name__}: {str(err)[:120]}); the file is damaged"
+            ) from None
+    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    weights = state["model"]
+    given = {k: tuple(v.shape) for k, v in weights.items() if isinstance(v, torch.Tensor)}
+    missing = sorted(set(expected) - set(given))
+    wrong = [k for k in expected if k in given and given[k] != expected[k]]
+    if missing or wrong or len(given) != len(weights):
+        problem = (
+            f"Missing key(s) in state_dict: {', '.join(missing[:3])}"
+            if missing
+            else f"{wrong[0]} has shape {given[wrong[0]]}, the model needs {expected[wrong[0]]}"
+            if wrong
+            else "it holds values that are not tensors"
+        )
+        raise mismatch(RuntimeError(f"\n{problem}"))
+    model = build()
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as err:
+        raise mismatch(err) from None
+    return model
+
+
+def load_run(run: str | os.PathLike[str], runs_root: Path = Path("runs")) -> TrainedRun:
+    """Rebuild a run's model from its checkpoint, in eval mode on the CPU."""
+    run_dir = runs.resolve_run(run, runs_root)
+    state = check_run_state(runs.load_checkpoint(run_dir / runs.CHECKPOINT), run_dir)
+    if (run_dir / runs.CONFIG).is_file():
+        config_model = runs.read_config(run_dir).get("model")
+        if config_model and config_model != state["model_spec"].get("name"):
+            raise RunFolderError(
+                f"{run_dir}: config.json says model {config_model!r} but checkpoint.pt holds "
+                f"{state['model_spec'].get('name')!r}; the checkpoint comes from another run"
+            )
+    model = model_from_state(state, run_dir).eval()
+    normalization = state["normalization"]
+    return TrainedRun(
+        run_dir,
+        model,
+        Preprocess(normalization["mean"], normalization["std"]),
+        list(state["classes"]),
+        config_from_state(state, run_dir),
+        state["model_spec"],
+        int(state["epoch"]),
+    )
+
+
+def read_image(
+    path: str | os.PathLike[str], channels: int, size: int
+) -> tuple[torch.Tensor, list[str]]:
+    """An image file as a ``1 x C x size x size`` uint8 tensor, and notes on what was changed."""
+    with opened(path) as image:
+        array, notes = fit_to_input(image, channels, size)
+    return torch.from_numpy(array.copy()).unsqueeze(0), notes
+
+
+@torch.no_grad()
+def predict(trained: TrainedRun, images: torch.Tensor) -> torch.Tensor:
+    """Class probabilities (``N x classes``) for a uint8 ``N x C x H x W`` batch."""
+    return torch.softmax(trained.model(trained.preprocess(images)), dim=1)
+
+
+@dataclass
+class RunEvaluation:
+    """A run's test-set figures: loss, accuracy, right answers and accuracy per class."""
+
+    run: TrainedRun
+    images: int
+    loss: float
+    accuracy: float
+    right: int
+    per_class: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run": str(self.run.run_dir),
+            "dataset": self.run.config.dataset,
+            "images": self.images,
+            "epoch": self.run.epoch,
+            "test_loss": self.loss,
+            "test_acc": self.accuracy,
+            "per_class_acc": self.per_class,
+        }
+
+
+def evaluate_run(trained: TrainedRun, data_dir: str | None = None) -> RunEvaluation:
+    """Test a run's model on its test split (from ``data_dir`` when given)."""
+    from .data import BatchLoader
+    from .train import check_model_input, evaluate
+
+    test = trained.test_split(data_dir)
+    check_model_input(trained.model, test)
+    loader = BatchLoader(test, trained.config.eval_batch_size, shuffle=False)
+    loss, accuracy, confusion = evaluate(
+        trained.model, loader, trained.preprocess, len(test.classes)
+    )
+    per_class = (confusion.diag() / confusion.sum(1).clamp(min=1)).tolist()
+    return RunEvaluation(
+        trained,
+        len(test),
+        loss,
+        accuracy,
+        int(confusion.trace()),
+        dict(zip(trained.classes, per_class)),
+    )
+
+
+def resolve_model_or_run(
+    text: str,
+    input_shape: str | None = None,
+    num_classes: int | None = None,
+    options: dict[str, Any] | None = None,
+    runs_root: Path = Path("runs"),
+) -> tuple[nn.Module, str, str | None, str | None]:
+    """(model, label, input shape, the input the model was made for) from what
+    :func:`cnnlab.models.resolve_model` takes, or else a run folder (the trained model)."""
+    from .inspect.shapes import parse_shape
+    from .models import check_num_classes, check_run_input, names_a_model, resolve_model
+
+    check_num_classes(num_classes)
+    shape = parse_shape(input_shape, "--input") if input_shape else None
+    if names_a_model(text):
+        found = resolve_model(text, shape, num_classes, options)
+        return found.model, found.label, input_shape or found.made_for, found.made_for
+    trained = load_run(text, runs_root)
+    label = f"{trained.run_dir} ({trained.spec['name']}, {len(trained.classes)} classes)"
+    made_for = check_run_input(
+        text,
+        input_shape,
+        shape,
+        num_classes,
+        trained.in_channels,
+        trained.input_size,
+        len(trained.classes),
+    )
+    return trained.model, label, input_shape or made_for, made_for
