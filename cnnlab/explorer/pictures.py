@@ -1,0 +1,55 @@
+"""Arrays to pictures for the browser: PNG data URLs, feature-map strips, Grad-CAM colours.
+
+Only the encoding lives here; turning a model input into an image uses the one conversion
+of :mod:`cnnlab.inspect` (:func:`cnnlab.inspect.plots.image_array`).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..inspect.plots import image_array
+
+
+def png(array: np.ndarray) -> str:
+    """A ``H x W`` float map (scaled to its own range) or uint8 image -> PNG data URL."""
+    if array.dtype != np.uint8:
+        low, high = float(array.min()), float(array.max())
+        array = ((array - low) / (high - low) * 255 if high > low else array * 0).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def sprite(maps: np.ndarray) -> np.ndarray:
+    """``K x H x W`` maps side by side in one uint8 strip ``H x K*W``, each scaled to its own
+    range (one PNG per layer instead of one per map)."""
+    low = maps.min(axis=(1, 2), keepdims=True)
+    span = maps.max(axis=(1, 2), keepdims=True) - low
+    scaled = np.where(span > 0, (maps - low) / np.where(span > 0, span, 1) * 255, 0)
+    return scaled.astype(np.uint8).transpose(1, 0, 2).reshape(maps.shape[1], -1)
+
+
+def colour(heat: np.ndarray) -> np.ndarray:
+    """A ``H x W`` map in 0..1 as ``H x W x 3`` uint8 jet colours."""
+    from matplotlib import colormaps
+
+    return (colormaps["jet"](heat)[..., :3] * 255).astype(np.uint8)
+
+
+def overlay(image: torch.Tensor, heat: np.ndarray) -> np.ndarray:
+    """The uint8 ``C x H x W`` image with the heat map's colours over it at half opacity."""
+    picture = image_array(image).astype(np.float32)
+    if picture.ndim == 2:
+        picture = np.stack([picture] * 3, -1)
+    return (0.5 * picture + 0.5 * colour(heat)).astype(np.uint8)
+
+
+def image_png(image: torch.Tensor) -> str:
+    """A uint8 ``C x H x W`` model input as a PNG data URL."""
+    return png(image_array(image))

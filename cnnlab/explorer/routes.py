@@ -1,0 +1,104 @@
+"""The explorer's JSON API: one small handler per endpoint over :class:`.service.Explorer`.
+
+Handlers are plain ``def`` functions, so FastAPI runs the model work in its thread pool, off
+the event loop. Their names and docstrings are the operation ids and descriptions of
+``/openapi.json`` (which ``/docs`` renders).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, File, Request, UploadFile
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from .service import Explorer, conv_arithmetic
+
+router = APIRouter()
+
+
+def explorer(request: Request) -> Explorer:
+    """The service of the app serving this request (set by :func:`.app.create_app`)."""
+    return request.app.state.explorer
+
+
+class Pixels(BaseModel):
+    """An image as 0..255 values: ``H x W`` (gray) or ``C x H x W``."""
+
+    pixels: list[Any] = Field(..., description="H x W or C x H x W numbers in 0..255")
+
+
+class CamRequest(Pixels):
+    class_index: int | None = Field(None, description="class to explain; default: predicted")
+    layer: str | None = None
+
+
+class KernelRequest(Pixels):
+    layer: str
+    channel: int = Field(..., ge=0)
+    y: int = Field(..., ge=0)
+    x: int = Field(..., ge=0)
+
+
+@router.get("/api/runs")
+def list_runs(service: Explorer = Depends(explorer)) -> list[dict[str, Any]]:
+    """The runs this server shows."""
+    return service.describe()
+
+
+@router.get("/api/runs/{name}/summary")
+def run_summary(name: str, service: Explorer = Depends(explorer)) -> dict[str, Any]:
+    """The layer table: shapes, formula with numbers, parameters, multiply-adds, RF."""
+    return service.summary(name)
+
+
+@router.get("/api/runs/{name}/sample/{index}")
+def sample(name: str, index: int, service: Explorer = Depends(explorer)) -> dict[str, Any]:
+    """Test-set image ``index`` with its true label."""
+    return service.sample(name, index)
+
+
+@router.post("/api/runs/{name}/upload")
+def upload(
+    name: str, file: UploadFile = File(...), service: Explorer = Depends(explorer)
+) -> dict[str, Any]:
+    """Decode an uploaded PNG/JPEG into this run's input format (converted and resized
+    with notes)."""
+    return service.upload(name, file.file)
+
+
+@router.post("/api/runs/{name}/analyze", response_model=None)
+def analyze(name: str, body: Pixels, service: Explorer = Depends(explorer)) -> JSONResponse:
+    """Class probabilities and every layer's feature maps: the first 16 channels of each
+    layer side by side in one PNG strip (``sprite``; map ``k`` is the ``k``-th
+    ``W``-wide tile), each scaled to its own range."""
+    return service.analyze(name, body.pixels)
+
+
+@router.post("/api/runs/{name}/cam")
+def cam(name: str, body: CamRequest, service: Explorer = Depends(explorer)) -> dict[str, Any]:
+    """Grad-CAM for a class over the image (overlay and heat map as PNGs)."""
+    return service.cam(name, body.pixels, body.class_index, body.layer)
+
+
+@router.post("/api/runs/{name}/kernel")
+def kernel(name: str, body: KernelRequest, service: Explorer = Depends(explorer)) -> dict[str, Any]:
+    """One output pixel of a convolution computed in the open: the kernel, the input
+    patch under it, their element-wise products and the sum (+ bias)."""
+    return service.kernel(name, body.pixels, body.layer, body.channel, body.y, body.x)
+
+
+@router.get("/api/arithmetic")
+def arithmetic(
+    n: int = 28,
+    kernel: int = 5,
+    stride: int = 1,
+    padding: int = 0,
+    dilation: int = 1,
+    in_channels: int = 1,
+    out_channels: int = 1,
+) -> dict[str, Any]:
+    """Output size of a 2-D convolution with the formula filled in (or what is wrong and
+    how to fix it), its parameters and multiply-adds."""
+    return conv_arithmetic(n, kernel, stride, padding, dilation, in_channels, out_channels)
