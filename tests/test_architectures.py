@@ -27,8 +27,16 @@ def fc(n_in: int, n_out: int) -> int:
     return n_in * n_out + n_out
 
 
-TORCHVISION = ["vgg11", "vgg11_bn", "vgg16", "vgg16_bn", "googlenet", "resnet18", "resnet34",
-               "resnet50"]  # fmt: skip
+TORCHVISION = [
+    "vgg11",
+    "vgg11_bn",
+    "vgg16",
+    "vgg16_bn",
+    "googlenet",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+]
 
 
 @pytest.mark.parametrize("name", TORCHVISION)
@@ -41,9 +49,16 @@ def test_torchvision_models_match_the_published_counts(name):
 
 def alexnet_count(groups: int, classes: int = 1000) -> int:
     g = groups
-    return (conv(11, 3, 96) + (5 * 5 * 96 // g * 256 + 256) + conv(3, 256, 384)
-            + (3 * 3 * 384 // g * 384 + 384) + (3 * 3 * 384 // g * 256 + 256)
-            + fc(9216, 4096) + fc(4096, 4096) + fc(4096, classes))  # fmt: skip
+    return (
+        conv(11, 3, 96)
+        + (5 * 5 * 96 // g * 256 + 256)
+        + conv(3, 256, 384)
+        + (3 * 3 * 384 // g * 384 + 384)
+        + (3 * 3 * 384 // g * 256 + 256)
+        + fc(9216, 4096)
+        + fc(4096, 4096)
+        + fc(4096, classes)
+    )
 
 
 def test_alexnet2012_is_the_paper_network():
@@ -55,8 +70,16 @@ def test_alexnet2012_is_the_paper_network():
     report = summary(create_model("alexnet2012", groups=2), "3x227x227")
     shapes = [row.output_shape for row in report.rows if row.kind in ("Conv2d", "MaxPool2d")]
     as_text = ["x".join(map(str, (s[1], s[2], s[0]))) for s in shapes]
-    assert as_text == ["55x55x96", "27x27x96", "27x27x256", "13x13x256", "13x13x384",
-                       "13x13x384", "13x13x256", "6x6x256"]  # fmt: skip
+    assert as_text == [
+        "55x55x96",
+        "27x27x96",
+        "27x27x256",
+        "13x13x256",
+        "13x13x384",
+        "13x13x384",
+        "13x13x256",
+        "6x6x256",
+    ]
     assert [row.output_shape for row in report.rows if row.kind == "Flatten"] == [(9216,)]
     lrn = [m for m in create_model("alexnet2012").modules() if isinstance(m, nn.LocalResponseNorm)]
     assert len(lrn) == 2
@@ -72,8 +95,14 @@ def test_alexnet2012_is_the_paper_network():
 def googlenet_v1_count(classes: int, aux: bool) -> int:
     total, c_in = conv(7, 3, 64) + conv(1, 64, 64) + conv(3, 64, 192), 192
     for c1, r3, c3, r5, c5, proj in INCEPTION_TABLE.values():
-        total += (conv(1, c_in, c1) + conv(1, c_in, r3) + conv(3, r3, c3) + conv(1, c_in, r5)
-                  + conv(5, r5, c5) + conv(1, c_in, proj))  # fmt: skip
+        total += (
+            conv(1, c_in, c1)
+            + conv(1, c_in, r3)
+            + conv(3, r3, c3)
+            + conv(1, c_in, r5)
+            + conv(5, r5, c5)
+            + conv(1, c_in, proj)
+        )
         c_in = c1 + c3 + c5 + proj
     assert c_in == 1024
     total += fc(1024, classes)
@@ -100,8 +129,11 @@ def test_googlenet_v1_has_true_5x5_branches_lrn_and_auxiliary_heads():
     assert small.aux1.fc[-1].weight.grad.abs().sum() > 0  # the auxiliary heads learn
     assert small.eval()(images).shape == (2, 5)  # evaluation: the main output only
     report = summary(create_model("googlenet_v1", aux_logits=False), "3x224x224")
-    sizes = [row.output_shape[1] for row in report.rows if row.kind == "MaxPool2d"
-             and not row.name.endswith("branch4.0")]  # fmt: skip
+    sizes = [
+        row.output_shape[1]
+        for row in report.rows
+        if row.kind == "MaxPool2d" and not row.name.endswith("branch4.0")
+    ]
     assert sizes == [56, 28, 14, 7]  # Caffe's ceil-mode pooling sizes
     with pytest.raises(CnnlabError, match="aux_logits=False"):
         create_model("googlenet_v1", input_size=32)
@@ -121,8 +153,16 @@ def test_lenet5_c3_connection_table():
     assert changed.nonzero().flatten().tolist() == [j for j, t in enumerate(C3_TABLE) if 0 in t]
 
 
-SMALL = ["resnet18_cifar", "resnet34_cifar", "resnet50_cifar", "vgg11_bn_cifar", "vgg16_bn_cifar",
-         "googlenet", "resnet18", "vgg11"]  # fmt: skip
+SMALL = [
+    "resnet18_cifar",
+    "resnet34_cifar",
+    "resnet50_cifar",
+    "vgg11_bn_cifar",
+    "vgg16_bn_cifar",
+    "googlenet",
+    "resnet18",
+    "vgg11",
+]
 
 
 @pytest.mark.parametrize("name", SMALL)
@@ -144,7 +184,7 @@ def test_cifar_resnet_keeps_the_resolution():
 
 
 def test_pretrained_weights_come_from_the_torch_cache(tmp_path, monkeypatch):
-    from cnnlab.models.tv import weights_file
+    from cnnlab.models.tv_models import weights_file
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     weights, path = weights_file("resnet18")
@@ -153,9 +193,10 @@ def test_pretrained_weights_come_from_the_torch_cache(tmp_path, monkeypatch):
     def offline(*args, **kwargs):
         raise urllib.error.URLError("no route to host")
 
-    import cnnlab.models.tv
+    import cnnlab.models.tv_models
 
-    monkeypatch.setattr(cnnlab.models.tv, "download", offline)  # tests never touch the network
+    # tests never touch the network
+    monkeypatch.setattr(cnnlab.models.tv_models, "download", offline)
     with pytest.raises(CnnlabError, match=f"put the file at {path}"):
         create_model("resnet18", pretrained=True)
     # a file in the cache is used without any download

@@ -11,7 +11,7 @@ from PIL import Image
 
 from cnnlab.cli import main
 from cnnlab.errors import CnnlabError
-from cnnlab.inspect import classic
+from cnnlab.inspect import image_filters as classic
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +29,12 @@ def camera(data_dir):
 def test_every_kernel_agrees_with_scipy(name, border, cat, camera):
     weights = classic.kernel(name)
     gray = camera[::2, ::2]  # 256 x 256 photo, halved to keep the test quick
-    assert np.abs(classic.correlate(gray, weights, border)
-                  - ndi.correlate(gray, weights, mode=border)).max() < 1e-9  # fmt: skip
+    assert (
+        np.abs(
+            classic.correlate(gray, weights, border) - ndi.correlate(gray, weights, mode=border)
+        ).max()
+        < 1e-9
+    )
     colour = cat[:120, :160]
     want = np.stack([ndi.correlate(colour[..., c], weights, mode=border) for c in range(3)], -1)
     assert np.abs(classic.correlate(colour, weights, border) - want).max() < 1e-9
@@ -102,8 +106,23 @@ def test_filter_command(data_dir, tmp_path, capsys):
     with Image.open(out) as image:
         assert image.size == (451, 300) and image.mode == "L"
     out2 = tmp_path / "blur.png"
-    assert main(["filter", str(photo), "--kernel", "gaussian", "--size", "7", "--sigma", "2",
-                 "--out", str(out2)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "filter",
+                str(photo),
+                "--kernel",
+                "gaussian",
+                "--size",
+                "7",
+                "--sigma",
+                "2",
+                "--out",
+                str(out2),
+            ]
+        )
+        == 0
+    )
     with Image.open(out2) as image:
         assert image.mode == "RGB"
         blurred = np.asarray(image, dtype=float)
@@ -118,12 +137,13 @@ def test_filter_command(data_dir, tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
-    "args, message", [
+    "args, message",
+    [
         (["--kernel", "sobel-z"], "unknown kernel 'sobel-z'. Did you mean sobel-"),
         (["--kernel", "gaussian", "--size", "4"], "odd size"),
         (["--border", "zero"], "border 'zero'"),
     ],
-)  # fmt: skip
+)
 def test_filter_bad_input_writes_nothing(data_dir, tmp_path, capsys, args, message):
     out = tmp_path / "out.png"
     photo = data_dir / "photos" / "camera.png"
@@ -187,7 +207,8 @@ def test_filter_with_sigma_0_equals_opencvs_blur(size, camera, tmp_path, capsys,
 
 
 @pytest.mark.parametrize(
-    "args, bad", [
+    "args, bad",
+    [
         (["--kernel", "gaussian", "--size", "100001"], "--size 100001"),  # a 74.5 GiB kernel
         (["--kernel", "gaussian", "--sigma", "1e308"], "--sigma 1e+308"),
         (["--kernel", "gaussian", "--size", "0"], "--size 0"),
@@ -203,7 +224,7 @@ def test_filter_with_sigma_0_equals_opencvs_blur(size, camera, tmp_path, capsys,
         (["--kernel", "gaussian", "--size", "257"], "--size 257"),
         (["--border", "zero"], "--border 'zero'"),
     ],
-)  # fmt: skip
+)
 def test_filter_refuses_bad_values_in_one_line_and_writes_nothing(
     args, bad, data_dir, tmp_path, capsys, monkeypatch
 ):

@@ -86,9 +86,12 @@ def test_grad_cam_equals_cam_for_a_global_average_pooling_network():
     # reduces to Zhou et al.'s CAM: ReLU(sum_k w_ck A_k) / (H W).
     torch.manual_seed(0)
     model = nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
         nn.Linear(8, 4),
-    )  # fmt: skip
+    )
     image = torch.randn(3, 12, 12)
     result = grad_cam(model, image, target=2, layer="1")
     activation = model[1](model[0](image[None]))[0]
@@ -200,9 +203,22 @@ def test_show_commands_write_pictures(runs_root, data_dir, tmp_path, capsys):
 
 def test_show_gradflow_command(data_dir, tmp_path, capsys):
     out = tmp_path / "flow.png"
-    args = ["show", "gradflow", "cifar_residual:pairs=4,skip=false", "cifar_residual:pairs=4",
-            "--steps", "1", "--batch-size", "8", "--variant", "subset",
-            "--data-dir", str(data_dir), "--out", str(out)]  # fmt: skip
+    args = [
+        "show",
+        "gradflow",
+        "cifar_residual:pairs=4,skip=false",
+        "cifar_residual:pairs=4",
+        "--steps",
+        "1",
+        "--batch-size",
+        "8",
+        "--variant",
+        "subset",
+        "--data-dir",
+        str(data_dir),
+        "--out",
+        str(out),
+    ]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert printed.count("gradient norm first layer") == 2
@@ -210,7 +226,8 @@ def test_show_gradflow_command(data_dir, tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
-    "args, message", [
+    "args, message",
+    [
         (["featuremaps", "lenet", "test:0", "--layer", "features.99"], "no layer named"),
         (["cam", "lenet", "test:0", "--class", "12"], "classes 0..9"),
         (["cam", "lenet", "test:0", "--class", "zebra"], "not a class of this run"),
@@ -219,7 +236,7 @@ def test_show_gradflow_command(data_dir, tmp_path, capsys):
         (["featuremaps", "lenet", "missing.png"], "no such file"),
         (["filters", "lenet", "--layer", "classifier.1"], "not a convolution"),
     ],
-)  # fmt: skip
+)
 def test_show_bad_input_is_explained_and_writes_nothing(
     runs_root, data_dir, tmp_path, capsys, args, message
 ):
@@ -227,8 +244,18 @@ def test_show_bad_input_is_explained_and_writes_nothing(
     corrupt.write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 20)
     args = [str(corrupt) if a == "CORRUPT" else a for a in args]
     out = tmp_path / "out.png"
-    code = main(["show", *args, "--runs-dir", str(runs_root), "--data-dir", str(data_dir),
-                 "--out", str(out)])  # fmt: skip
+    code = main(
+        [
+            "show",
+            *args,
+            "--runs-dir",
+            str(runs_root),
+            "--data-dir",
+            str(data_dir),
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
@@ -246,10 +273,16 @@ def test_wrong_channel_images_are_converted_with_a_notice(lenet, data_dir):
 def _dropout_bn_net() -> nn.Module:
     torch.manual_seed(0)
     return nn.Sequential(
-        nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Dropout(0.5),
-        nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.Dropout(0.5),
+        nn.Conv2d(4, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
         nn.Linear(4, 3),
-    )  # fmt: skip
+    )
 
 
 @pytest.mark.parametrize("explain", ["grad-cam", "saliency"])

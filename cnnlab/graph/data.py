@@ -127,10 +127,15 @@ def load_karate(
     train = torch.zeros(n, dtype=torch.bool)
     train[list(labelled)] = True
     return Graph(
-        x=torch.eye(n), edge_index=undirected(np.array(pairs, dtype=np.int64), n, str(path)),
-        y=torch.as_tensor(labels), name="karate", classes=clubs, train_mask=train,
-        val_mask=torch.zeros(n, dtype=torch.bool), test_mask=~train,
-    )  # fmt: skip
+        x=torch.eye(n),
+        edge_index=undirected(np.array(pairs, dtype=np.int64), n, str(path)),
+        y=torch.as_tensor(labels),
+        name="karate",
+        classes=clubs,
+        train_mask=train,
+        val_mask=torch.zeros(n, dtype=torch.bool),
+        test_mask=~train,
+    )
 
 
 # --------------------------------------------------------------------- Cora and CiteSeer
@@ -161,13 +166,15 @@ class _PlanetoidUnpickler(RestrictedUnpickler):
         ("collections", "defaultdict"): defaultdict,
         ("__builtin__", "list"): list,
         ("builtins", "list"): list,
-    }  # fmt: skip
+    }
 
 
 def _unpickle(path: Path):
     if not path.is_file():
-        raise DataError(f"{path}: file missing (Planetoid data needs x, y, tx, ty, allx, ally, "
-                        "graph and test.index)")  # fmt: skip
+        raise DataError(
+            f"{path}: file missing (Planetoid data needs x, y, tx, ty, allx, ally, "
+            "graph and test.index)"
+        )
     try:
         return _PlanetoidUnpickler(io.BytesIO(path.read_bytes()), encoding="latin1").load()
     except Exception as error:
@@ -175,10 +182,17 @@ def _unpickle(path: Path):
 
 
 PLANETOID_CLASSES = {
-    "cora": ["Case_Based", "Genetic_Algorithms", "Neural_Networks", "Probabilistic_Methods",
-             "Reinforcement_Learning", "Rule_Learning", "Theory"],
+    "cora": [
+        "Case_Based",
+        "Genetic_Algorithms",
+        "Neural_Networks",
+        "Probabilistic_Methods",
+        "Reinforcement_Learning",
+        "Rule_Learning",
+        "Theory",
+    ],
     "citeseer": ["Agents", "AI", "DB", "IR", "ML", "HCI"],
-}  # fmt: skip
+}
 
 
 def load_planetoid(name: str, root: str | Path | None = None) -> Graph:
@@ -224,9 +238,13 @@ def load_planetoid(name: str, root: str | Path | None = None) -> Graph:
         mask[list(chosen)] = True
         masks.append(mask)
     return Graph(
-        torch.as_tensor(features, dtype=torch.float32), edges, torch.as_tensor(y), name,
-        PLANETOID_CLASSES[name], *masks,
-    )  # fmt: skip
+        torch.as_tensor(features, dtype=torch.float32),
+        edges,
+        torch.as_tensor(y),
+        name,
+        PLANETOID_CLASSES[name],
+        *masks,
+    )
 
 
 # ----------------------------------------------------------------------------------- MUTAG
@@ -252,8 +270,9 @@ def load_mutag(root: str | Path | None = None) -> GraphSet:
         try:
             return [int(v) for v in line.split()]
         except ValueError:
-            raise DataError(f"{path}, line {position}: {line!r} holds non-numeric fields "
-                            f"(expected {expected})") from None  # fmt: skip
+            raise DataError(
+                f"{path}, line {position}: {line!r} holds non-numeric fields (expected {expected})"
+            ) from None
 
     (count,) = numbers("the number of graphs")[:1]
     raw = []
@@ -265,8 +284,9 @@ def load_mutag(root: str | Path | None = None) -> GraphSet:
             row = numbers("'tag degree neighbours...'")
             tag, degree, neighbours = row[0], row[1], row[2 : 2 + row[1]]
             if len(neighbours) != degree:
-                raise DataError(f"{path}, line {position}: says {degree} neighbours, lists "
-                                f"{len(neighbours)}")  # fmt: skip
+                raise DataError(
+                    f"{path}, line {position}: says {degree} neighbours, lists {len(neighbours)}"
+                )
             tags.append(tag)
             pairs += [(node, t) for t in neighbours]
         raw.append((tags, np.array(pairs, dtype=np.int64).reshape(-1, 2), label, position))

@@ -49,9 +49,13 @@ class GCN(nn.Module):
     ``embedding`` after a forward holds the last hidden layer (for plots)."""
 
     def __init__(
-        self, in_features: int, num_classes: int, hidden: tuple[int, ...] = (16,),
-        dropout: float = 0.5, activation: str = "relu",
-    ) -> None:  # fmt: skip
+        self,
+        in_features: int,
+        num_classes: int,
+        hidden: tuple[int, ...] = (16,),
+        dropout: float = 0.5,
+        activation: str = "relu",
+    ) -> None:
         super().__init__()
         sizes = [in_features, *hidden, num_classes]
         self.layers = nn.ModuleList(GCNConv(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
@@ -74,16 +78,25 @@ class GraphClassifier(nn.Module):
     """Graph classification: GCN layers, a readout over each graph's nodes, a linear layer."""
 
     def __init__(
-        self, in_features: int, num_classes: int, hidden: int = 64, layers: int = 3,
-        readout: str = "sum", dropout: float = 0.5,
-    ) -> None:  # fmt: skip
+        self,
+        in_features: int,
+        num_classes: int,
+        hidden: int = 64,
+        layers: int = 3,
+        readout: str = "sum",
+        dropout: float = 0.5,
+    ) -> None:
         super().__init__()
         sizes = [in_features] + [hidden] * layers
         self.convs = nn.ModuleList(GCNConv(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
         self.how = readout
         self.dropout = dropout
-        self.head = nn.Sequential(nn.Linear(hidden * layers, hidden), nn.ReLU(),
-                                  nn.Dropout(dropout), nn.Linear(hidden, num_classes))  # fmt: skip
+        self.head = nn.Sequential(
+            nn.Linear(hidden * layers, hidden),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, num_classes),
+        )
 
     def forward(
         self, x: torch.Tensor, a_hat: torch.Tensor, batch: torch.Tensor, num_graphs: int

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import torch
 
-from ..inspect.plots import _save, plt
+from ..inspect.plots import save_figure, subplots
 from .data import Graph
 
 
-def plot_karate(graph: Graph, predicted: torch.Tensor, embedding: torch.Tensor, path: Path,
-                title: str = "") -> None:  # fmt: skip
+def plot_karate(
+    graph: Graph, predicted: torch.Tensor, embedding: torch.Tensor, path: Path, title: str = ""
+) -> None:
     """Left: the friendship graph (networkx spring layout, fixed seed) coloured by predicted
     club; the labelled nodes have a black ring, wrong predictions a red cross. Right: each
     member's 2-D embedding from the GCN's last hidden layer, coloured by the true club."""
@@ -23,15 +24,19 @@ def plot_karate(graph: Graph, predicted: torch.Tensor, embedding: torch.Tensor, 
     g.add_edges_from(graph.edge_index.t().tolist())
     layout = nx.spring_layout(g, seed=1)
     colours = ["tab:blue", "tab:orange", "tab:green", "tab:red"]
-    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 5.5))
+    figure, (left, right) = subplots(1, 2, figsize=(12, 5.5))
     nx.draw_networkx_edges(g, layout, ax=left, alpha=0.3)
     labelled = graph.train_mask.tolist() if graph.train_mask is not None else []
     ringed = [bool(labelled and labelled[i]) for i in range(graph.num_nodes)]
     nx.draw_networkx_nodes(
-        g, layout, ax=left, node_color=[colours[int(c)] for c in predicted],
+        g,
+        layout,
+        ax=left,
+        node_color=[colours[int(c)] for c in predicted],
         edgecolors=["black" if r else "white" for r in ringed],
-        linewidths=[2.5 if r else 0.5 for r in ringed], node_size=260,
-    )  # fmt: skip
+        linewidths=[2.5 if r else 0.5 for r in ringed],
+        node_size=260,
+    )
     nx.draw_networkx_labels(g, layout, ax=left, font_size=7)
     wrong = (predicted != graph.y).nonzero().flatten().tolist()
     for i in wrong:
@@ -51,4 +56,4 @@ def plot_karate(graph: Graph, predicted: torch.Tensor, embedding: torch.Tensor, 
     right.grid(alpha=0.3)
     figure.suptitle(title)
     figure.tight_layout()
-    _save(figure, path)
+    save_figure(figure, path)

@@ -1,28 +1,40 @@
-"""Figures of a run: learning curves and the confusion matrix, written as PNG files."""
+"""Figures of a run: learning curves, the confusion matrix and the views of a model, written
+as PNG files.
+
+Every figure is a :class:`matplotlib.figure.Figure` drawn without ``pyplot``: nothing here
+chooses a backend or registers a window, so importing cnnlab leaves a notebook's matplotlib
+as it was. :func:`save_figure` writes any of them (graph and image-filter figures too).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import torch
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # files only; never needs a display
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-
-from ..runs import atomic_write  # noqa: E402
+from ..runs import atomic_write
 
 
-def _save(figure: plt.Figure, path: Path) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)  # a run's inspect/ folder, on first use
-    atomic_write(Path(path), lambda handle: figure.savefig(handle, format="png", dpi=110))
-    plt.close(figure)
+def subplots(rows: int = 1, cols: int = 1, figsize: tuple[float, float] | None = None, **options):
+    """``pyplot.subplots`` without pyplot: a new :class:`~matplotlib.figure.Figure` of
+    ``figsize`` inches and its grid of axes (``options`` go to ``Figure.subplots``:
+    ``squeeze``, ``sharey``, ...)."""
+    figure = Figure(figsize=figsize)
+    return figure, figure.subplots(rows, cols, **options)
+
+
+def save_figure(figure: Figure, path: Path, dpi: int = 110) -> None:
+    """Write ``figure`` as a PNG at ``path``, atomically (a reader never sees half a file),
+    making its folder (a run's ``inspect/``) on first use."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(Path(path), lambda handle: figure.savefig(handle, format="png", dpi=dpi))
 
 
 def plot_curves(history: list[dict[str, float]], path: Path, title: str = "") -> None:
     """Loss and accuracy per epoch, train against test, side by side."""
     epochs = [row["epoch"] for row in history]
-    figure, (loss_axes, acc_axes) = plt.subplots(1, 2, figsize=(10, 4))
+    figure, (loss_axes, acc_axes) = subplots(1, 2, figsize=(10, 4))
     for split, style in (("train", "-o"), ("test", "--s")):
         loss_axes.plot(epochs, [r[f"{split}_loss"] for r in history], style, label=split)
         acc_axes.plot(epochs, [100 * r[f"{split}_acc"] for r in history], style, label=split)
@@ -30,22 +42,24 @@ def plot_curves(history: list[dict[str, float]], path: Path, title: str = "") ->
     acc_axes.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
     last = history[-1]
     acc_axes.annotate(
-        f"test {100 * last['test_acc']:.2f}%", (last["epoch"], 100 * last["test_acc"]),
-        textcoords="offset points", xytext=(-60, -18),
-    )  # fmt: skip
+        f"test {100 * last['test_acc']:.2f}%",
+        (last["epoch"], 100 * last["test_acc"]),
+        textcoords="offset points",
+        xytext=(-60, -18),
+    )
     for axes in (loss_axes, acc_axes):
         axes.grid(alpha=0.3)
         axes.legend()
     figure.suptitle(title)
     figure.tight_layout()
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 def plot_confusion(confusion: torch.Tensor, classes: list[str], path: Path) -> None:
     """Counts of (true class, predicted class); the diagonal holds the correct predictions."""
     matrix = confusion.numpy()
     size = max(5.0, 0.55 * len(classes) + 2)
-    figure, axes = plt.subplots(figsize=(size, size))
+    figure, axes = subplots(figsize=(size, size))
     axes.imshow(matrix, cmap="Blues")
     axes.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
     axes.set_yticks(range(len(classes)), classes)
@@ -57,11 +71,16 @@ def plot_confusion(confusion: torch.Tensor, classes: list[str], path: Path) -> N
         for row in range(len(classes)):
             for col in range(len(classes)):
                 axes.text(
-                    col, row, str(matrix[row, col]), ha="center", va="center", fontsize=8,
+                    col,
+                    row,
+                    str(matrix[row, col]),
+                    ha="center",
+                    va="center",
+                    fontsize=8,
                     color="white" if matrix[row, col] > threshold else "black",
-                )  # fmt: skip
+                )
     figure.tight_layout()
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 # ------------------------------------------------------------------------- views of a model
@@ -83,9 +102,12 @@ def _grid(count: int, columns: int | None = None) -> tuple[int, int]:
 
 
 def plot_feature_maps(
-    maps: dict[str, torch.Tensor], path: Path, image: torch.Tensor | None = None,
-    max_channels: int = 64, title: str = "",
-) -> None:  # fmt: skip
+    maps: dict[str, torch.Tensor],
+    path: Path,
+    image: torch.Tensor | None = None,
+    max_channels: int = 64,
+    title: str = "",
+) -> None:
     """One layer: a grid of its channels. Several: one row per layer, up to 16 channels each.
     Each map is scaled to its own range (the colour bar is per map: dark = low)."""
     names = list(maps)
@@ -93,9 +115,7 @@ def plot_feature_maps(
         name = names[0]
         channels = maps[name][:max_channels]
         rows, cols = _grid(len(channels))
-        figure, axes = plt.subplots(
-            rows, cols, figsize=(1.6 * cols, 1.6 * rows + 0.6), squeeze=False
-        )
+        figure, axes = subplots(rows, cols, figsize=(1.6 * cols, 1.6 * rows + 0.6), squeeze=False)
         for i, ax in enumerate(axes.flat):
             ax.axis("off")
             if i < len(channels):
@@ -107,10 +127,12 @@ def plot_feature_maps(
     else:
         per_row = min(16, max(m.shape[0] for m in maps.values()))
         extra = 1 if image is not None else 0
-        figure, axes = plt.subplots(
-            len(names), per_row + extra, figsize=(1.1 * (per_row + extra), 1.2 * len(names) + 0.6),
+        figure, axes = subplots(
+            len(names),
+            per_row + extra,
+            figsize=(1.1 * (per_row + extra), 1.2 * len(names) + 0.6),
             squeeze=False,
-        )  # fmt: skip
+        )
         for r, name in enumerate(names):
             for c in range(per_row + extra):
                 ax = axes[r, c]
@@ -129,11 +151,18 @@ def plot_feature_maps(
                     single = layer.shape[-1] * layer.shape[-2] == 1
                     ax.imshow(layer[channel].numpy(), cmap="viridis", **(scale if single else {}))
             label = f"{name}\n{'x'.join(map(str, maps[name].shape))}"
-            axes[r, extra].text(-0.1, 0.5, label, transform=axes[r, extra].transAxes,
-                                ha="right", va="center", fontsize=7)  # fmt: skip
+            axes[r, extra].text(
+                -0.1,
+                0.5,
+                label,
+                transform=axes[r, extra].transAxes,
+                ha="right",
+                va="center",
+                fontsize=7,
+            )
         figure.suptitle(title or "feature maps, layer by layer (first channels of each)")
     figure.tight_layout()
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 def plot_filters(weight: torch.Tensor, path: Path, name: str, max_filters: int = 64) -> None:
@@ -144,9 +173,7 @@ def plot_filters(weight: torch.Tensor, path: Path, name: str, max_filters: int =
     out_channels, in_channels = weight.shape[:2]
     if in_channels == 3:
         rows, cols = _grid(out_channels)
-        figure, axes = plt.subplots(
-            rows, cols, figsize=(1.3 * cols, 1.3 * rows + 0.6), squeeze=False
-        )
+        figure, axes = subplots(rows, cols, figsize=(1.3 * cols, 1.3 * rows + 0.6), squeeze=False)
         for i, ax in enumerate(axes.flat):
             ax.axis("off")
             if i < out_channels:
@@ -159,28 +186,37 @@ def plot_filters(weight: torch.Tensor, path: Path, name: str, max_filters: int =
     else:
         shown_in = min(in_channels, 16)
         limit = float(weight.abs().max()) or 1.0
-        figure, axes = plt.subplots(
-            out_channels, shown_in, figsize=(0.9 * shown_in + 1, 0.9 * out_channels + 0.6),
+        figure, axes = subplots(
+            out_channels,
+            shown_in,
+            figsize=(0.9 * shown_in + 1, 0.9 * out_channels + 0.6),
             squeeze=False,
-        )  # fmt: skip
+        )
         for o in range(out_channels):
             for i in range(shown_in):
                 ax = axes[o, i]
                 ax.axis("off")
-                ax.imshow(weight[o, i].numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit,
-                          interpolation="nearest")  # fmt: skip
+                ax.imshow(
+                    weight[o, i].numpy(),
+                    cmap="RdBu_r",
+                    vmin=-limit,
+                    vmax=limit,
+                    interpolation="nearest",
+                )
         more = (
             f" (first {shown_in} of {in_channels} input channels)" if shown_in < in_channels else ""
         )
-        figure.suptitle(f"{name}: {out_channels} filters x {in_channels} input channels{more}; "
-                        f"red > 0 > blue, |w| <= {limit:.3g}")  # fmt: skip
+        figure.suptitle(
+            f"{name}: {out_channels} filters x {in_channels} input channels{more}; "
+            f"red > 0 > blue, |w| <= {limit:.3g}"
+        )
     figure.tight_layout()
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 def plot_explanation(image: torch.Tensor, heatmap: torch.Tensor, path: Path, title: str) -> None:
     """The image, the heat map, and the heat map over the image (jet colours, half opacity)."""
-    figure, axes = plt.subplots(1, 3, figsize=(10, 3.8))
+    figure, axes = subplots(1, 3, figsize=(10, 3.8))
     picture = image_array(image)
     for ax in axes:
         ax.axis("off")
@@ -193,13 +229,13 @@ def plot_explanation(image: torch.Tensor, heatmap: torch.Tensor, path: Path, tit
     axes[2].set_title("overlay")
     figure.suptitle(title)
     figure.tight_layout()
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 def plot_gradient_flow(flows: dict[str, dict[str, list[float]]], path: Path) -> None:
     """Per-layer gradient norms (mean over the steps, log scale), input on the left, one panel
     per model, sharing the y axis so the models compare directly."""
-    figure, axes = plt.subplots(
+    figure, axes = subplots(
         1, len(flows), figsize=(5.5 * len(flows), 4.2), sharey=True, squeeze=False
     )
     for ax, (label, flow) in zip(axes[0], flows.items()):
@@ -218,7 +254,7 @@ def plot_gradient_flow(flows: dict[str, dict[str, list[float]]], path: Path) -> 
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("weight gradient norm")
     figure.tight_layout()
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 def plot_mistakes(
@@ -227,17 +263,18 @@ def plot_mistakes(
     """A grid of the most confident wrong predictions: true class, predicted class, confidence."""
     count = max(len(mistakes), 1)
     rows, cols = _grid(count, min(count, 6))
-    figure, axes = plt.subplots(rows, cols, figsize=(2.0 * cols, 2.3 * rows + 0.5), squeeze=False)
+    figure, axes = subplots(rows, cols, figsize=(2.0 * cols, 2.3 * rows + 0.5), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, mistake in zip(axes.flat, mistakes):
         ax.imshow(image_array(images[mistake.index]), cmap="gray")
         ax.set_title(
             f"#{mistake.index} true {classes[mistake.true]}\n"
-            f"said {classes[mistake.predicted]} {mistake.confidence:.0%}", fontsize=8,
-        )  # fmt: skip
+            f"said {classes[mistake.predicted]} {mistake.confidence:.0%}",
+            fontsize=8,
+        )
     if not mistakes:
         axes.flat[0].text(0.5, 0.5, "no mistakes", ha="center")
     figure.suptitle(title)
     figure.tight_layout()
-    _save(figure, path)
+    save_figure(figure, path)

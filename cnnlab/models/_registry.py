@@ -143,10 +143,7 @@ def create_model(
     for key, value in kwargs.items():
         _check_option_type(entry, key, value)
     model = entry.builder(
-        num_classes=num_classes,
-        in_channels=in_channels,
-        input_size=input_size,
-        **kwargs,
+        num_classes=num_classes, in_channels=in_channels, input_size=input_size, **kwargs
     )
     model.cnnlab_spec = {
         "name": entry.name,

@@ -20,6 +20,7 @@ class FitTo32(nn.Module):
     """
 
     fx_leaf = True  # branches on the image size: torch.fx traces it as one call
+    numpy_twin = "fit_to_32"  # cnnlab.scratch builds its NumPy twin by this name
 
     def __init__(self, input_size: int) -> None:
         super().__init__()
@@ -32,10 +33,7 @@ class FitTo32(nn.Module):
         if side == 28:
             return F.pad(x, (2, 2, 2, 2))
         return F.interpolate(
-            x,
-            size=(LENET_INPUT_SIZE, LENET_INPUT_SIZE),
-            mode="bilinear",
-            align_corners=False,
+            x, size=(LENET_INPUT_SIZE, LENET_INPUT_SIZE), mode="bilinear", align_corners=False
         )
 
     def extra_repr(self) -> str:
@@ -46,10 +44,23 @@ class FitTo32(nn.Module):
 # LeCun et al. 1998, Table I: which S2 maps (columns 0-5) each C3 map (0-15) reads. Maps 0-5
 # take 3 neighbouring maps, 6-11 take 4 neighbouring, 12-14 take 4 non-neighbouring, 15 all 6.
 C3_TABLE = (
-    (0, 1, 2), (1, 2, 3), (2, 3, 4), (3, 4, 5), (0, 4, 5), (0, 1, 5),
-    (0, 1, 2, 3), (1, 2, 3, 4), (2, 3, 4, 5), (0, 3, 4, 5), (0, 1, 4, 5), (0, 1, 2, 5),
-    (0, 1, 3, 4), (1, 2, 4, 5), (0, 2, 3, 5), (0, 1, 2, 3, 4, 5),
-)  # fmt: skip
+    (0, 1, 2),
+    (1, 2, 3),
+    (2, 3, 4),
+    (3, 4, 5),
+    (0, 4, 5),
+    (0, 1, 5),
+    (0, 1, 2, 3),
+    (1, 2, 3, 4),
+    (2, 3, 4, 5),
+    (0, 3, 4, 5),
+    (0, 1, 4, 5),
+    (0, 1, 2, 5),
+    (0, 1, 3, 4),
+    (1, 2, 4, 5),
+    (0, 2, 3, 5),
+    (0, 1, 2, 3, 4, 5),
+)
 
 
 class PartialConv(nn.Module):

@@ -3,15 +3,16 @@ and compare the two layer by layer.
 
 ``from_torch`` traces the module with ``torch.fx``, so whatever its ``forward`` does with the
 layers — a straight ``nn.Sequential``, a residual ``x + f(x)``, a ``torch.cat`` of branches —
-becomes a :class:`~cnnlab.scratch.graph.Graph` of scratch layers with the weights copied.
-This is the only module of ``cnnlab.scratch`` that imports torch.
+becomes a :class:`~cnnlab.scratch.network.Network` of scratch layers with the weights copied;
+the twin of each layer comes from :mod:`.bridge_layers`. A module marked ``fx_leaf = True``
+stays one call in the trace. This module and :mod:`.bridge_layers` are the only ones of
+``cnnlab.scratch`` that import torch.
 """
 
 from __future__ import annotations
 
 import copy
 import operator
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,247 +24,28 @@ from torch.nn import functional as F
 
 from .._tracing import tracing
 from ..errors import CnnlabError
-from . import layers as L
-from .graph import Graph, Node
+from .bridge_layers import (
+    UnsupportedLayerError,
+    argument,
+    function_twin,
+    method_twin,
+    module_converter,
+    require,
+    supported_layers,
+)
 from .losses import MSE, SoftmaxCrossEntropy
+from .network import Network, Node
+
+__all__ = [
+    "Comparison",
+    "LayerDifference",
+    "UnsupportedLayerError",
+    "compare",
+    "from_torch",
+    "trace",
+]
 
 TORCH_DTYPES = {np.dtype(np.float64): torch.float64, np.dtype(np.float32): torch.float32}
-
-
-class UnsupportedLayerError(CnnlabError):
-    """A layer or operation the NumPy engine has no twin for."""
-
-
-def _array(tensor: torch.Tensor, dtype: np.dtype) -> np.ndarray:
-    return tensor.detach().cpu().numpy().astype(dtype, copy=True)
-
-
-def _set(param: L.Parameter | None, tensor: torch.Tensor | None, dtype: np.dtype) -> None:
-    if param is not None and tensor is not None:
-        param.data = _array(tensor, dtype)
-        param.grad = np.zeros_like(param.data)
-
-
-def _require(name: str, module: Any, ok: bool, what: str) -> None:
-    if not ok:
-        raise UnsupportedLayerError(
-            f"layer {name!r} ({type(module).__name__}): the NumPy engine supports it only with "
-            f"{what}; got {module}"
-        )
-
-
-# ------------------------------------------------------------------------------ module twins
-
-ModuleConverter = Callable[[nn.Module, str, np.dtype], L.Layer]
-MODULES: dict[type, ModuleConverter] = {}
-
-
-def converts(*types: type) -> Callable[[ModuleConverter], ModuleConverter]:
-    """Register a converter for modules of these types (it becomes a leaf for the tracer)."""
-
-    def register(fn: ModuleConverter) -> ModuleConverter:
-        for t in types:
-            MODULES[t] = fn
-        return fn
-
-    return register
-
-
-@converts(nn.Conv1d, nn.Conv2d, nn.Conv3d)
-def _conv(m: nn.Conv2d, name: str, dtype: np.dtype) -> L.Layer:
-    _require(name, m, m.padding_mode == "zeros", "padding_mode='zeros'")
-    layer_class = {1: L.Conv1d, 2: L.Conv2d, 3: L.Conv3d}[len(m.kernel_size)]
-    layer = layer_class(
-        m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation,
-        m.groups, bias=m.bias is not None, dtype=dtype,
-    )  # fmt: skip
-    _set(layer.weight, m.weight, dtype)
-    _set(layer.bias, m.bias, dtype)
-    return layer
-
-
-@converts(nn.Linear)
-def _linear(m: nn.Linear, name: str, dtype: np.dtype) -> L.Layer:
-    layer = L.Linear(m.in_features, m.out_features, bias=m.bias is not None, dtype=dtype)
-    _set(layer.weight, m.weight, dtype)
-    _set(layer.bias, m.bias, dtype)
-    return layer
-
-
-@converts(nn.BatchNorm2d)
-def _batch_norm(m: nn.BatchNorm2d, name: str, dtype: np.dtype) -> L.Layer:
-    _require(
-        name, m, m.affine and m.track_running_stats and m.momentum is not None,
-        "affine=True, track_running_stats=True and a numeric momentum",
-    )  # fmt: skip
-    layer = L.BatchNorm2d(m.num_features, m.eps, m.momentum, dtype=dtype)
-    _set(layer.weight, m.weight, dtype)
-    _set(layer.bias, m.bias, dtype)
-    layer.running_mean = _array(m.running_mean, dtype)
-    layer.running_var = _array(m.running_var, dtype)
-    return layer
-
-
-def _max_pool(name, m, kernel, stride, padding, dilation, ceil_mode, return_indices=False):
-    _require(name, m, dilation in (1, (1, 1)), "dilation=1")
-    _require(name, m, not ceil_mode and not return_indices, "ceil_mode=False")
-    return L.MaxPool2d(kernel, stride or None, padding)
-
-
-def _avg_pool(name, m, kernel, stride, padding, ceil_mode, count_include_pad, divisor):
-    _require(
-        name, m, not ceil_mode and count_include_pad and divisor is None,
-        "ceil_mode=False, count_include_pad=True and no divisor_override",
-    )  # fmt: skip
-    return L.AvgPool2d(kernel, stride or None, padding)
-
-
-@converts(nn.MaxPool2d)
-def _max_pool_module(m: nn.MaxPool2d, name: str, dtype: np.dtype) -> L.Layer:
-    return _max_pool(
-        name, m, m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode, m.return_indices
-    )
-
-
-@converts(nn.AvgPool2d)
-def _avg_pool_module(m: nn.AvgPool2d, name: str, dtype: np.dtype) -> L.Layer:
-    return _avg_pool(
-        name, m, m.kernel_size, m.stride, m.padding, m.ceil_mode, m.count_include_pad,
-        m.divisor_override,
-    )  # fmt: skip
-
-
-@converts(nn.Flatten)
-def _flatten(m: nn.Flatten, name: str, dtype: np.dtype) -> L.Layer:
-    _require(name, m, m.start_dim == 1 and m.end_dim == -1, "start_dim=1, end_dim=-1")
-    return L.Flatten()
-
-
-@converts(nn.Dropout)
-def _dropout(m: nn.Dropout, name: str, dtype: np.dtype) -> L.Layer:
-    return L.Dropout(m.p)
-
-
-@converts(nn.LeakyReLU)
-def _leaky(m: nn.LeakyReLU, name: str, dtype: np.dtype) -> L.Layer:
-    return L.LeakyReLU(m.negative_slope)
-
-
-@converts(nn.Softmax)
-def _softmax(m: nn.Softmax, name: str, dtype: np.dtype) -> L.Layer:
-    _require(name, m, m.dim is not None, "an explicit dim")
-    return L.Softmax(m.dim)
-
-
-@converts(nn.LocalResponseNorm)
-def _lrn(m: nn.LocalResponseNorm, name: str, dtype: np.dtype) -> L.Layer:
-    return L.LocalResponseNorm(m.size, m.alpha, m.beta, m.k)
-
-
-@converts(nn.AdaptiveAvgPool2d)
-def _adaptive(m: nn.AdaptiveAvgPool2d, name: str, dtype: np.dtype) -> L.Layer:
-    return L.AdaptiveAvgPool2d(m.output_size)
-
-
-@converts(nn.ZeroPad2d)
-def _zero_pad(m: nn.ZeroPad2d, name: str, dtype: np.dtype) -> L.Layer:
-    return L.ZeroPad2d(tuple(m.padding))
-
-
-for _torch_type, _scratch_type in [
-    (nn.ReLU, L.ReLU), (nn.Tanh, L.Tanh), (nn.Sigmoid, L.Sigmoid), (nn.Identity, L.Identity),
-]:  # fmt: skip
-    MODULES[_torch_type] = lambda m, name, dtype, _t=_scratch_type: _t()
-
-
-class _FitTo32Twin(L.Layer):
-    """LeNet-5's stem: 32x32 unchanged, 28x28 zero-padded by 2, anything else resized."""
-
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        side = x.shape[-1]
-        self.op = (
-            L.Identity() if side == 32 else L.ZeroPad2d(2) if side == 28 else L.Resize2d((32, 32))
-        )
-        return self.op.forward(x)
-
-    def backward(self, dout: np.ndarray) -> np.ndarray:
-        return self.op.backward(dout)
-
-
-def _register_cnnlab_modules() -> None:
-    from ..models.lenet import FitTo32
-
-    MODULES[FitTo32] = lambda m, name, dtype: _FitTo32Twin()
-
-
-_register_cnnlab_modules()
-
-
-# ---------------------------------------------------------------------------- function twins
-
-
-def _kw(node: torch.fx.Node, index: int, key: str, default: Any) -> Any:
-    """Argument ``key`` of a call, given by position ``index`` or by keyword."""
-    if len(node.args) > index:
-        return node.args[index]
-    return node.kwargs.get(key, default)
-
-
-def _args(node: torch.fx.Node, keys: list[str], defaults: list[Any]) -> list[Any]:
-    """Arguments after the tensor, by position or keyword."""
-    return [_kw(node, i + 1, k, d) for i, (k, d) in enumerate(zip(keys, defaults))]
-
-
-def _function_twin(node: torch.fx.Node) -> tuple[L.Layer, str]:
-    fn, name = node.target, node.name
-    if fn in (F.relu, torch.relu):
-        return L.ReLU(), "relu"
-    if fn is torch.tanh:
-        return L.Tanh(), "tanh"
-    if fn is torch.sigmoid:
-        return L.Sigmoid(), "sigmoid"
-    if fn in (operator.add, torch.add):
-        _require(
-            name,
-            fn,
-            all(isinstance(a, torch.fx.Node) for a in node.args[:2]) and "alpha" not in node.kwargs,
-            "two tensors (no constants, no alpha)",
-        )
-        return L.Add(), "add"
-    if fn is torch.cat:
-        return L.Concat(_kw(node, 1, "dim", 0)), "cat"
-    if fn is torch.flatten:
-        start, end = _kw(node, 1, "start_dim", 0), _kw(node, 2, "end_dim", -1)
-        _require(name, fn, start == 1 and end == -1, "start_dim=1, end_dim=-1")
-        return L.Flatten(), "flatten"
-    if fn is F.max_pool2d:
-        keys = ["kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices"]
-        defaults = [None, None, 0, 1, False, False]
-        return _max_pool(name, fn, *_args(node, keys, defaults)), "max_pool2d"
-    if fn is F.avg_pool2d:
-        keys = ["kernel_size", "stride", "padding", "ceil_mode", "count_include_pad"]
-        defaults = [None, None, 0, False, True]
-        divisor = _kw(node, 6, "divisor_override", None)
-        return _avg_pool(name, fn, *_args(node, keys, defaults), divisor), "avg_pool2d"
-    if fn is F.adaptive_avg_pool2d:
-        return L.AdaptiveAvgPool2d(_kw(node, 1, "output_size", None)), "adaptive_avg_pool2d"
-    if fn is F.dropout:
-        return L.Dropout(_kw(node, 1, "p", 0.5)), "dropout"
-    if fn is F.softmax:
-        return L.Softmax(_kw(node, 1, "dim", None)), "softmax"
-    if fn is F.pad:
-        pad, mode, value = (
-            _kw(node, 1, "pad", None),
-            _kw(node, 2, "mode", "constant"),
-            _kw(node, 3, "value", 0),
-        )
-        _require(name, fn, len(pad) == 4 and mode == "constant" and not value, "4 zero pads")
-        return L.ZeroPad2d(tuple(pad)), "pad"
-    raise UnsupportedLayerError(
-        f"operation {name!r} ({getattr(fn, '__name__', fn)}) has no NumPy twin; supported "
-        "functions: relu, tanh, sigmoid, add, cat, flatten, max_pool2d, avg_pool2d, "
-        "adaptive_avg_pool2d, dropout, softmax, pad"
-    )
 
 
 # ------------------------------------------------------------------------------------ tracing
@@ -271,7 +53,11 @@ def _function_twin(node: torch.fx.Node) -> tuple[L.Layer, str]:
 
 class _Tracer(torch.fx.Tracer):
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return type(m) in MODULES or super().is_leaf_module(m, qualname)
+        return (
+            module_converter(m) is not None
+            or getattr(m, "fx_leaf", False)
+            or super().is_leaf_module(m, qualname)
+        )
 
 
 def trace(module: nn.Module) -> torch.fx.GraphModule:
@@ -287,23 +73,24 @@ def trace(module: nn.Module) -> torch.fx.GraphModule:
     return torch.fx.GraphModule(module, graph)
 
 
-def from_torch(module: nn.Module, dtype: np.dtype | type = np.float64) -> Graph:
+def from_torch(module: nn.Module, dtype: np.dtype | type = np.float64) -> Network:
     """A NumPy twin of ``module``: same layers, same wiring, weights (and BatchNorm running
     statistics) copied as ``dtype``, in the same train/eval mode. A bare supported layer
-    (``nn.Conv2d(...)`` not wrapped in a container) becomes a one-node graph whose parameters
+    (``nn.Conv2d(...)`` not wrapped in a container) becomes a one-node network whose parameters
     keep torch's names (``"weight"``, ``"bias"``).
 
     Raises :class:`UnsupportedLayerError` naming the first layer or operation the engine has no
     twin for, with its type.
     """
     dtype = np.dtype(dtype)
-    if type(module) in MODULES:  # a bare layer: a one-node graph, parameters named as torch's
-        layer = MODULES[type(module)](module, type(module).__name__, dtype)
+    convert = module_converter(module)
+    if convert is not None:  # a bare layer: a one-node network, parameters named as torch's
+        layer = convert(module, type(module).__name__, dtype)
         layer.train(module.training)
         kind = type(module).__name__
-        graph = Graph([Node(kind.lower(), layer, ("x",), kind, "")], "x", kind.lower())
-        graph.training = module.training
-        return graph
+        twin = Network([Node(kind.lower(), layer, ("x",), kind, "")], "x", kind.lower())
+        twin.training = module.training
+        return twin
     gm = trace(module)
     modules = dict(gm.named_modules())
     nodes: list[Node] = []
@@ -313,12 +100,12 @@ def from_torch(module: nn.Module, dtype: np.dtype | type = np.float64) -> Graph:
     for fx_node in gm.graph.nodes:
         name = fx_node.name
         if fx_node.op == "placeholder":
-            _require(name, module, input_name is None, "one input tensor")
+            require(name, module, input_name is None, "one input tensor")
             input_name = name
             continue
         if fx_node.op == "output":
             out = fx_node.args[0]
-            _require(name, module, isinstance(out, torch.fx.Node), "one output tensor")
+            require(name, module, isinstance(out, torch.fx.Node), "one output tensor")
             output_name = out.name
             continue
         if fx_node.op == "get_attr":
@@ -329,16 +116,20 @@ def from_torch(module: nn.Module, dtype: np.dtype | type = np.float64) -> Graph:
         module_path = None
         if fx_node.op == "call_module":
             sub = modules[fx_node.target]
-            convert = MODULES.get(type(sub))
+            convert = module_converter(sub)
             if convert is None:
                 raise UnsupportedLayerError(
                     f"layer {fx_node.target!r} ({type(sub).__module__}.{type(sub).__name__}) "
                     f"has no NumPy twin; supported layers: "
-                    f"{', '.join(sorted({t.__name__ for t in MODULES}))}"
+                    f"{', '.join(supported_layers())}"
                 )
             if any(True for _ in sub.parameters()):
-                _require(fx_node.target, sub, fx_node.target not in used_with_parameters,
-                         "one call per module with weights (no weight sharing)")  # fmt: skip
+                require(
+                    fx_node.target,
+                    sub,
+                    fx_node.target not in used_with_parameters,
+                    "one call per module with weights (no weight sharing)",
+                )
                 used_with_parameters.add(fx_node.target)
             layer, kind, module_path = (
                 convert(sub, fx_node.target, dtype),
@@ -347,26 +138,26 @@ def from_torch(module: nn.Module, dtype: np.dtype | type = np.float64) -> Graph:
             )
             layer.train(sub.training)
         elif fx_node.op == "call_method" and fx_node.target == "size":
-            shapes[name] = (fx_node.args[0].name, _kw(fx_node, 1, "dim", None))
+            shapes[name] = (fx_node.args[0].name, argument(fx_node, 1, "dim", None))
             continue
         elif fx_node.op == "call_function" and fx_node.target is getattr:
-            _require(name, fx_node.target, fx_node.args[1] == "shape", "x.shape")
+            require(name, fx_node.target, fx_node.args[1] == "shape", "x.shape")
             shapes[name] = (fx_node.args[0].name, None)
             continue
         elif fx_node.op == "call_function" and fx_node.target is operator.getitem:
             source, axis = shapes.get(fx_node.args[0].name, (None, 0))
-            _require(name, fx_node.target, source is not None and axis is None, "x.shape[d]")
+            require(name, fx_node.target, source is not None and axis is None, "x.shape[d]")
             shapes[name] = (source, fx_node.args[1])
             continue
         elif fx_node.op == "call_method":
-            layer, kind = _method_twin(fx_node, shapes)
+            layer, kind = method_twin(fx_node, shapes)
         else:
-            layer, kind = _function_twin(fx_node)
+            layer, kind = function_twin(fx_node)
         inputs = _tensor_inputs(fx_node, shapes)
         nodes.append(Node(name, layer, inputs, kind, module_path))
-    graph = Graph(nodes, input_name, output_name)
-    graph.training = module.training
-    return graph
+    twin = Network(nodes, input_name, output_name)
+    twin.training = module.training
+    return twin
 
 
 def _tensor_inputs(node: torch.fx.Node, shapes: dict[str, tuple]) -> tuple[str, ...]:
@@ -375,34 +166,6 @@ def _tensor_inputs(node: torch.fx.Node, shapes: dict[str, tuple]) -> tuple[str, 
     if isinstance(first, (list, tuple)):  # torch.cat([a, b], dim)
         return tuple(a.name for a in first)
     return tuple(a.name for a in node.args if isinstance(a, torch.fx.Node) and a.name not in shapes)
-
-
-def _method_twin(node: torch.fx.Node, shapes: dict[str, tuple]) -> tuple[L.Layer, str]:
-    method, source = node.target, node.args[0].name
-    if method in ("relu", "tanh", "sigmoid"):
-        return {"relu": L.ReLU, "tanh": L.Tanh, "sigmoid": L.Sigmoid}[method](), method
-    if method == "flatten":
-        start, end = _kw(node, 1, "start_dim", 0), _kw(node, 2, "end_dim", -1)
-        _require(node.name, method, start == 1 and end == -1, "x.flatten(1)")
-        return L.Flatten(), "flatten"
-    if method in ("view", "reshape"):
-        sizes = node.args[1:]
-        if len(sizes) == 1 and isinstance(sizes[0], (list, tuple)):
-            sizes = sizes[0]
-        spec = []
-        for size in sizes:
-            if isinstance(size, torch.fx.Node):
-                origin, axis = shapes.get(size.name, (None, None))
-                _require(node.name, method, origin == source and axis is not None,
-                         "sizes that are ints or the input's own x.size(d)")  # fmt: skip
-                spec.append(("dim", axis))
-            else:
-                spec.append(int(size))
-        return L.Reshape(tuple(spec)), method
-    raise UnsupportedLayerError(
-        f"method call {node.name!r} (Tensor.{method}) has no NumPy twin; supported methods: "
-        "relu, tanh, sigmoid, flatten, view, reshape, size"
-    )
 
 
 # --------------------------------------------------------------------------------- comparing
@@ -459,13 +222,19 @@ class Comparison:
     def to_dicts(self) -> list[dict[str, Any]]:
         rows = []
         for row in self.layers:
-            rows.append({
-                "name": row.name, "kind": row.kind, "module": row.module,
-                "shape": list(row.shape),
-                "activation_abs": row.activation[0], "activation_rel": row.activation[1],
-                "gradient_abs": row.gradient[0], "gradient_rel": row.gradient[1],
-                "parameters": {k: {"abs": a, "rel": r} for k, (a, r) in row.parameters.items()},
-            })  # fmt: skip
+            rows.append(
+                {
+                    "name": row.name,
+                    "kind": row.kind,
+                    "module": row.module,
+                    "shape": list(row.shape),
+                    "activation_abs": row.activation[0],
+                    "activation_rel": row.activation[1],
+                    "gradient_abs": row.gradient[0],
+                    "gradient_rel": row.gradient[1],
+                    "parameters": {k: {"abs": a, "rel": r} for k, (a, r) in row.parameters.items()},
+                }
+            )
         return rows
 
     def __str__(self) -> str:
@@ -531,7 +300,7 @@ def compare(
     dtype = np.dtype(dtype)
     if dtype not in TORCH_DTYPES:
         raise CnnlabError(f"dtype {dtype}: expected float32 or float64")
-    if type(model) in MODULES:  # a bare layer: compare it as a one-layer network ("0")
+    if module_converter(model) is not None:  # a bare layer: compare it as a one-layer network ("0")
         model = nn.Sequential(model)
     twin_model = copy.deepcopy(model).to(device="cpu", dtype=TORCH_DTYPES[dtype])
     twin_model.train(train)
@@ -573,9 +342,13 @@ def compare(
         got = twin.values[node.name]
         want_grad = None if want is None else want.grad
         row = LayerDifference(
-            node.name, node.kind, node.module, tuple(got.shape),
-            _difference(got, want), _difference(twin.grads.get(node.name), want_grad),
-        )  # fmt: skip
+            node.name,
+            node.kind,
+            node.module,
+            tuple(got.shape),
+            _difference(got, want),
+            _difference(twin.grads.get(node.name), want_grad),
+        )
         # relative to the layer's largest parameter gradient: a bias in front of BatchNorm has
         # a gradient of exactly zero in exact arithmetic, so its own magnitude is round-off
         pairs = {
@@ -588,7 +361,10 @@ def compare(
             row.parameters[key] = (absolute, absolute / scale if scale > 0 else absolute)
         rows.append(row)
     return Comparison(
-        dtype=str(dtype), mode="train" if train else "eval",
-        loss=(loss_t.item(), float(loss_np)), input_gradient=_difference(dx, xt.grad),
-        layers=rows, notes=sorted(set(notes)),
-    )  # fmt: skip
+        dtype=str(dtype),
+        mode="train" if train else "eval",
+        loss=(loss_t.item(), float(loss_np)),
+        input_gradient=_difference(dx, xt.grad),
+        layers=rows,
+        notes=sorted(set(notes)),
+    )

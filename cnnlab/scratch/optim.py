@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .layers import Parameter
+from .base import Parameter
 
 
 class SGD:
@@ -34,9 +34,13 @@ class Adam:
     """Adam (Kingma & Ba 2015) with bias correction, as ``torch.optim.Adam`` (L2 weight decay)."""
 
     def __init__(
-        self, params: list[Parameter], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8, weight_decay: float = 0.0,
-    ) -> None:  # fmt: skip
+        self,
+        params: list[Parameter],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ) -> None:
         self.params, self.lr, self.betas, self.eps = params, lr, betas, eps
         self.weight_decay = weight_decay
         self.m = [np.zeros_like(p.data) for p in params]

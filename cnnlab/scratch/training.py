@@ -16,12 +16,19 @@ def lenet5(
     act = L.ReLU if modern else L.Tanh
     pool = L.MaxPool2d if modern else L.AvgPool2d
     return L.Sequential(
-        L.Conv2d(1, 6, 5, rng=rng, dtype=dtype), act(), pool(2),  # 6 x 14 x 14
-        L.Conv2d(6, 16, 5, rng=rng, dtype=dtype), act(), pool(2),  # 16 x 5 x 5
-        L.Conv2d(16, 120, 5, rng=rng, dtype=dtype), act(),  # 120 x 1 x 1
-        L.Flatten(), L.Linear(120, 84, rng=rng, dtype=dtype), act(),
+        L.Conv2d(1, 6, 5, rng=rng, dtype=dtype),
+        act(),
+        pool(2),  # 6 x 14 x 14
+        L.Conv2d(6, 16, 5, rng=rng, dtype=dtype),
+        act(),
+        pool(2),  # 16 x 5 x 5
+        L.Conv2d(16, 120, 5, rng=rng, dtype=dtype),
+        act(),  # 120 x 1 x 1
+        L.Flatten(),
+        L.Linear(120, 84, rng=rng, dtype=dtype),
+        act(),
         L.Linear(84, num_classes, rng=rng, dtype=dtype),
-    )  # fmt: skip
+    )
 
 
 def train_epoch(

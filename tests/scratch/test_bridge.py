@@ -125,10 +125,16 @@ def test_compare_leaves_the_model_untouched():
 
 
 CNNLAB_MODELS = [
-    ("lenet5", 1, 28, {}), ("lenet5", 1, 8, {"modern": False}), ("lenet5", 1, 32, {}),
-    ("mnist_cnn", 1, 28, {}), ("fashion_mlp", 1, 28, {}), ("fashion_cnn", 1, 28, {}),
-    ("cifar_plain7", 3, 32, {}), ("cifar_residual", 3, 32, {}), ("cifar_residual_pool", 3, 32, {}),
-]  # fmt: skip
+    ("lenet5", 1, 28, {}),
+    ("lenet5", 1, 8, {"modern": False}),
+    ("lenet5", 1, 32, {}),
+    ("mnist_cnn", 1, 28, {}),
+    ("fashion_mlp", 1, 28, {}),
+    ("fashion_cnn", 1, 28, {}),
+    ("cifar_plain7", 3, 32, {}),
+    ("cifar_residual", 3, 32, {}),
+    ("cifar_residual_pool", 3, 32, {}),
+]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -219,7 +225,7 @@ def test_scratch_package_does_not_import_torch():
         (lambda: nn.BatchNorm2d(3), (4, 3, 5, 5)),
         (lambda: nn.ReLU(), (2, 3, 4, 4)),
     ],
-)  # fmt: skip
+)
 @pytest.mark.parametrize("train", [False, True])
 def test_a_bare_layer_becomes_a_one_layer_network(make, shape, train):
     torch.manual_seed(0)

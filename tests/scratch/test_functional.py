@@ -31,8 +31,10 @@ def test_convolution_is_correlation_with_the_kernel_rotated():
     i, j = 5, 4
     by_hand = sum(
         image[i - u, j - v] * kernel[u, v]
-        for u in range(3) for v in range(3) if 0 <= i - u < 8 and 0 <= j - v < 8
-    )  # fmt: skip
+        for u in range(3)
+        for v in range(3)
+        if 0 <= i - u < 8 and 0 <= j - v < 8
+    )
     assert full[i, j] == pytest.approx(by_hand)
 
 

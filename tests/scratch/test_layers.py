@@ -74,14 +74,20 @@ def test_convolution_matches_torch(dims, case, dtype, rtol):
         (lambda: S.Tanh(), lambda: torch.nn.Tanh()),
         (lambda: S.Sigmoid(), lambda: torch.nn.Sigmoid()),
         (lambda: S.Softmax(1), lambda: torch.nn.Softmax(1)),
-        (lambda: S.LocalResponseNorm(5, 1e-2, 0.75, 2.0),
-         lambda: torch.nn.LocalResponseNorm(5, 1e-2, 0.75, 2.0)),
-        (lambda: S.LocalResponseNorm(4, 0.5, 0.6, 1.0),
-         lambda: torch.nn.LocalResponseNorm(4, 0.5, 0.6, 1.0)),
-        (lambda: S.GlobalAvgPool(),
-         lambda: torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())),
+        (
+            lambda: S.LocalResponseNorm(5, 1e-2, 0.75, 2.0),
+            lambda: torch.nn.LocalResponseNorm(5, 1e-2, 0.75, 2.0),
+        ),
+        (
+            lambda: S.LocalResponseNorm(4, 0.5, 0.6, 1.0),
+            lambda: torch.nn.LocalResponseNorm(4, 0.5, 0.6, 1.0),
+        ),
+        (
+            lambda: S.GlobalAvgPool(),
+            lambda: torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()),
+        ),
     ],
-)  # fmt: skip
+)
 @pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-6), (np.float32, 1e-4)])
 def test_parameter_free_layers_match_torch(layer, module, dtype, rtol):
     x = RNG.standard_normal((3, 6, 9, 9))
@@ -184,7 +190,7 @@ def test_add_and_concat_route_gradients():
         (lambda: S.ZeroPad2d((1, 0, 2, 1)), (2, 2, 3, 3)),
         (lambda: S.Reshape((("dim", 0), 3, -1)), (2, 3, 2, 2)),
     ],
-)  # fmt: skip
+)
 def test_finite_differences_agree_in_float64(make, shape):
     x = RNG.standard_normal(shape)
     if shape == (2, 2, 4, 4):

@@ -23,9 +23,12 @@ from ..scratch import correlate2d
 
 # scipy.ndimage border mode -> numpy.pad mode
 BORDERS = {
-    "reflect": "symmetric", "mirror": "reflect", "nearest": "edge", "wrap": "wrap",
+    "reflect": "symmetric",
+    "mirror": "reflect",
+    "nearest": "edge",
+    "wrap": "wrap",
     "constant": "constant",
-}  # fmt: skip
+}
 
 
 MAX_SIZE = 255  # a 255 x 255 kernel is 65,025 multiply-adds per pixel and channel
@@ -34,9 +37,12 @@ MAX_SIGMA = 1000.0  # far beyond half of MAX_SIZE: every weight within 1% of a b
 # OpenCV's getGaussianKernel with sigma <= 0 takes these fixed (binomial-like) kernels for the
 # small sizes, not the sampled formula (getGaussianKernelBitExact in imgproc/src/smooth)
 OPENCV_SMALL_GAUSSIANS = {
-    1: [1], 3: [1, 2, 1], 5: [1, 4, 6, 4, 1], 7: [2, 7, 14, 18, 14, 7, 2],
+    1: [1],
+    3: [1, 2, 1],
+    5: [1, 4, 6, 4, 1],
+    7: [2, 7, 14, 18, 14, 7, 2],
     9: [4, 13, 30, 51, 60, 51, 30, 13, 4],
-}  # fmt: skip
+}
 
 
 def check_size(size: object, what: str = "--size") -> int:
@@ -143,7 +149,7 @@ _FIXED: dict[str, tuple[list[list[float]], str]] = {
             [1, 4, 7, 4, 1],
         ],
         "the classic 5x5 integer Gaussian, divided by 273 (its sum)",
-    ),  # fmt: skip
+    ),
 }
 
 
@@ -205,10 +211,12 @@ def correlate(
     band = max(1, BAND_BYTES // (8 * image.shape[1] * kh * kw))
     if band >= image.shape[0]:
         return correlate2d(extended, weights)
-    return np.concatenate([
-        correlate2d(extended[top : top + band + kh - 1], weights)
-        for top in range(0, image.shape[0], band)
-    ])  # fmt: skip
+    return np.concatenate(
+        [
+            correlate2d(extended[top : top + band + kh - 1], weights)
+            for top in range(0, image.shape[0], band)
+        ]
+    )
 
 
 BAND_BYTES = 256 * 2**20
@@ -272,18 +280,19 @@ def plot_correlation_vs_convolution(
 ) -> float:
     """Input, correlation, convolution and their difference side by side; returns the largest
     absolute difference (0 for a kernel symmetric under 180-degree rotation)."""
-    from .plots import _save, plt
+    from .plots import save_figure, subplots  # matplotlib only when drawing
 
     corr = correlate(image, weights, border)
     conv = correlate(image, weights, border, convolve=True)
     gray = (lambda a: a.mean(axis=-1)) if image.ndim == 3 else (lambda a: a)
     difference = float(np.abs(corr - conv).max())
-    figure, axes = plt.subplots(1, 4, figsize=(14, 4))
+    figure, axes = subplots(1, 4, figsize=(14, 4))
     panels = [
-        (gray(image), "input", "gray"), (gray(corr), "correlation (what CNN layers do)", "RdBu_r"),
+        (gray(image), "input", "gray"),
+        (gray(corr), "correlation (what CNN layers do)", "RdBu_r"),
         (gray(conv), "convolution (kernel rotated 180 degrees)", "RdBu_r"),
         (gray(corr - conv), f"difference (max {difference:.3g})", "RdBu_r"),
-    ]  # fmt: skip
+    ]
     for ax, (values, title, cmap) in zip(axes, panels):
         limit = np.abs(values).max() or 1
         kwargs = {} if cmap == "gray" else {"vmin": -limit, "vmax": limit}
@@ -292,7 +301,7 @@ def plot_correlation_vs_convolution(
         ax.axis("off")
     figure.suptitle(f"{name} kernel:\n{np.array2string(weights, precision=3)}", fontsize=8)
     figure.tight_layout()
-    _save(figure, path)
+    save_figure(figure, path)
     return difference
 
 

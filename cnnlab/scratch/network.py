@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import CnnlabError
-from .layers import Layer, Parameter
+from .base import Layer, Parameter
 
 
 @dataclass
@@ -30,7 +30,7 @@ class Node:
     module: str | None = None
 
 
-class Graph(Layer):
+class Network(Layer):
     """Layers wired by name. ``forward(x)`` feeds ``x`` in as ``input_name``; afterwards
     ``values[name]`` holds every node's output and, after ``backward``, ``grads[name]`` the
     gradient of the loss with respect to it."""
@@ -38,7 +38,7 @@ class Graph(Layer):
     def __init__(self, nodes: list[Node], input_name: str, output_name: str) -> None:
         names = [input_name] + [node.name for node in nodes]
         if len(set(names)) != len(names):
-            raise CnnlabError(f"graph node names must be unique, got {names}")
+            raise CnnlabError(f"network node names must be unique, got {names}")
         known = {input_name}
         for node in nodes:
             missing = [i for i in node.inputs if i not in known]
@@ -46,7 +46,7 @@ class Graph(Layer):
                 raise CnnlabError(f"node {node.name!r} reads {missing} before they are computed")
             known.add(node.name)
         if output_name not in known:
-            raise CnnlabError(f"output {output_name!r} is not a node of the graph")
+            raise CnnlabError(f"output {output_name!r} is not a node of the network")
         self.nodes, self.input_name, self.output_name = nodes, input_name, output_name
         self.values: dict[str, np.ndarray] = {}
         self.grads: dict[str, np.ndarray] = {}
@@ -61,7 +61,7 @@ class Graph(Layer):
                 named[f"{prefix}.{key}" if prefix else key] = param  # "" = the root module
         return named
 
-    def train(self, mode: bool = True) -> Graph:
+    def train(self, mode: bool = True) -> Network:
         self.training = mode
         for node in self.nodes:
             node.layer.train(mode)
@@ -86,7 +86,7 @@ class Graph(Layer):
         return grads.get(self.input_name, np.zeros_like(self.values[self.input_name]))
 
     def __repr__(self) -> str:
-        lines = [f"Graph(input={self.input_name!r}, output={self.output_name!r})"]
+        lines = [f"Network(input={self.input_name!r}, output={self.output_name!r})"]
         for node in self.nodes:
             source = f" [{node.module}]" if node.module else ""
             lines.append(f"  {node.name} = {node.kind}({', '.join(node.inputs)}){source}")

@@ -55,9 +55,13 @@ def _replace_first_conv(conv: nn.Conv2d, in_channels: int, pretrained: bool) -> 
     """A first convolution for ``in_channels``; with pretrained RGB filters, a gray input
     gets each filter's channel sum (the response of an RGB filter to a gray image)."""
     new = nn.Conv2d(
-        in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+        in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        conv.stride,
+        conv.padding,
         bias=conv.bias is not None,
-    )  # fmt: skip
+    )
     if pretrained and in_channels == 1:
         with torch.no_grad():
             new.weight.copy_(conv.weight.sum(dim=1, keepdim=True))
@@ -105,9 +109,11 @@ def _check_size(name: str, input_size: int, minimum: int) -> None:
 
 def _register_imagenet(name: str, minimum: int, doc: str, **fixed: Any) -> None:
     def builder(
-        num_classes: int = 1000, in_channels: int = 3, input_size: int = 224,
+        num_classes: int = 1000,
+        in_channels: int = 3,
+        input_size: int = 224,
         pretrained: bool = False,
-    ) -> nn.Module:  # fmt: skip
+    ) -> nn.Module:
         _check_size(name, input_size, minimum)
         options = dict(fixed)  # never change the registered defaults
         if name == "googlenet":
@@ -140,10 +146,14 @@ for _name, _depth in (("resnet18", 18), ("resnet34", 34), ("resnet50", 50)):
     blocks, global average pooling, fc. ``pretrained=True`` loads torchvision's ImageNet
     weights.""",
     )
-_register_imagenet("googlenet", 32, """torchvision's GoogLeNet: the batch-norm variant of
+_register_imagenet(
+    "googlenet",
+    32,
+    """torchvision's GoogLeNet: the batch-norm variant of
     Inception v1 with 3x3 convolutions where the paper has 5x5 (see ``googlenet_v1`` for the
     paper's network). No auxiliary classifiers; ``pretrained=True`` loads ImageNet weights.""",
-                   aux_logits=False)  # fmt: skip
+    aux_logits=False,
+)
 
 
 # ------------------------------------------------------------------ variants for small images
