@@ -29,3 +29,9 @@ class ShapeError(CnnlabError):
 
 class RunFolderError(CnnlabError):
     """A run folder that is missing, incomplete, or would be overwritten."""
+
+
+def reason(err: BaseException) -> str:
+    """An exception as one short line: its type, and its message with line breaks folded."""
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__

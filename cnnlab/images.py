@@ -1,16 +1,22 @@
-"""Reading image files: one place that opens them with clear errors, and one that fits an
-image to a model's input (channels and size), saying what it changed."""
+"""Reading image files: the one place that decodes them (a file by path, a data set's member by
+its bytes) and turns what PIL raises into a clear error, and one that fits an image to a
+model's input (channels and size), saying what it changed."""
 
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 from collections.abc import Iterator
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .errors import CnnlabError
+from .errors import CnnlabError, DataError, reason
+
+# What PIL raises for bytes it cannot decode: corrupt or truncated, not an image at all
+# (UnidentifiedImageError is an OSError), or a decompression bomb.
+DECODE_ERRORS = (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError)
 
 
 @contextlib.contextmanager
@@ -28,14 +34,26 @@ def opened(path: str | os.PathLike[str]) -> Iterator[Image.Image]:
         raise CnnlabError(f"{path}: is a folder; give an image file (PNG or JPEG)") from None
     except PermissionError:
         raise CnnlabError(f"{path}: permission denied; give an image file you can read") from None
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as err:
+    except DECODE_ERRORS as err:
         raise _not_an_image(path, err) from None
     with image:
         try:
             image.load()
-        except (OSError, ValueError, Image.DecompressionBombError) as err:
+        except DECODE_ERRORS as err:
             raise _not_an_image(path, err) from None
         yield image
+
+
+@contextlib.contextmanager
+def decoded(data: bytes, name: str) -> Iterator[Image.Image]:
+    """The image in one file's ``data`` (a data set's member; ``name`` says which, in
+    messages). Whatever PIL raises while the ``with`` block reads or converts it (corrupt,
+    truncated, not an image, a decompression bomb) is a :class:`DataError` naming ``name``."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            yield image
+    except DECODE_ERRORS as err:
+        raise DataError(f"{name}: not a readable image ({reason(err)})") from None
 
 
 def _not_an_image(path: str | os.PathLike[str], err: Exception) -> CnnlabError:

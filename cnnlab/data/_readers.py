@@ -5,7 +5,6 @@ and raises :class:`DataError` naming the file when the bytes are not what they c
 from __future__ import annotations
 
 import gzip
-import io
 import math
 import tarfile
 import zlib
@@ -13,10 +12,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from .._unpickle import restricted_loads
-from ..errors import DataError
+from ..errors import DataError, reason
+from ..images import decoded
 
 IDX_IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions
 IDX_LABELS_MAGIC = 2049  # 0x00000801: unsigned bytes, 1 dimension
@@ -25,17 +24,8 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".ti
 # labels and file names (all built by plain pickle opcodes), and the pixels as one numpy uint8
 # array, the only thing that names globals: numpy's reconstructor (always allowed),
 # numpy.ndarray and numpy.dtype. Nothing else is resolved, so no code in a batch can run.
-CIFAR_BATCH_PICKLE_GLOBALS = {
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): np.dtype,
-}  # fmt: skip
+CIFAR_BATCH_PICKLE_GLOBALS = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype}
 CIFAR_BATCH_SIZE = 10000  # images in each of data_batch_1..5 and test_batch
-
-
-def reason(err: BaseException) -> str:
-    """An exception as one short line: its type, and its message with line breaks folded."""
-    text = " ".join(str(err).split())
-    return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
 def _read_maybe_gzip(path: Path, max_bytes: int | None = None) -> bytes:
@@ -213,18 +203,9 @@ def _label_vector(labels: np.ndarray, count: int, what: str, path: Path, fix: st
 
 def decode_image(data: bytes, name: str, mode: str) -> np.ndarray:
     """Decode one image file's bytes to an H x W x C uint8 array in ``mode`` ("L" or "RGB")."""
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            return np.asarray(image.convert(mode), dtype=np.uint8).reshape(
-                image.height, image.width, -1
-            )
-    except (
-        UnidentifiedImageError,
-        OSError,
-        ValueError,
-        Image.DecompressionBombError,
-    ) as err:
-        raise DataError(f"{name}: not a readable image ({reason(err)})") from None
+    with decoded(data, name) as image:
+        array = np.asarray(image.convert(mode), dtype=np.uint8)
+        return array.reshape(image.height, image.width, -1)
 
 
 def stack_images(
@@ -331,8 +312,5 @@ def read_image_tar(
 
 
 def _mode_of(data: bytes, name: str) -> str:
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            return "L" if image.mode in ("1", "L", "I;16", "I") else "RGB"
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as err:
-        raise DataError(f"{name}: not a readable image ({reason(err)})") from None
+    with decoded(data, name) as image:
+        return "L" if image.mode in ("1", "L", "I;16", "I") else "RGB"

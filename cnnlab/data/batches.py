@@ -101,11 +101,7 @@ class Preprocess:
         self.mean, self.std = list(mean), list(std)
         if any(s <= 0 for s in self.std):
             raise ValueError(f"std {self.std}: every channel's std must be positive")
-        self.crop_padding, self.flip, self.channels_last = (
-            crop_padding,
-            flip,
-            channels_last,
-        )
+        self.crop_padding, self.flip, self.channels_last = (crop_padding, flip, channels_last)
         self._device_stats: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def _stats(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -118,10 +114,7 @@ class Preprocess:
         return self._device_stats[device]
 
     def __call__(
-        self,
-        images: torch.Tensor,
-        augment: bool = False,
-        generator: torch.Generator | None = None,
+        self, images: torch.Tensor, augment: bool = False, generator: torch.Generator | None = None
     ) -> torch.Tensor:
         if augment and self.crop_padding:
             images = random_crop(images, self.crop_padding, generator)
