@@ -37,8 +37,17 @@ def serve(runs: list[Path], data: str) -> tuple[str, subprocess.Popen]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    command = [sys.executable, "-m", "cnnlab", "serve", *map(str, runs), "--port", str(port),
-               "--data-dir", data]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "cnnlab",
+        "serve",
+        *map(str, runs),
+        "--port",
+        str(port),
+        "--data-dir",
+        data,
+    ]
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     for _ in range(300):
@@ -54,18 +63,21 @@ def serve(runs: list[Path], data: str) -> tuple[str, subprocess.Popen]:
 def _stats(outcomes: list[tuple[int, float]], wall: float, concurrency: int) -> dict:
     latencies = np.array([t for _, t in outcomes]) * 1000
     return {
-        "requests": len(outcomes), "concurrency": concurrency,
+        "requests": len(outcomes),
+        "concurrency": concurrency,
         "errors": sum(status != 200 for status, _ in outcomes),
         "p50_ms": float(np.percentile(latencies, 50)),
         "p95_ms": float(np.percentile(latencies, 95)),
         "throughput_rps": len(outcomes) / wall,
-    }  # fmt: skip
+    }
 
 
 def _line(label: str, r: dict) -> str:
-    return (f"{label}: {r['requests']} requests, {r['concurrency']} at a time: p50 "
-            f"{r['p50_ms']:.1f} ms, p95 {r['p95_ms']:.1f} ms, {r['throughput_rps']:.0f} req/s, "
-            f"{r['errors']} errors")  # fmt: skip
+    return (
+        f"{label}: {r['requests']} requests, {r['concurrency']} at a time: p50 "
+        f"{r['p50_ms']:.1f} ms, p95 {r['p95_ms']:.1f} ms, {r['throughput_rps']:.0f} req/s, "
+        f"{r['errors']} errors"
+    )
 
 
 def main() -> None:
@@ -77,10 +89,22 @@ def main() -> None:
     args = parser.parse_args()
     root, data = Path(tempfile.mkdtemp(prefix="cnnlab-load-")), str(data_dir())
     common = {"data_dir": data, "progress": False, "epochs": 1, "batch_size": 128}
-    lenet = TrainConfig(model="lenet5", model_options={"modern": True}, dataset="mnist",
-                        train_subset=6000, test_subset=500, **common)  # fmt: skip
-    resnet = TrainConfig(model="resnet18_cifar", dataset="cifar10", data_variant="subset",
-                         train_subset=256, test_subset=100, **common)  # fmt: skip
+    lenet = TrainConfig(
+        model="lenet5",
+        model_options={"modern": True},
+        dataset="mnist",
+        train_subset=6000,
+        test_subset=500,
+        **common,
+    )
+    resnet = TrainConfig(
+        model="resnet18_cifar",
+        dataset="cifar10",
+        data_variant="subset",
+        train_subset=256,
+        test_subset=100,
+        **common,
+    )
     train_run(lenet, root, "lenet5")
     train_run(resnet, root, "resnet18")
     names = ("lenet5", "resnet18")
@@ -89,10 +113,12 @@ def main() -> None:
     try:
         with httpx.Client(timeout=60, limits=httpx.Limits(max_connections=64)) as client:
             samples = {
-                run: [client.get(f"{url}/api/runs/{run}/sample/{i}").json()["pixels"]
-                      for i in range(50)]
+                run: [
+                    client.get(f"{url}/api/runs/{run}/sample/{i}").json()["pixels"]
+                    for i in range(50)
+                ]
                 for run in names
-            }  # fmt: skip
+            }
             for run in names:  # warm-up
                 client.post(f"{url}/api/runs/{run}/analyze", json={"pixels": samples[run][0]})
                 client.get(f"{url}/api/runs/{run}/summary")
@@ -107,8 +133,10 @@ def main() -> None:
                 return response.status_code, time.perf_counter() - started
 
             # 1. mixed: both runs at once, /summary among /analyze
-            plan = [(i, names[i % 2], "summary" if (i // 2) % 4 == 0 else "analyze")
-                    for i in range(args.requests)]  # fmt: skip
+            plan = [
+                (i, names[i % 2], "summary" if (i // 2) % 4 == 0 else "analyze")
+                for i in range(args.requests)
+            ]
             started = time.perf_counter()
             with ThreadPoolExecutor(args.concurrency) as pool:
                 outcomes = list(pool.map(lambda job: one(*job), plan))
@@ -118,22 +146,28 @@ def main() -> None:
             print(_line("mixed", mixed))
             for run in names:
                 for endpoint in ("summary", "analyze"):
-                    picked = [o for o, (_, r, e) in zip(outcomes, plan)
-                              if (r, e) == (run, endpoint)]  # fmt: skip
+                    picked = [
+                        o for o, (_, r, e) in zip(outcomes, plan) if (r, e) == (run, endpoint)
+                    ]
                     kind = _stats(picked, wall, args.concurrency)
                     del kind["throughput_rps"], kind["concurrency"]
                     mixed["by_kind"][f"{run} /{endpoint}"] = kind
-                    print(f"  {run} /{endpoint}: {kind['requests']} requests, p50 "
-                          f"{kind['p50_ms']:.1f} ms, p95 {kind['p95_ms']:.1f} ms, "
-                          f"{kind['errors']} errors")  # fmt: skip
+                    print(
+                        f"  {run} /{endpoint}: {kind['requests']} requests, p50 "
+                        f"{kind['p50_ms']:.1f} ms, p95 {kind['p95_ms']:.1f} ms, "
+                        f"{kind['errors']} errors"
+                    )
             results["mixed"] = mixed
 
             # 2. latency of /analyze, one run at a time
             for run in names:
                 started = time.perf_counter()
                 with ThreadPoolExecutor(args.latency_concurrency) as pool:
-                    outcomes = list(pool.map(lambda i, run=run: one(i, run, "analyze"),
-                                             range(args.latency_requests)))  # fmt: skip
+                    outcomes = list(
+                        pool.map(
+                            lambda i, run=run: one(i, run, "analyze"), range(args.latency_requests)
+                        )
+                    )
                 wall = time.perf_counter() - started
                 results[run] = _stats(outcomes, wall, args.latency_concurrency)
                 print(_line(f"{run} /analyze", results[run]))
@@ -142,8 +176,10 @@ def main() -> None:
         server.wait(timeout=30)
     errors = sum(r["errors"] for r in results.values())
     met = results["lenet5"]["p95_ms"] < 100 and not errors
-    print(f"target: no errors ({errors}) and LeNet-5 /analyze p95 < 100 ms: "
-          f"{'met' if met else 'MISSED'}")  # fmt: skip
+    print(
+        f"target: no errors ({errors}) and LeNet-5 /analyze p95 < 100 ms: "
+        f"{'met' if met else 'MISSED'}"
+    )
     write_results("explorer_load", results)
 
 

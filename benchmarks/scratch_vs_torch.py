@@ -79,14 +79,25 @@ def main() -> None:
         blas = "threadpoolctl not installed"
     print("BLAS:", blas)
     results = [
-        case("(a) conv 6->16 5x5 on 14x14, batch 64", S.Conv2d(6, 16, 5, dtype=np.float32),
-             torch.nn.Conv2d(6, 16, 5), (64, 6, 14, 14)),
-        case("(b) conv 64->64 3x3 pad 1 on 32x32, batch 64",
-             S.Conv2d(64, 64, 3, padding=1, dtype=np.float32),
-             torch.nn.Conv2d(64, 64, 3, padding=1), (64, 64, 32, 32)),
-        case("(c) max pool 2x2 on 64x32x32, batch 64", S.MaxPool2d(2), torch.nn.MaxPool2d(2),
-             (64, 64, 32, 32)),
-    ]  # fmt: skip
+        case(
+            "(a) conv 6->16 5x5 on 14x14, batch 64",
+            S.Conv2d(6, 16, 5, dtype=np.float32),
+            torch.nn.Conv2d(6, 16, 5),
+            (64, 6, 14, 14),
+        ),
+        case(
+            "(b) conv 64->64 3x3 pad 1 on 32x32, batch 64",
+            S.Conv2d(64, 64, 3, padding=1, dtype=np.float32),
+            torch.nn.Conv2d(64, 64, 3, padding=1),
+            (64, 64, 32, 32),
+        ),
+        case(
+            "(c) max pool 2x2 on 64x32x32, batch 64",
+            S.MaxPool2d(2),
+            torch.nn.MaxPool2d(2),
+            (64, 64, 32, 32),
+        ),
+    ]
     write_results("scratch_vs_torch", {"blas": blas, "torch_threads": 2, "cases": results})
 
 

@@ -32,8 +32,10 @@ class Experiment:
 
 EXPERIMENTS = [
     Experiment(
-        "lenet5-mnist", "LeNet-5 on MNIST",
-        "LeCun et al. 1998: 0.95% test error (99.05% accuracy), 20 epochs", 0.9905,
+        "lenet5-mnist",
+        "LeNet-5 on MNIST",
+        "LeCun et al. 1998: 0.95% test error (99.05% accuracy), 20 epochs",
+        0.9905,
         quick={"model_options": {"modern": True}, "epochs": 2, "lr": 3e-3, "batch_size": 128},
         full={"epochs": 20, "lr": 1e-3, "batch_size": 64},
         common={"model": "lenet5", "dataset": "mnist"},
@@ -42,41 +44,59 @@ EXPERIMENTS = [
         "models`); --quick uses the ReLU/max-pool variant for 2 epochs",
     ),
     Experiment(
-        "fashion-mlp", "fully connected network on Fashion-MNIST, 5 epochs",
-        "usual tutorials: about 86% after 5 epochs", 0.86,
-        quick={"epochs": 1, "train_subset": 20000}, full={"epochs": 5},
+        "fashion-mlp",
+        "fully connected network on Fashion-MNIST, 5 epochs",
+        "usual tutorials: about 86% after 5 epochs",
+        0.86,
+        quick={"epochs": 1, "train_subset": 20000},
+        full={"epochs": 5},
         common={"model": "fashion_mlp", "dataset": "fashion-mnist", "batch_size": 64, "lr": 1e-3},
         why_different="tutorial figures vary by a point or two with the optimizer and batch "
         "size; --quick trains 1 epoch on 20,000 images",
     ),
     Experiment(
-        "fashion-cnn", "the tutorial CNN on Fashion-MNIST, 5 epochs",
-        "usual tutorials: about 90% after 5 epochs", 0.90,
-        quick={"epochs": 1, "train_subset": 20000}, full={"epochs": 5},
+        "fashion-cnn",
+        "the tutorial CNN on Fashion-MNIST, 5 epochs",
+        "usual tutorials: about 90% after 5 epochs",
+        0.90,
+        quick={"epochs": 1, "train_subset": 20000},
+        full={"epochs": 5},
         common={"model": "fashion_cnn", "dataset": "fashion-mnist", "batch_size": 64, "lr": 1e-3},
         why_different="--quick trains 1 epoch on 20,000 images",
     ),
     *[
         Experiment(
-            f"cifar-{name}", f"`{name}` on CIFAR-10, 5 epochs", f"usual tutorial result: {ref:.1%}",
+            f"cifar-{name}",
+            f"`{name}` on CIFAR-10, 5 epochs",
+            f"usual tutorial result: {ref:.1%}",
             ref,
-            quick={"epochs": 1, "train_subset": 1000, "test_subset": 1000,
-                   "data_variant": "subset"},
+            quick={
+                "epochs": 1,
+                "train_subset": 1000,
+                "test_subset": 1000,
+                "data_variant": "subset",
+            },
             full={"epochs": 5},
             common={"model": name, "dataset": "cifar10", "batch_size": 64, "lr": 1e-3},
             why_different="--quick trains 1 epoch on 1,000 images of the lossless subset, far "
             "too little for these 1-5M-parameter stacks: it checks the pipeline, not the figure",
-        )  # fmt: skip
-        for name, ref in (("cifar_plain7", 0.717), ("cifar_residual", 0.663),
-                          ("cifar_residual_pool", 0.760))  # fmt: skip
+        )
+        for name, ref in (
+            ("cifar_plain7", 0.717),
+            ("cifar_residual", 0.663),
+            ("cifar_residual_pool", 0.760),
+        )
     ],
-]  # fmt: skip
+]
 
 
 def run(
-    quick: bool, runs_root: Path, data_dir: str | None = None, only: list[str] | None = None,
+    quick: bool,
+    runs_root: Path,
+    data_dir: str | None = None,
+    only: list[str] | None = None,
     progress: bool = False,
-) -> list[dict[str, Any]]:  # fmt: skip
+) -> list[dict[str, Any]]:
     """Train every experiment (or those in ``only``) into ``runs_root`` and collect rows."""
     rows = []
     for exp in EXPERIMENTS:
@@ -87,12 +107,20 @@ def run(
         started = time.perf_counter()
         result = train_run(config, runs_root / "reproduce")  # a fresh folder every time
         accuracy = result.history[-1]["test_acc"]
-        rows.append({
-            "key": exp.key, "what": exp.what, "reference": exp.reference,
-            "reference_acc": exp.reference_value, "cnnlab_acc": accuracy,
-            "difference": accuracy - exp.reference_value, "seconds": time.perf_counter() - started,
-            "settings": settings, "run": str(result.run_dir), "note": exp.why_different,
-        })  # fmt: skip
+        rows.append(
+            {
+                "key": exp.key,
+                "what": exp.what,
+                "reference": exp.reference,
+                "reference_acc": exp.reference_value,
+                "cnnlab_acc": accuracy,
+                "difference": accuracy - exp.reference_value,
+                "seconds": time.perf_counter() - started,
+                "settings": settings,
+                "run": str(result.run_dir),
+                "note": exp.why_different,
+            }
+        )
     return rows
 
 

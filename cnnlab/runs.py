@@ -19,7 +19,7 @@ from typing import Any, BinaryIO
 
 import torch
 
-from .errors import RunFolderError
+from .errors import CnnlabError, RunFolderError
 from .outputs import check_writable_folder, name_fits
 
 CHECKPOINT = "checkpoint.pt"
@@ -188,6 +188,18 @@ def resolve_run(run: str | os.PathLike[str], runs_root: Path = Path("runs")) -> 
         what = "no such folder" if not path.is_dir() else f"no {CHECKPOINT} in it"
         raise RunFolderError(f"run {str(run)!r}: {what}; {where}")
     return path
+
+
+def list_runs(names: list[str] | None = None, runs_root: Path = Path("runs")) -> list[Path]:
+    """Run folders: ``names`` (paths or names under ``runs_root``, as :func:`resolve_run`
+    takes them), or else every folder under ``runs_root`` that holds a checkpoint, sorted;
+    none at all is an error."""
+    if names:
+        return [resolve_run(name, runs_root) for name in names]
+    found = sorted(p.parent for p in runs_root.glob(f"*/{CHECKPOINT}"))
+    if not found:
+        raise CnnlabError(f"no trained runs under {runs_root}; train one with `cnnlab train`")
+    return found
 
 
 def load_checkpoint(

@@ -40,10 +40,22 @@ def runs_root(tmp_path_factory, data_dir) -> Path:
 
     root = tmp_path_factory.mktemp("runs")
     common = dict(data_dir=str(data_dir), progress=False, epochs=1, batch_size=128, lr=3e-3)
-    lenet = TrainConfig(model="lenet5", model_options={"modern": True}, dataset="mnist",
-                        train_subset=12000, test_subset=2000, **common)  # fmt: skip
-    cifar = TrainConfig(model="cifar_residual_pool", dataset="cifar10", data_variant="subset",
-                        train_subset=500, test_subset=200, **common)  # fmt: skip
+    lenet = TrainConfig(
+        model="lenet5",
+        model_options={"modern": True},
+        dataset="mnist",
+        train_subset=12000,
+        test_subset=2000,
+        **common,
+    )
+    cifar = TrainConfig(
+        model="cifar_residual_pool",
+        dataset="cifar10",
+        data_variant="subset",
+        train_subset=500,
+        test_subset=200,
+        **common,
+    )
     assert train_run(lenet, root, "lenet").history[-1]["test_acc"] > 0.9
     train_run(cifar, root, "cifar")
     return root

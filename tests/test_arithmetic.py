@@ -84,14 +84,18 @@ def _fixes_by_search(axis) -> list[str]:
     tips = []
     size, extent, stride = axis.size, axis.extent, axis.stride
     paddings = [
-        p for p in range(0, extent + stride)
+        p
+        for p in range(0, extent + stride)
         if size + 2 * p >= extent and (size + 2 * p - extent) % stride == 0
-    ][:3]  # fmt: skip
+    ][:3]
     if paddings:
         tips.append("padding " + " or ".join(map(str, paddings)))
     else:
-        total = next(t for t in range(1, extent + stride + 1)
-                     if size + t >= extent and (size + t - extent) % stride == 0)  # fmt: skip
+        total = next(
+            t
+            for t in range(1, extent + stride + 1)
+            if size + t >= extent and (size + t - extent) % stride == 0
+        )
         tips.append(f"uneven padding {total // 2} before, {total - total // 2} after")
     if not axis.fits:
         tips.append(f"a kernel of at most {axis.padded}")
@@ -128,11 +132,15 @@ def test_fixes_in_closed_form_equal_the_search_they_replace():
 
 
 @pytest.mark.parametrize(
-    "size, kernel, stride", [
-        (28, 10**9, 1), (28, 2, 10**9), (10**12, 2, 10**9 + 7), (10**12, 3, 999_999_937),
+    "size, kernel, stride",
+    [
+        (28, 10**9, 1),
+        (28, 2, 10**9),
+        (10**12, 2, 10**9 + 7),
+        (10**12, 3, 999_999_937),
         (997, 10**12, 10**12 - 1),
     ],
-)  # fmt: skip
+)
 def test_fixes_for_huge_kernels_and_strides_are_instant_and_right(size, kernel, stride):
     from cnnlab.inspect.arithmetic import axis_size
 
@@ -218,9 +226,16 @@ def test_one_and_three_dimensional_inputs():
 
 
 def test_layer_files_and_bad_specs(tmp_path):
-    spec = {"input": [1, 28, 28], "layers": [
-        {"type": "conv", "out": 32, "kernel": 3}, "relu", {"type": "pool", "kernel": 2},
-        {"type": "flatten"}, {"type": "fc", "out": 10}]}  # fmt: skip
+    spec = {
+        "input": [1, 28, 28],
+        "layers": [
+            {"type": "conv", "out": 32, "kernel": 3},
+            "relu",
+            {"type": "pool", "kernel": 2},
+            {"type": "flatten"},
+            {"type": "fc", "out": 10},
+        ],
+    }
     (tmp_path / "net.json").write_text(json.dumps(spec))
     (tmp_path / "net.yaml").write_text(
         "input: [1, 28, 28]\nlayers:\n  - {type: conv, out: 32, kernel: 3}\n  - relu\n"
@@ -242,19 +257,35 @@ def test_layer_files_and_bad_specs(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "spec, bad", [
-        ("conv(6,5xq)", "kernel='5xq'"), ("fc(abc)", "out='abc'"), ("conv(6,5,g=0)", "groups=0"),
-        ("adaptiveavgpool(0)", "out=0"), ("conv(6,5.5)", "kernel=5.5"), ("conv(-1,3)", "out=-1"),
-        ("conv(0,5)", "out=0"), ("flatten fc(-5)", "out=-5"), ("dropout(7)", "p=7"),
-        ("dropout(-0.1)", "p=-0.1"), ("dropout(1)", "p=1"), ("dropout(nan)", "p=nan"),
-        ("conv(6,3,s=0)", "stride=0"), ("conv(6,3,d=0)", "dilation=0"),
-        ("conv(6,3,p=-1)", "padding=-1"), ("pool(2,s=0)", "stride=0"), ("pool(0)", "kernel=0"),
-        ("conv(6,0)", "kernel=0"), ("conv(6,3x0)", "kernel=(3, 0)"), ("lrn(0)", "size=0"),
-        ("conv(6,3,p=foo)", "padding='foo'"), ("conv(6,3,bias=2)", "bias=2"),
-        ("conv(6,(3,3,3,3))", "kernel=(3, 3, 3, 3)"), ("conv(true,3)", "out=True"),
+    "spec, bad",
+    [
+        ("conv(6,5xq)", "kernel='5xq'"),
+        ("fc(abc)", "out='abc'"),
+        ("conv(6,5,g=0)", "groups=0"),
+        ("adaptiveavgpool(0)", "out=0"),
+        ("conv(6,5.5)", "kernel=5.5"),
+        ("conv(-1,3)", "out=-1"),
+        ("conv(0,5)", "out=0"),
+        ("flatten fc(-5)", "out=-5"),
+        ("dropout(7)", "p=7"),
+        ("dropout(-0.1)", "p=-0.1"),
+        ("dropout(1)", "p=1"),
+        ("dropout(nan)", "p=nan"),
+        ("conv(6,3,s=0)", "stride=0"),
+        ("conv(6,3,d=0)", "dilation=0"),
+        ("conv(6,3,p=-1)", "padding=-1"),
+        ("pool(2,s=0)", "stride=0"),
+        ("pool(0)", "kernel=0"),
+        ("conv(6,0)", "kernel=0"),
+        ("conv(6,3x0)", "kernel=(3, 0)"),
+        ("lrn(0)", "size=0"),
+        ("conv(6,3,p=foo)", "padding='foo'"),
+        ("conv(6,3,bias=2)", "bias=2"),
+        ("conv(6,(3,3,3,3))", "kernel=(3, 3, 3, 3)"),
+        ("conv(true,3)", "out=True"),
         ("conv(6,10000000000000)", "kernel=10000000000000"),
     ],
-)  # fmt: skip
+)
 def test_impossible_layer_values_are_refused_in_one_line(spec, bad, capsys):
     assert main(["shapes", spec, "--input", "1x28x28"]) == 2
     captured = capsys.readouterr()
@@ -267,8 +298,11 @@ def test_impossible_layer_values_are_refused_in_one_line(spec, bad, capsys):
 
 
 def test_layer_values_that_stay_allowed():
-    report = shape_table("conv(6,3,p=0) dropout(0) dropout(0.99) pool(2,p=1) conv(4,3x3,p=same)"
-                         " adaptiveavgpool(2x2) flatten fc(3,bias=false)", "1x28x28")  # fmt: skip
+    report = shape_table(
+        "conv(6,3,p=0) dropout(0) dropout(0.99) pool(2,p=1) conv(4,3x3,p=same)"
+        " adaptiveavgpool(2x2) flatten fc(3,bias=false)",
+        "1x28x28",
+    )
     assert [row.output_shape for row in report.rows][-1] == (3,)
     assert report.rows[-1].params == 16 * 3
     assert shape_table("conv(6,5.0)", "1x28x28").rows[0].output_shape == (6, 24, 24)
@@ -277,18 +311,23 @@ def test_layer_values_that_stay_allowed():
 
 
 @pytest.mark.parametrize(
-    "content, bad", [
+    "content, bad",
+    [
         ('{"input": "abc", "layers": ["conv(6,5)"]}', "'abc'"),
         ('{"input": 5, "layers": ["conv(6,5)"]}', "input=5"),
-        ('{"input": [1, 28, 28], "layers": [{"type": "conv", "out": "six", "kernel": 5}]}',
-         "out='six'"),
+        (
+            '{"input": [1, 28, 28], "layers": [{"type": "conv", "out": "six", "kernel": 5}]}',
+            "out='six'",
+        ),
         ('{"input": [1, "a", 28], "layers": ["conv(6,5)"]}', "[1, 'a', 28]"),
         ('{"input": [0, 28, 28], "layers": ["conv(6,5)"]}', "[0, 28, 28]"),
         ('{"input": [1, 28, 28], "layers": [{"type": "dropout", "p": 2}]}', "p=2"),
-        ('{"input": [1, 28, 28], "layers": [{"type": "conv", "out": 6, "kernel": [5, -5]}]}',
-         "kernel=(5, -5)"),
+        (
+            '{"input": [1, 28, 28], "layers": [{"type": "conv", "out": 6, "kernel": [5, -5]}]}',
+            "kernel=(5, -5)",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_values_in_layer_files_are_refused_in_one_line(content, bad, tmp_path, capsys):
     path = tmp_path / "net.json"
     path.write_text(content)
@@ -328,8 +367,20 @@ def test_shapes_command(capsys):
     assert main(["shapes", "conv(4,40)", "--input", "1x9x9", "--json"]) == 1  # a problem
     data = json.loads(capsys.readouterr().out)
     assert data["problems"] and data["layers"][0]["output_shape"] is None
-    assert main(["shapes", "--input", "192x28x28", "--compare", "conv(32,5,p=2)",
-                 "--compare", "conv(16,1) conv(32,5,p=2)"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "shapes",
+                "--input",
+                "192x28x28",
+                "--compare",
+                "conv(32,5,p=2)",
+                "--compare",
+                "conv(16,1) conv(32,5,p=2)",
+            ]
+        )
+        == 0
+    )
     assert "12,443,648" in capsys.readouterr().out
 
 
@@ -337,16 +388,22 @@ def test_shapes_command(capsys):
 
 
 @pytest.mark.parametrize(
-    "name, options", [
-        ("alexnet", {}), ("vgg16", {}), ("googlenet", {"aux_logits": False}),
-        ("resnet18", {}), ("resnet50", {}),
+    "name, options",
+    [
+        ("alexnet", {}),
+        ("vgg16", {}),
+        ("googlenet", {"aux_logits": False}),
+        ("resnet18", {}),
+        ("resnet50", {}),
         # Linear layers at every position (tokens, pixels) and attention's products: these
         # showed 0.320 G and 0.173 G when a Linear was counted once per image
-        ("convnext_tiny", {}), ("vit_b_16", {}),
+        ("convnext_tiny", {}),
+        ("vit_b_16", {}),
         # attention inside a torch.fx-wrapped function, and einsum: torch's flop counter
-        ("swin_t", {}), ("maxvit_t", {}),
+        ("swin_t", {}),
+        ("maxvit_t", {}),
     ],
-)  # fmt: skip
+)
 def test_summary_matches_torchvision_published_counts(name, options):
     meta = torchvision.models.get_model_weights(name).DEFAULT.meta
     with torch.device("meta"):
@@ -369,10 +426,12 @@ def test_summary_receptive_fields_and_residual_branches():
     # published receptive fields of the last convolution: AlexNet 195, VGG-16 212
     last_conv = lambda r: [row for row in r.rows if row.kind == "Conv2d"][-1]  # noqa: E731
     assert last_conv(summary(alexnet, "3x224x224")).receptive_field == (163, 163)
-    assert [r for r in summary(alexnet, "3x224x224").rows if r.name == "features.12"][0]\
-        .receptive_field == (195, 195)  # fmt: skip
-    assert [r for r in summary(vgg, "3x224x224").rows if r.name == "features.30"][0]\
-        .receptive_field == (212, 212)  # fmt: skip
+    assert [r for r in summary(alexnet, "3x224x224").rows if r.name == "features.12"][
+        0
+    ].receptive_field == (195, 195)
+    assert [r for r in summary(vgg, "3x224x224").rows if r.name == "features.30"][
+        0
+    ].receptive_field == (212, 212)
     rows = {row.name: row for row in summary(resnet, "3x224x224").rows}
     # the skip path of layer3.0 starts at layer2's output (RF 99), the main path grows to 147;
     # the sum sees the larger
@@ -385,9 +444,17 @@ def test_summary_receptive_fields_and_residual_branches():
 
 
 def test_summary_of_cnnlab_models_and_what_it_leaves_alone():
-    small = ["lenet5", "mnist_cnn", "fashion_mlp", "fashion_cnn", "cifar_plain7",
-             "cifar_residual", "cifar_residual_pool", "resnet18_cifar",
-             "vgg11_bn_cifar"]  # fmt: skip
+    small = [
+        "lenet5",
+        "mnist_cnn",
+        "fashion_mlp",
+        "fashion_cnn",
+        "cifar_plain7",
+        "cifar_residual",
+        "cifar_residual_pool",
+        "resnet18_cifar",
+        "vgg11_bn_cifar",
+    ]
     assert set(small) <= set(list_models())
     for name in small:
         model = create_model(name)
@@ -500,10 +567,11 @@ def test_summary_agrees_with_torch_flop_counter_on_a_real_forward():
 
     torch.manual_seed(0)
     for model, shape in [
-        (TinyAttention(), (3, 5)), (TinyAttention(batch_first=False), (3, 5)),
+        (TinyAttention(), (3, 5)),
+        (TinyAttention(batch_first=False), (3, 5)),
         (torchvision.models.vit_b_32(image_size=64, num_classes=7), (3, 64, 64)),
         (torchvision.models.convnext_tiny(num_classes=5), (3, 64, 64)),
-    ]:  # fmt: skip
+    ]:
         model.eval()
         # the flop counter has no formula for the fused CPU attention kernels: the math
         # backend spells attention out as matrix products it counts
@@ -514,7 +582,8 @@ def test_summary_agrees_with_torch_flop_counter_on_a_real_forward():
 
 
 @pytest.mark.parametrize(
-    "argv, bad", [
+    "argv, bad",
+    [
         (["builtins:int", "--input", "3x8x8"], "builtins:int gave int"),
         (["builtins:int"], "builtins:int"),  # asks for --input before running anything
         (["os.path:join", "--input", "3x8x8"], "os.path:join() failed: TypeError"),
@@ -526,7 +595,7 @@ def test_summary_agrees_with_torch_flop_counter_on_a_real_forward():
         (["lenet5", "-O", "modern"], "'modern'"),
         (["lenet5", "--input", "1x0x28"], "'1x0x28'"),
     ],
-)  # fmt: skip
+)
 def test_summary_errors_are_one_line_naming_the_input(argv, bad, capsys):
     assert main(["summary", *argv]) == 2
     captured = capsys.readouterr()

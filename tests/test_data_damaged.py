@@ -29,8 +29,17 @@ from cnnlab.errors import CnnlabError, DataError
 from cnnlab.images import opened
 
 CIFAR_CLASSES = [
-    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
-]  # fmt: skip
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+]
 
 
 def _one_line(err: pytest.ExceptionInfo) -> str:

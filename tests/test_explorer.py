@@ -84,9 +84,10 @@ def test_analyze_cam_and_the_arithmetic_of_one_pixel(client):
     cam = client.post("/api/runs/lenet/cam", json={"pixels": sample["pixels"], "class_index": 3})
     assert cam.status_code == 200 and cam.json()["class"] == "3"
     assert decode(cam.json()["overlay"]).size == (28, 28)
-    one = client.post("/api/runs/lenet/kernel", json={
-        "pixels": sample["pixels"], "layer": "features.3", "channel": 5, "y": 4, "x": 6,
-    }).json()  # fmt: skip
+    one = client.post(
+        "/api/runs/lenet/kernel",
+        json={"pixels": sample["pixels"], "layer": "features.3", "channel": 5, "y": 4, "x": 6},
+    ).json()
     assert np.array(one["kernel"]).shape == (6, 5, 5) == np.array(one["products"]).shape
     products = np.array(one["patch"]) * np.array(one["kernel"])
     assert np.allclose(products, one["products"], atol=1e-6)
@@ -160,12 +161,28 @@ def test_run_names_are_only_looked_up(client, name):
 
 def test_malformed_requests_never_give_a_server_error(client):
     rng = random.Random(0)
-    values = [None, "x", -1, 1e9, float("nan"), [], [[]], [[1, 2], [3]], {"a": 1}, True,
-              [[0] * 28] * 28, [[[300] * 28] * 28], [[[0] * 32] * 32] * 3]  # fmt: skip
+    values = [
+        None,
+        "x",
+        -1,
+        1e9,
+        float("nan"),
+        [],
+        [[]],
+        [[1, 2], [3]],
+        {"a": 1},
+        True,
+        [[0] * 28] * 28,
+        [[[300] * 28] * 28],
+        [[[0] * 32] * 32] * 3,
+    ]
     bodies = []
     for _ in range(150):
-        body = {k: rng.choice(values) for k in ("pixels", "layer", "channel", "y", "x",
-                                                "class_index") if rng.random() < 0.7}  # fmt: skip
+        body = {
+            k: rng.choice(values)
+            for k in ("pixels", "layer", "channel", "y", "x", "class_index")
+            if rng.random() < 0.7
+        }
         bodies.append(body)
     bodies += ["not json", "[1, 2]", "{", ""]
     for body in bodies:
@@ -173,8 +190,10 @@ def test_malformed_requests_never_give_a_server_error(client):
             for run in ("lenet", "cifar"):
                 kwargs = {"content": body} if isinstance(body, str) else {"json": body}
                 if isinstance(body, dict):
-                    kwargs = {"content": json.dumps(body, allow_nan=True),
-                              "headers": {"content-type": "application/json"}}  # fmt: skip
+                    kwargs = {
+                        "content": json.dumps(body, allow_nan=True),
+                        "headers": {"content-type": "application/json"},
+                    }
                 response = client.post(f"/api/runs/{run}/{endpoint}", **kwargs)
                 assert response.status_code < 500, (endpoint, body, response.text)
     schema = client.get("/openapi.json").json()
@@ -187,8 +206,9 @@ def test_request_bodies_are_capped_before_they_are_parsed(client):
     from cnnlab.explorer.app import MAX_BODY_BYTES
 
     huge = b'{"pixels": [' + b"0," * (16 * 2**20) + b"0]}"  # 32 MB of JSON
-    declared = client.post("/api/runs/lenet/analyze", content=huge,
-                           headers={"content-type": "application/json"})  # fmt: skip
+    declared = client.post(
+        "/api/runs/lenet/analyze", content=huge, headers={"content-type": "application/json"}
+    )
     assert declared.status_code == 413, declared.text[:200]
     assert declared.json()["detail"] == f"request body larger than {MAX_BODY_BYTES // 2**20} MiB"
 
@@ -198,8 +218,9 @@ def test_request_bodies_are_capped_before_they_are_parsed(client):
             yield b"0," * 2**17
         yield b"0]}"
 
-    chunked = client.post("/api/runs/lenet/analyze", content=streamed(),
-                          headers={"content-type": "application/json"})  # fmt: skip
+    chunked = client.post(
+        "/api/runs/lenet/analyze", content=streamed(), headers={"content-type": "application/json"}
+    )
     assert chunked.status_code == 413 and "larger than" in chunked.json()["detail"]
     upload = client.post(
         "/api/runs/lenet/upload", files={"file": ("x.png", b"\0" * MAX_BODY_BYTES)}
@@ -248,8 +269,10 @@ def test_summary_and_analyze_at_once_never_fail(app, slow_tracing):
     process meanwhile; /analyze calls from other threads must never run into it (before the
     fix, 1% of a 16-thread mix answered 500)."""
     rng = np.random.default_rng(0)
-    bodies = {"lenet": {"pixels": rng.integers(0, 256, (1, 28, 28)).tolist()},
-              "cifar": {"pixels": rng.integers(0, 256, (3, 32, 32)).tolist()}}  # fmt: skip
+    bodies = {
+        "lenet": {"pixels": rng.integers(0, 256, (1, 28, 28)).tolist()},
+        "cifar": {"pixels": rng.integers(0, 256, (3, 32, 32)).tolist()},
+    }
 
     def one(i: int) -> tuple[str, int]:
         run = ("lenet", "cifar")[i % 2]
@@ -297,8 +320,7 @@ def test_tracing_excludes_model_calls_in_other_threads(runs_root, slow_tracing):
                 errors.append(f"call: {error!r}")
             counts["calls"] += 1
 
-    threads = [threading.Thread(target=f, args=(shape,))
-               for f in (trace, call) for shape in shapes]  # fmt: skip
+    threads = [threading.Thread(target=f, args=(shape,)) for f in (trace, call) for shape in shapes]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -30,15 +30,21 @@ def operations(explorer_app) -> list:
 
 def test_the_schema_lists_every_endpoint(operations):
     paths = {(op.method.upper(), op.path) for op in operations}
-    assert {("GET", "/api/runs"), ("GET", "/api/runs/{name}/summary"),
-            ("POST", "/api/runs/{name}/analyze"), ("POST", "/api/runs/{name}/cam"),
-            ("POST", "/api/runs/{name}/kernel"), ("POST", "/api/runs/{name}/upload"),
-            ("GET", "/api/arithmetic")} <= paths  # fmt: skip
+    assert {
+        ("GET", "/api/runs"),
+        ("GET", "/api/runs/{name}/summary"),
+        ("POST", "/api/runs/{name}/analyze"),
+        ("POST", "/api/runs/{name}/cam"),
+        ("POST", "/api/runs/{name}/kernel"),
+        ("POST", "/api/runs/{name}/upload"),
+        ("GET", "/api/arithmetic"),
+    } <= paths
 
 
 def _fuzz(strategy, label: str, tried: dict[str, int], mode: GenerationMode) -> None:
-    @settings(max_examples=25, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))  # fmt: skip
+    @settings(
+        max_examples=25, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+    )
     @given(case=strategy)
     def check(case) -> None:
         response = case.call()
@@ -62,7 +68,9 @@ def test_no_request_the_schema_allows_breaks_the_server(operations, mode):
         strategy = operation.as_strategy(generation_mode=mode, path_parameters=fixed)
         _fuzz(strategy, f"{operation.method.upper()} {operation.path}", tried, mode)
     labels = {f"{op.method.upper()} {op.path}" for op in operations}
-    must = labels if mode is GenerationMode.POSITIVE else {
-        label for label in labels if label.startswith("POST") or "arithmetic" in label
-    }  # fmt: skip
+    must = (
+        labels
+        if mode is GenerationMode.POSITIVE
+        else {label for label in labels if label.startswith("POST") or "arithmetic" in label}
+    )
     assert must <= set(tried), must - set(tried)

@@ -42,9 +42,7 @@ def test_normalization_by_hand():
     a_hat = normalized_adjacency(PATH, 4)
     # entry (i, j) = 1 / sqrt(deg_i deg_j) for j in N(i) + {i}
     s6 = 1 / 6**0.5
-    want = torch.tensor([
-        [1 / 2, s6, 0, 0], [s6, 1 / 3, s6, 0], [0, s6, 1 / 2, 0], [0, 0, 0, 1.0],
-    ])  # fmt: skip
+    want = torch.tensor([[1 / 2, s6, 0, 0], [s6, 1 / 3, s6, 0], [0, s6, 1 / 2, 0], [0, 0, 0, 1.0]])
     assert torch.allclose(a_hat, want)
     assert torch.allclose(a_hat, a_hat.T)
 
@@ -95,12 +93,18 @@ def test_graph_classifier_ignores_node_order(data_dir):
     x, a_hat, batch, _ = batch_graphs(data.graphs[:5])
     perm = torch.randperm(x.shape[0])
     inverse = torch.argsort(perm)
-    edges = torch.cat([g.edge_index + sum(h.num_nodes for h in data.graphs[:i])
-                       for i, g in enumerate(data.graphs[:5])], dim=1)  # fmt: skip
+    edges = torch.cat(
+        [
+            g.edge_index + sum(h.num_nodes for h in data.graphs[:i])
+            for i, g in enumerate(data.graphs[:5])
+        ],
+        dim=1,
+    )
     a_perm = normalized_adjacency(inverse[edges], x.shape[0])
     with torch.no_grad():
-        assert torch.allclose(model(x, a_hat, batch, 5), model(x[perm], a_perm, batch[perm], 5),
-                              atol=1e-5)  # fmt: skip
+        assert torch.allclose(
+            model(x, a_hat, batch, 5), model(x[perm], a_perm, batch[perm], 5), atol=1e-5
+        )
 
 
 def test_real_loaders(data_dir):
@@ -111,7 +115,10 @@ def test_real_loaders(data_dir):
     cora = load_planetoid("cora", data_dir)
     assert (cora.num_nodes, cora.x.shape[1], len(cora.classes)) == (2708, 1433, 7)
     assert [int(m.sum()) for m in (cora.train_mask, cora.val_mask, cora.test_mask)] == [
-        140, 500, 1000]  # fmt: skip
+        140,
+        500,
+        1000,
+    ]
     assert cora.num_edges == 5278  # the usual undirected count
     assert (cora.y[cora.train_mask].bincount() == 20).all()  # 20 labelled nodes per class
     assert torch.allclose(cora.x.sum(1)[cora.x.sum(1) > 0], torch.ones(1))  # row-normalized
@@ -126,12 +133,13 @@ def test_real_loaders(data_dir):
 
 
 @pytest.mark.parametrize(
-    "edges, message", [
+    "edges, message",
+    [
         ("source,target,weight\n0,1,4\n0,x,2\n", "line 3: target 'x' is not a whole number"),
         ("source,target,weight\n0,1,4\n0,40,2\n", "node id 40 is out of range 0..33"),
         ("from,to\n0,1\n", "expected a header starting with source,target"),
     ],
-)  # fmt: skip
+)
 def test_malformed_edge_lists_are_named(data_dir, tmp_path, edges, message):
     folder = tmp_path / "graphs" / "karate"
     folder.mkdir(parents=True)
@@ -184,8 +192,12 @@ def test_graph_commands(data_dir, tmp_path, capsys):
     assert main(["graph", "train", "--dataset", "karate", "--name", "k", *base]) == 0
     assert "test accuracy" in capsys.readouterr().out
     run = tmp_path / "k"
-    assert {p.name for p in run.iterdir()} >= {"config.json", "metrics.csv", "checkpoint.pt",
-                                               "result.json"}  # fmt: skip
+    assert {p.name for p in run.iterdir()} >= {
+        "config.json",
+        "metrics.csv",
+        "checkpoint.pt",
+        "result.json",
+    }
     assert json.loads((run / "result.json").read_text())["test_acc"] >= 0.9
     assert main(["graph", "train", "--dataset", "karate", "--name", "k", *base]) == 2
     assert "already exists" in capsys.readouterr().err  # never overwritten silently
@@ -226,7 +238,7 @@ def _tree(root):
         (["--runs-dir", "a-file/runs"], "is a file, not a folder"),
         (["--dataset", "pubmed"], "--dataset 'pubmed': expected one of"),
     ],
-)  # fmt: skip
+)
 def test_graph_train_refuses_bad_options_before_writing(
     options, message, tmp_path, monkeypatch, capsys
 ):

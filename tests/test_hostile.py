@@ -27,8 +27,12 @@ from cnnlab.cli import main
 def digits_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One real 1-epoch LeNet-5 run on scikit-learn's digits (about 3 s), copied per case."""
     root = tmp_path_factory.mktemp("hostile-runs")
-    assert main(["train", "--epochs", "1", "--no-progress", "--runs-dir", str(root),
-                 "--name", "digits"]) == 0  # fmt: skip
+    assert (
+        main(
+            ["train", "--epochs", "1", "--no-progress", "--runs-dir", str(root), "--name", "digits"]
+        )
+        == 0
+    )
     return root / "digits"
 
 

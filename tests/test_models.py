@@ -34,18 +34,32 @@ HAND_COUNTS = {
     # 784 -> 256 -> 128 -> 10 (dropout has no parameters)
     "fashion_mlp": fc(784, 256) + fc(256, 128) + fc(128, 10),
     # conv 1->32 + BN, conv 32->64 + BN, 64*6*6 = 2304 -> 600 -> 120 -> 10
-    "fashion_cnn": conv(3, 1, 32) + bn(32) + conv(3, 32, 64) + bn(64)
-    + fc(2304, 600) + fc(600, 120) + fc(120, 10),
+    "fashion_cnn": conv(3, 1, 32)
+    + bn(32)
+    + conv(3, 32, 64)
+    + bn(64)
+    + fc(2304, 600)
+    + fc(600, 120)
+    + fc(120, 10),
     # 7 valid convs: 32 -> 18, pool -> 9; 9*9*128 = 10368 -> 128 -> 128 -> 10
-    "cifar_plain7": conv(3, 3, 128) + 6 * conv(3, 128, 128)
-    + fc(10368, 128) + fc(128, 128) + fc(128, 10),
+    "cifar_plain7": conv(3, 3, 128)
+    + 6 * conv(3, 128, 128)
+    + fc(10368, 128)
+    + fc(128, 128)
+    + fc(128, 10),
     # same-padded convs keep 32x32, one pool -> 16; 16*16*128 = 32768
-    "cifar_residual": conv(3, 3, 128) + 6 * conv(3, 128, 128)
-    + fc(32768, 128) + fc(128, 128) + fc(128, 10),
+    "cifar_residual": conv(3, 3, 128)
+    + 6 * conv(3, 128, 128)
+    + fc(32768, 128)
+    + fc(128, 128)
+    + fc(128, 10),
     # a pool after each of 3 pairs: 32 -> 4; 4*4*128 = 2048
-    "cifar_residual_pool": conv(3, 3, 128) + 6 * conv(3, 128, 128)
-    + fc(2048, 128) + fc(128, 128) + fc(128, 10),
-}  # fmt: skip
+    "cifar_residual_pool": conv(3, 3, 128)
+    + 6 * conv(3, 128, 128)
+    + fc(2048, 128)
+    + fc(128, 128)
+    + fc(128, 10),
+}
 
 
 def test_every_registered_model_has_a_hand_count():
@@ -128,8 +142,18 @@ def test_too_small_input_is_explained():
         create_model("cifar_plain7", input_size=8)
 
 
-IMAGENET_DESIGNS = {"alexnet2012", "googlenet_v1", "googlenet", "vgg11", "vgg11_bn", "vgg16",
-                    "vgg16_bn", "resnet18", "resnet34", "resnet50"}  # fmt: skip
+IMAGENET_DESIGNS = {
+    "alexnet2012",
+    "googlenet_v1",
+    "googlenet",
+    "vgg11",
+    "vgg11_bn",
+    "vgg16",
+    "vgg16_bn",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+}
 
 
 def _classes_of(model: torch.nn.Module) -> int:
@@ -158,8 +182,9 @@ def test_training_builds_the_data_sets_class_count(name: str):
     from cnnlab.train import TrainConfig
 
     entry = get_model_entry(name)
-    data = SimpleNamespace(num_classes=10, channels=entry.default_in_channels,
-                           image_size=entry.default_input_size)  # fmt: skip
+    data = SimpleNamespace(
+        num_classes=10, channels=entry.default_in_channels, image_size=entry.default_input_size
+    )
     with torch.device("meta"):
         model = build_model(TrainConfig(model=name), data)
     assert _classes_of(model) == 10 and model.cnnlab_spec["num_classes"] == 10
@@ -183,8 +208,11 @@ def _readme_counts() -> dict[str, tuple[int, int]]:
         if "..." in cells[0]:  # resnet18_cifar ... resnet50_cifar: the ones between
             every = list_models("*_cifar")
             names = every[every.index(names[0]) : every.index(names[1]) + 1] + names[2:]
-        row_classes = int(re.search(r"\((\d+) classes\)", cells[-1]).group(1)) if (
-            "classes)" in cells[-1]) else classes  # fmt: skip
+        row_classes = (
+            int(re.search(r"\((\d+) classes\)", cells[-1]).group(1))
+            if ("classes)" in cells[-1])
+            else classes
+        )
         numbers = [int(n.replace(",", "")) for n in re.findall(r"\d[\d,]{3,}", cells[-1])]
         assert len(names) == len(numbers), line
         counts.update({n: (row_classes, c) for n, c in zip(names, numbers)})

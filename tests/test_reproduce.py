@@ -8,8 +8,18 @@ from cnnlab.reproduce import EXPERIMENTS, markdown
 
 def test_reproduce_quick_writes_the_table(tmp_path, data_dir, capsys):
     out = tmp_path / "table.md"
-    args = ["reproduce", "--quick", "--only", "fashion-mlp", "--runs-dir", str(tmp_path),
-            "--data-dir", str(data_dir), "--out", str(out)]  # fmt: skip
+    args = [
+        "reproduce",
+        "--quick",
+        "--only",
+        "fashion-mlp",
+        "--runs-dir",
+        str(tmp_path),
+        "--data-dir",
+        str(data_dir),
+        "--out",
+        str(out),
+    ]
     assert main(args) == 0
     text = out.read_text()
     assert (
@@ -27,12 +37,25 @@ def test_reproduce_quick_writes_the_table(tmp_path, data_dir, capsys):
 
 def test_every_experiment_names_its_reference():
     keys = [e.key for e in EXPERIMENTS]
-    assert keys == ["lenet5-mnist", "fashion-mlp", "fashion-cnn", "cifar-cifar_plain7",
-                    "cifar-cifar_residual", "cifar-cifar_residual_pool"]  # fmt: skip
+    assert keys == [
+        "lenet5-mnist",
+        "fashion-mlp",
+        "fashion-cnn",
+        "cifar-cifar_plain7",
+        "cifar-cifar_residual",
+        "cifar-cifar_residual_pool",
+    ]
     rows = [
-        {"what": e.what, "reference": e.reference, "cnnlab_acc": 0.5, "difference": -0.1,
-         "seconds": 1.0, "settings": {"epochs": 1}, "note": ""}
+        {
+            "what": e.what,
+            "reference": e.reference,
+            "cnnlab_acc": 0.5,
+            "difference": -0.1,
+            "seconds": 1.0,
+            "settings": {"epochs": 1},
+            "note": "",
+        }
         for e in EXPERIMENTS
-    ]  # fmt: skip
+    ]
     table = markdown(rows, quick=False)
     assert "0.95% test error" in table and "71.7%" in table and "76.0%" in table

@@ -209,7 +209,7 @@ RESUME_ARGS = [
     "--augment",
     "--seed",
     "7",
-]  # fmt: skip  (dropout and random crops: the RNG state must come back exactly)
+]  # dropout and random crops: the RNG state must come back exactly
 
 
 def test_killed_run_resumes_to_the_same_metrics(tmp_path, monkeypatch, data_dir):
@@ -218,10 +218,20 @@ def test_killed_run_resumes_to_the_same_metrics(tmp_path, monkeypatch, data_dir)
     assert cli(*RESUME_ARGS, "--name", "straight") == 0
 
     process = subprocess.Popen(
-        [sys.executable, "-m", "cnnlab", "train", "--no-progress", *RESUME_ARGS, "--name",
-         "killed"],
-        env=_env(data_dir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "cnnlab",
+            "train",
+            "--no-progress",
+            *RESUME_ARGS,
+            "--name",
+            "killed",
+        ],
+        env=_env(data_dir),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     killed = tmp_path / "runs" / "killed"
     deadline = time.monotonic() + 120
     while not (killed / "metrics.csv").exists() and time.monotonic() < deadline:
@@ -239,17 +249,46 @@ def test_killed_run_resumes_to_the_same_metrics(tmp_path, monkeypatch, data_dir)
 
 def test_ddp_two_cpu_processes_match_one(tmp_path, monkeypatch, data_dir):
     args = [
-        "--model", "lenet5", "-O", "modern=true", "--dataset", "mnist", "--train-subset", "8000",
-        "--test-subset", "2000", "--epochs", "2", "--batch-size", "64", "--device", "cpu",
-    ]  # fmt: skip
+        "--model",
+        "lenet5",
+        "-O",
+        "modern=true",
+        "--dataset",
+        "mnist",
+        "--train-subset",
+        "8000",
+        "--test-subset",
+        "2000",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "64",
+        "--device",
+        "cpu",
+    ]
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("CNNLAB_DATA", str(data_dir))
     assert cli(*args, "--name", "single") == 0
     completed = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
-         "-m", "cnnlab", "train", "--no-progress", *args, "--name", "ddp"],
-        env={**_env(data_dir), "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "--master_port=29517",
+            "-m",
+            "cnnlab",
+            "train",
+            "--no-progress",
+            *args,
+            "--name",
+            "ddp",
+        ],
+        env={**_env(data_dir), "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert completed.stdout.count("test accuracy") == 1  # only rank 0 reports
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["ddp", "single"]
@@ -371,12 +410,27 @@ def test_help_shows_each_default_once(capsys):
 
 def _torchrun(ranks: int, port: int, args: list[str], data_dir: Path):
     return subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={ranks}",
-         f"--master_port={port}", "-m", "cnnlab", "train", "--no-progress", "--device", "cpu",
-         "--epochs", "1", *args],
-        env={**_env(data_dir), "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            f"--nproc_per_node={ranks}",
+            f"--master_port={port}",
+            "-m",
+            "cnnlab",
+            "train",
+            "--no-progress",
+            "--device",
+            "cpu",
+            "--epochs",
+            "1",
+            *args,
+        ],
+        env={**_env(data_dir), "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
         timeout=300,
-    )  # fmt: skip
+    )
 
 
 def test_ddp_user_errors_stop_every_rank_in_one_line(tmp_path, monkeypatch, data_dir):

@@ -63,8 +63,14 @@ def test_feature_extraction_keeps_batch_norm_statistics(data_dir):
     replace_head(model, 10)
     data = load_dataset("fashion-mnist", "train", root=data_dir).subset(256, seed=0)
     test = load_dataset("fashion-mnist", "test", root=data_dir).subset(128, seed=0)
-    config = TrainConfig(model="fashion_cnn", dataset="fashion-mnist", epochs=1, batch_size=64,
-                         progress=False, transfer={"strategy": "feature-extract"})  # fmt: skip
+    config = TrainConfig(
+        model="fashion_cnn",
+        dataset="fashion-mnist",
+        epochs=1,
+        batch_size=64,
+        progress=False,
+        transfer={"strategy": "feature-extract"},
+    )
     fit(model, (data, test), config)
     after = model.state_dict()
     moved = {k for k in before if not torch.equal(before[k], after[k])}
@@ -82,8 +88,9 @@ def test_advisor_four_quadrants():
 @pytest.fixture(scope="module")
 def digits_source(tmp_path_factory, data_dir):
     root = tmp_path_factory.mktemp("transfer-runs")
-    config = TrainConfig(model="lenet5", dataset="digits", epochs=3, data_dir=str(data_dir),
-                         progress=False)  # fmt: skip
+    config = TrainConfig(
+        model="lenet5", dataset="digits", epochs=3, data_dir=str(data_dir), progress=False
+    )
     train_run(config, root, "digits")
     return root
 
@@ -92,9 +99,29 @@ def digits_source(tmp_path_factory, data_dir):
 def test_transfer_freezes_exactly_what_it_says(digits_source, data_dir, strategy, capsys):
     base = ["--runs-dir", str(digits_source), "--data-dir", str(data_dir), "--no-progress"]
     name = strategy.replace(":", "-")
-    assert main(["transfer", "--from", "digits", "--dataset", "mnist", "--strategy", strategy,
-                 "--train-subset", "600", "--test-subset", "500", "--epochs", "2",
-                 "--name", name, *base]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "transfer",
+                "--from",
+                "digits",
+                "--dataset",
+                "mnist",
+                "--strategy",
+                strategy,
+                "--train-subset",
+                "600",
+                "--test-subset",
+                "500",
+                "--epochs",
+                "2",
+                "--name",
+                name,
+                *base,
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "test accuracy" in out
     source = load_run(digits_source / "digits").model.state_dict()
@@ -117,14 +144,45 @@ def test_transfer_freezes_exactly_what_it_says(digits_source, data_dir, strategy
 
 
 def test_transfer_auto_explains_its_choice(digits_source, data_dir, capsys):
-    args = ["transfer", "--from", "digits", "--dataset", "mnist", "--train-subset", "500",
-            "--test-subset", "200", "--epochs", "1", "--different", "--runs-dir",
-            str(digits_source), "--data-dir", str(data_dir), "--no-progress"]  # fmt: skip
+    args = [
+        "transfer",
+        "--from",
+        "digits",
+        "--dataset",
+        "mnist",
+        "--train-subset",
+        "500",
+        "--test-subset",
+        "200",
+        "--epochs",
+        "1",
+        "--different",
+        "--runs-dir",
+        str(digits_source),
+        "--data-dir",
+        str(data_dir),
+        "--no-progress",
+    ]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "strategy fine-tune-last:1: 500 images, 50 per class: small" in out
-    assert main(["transfer", "--from", "nosuchrun", "--dataset", "mnist", "--strategy", "full",
-                 "--runs-dir", str(digits_source), "--no-progress"]) == 2  # fmt: skip
+    assert (
+        main(
+            [
+                "transfer",
+                "--from",
+                "nosuchrun",
+                "--dataset",
+                "mnist",
+                "--strategy",
+                "full",
+                "--runs-dir",
+                str(digits_source),
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
 
 
 @pytest.mark.parametrize("factor", [-1, float("nan"), float("inf"), 0, 0.0, 1.5, True, "0.1"])
@@ -140,8 +198,7 @@ def _tree(root):
 
 
 @pytest.mark.parametrize(
-    "value, shown",
-    [("-1", "-1.0"), ("nan", "nan"), ("inf", "inf"), ("0", "0.0"), ("2", "2.0")],
+    "value, shown", [("-1", "-1.0"), ("nan", "nan"), ("inf", "inf"), ("0", "0.0"), ("2", "2.0")]
 )
 @pytest.mark.parametrize("source", ["digits", "nosuchrun"])
 def test_transfer_refuses_a_bad_backbone_lr_factor_before_loading(
@@ -158,8 +215,18 @@ def test_transfer_refuses_a_bad_backbone_lr_factor_before_loading(
     (tmp_path / "runs").mkdir()
     before = _tree(tmp_path)
     for strategy in ("auto", "full", "feature-extract"):
-        args = ["transfer", "--from", source, "--dataset", "digits", "--strategy", strategy,
-                "--backbone-lr-factor", value, "--no-progress"]  # fmt: skip
+        args = [
+            "transfer",
+            "--from",
+            source,
+            "--dataset",
+            "digits",
+            "--strategy",
+            strategy,
+            "--backbone-lr-factor",
+            value,
+            "--no-progress",
+        ]
         assert main(args) == 2
         err = capsys.readouterr().err
         assert f"--backbone-lr-factor {shown}: expected a finite number" in err, err
@@ -191,9 +258,29 @@ def test_transfer_checks_strategy_and_run_folder_before_loading(tmp_path, monkey
 
 
 def test_backbone_lr_factor_is_noted_where_it_does_not_apply(digits_source, data_dir, capsys):
-    args = ["transfer", "--from", "digits", "--dataset", "mnist", "--strategy", "feature-extract",
-            "--backbone-lr-factor", "0.5", "--train-subset", "300", "--test-subset", "100",
-            "--epochs", "1", "--name", "noted", "--runs-dir", str(digits_source),
-            "--data-dir", str(data_dir), "--no-progress"]  # fmt: skip
+    args = [
+        "transfer",
+        "--from",
+        "digits",
+        "--dataset",
+        "mnist",
+        "--strategy",
+        "feature-extract",
+        "--backbone-lr-factor",
+        "0.5",
+        "--train-subset",
+        "300",
+        "--test-subset",
+        "100",
+        "--epochs",
+        "1",
+        "--name",
+        "noted",
+        "--runs-dir",
+        str(digits_source),
+        "--data-dir",
+        str(data_dir),
+        "--no-progress",
+    ]
     assert main(args) == 0
     assert "--backbone-lr-factor applies to --strategy full only" in capsys.readouterr().out

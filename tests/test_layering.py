@@ -1,0 +1,178 @@
+"""The house rules of docs/architecture.md, checked on the source: every import of a cnnlab
+module points to the same floor or one below, the module graph has no cycle, the NumPy engine
+stands on the ground floor alone, no private name crosses a module boundary, and no file
+grows past the size a reader can hold in mind."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "cnnlab"
+MAX_LINES = 460  # "about 450"
+
+# floor of each module, by its dotted name or the longest matching package prefix
+FLOORS = {
+    "cnnlab": 0,
+    "cnnlab.errors": 0,
+    "cnnlab.outputs": 0,
+    "cnnlab.arithmetic": 0,
+    "cnnlab._tracing": 0,
+    "cnnlab._unpickle": 0,
+    "cnnlab.scratch": 1,
+    "cnnlab.images": 1,
+    "cnnlab.data": 1,
+    "cnnlab.models": 2,
+    "cnnlab.runs": 3,
+    "cnnlab.distributed": 3,
+    "cnnlab.train_config": 3,
+    "cnnlab.train": 3,
+    "cnnlab.steps": 3,
+    "cnnlab.transfer": 3,
+    "cnnlab.inspect": 3,
+    "cnnlab.graph": 3,
+    "cnnlab.trained": 4,
+    "cnnlab.experiment": 4,
+    "cnnlab.reproduce": 4,
+    "cnnlab.explorer": 5,
+    "cnnlab.cli": 6,
+    "cnnlab.__main__": 6,
+}
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def floor(module: str) -> int:
+    candidates = [
+        p for p in FLOORS if module == p or (p != "cnnlab" and module.startswith(p + "."))
+    ]
+    assert candidates, f"{module} has no floor: add it to docs/architecture.md and FLOORS"
+    return FLOORS[max(candidates, key=len)]
+
+
+def imports(path: Path) -> list[tuple[str, list[str], int]]:
+    """(imported cnnlab module, names taken from it, line) for every import in the file,
+    function-level imports included."""
+    module = module_name(path)
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found += [(a.name, [], node.lineno) for a in node.names if a.name.startswith("cnnlab")]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if target.startswith("cnnlab"):
+                found.append((target, [a.name for a in node.names], node.lineno))
+    return found
+
+
+def resolve(target: str, names: list[str]) -> list[str]:
+    """``from cnnlab.x import y`` imports module ``cnnlab.x.y`` when that is a module."""
+    modules = []
+    for name in names or [""]:
+        candidate = f"{target}.{name}" if name else target
+        path = PACKAGE.parent / Path(*candidate.split("."))
+        modules.append(candidate if path.with_suffix(".py").exists() or path.is_dir() else target)
+    return modules
+
+
+SOURCES = sorted(PACKAGE.rglob("*.py"))
+GRAPH = {
+    module_name(path): {m for t, names, _ in imports(path) for m in resolve(t, names)}
+    for path in SOURCES
+}
+
+
+def test_every_import_points_down_or_level():
+    upward = [
+        f"{module_name(path)}:{line} imports {target} (floor {floor(target)} > "
+        f"{floor(module_name(path))})"
+        for path in SOURCES
+        for imported, names, line in imports(path)
+        for target in resolve(imported, names)
+        if floor(target) > floor(module_name(path))
+    ]
+    assert not upward, "\n".join(upward)
+
+
+def test_no_import_cycle():
+    # modules of one package form one node: a package and its modules are one room
+    def room(module: str) -> str:
+        parts = module.split(".")
+        return ".".join(parts[:2])
+
+    edges: dict[str, set[str]] = {}
+    for source, targets in GRAPH.items():
+        edges.setdefault(room(source), set()).update(
+            room(t) for t in targets if room(t) != room(source)
+        )
+    edges.pop("cnnlab", None)  # the package's own __init__ imports nothing
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(edges.get(node, ())):
+            if state.get(nxt) == 1:
+                cycle = stack[stack.index(nxt) :] + [nxt]
+                raise AssertionError("import cycle: " + " -> ".join(cycle))
+            if nxt not in state:
+                visit(nxt)
+        stack.pop()
+        state[node] = 2
+
+    for node in sorted(edges):
+        if node not in state:
+            visit(node)
+
+
+def test_the_numpy_engine_stands_on_the_ground_floor():
+    outside = [
+        f"{source} imports {target}"
+        for source, targets in GRAPH.items()
+        if source.startswith("cnnlab.scratch")
+        for target in targets
+        if not target.startswith("cnnlab.scratch") and floor(target) > 0
+    ]
+    assert not outside, outside
+
+
+def test_no_private_name_crosses_a_module():
+    crossing = [
+        f"{module_name(path)}:{line} takes {name} from {target}"
+        for path in SOURCES
+        for target, names, line in imports(path)
+        for name in names
+        if name.startswith("_")
+        and not name.startswith("__")
+        and resolve(target, [name])[0] == target  # a name, not a plumbing module
+    ]
+    assert not crossing, "\n".join(crossing)
+
+
+def test_no_file_outgrows_a_reading():
+    long = {
+        str(p.relative_to(PACKAGE)): n
+        for p in SOURCES
+        if (n := len(p.read_text().splitlines())) > MAX_LINES
+    }
+    assert not long, long
+
+
+def test_the_rules_catch_what_they_promise(tmp_path):
+    """The parser sees relative, absolute and function-level imports (so a passing rule is
+    not a blind one)."""
+    sample = PACKAGE / "experiment.py"
+    targets = {m for t, names, _ in imports(sample) for m in resolve(t, names)}
+    assert "cnnlab.runs" in targets and "cnnlab.train" in targets
+    assert floor("cnnlab.cli.train") == 6 and floor("cnnlab.scratch.layers") == 1
+    assert resolve("cnnlab", ["runs"]) == ["cnnlab.runs"]
