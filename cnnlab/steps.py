@@ -1,13 +1,16 @@
 """What the trainer does inside an epoch: one optimizer step, the loss of (possibly several)
-outputs, autocast, one evaluation pass, and the stop when the loss stops being a number."""
+outputs, autocast, one evaluation pass, the test every N steps (``--eval-every``), and the
+stop when the loss stops being a number."""
 
 from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -76,6 +79,115 @@ def autocast(device: torch.device, amp: str):
 
 
 @dataclass
+class StepEvaluation:
+    """The test set's loss and accuracy every ``every`` optimizer steps, beside the training
+    loss and accuracy averaged over the steps since the previous test (the curves per
+    iteration that the course plots). Testing consumes no random numbers, so the training
+    itself is the same with or without it.
+
+    ``rows`` holds ``{step, epoch, train_loss, train_acc, test_loss, test_acc}`` per test;
+    ``step`` counts optimizer steps from the start of the run, ``epoch`` is the (fractional)
+    number of epochs done at that step. ``window`` is the running sum (loss, correct, images)
+    since the last test; ``last`` the last test's step and result, which the trainer reuses
+    when an epoch ends on a test step.
+    """
+
+    every: int
+    model: nn.Module  # the bare model (ranks may differ in steps under DDP)
+    loader: BatchLoader
+    preprocess: Preprocess
+    num_classes: int
+    amp: str = "none"
+    after_train_mode: Callable[[nn.Module], None] | None = None
+    rows: list[dict[str, float]] = field(default_factory=list)
+    window: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    seconds: float = 0.0  # time spent testing, kept out of the training throughput
+    last: tuple[int, tuple[float, float, torch.Tensor]] | None = None
+
+    def __post_init__(self) -> None:
+        self._sums: torch.Tensor | None = None  # this rank's (loss, correct, images) on device
+
+    def record(
+        self,
+        step: int,
+        steps_per_epoch: int,
+        loss: torch.Tensor,
+        logits: torch.Tensor,
+        labels: torch.Tensor,
+    ) -> None:
+        """Add one step's batch (``step``: 1-based, counted over the run); test when due."""
+        batch = torch.stack(
+            [
+                loss.detach().double() * len(labels),
+                (logits.detach().argmax(dim=1) == labels).sum().double(),
+                torch.tensor(float(len(labels)), dtype=torch.float64, device=labels.device),
+            ]
+        )
+        self._sums = batch if self._sums is None else self._sums + batch
+        if step % self.every == 0:
+            self.test(step, steps_per_epoch)
+
+    def merged(self) -> list[float]:
+        """The window summed over the ranks (every rank must call this together); the sum is
+        kept on rank 0 alone, so it is the window a resumed run starts from."""
+        sums = torch.tensor(self.window, dtype=torch.float64)
+        if self._sums is not None:
+            sums = sums + self._sums.cpu()
+        ranks = current_distributed()
+        if ranks.world_size > 1:
+            sums = sums.to(self.loader.images.device)
+            dist.all_reduce(sums)
+            sums = sums.cpu()
+        self._sums = None
+        self.window = sums.tolist() if ranks.is_main else [0.0, 0.0, 0.0]
+        return sums.tolist()
+
+    def test(self, step: int, steps_per_epoch: int) -> None:
+        started = time.perf_counter()
+        loss_sum, correct, seen = self.merged()
+        result = evaluate(self.model, self.loader, self.preprocess, self.num_classes, self.amp)
+        if self.after_train_mode is not None:  # evaluate put every module back in training mode
+            self.after_train_mode(self.model)
+        self.rows.append(
+            {
+                "step": step,
+                "epoch": step / steps_per_epoch,
+                "train_loss": loss_sum / max(seen, 1),
+                "train_acc": correct / max(seen, 1),
+                "test_loss": result[0],
+                "test_acc": result[1],
+            }
+        )
+        self.window, self.last = [0.0, 0.0, 0.0], (step, result)
+        self.seconds += time.perf_counter() - started
+
+    def state(self) -> dict[str, Any]:
+        """What a checkpoint keeps, so a resumed run's rows continue the straight run's; call
+        :meth:`merged` on every rank first."""
+        return {"rows": list(self.rows), "window": list(self.window)}
+
+    def load_state(self, state: Any) -> None:
+        """Continue from :meth:`state` (None: a checkpoint written without ``--eval-every``)."""
+        if state is None:
+            return
+        try:
+            rows = [
+                {k: int(v) if k == "step" else float(v) for k, v in row.items()}
+                for row in state["rows"]
+            ]
+            window = [float(v) for v in state["window"]]
+            if len(window) != 3:
+                raise ValueError(window)
+        except (TypeError, ValueError, KeyError, AttributeError):
+            raise CnnlabError(
+                "the checkpoint's 'steps' entry is not the --eval-every record cnnlab writes "
+                "(rows and a 3-number window); the file is damaged: train the run anew"
+            ) from None
+        self.rows = rows
+        self.window = window if current_distributed().is_main else [0.0, 0.0, 0.0]
+
+
+@dataclass
 class EpochSteps:
     """One epoch's optimizer steps, with the running loss and accuracy on the progress bar."""
 
@@ -87,6 +199,7 @@ class EpochSteps:
     config: TrainConfig
     epoch: int
     run_dir: Path | None
+    evaluation: StepEvaluation | None = None  # --eval-every: test every N steps
 
     def run(
         self, loader: BatchLoader, preprocess: Preprocess, augment_rng: torch.Generator
@@ -105,9 +218,13 @@ class EpochSteps:
             file=sys.stderr,
         )
         started = time.perf_counter()
+        testing_before = self.evaluation.seconds if self.evaluation else 0.0
         for step, (images, labels) in enumerate(loader):
             inputs = preprocess(images, augment=config.augment, generator=augment_rng)
             loss, logits = self.step(inputs, labels)
+            if self.evaluation is not None:
+                done = self.epoch * steps + step + 1
+                self.evaluation.record(done, steps, loss, logits, labels)
             loss_sum += loss.detach() * len(labels)
             correct += (logits.detach().argmax(dim=1) == labels).sum()
             seen += len(labels)
@@ -125,6 +242,8 @@ class EpochSteps:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds = time.perf_counter() - started
+        if self.evaluation is not None:  # the tests every N steps are not training time
+            seconds -= self.evaluation.seconds - testing_before
         bar.close()
         totals = torch.stack(
             [loss_sum.double(), correct.double(), torch.tensor(seen, device=device).double()]

@@ -24,6 +24,7 @@ from torch import nn
 
 from . import runs
 from .data import BatchLoader, ImageDataset, Preprocess
+from .data.batches import INPUT_SCALINGS, scaling_stats
 from .distributed import (
     Distributed,
     current_distributed,
@@ -35,7 +36,15 @@ from .distributed import (
     set_rng_state,
 )
 from .errors import CnnlabError
-from .steps import EpochSteps, TrainingDiverged, autocast, diverged, evaluate, training_loss
+from .steps import (
+    EpochSteps,
+    StepEvaluation,
+    TrainingDiverged,
+    autocast,
+    diverged,
+    evaluate,
+    training_loss,
+)
 from .train_config import (
     AMP_MODES,
     LR_MAX,
@@ -54,13 +63,16 @@ from .train_config import (
 
 __all__ = [  # the settings, checks and rank helpers are re-exported from their modules
     "AMP_MODES",
+    "INPUT_SCALINGS",
     "LR_MAX",
     "MAX_IMAGE_SIDE",
     "OPTIMIZERS",
     "SCHEDULES",
     "SEED_MAX",
+    "STEPS_CSV",
     "Distributed",
     "FitResult",
+    "StepEvaluation",
     "TrainConfig",
     "TrainingDiverged",
     "TrainingHooks",
@@ -90,12 +102,17 @@ __all__ = [  # the settings, checks and rank helpers are re-exported from their 
 ]
 
 
+STEPS_CSV = "steps.csv"  # the tests every --eval-every steps, beside metrics.csv per epoch
+
+
 @dataclass
 class FitResult:
     history: list[dict[str, float]]
     confusion: torch.Tensor  # rows: true class, columns: predicted class
     run_dir: Path | None
     classes: list[str] = field(default_factory=list)  # the confusion matrix's row names
+    # with config.eval_every: {step, epoch, train_loss, train_acc, test_loss, test_acc} rows
+    steps: list[dict[str, float]] = field(default_factory=list)
 
     @property
     def test_accuracy(self) -> float:
@@ -166,14 +183,16 @@ def fit(
         data: the training and test splits.
         config: the hyperparameters.
         run_dir: where to write config.json, metrics.csv and checkpoint.pt (every epoch,
-            atomically), and with the standard hooks curves.png and confusion.png after the
-            last epoch; nothing is written when None. Only rank 0 writes.
+            atomically; with ``config.eval_every`` also steps.csv), and with the standard hooks
+            curves.png and confusion.png after the last epoch; nothing is written when None.
+            Only rank 0 writes.
         resume_from: a checkpoint dict from :func:`cnnlab.runs.load_checkpoint`; training goes on
             from its epoch with its weights, optimizer, schedule and RNG state.
         hooks: what features add to the loop; by default :func:`standard_hooks` ``(config)``.
 
     Returns:
-        The per-epoch history and the final confusion matrix.
+        The per-epoch history, the final confusion matrix and, with ``config.eval_every``, the
+        rows of the tests every N optimizer steps.
     """
     hooks = standard_hooks(config) if hooks is None else hooks
     train_set, test_set = data
@@ -186,11 +205,12 @@ def fit(
             f"train split has {train_set.num_classes} classes, test split {test_set.num_classes}"
         )
 
-    # ---- data: batches on the device, normalized with the training images' statistics
+    # ---- data: batches on the device, scaled as config.input_scaling says (by default
+    # normalized with the training images' statistics); a resumed run keeps its saved scale
     if resume_from is not None:
         mean, std = resume_from["normalization"]["mean"], resume_from["normalization"]["std"]
     else:
-        mean, std = train_set.channel_stats()
+        mean, std = scaling_stats(train_set, config.input_scaling)
     preprocess = Preprocess(
         mean,
         std,
@@ -200,8 +220,21 @@ def fit(
     )
     check_batch_size(config, len(train_set), ranks.world_size)
     common = dict(device=device, seed=config.seed, rank=ranks.rank, world_size=ranks.world_size)
-    train_loader = BatchLoader(train_set, config.batch_size, shuffle=True, drop_last=True, **common)
+    train_loader = BatchLoader(
+        train_set, config.batch_size, shuffle=config.shuffle, drop_last=True, **common
+    )
     test_loader = BatchLoader(test_set, config.eval_batch_size, shuffle=False, **common)
+    evaluation = None
+    if config.eval_every is not None:
+        evaluation = StepEvaluation(
+            config.eval_every,
+            model,
+            test_loader,
+            preprocess,
+            train_set.num_classes,
+            config.amp,
+            hooks.after_train_mode,
+        )
 
     # ---- model, optimizer, schedule
     if config.channels_last:
@@ -221,6 +254,8 @@ def fit(
         history = list(resume_from["history"])
         start_epoch = int(resume_from["epoch"])
         set_rng_state(resume_from["rng"])
+        if evaluation is not None:
+            evaluation.load_state(resume_from.get("steps"))
     trained = _distributed_model(model, device) if ranks.world_size > 1 else model
     if run_dir is not None and ranks.is_main:
         runs.write_text(run_dir / runs.CONFIG, json.dumps(asdict(config), indent=2) + "\n")
@@ -236,14 +271,23 @@ def fit(
         if hooks.after_train_mode is not None:
             hooks.after_train_mode(model)
         epoch_steps = EpochSteps(
-            model, trained, optimizer, scheduler, scaler, config, epoch, run_dir
+            model, trained, optimizer, scheduler, scaler, config, epoch, run_dir, evaluation
         )
         totals, train_seconds = epoch_steps.run(train_loader, preprocess, augment_rng)
 
-        # ---- test, record, checkpoint
-        test_loss, test_acc, confusion = evaluate(  # the bare model: ranks may differ in steps
-            model, test_loader, preprocess, train_set.num_classes, config.amp
-        )
+        # ---- test (unless the epoch's last step was just tested), record, checkpoint
+        if (
+            evaluation is not None
+            and evaluation.last
+            and evaluation.last[0] == (epoch + 1) * len(train_loader)
+        ):
+            test_loss, test_acc, confusion = evaluation.last[1]
+        else:  # the bare model: ranks may differ in steps
+            test_loss, test_acc, confusion = evaluate(
+                model, test_loader, preprocess, train_set.num_classes, config.amp
+            )
+        if evaluation is not None:
+            evaluation.merged()  # every rank's running sums, for the checkpoint
         row = {
             "epoch": epoch + 1,
             "lr": optimizer.param_groups[0]["lr"],
@@ -272,13 +316,17 @@ def fit(
                     "model_spec": model_spec(model),
                     "normalization": {"mean": list(mean), "std": list(std)},
                     "classes": list(train_set.classes),
+                    **({"steps": evaluation.state()} if evaluation is not None else {}),
                 },
             )
             runs.write_metrics(run_dir / runs.METRICS, history)
+            if evaluation is not None:
+                runs.write_metrics(run_dir / STEPS_CSV, evaluation.rows)
         if ranks.world_size > 1:
             dist.barrier()  # no rank races ahead of the checkpoint
 
-    result = FitResult(history, confusion, run_dir, list(train_set.classes))
+    steps = list(evaluation.rows) if evaluation is not None else []
+    result = FitResult(history, confusion, run_dir, list(train_set.classes), steps)
     if ranks.is_main and hooks.after_fit is not None:
         hooks.after_fit(result)
     return result

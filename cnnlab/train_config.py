@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from .data import ImageDataset
+from .data.batches import INPUT_SCALINGS
 from .distributed import parse_device, resolve_device
 from .errors import CnnlabError
 
@@ -74,6 +75,9 @@ class TrainConfig:
     step_gamma: float = 0.1
     label_smoothing: float = 0.0
     augment: bool = False  # random crop (pad 2 for 28/32 px, 1 for 8 px) + flip where allowed
+    input_scaling: str = "standard"  # none (0..255) | unit (x / 255) | standard (mean/std)
+    shuffle: bool = True  # a new order of the training images every epoch, else stored order
+    eval_every: int | None = None  # also test every N optimizer steps (FitResult.steps)
     seed: int = 0
     device: str = "auto"  # auto (CUDA if present) | cpu | cuda | cuda:N
     amp: str = "none"  # autocast: none | bf16 | fp16 (CUDA)
@@ -87,6 +91,19 @@ class TrainConfig:
             (self.optimizer in OPTIMIZERS, "optimizer", self.optimizer, ", ".join(OPTIMIZERS)),
             (self.schedule in SCHEDULES, "schedule", self.schedule, ", ".join(SCHEDULES)),
             (self.amp in AMP_MODES, "amp", self.amp, ", ".join(AMP_MODES)),
+            (
+                self.input_scaling in INPUT_SCALINGS,
+                "input_scaling",
+                self.input_scaling,
+                f"{', '.join(INPUT_SCALINGS)} (unit: x / 255 in 0..1, as Keras and ToTensor())",
+            ),
+            (isinstance(self.shuffle, bool), "shuffle", self.shuffle, "true or false"),
+            (
+                self.eval_every is None or is_count(self.eval_every, 1),
+                "eval_every",
+                self.eval_every,
+                "a positive number of optimizer steps, e.g. 50",
+            ),
             (is_count(self.epochs, 1), "epochs", self.epochs, positive_int),
             (is_count(self.batch_size, 1), "batch_size", self.batch_size, positive_int),
             (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from cnnlab.data import BatchLoader, ImageDataset, Preprocess, load_dataset
-from cnnlab.data.batches import random_crop, random_flip
+from cnnlab.data.batches import random_crop, random_flip, scaling_stats
 
 
 def _digits() -> ImageDataset:
@@ -65,3 +65,30 @@ def test_epochs_reshuffle_and_evaluation_keeps_order():
     assert not torch.equal(first, torch.cat([labels for _, labels in loader]))
     ordered = BatchLoader(data, 100, shuffle=False)
     assert torch.equal(torch.cat([labels for _, labels in ordered]), data.labels)
+
+
+def test_input_scalings_give_raw_unit_and_standard_pixels():
+    data = _digits()
+    raw = Preprocess(*scaling_stats(data, "none"))(data.images)
+    assert torch.equal(raw, data.images.float())  # exactly 0..255, no rounding
+    unit = Preprocess(*scaling_stats(data, "unit"))(data.images)
+    assert torch.equal(unit, data.images.float() / 255)
+    standard = Preprocess(*scaling_stats(data, "standard"))(data.images)
+    assert torch.equal(standard, Preprocess(*data.channel_stats())(data.images))
+    assert abs(standard.mean().item()) < 1e-4
+
+
+def test_training_without_shuffle_keeps_the_stored_order_on_every_rank():
+    data = _digits()
+    single = BatchLoader(data, 64, shuffle=False, seed=3, drop_last=True)
+    ranks = [
+        BatchLoader(data, 64, shuffle=False, seed=3, rank=r, world_size=2, drop_last=True)
+        for r in range(2)
+    ]
+    for epoch in (0, 4):
+        for loader in (single, *ranks):
+            loader.set_epoch(epoch)
+        batches = [labels for _, labels in single]
+        assert torch.equal(torch.cat(batches), data.labels[: 1437 // 64 * 64])
+        for whole, (_, a), (_, b) in zip(batches, *ranks):  # the ranks take turns along it
+            assert torch.equal(whole[0::2], a) and torch.equal(whole[1::2], b)

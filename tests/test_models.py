@@ -47,18 +47,26 @@ HAND_COUNTS = {
     + fc(10368, 128)
     + fc(128, 128)
     + fc(128, 10),
-    # same-padded convs keep 32x32, one pool -> 16; 16*16*128 = 32768
+    # E5: a plain pair + 3 residual pairs = 8 same-padded convs keep 32x32, one pool -> 16;
+    # 16*16*128 = 32768 -> 128 -> 128 (both linear) -> 10
     "cifar_residual": conv(3, 3, 128)
-    + 6 * conv(3, 128, 128)
+    + 7 * conv(3, 128, 128)
     + fc(32768, 128)
     + fc(128, 128)
     + fc(128, 10),
-    # a pool after each of 3 pairs: 32 -> 4; 4*4*128 = 2048
+    # E6: the same 8 convs with a pool after each of the 3 residual pairs: 32 -> 4; 4*4*128
     "cifar_residual_pool": conv(3, 3, 128)
-    + 6 * conv(3, 128, 128)
+    + 7 * conv(3, 128, 128)
     + fc(2048, 128)
     + fc(128, 128)
     + fc(128, 10),
+}
+
+# The course material's own figures for its Keras models (issue 14: E4, E5, E6).
+MATERIAL_COUNTS = {
+    "cifar_plain7": 2_234_122,
+    "cifar_residual": 5_248_906,
+    "cifar_residual_pool": 1_316_746,
 }
 
 
@@ -109,9 +117,49 @@ def test_lenet5_classic_and_modern_differ_in_activation_and_pooling():
     assert isinstance(modern.features[2], torch.nn.MaxPool2d)
 
 
-def test_residual_pair_adds_its_input():
+@pytest.mark.parametrize("name", sorted(MATERIAL_COUNTS))
+def test_cifar_stacks_have_the_material_parameter_counts(name: str):
+    model = create_model(name, num_classes=10, in_channels=3, input_size=32)
+    assert sum(p.numel() for p in model.parameters()) == MATERIAL_COUNTS[name]
+
+
+def _layers(model: torch.nn.Module) -> list[str]:
+    """The leaf layers in call order (a residual pair's body, then its skip), by kind."""
+    return [type(m).__name__ for m in model.modules() if not list(m.children())]
+
+
+def test_cifar_stacks_are_wired_as_the_material_builds_them():
+    from cnnlab.models.cifar_stacks import ResidualPair
+
+    e4, e5, e6 = (
+        create_model(n) for n in ("cifar_plain7", "cifar_residual", "cifar_residual_pool")
+    )
+    dense = ["Flatten", "Linear", "Linear", "Linear"]  # E5, E6: the hidden dense layers are linear
+    pair = ["Conv2d", "ReLU"] * 2
+    assert _layers(e4) == ["Conv2d", "ReLU"] * 7 + ["MaxPool2d", "Flatten"] + [
+        "Linear",
+        "ReLU",
+    ] * 2 + ["Linear"]
+    assert _layers(e5) == pair + pair * 3 + ["MaxPool2d"] + dense
+    assert _layers(e6) == pair + (pair + ["MaxPool2d"]) * 3 + dense
+    for model, pools in ((e5, 1), (e6, 3)):
+        kinds = [type(m) for m in model.features]
+        assert kinds[:2] == [torch.nn.Sequential] * 2  # the plain pair: no skip
+        assert sum(k is ResidualPair for k in kinds) == 3
+        assert sum(k is torch.nn.MaxPool2d for k in kinds) == pools
+    assert all(c.padding == (1, 1) for c in e5.modules() if isinstance(c, torch.nn.Conv2d))
+    features = {"cifar_plain7": 9 * 9 * 128, "cifar_residual": 32_768, "cifar_residual_pool": 2_048}
+    for model, width in zip((e4, e5, e6), features.values()):
+        assert model.classifier[1].in_features == width
+        assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_residual_pair_adds_its_input_after_its_relus():
     model = create_model("cifar_residual")
-    pair = model.features[1]
+    pair = model.features[2]  # features 0 and 1 are the plain pair
+    x = -torch.rand(1, 128, 8, 8)
+    # Keras: each convolution has its own ReLU, the addition none, so the sum may stay negative
+    assert (pair(x) - x).min() >= 0 and pair(x).min() < 0
     for param in pair.parameters():
         torch.nn.init.zeros_(param)
     x = torch.randn(1, 128, 8, 8)

@@ -10,6 +10,26 @@ import torch
 
 from .datasets import ImageDataset
 
+INPUT_SCALINGS = ("none", "unit", "standard")
+RAW_STD = 1 / 255  # with mean 0: the normalization that gives back the raw 0..255 values
+
+
+def scaling_stats(dataset: ImageDataset, scaling: str) -> tuple[list[float], list[float]]:
+    """The per-channel ``(mean, std)`` on the 0..1 scale that :class:`Preprocess` applies for
+    an input scaling; saved in checkpoints, so a trained run is read back with the same scale.
+
+    - ``standard``: the training images' own mean and standard deviation (zero mean, unit
+      variance per channel);
+    - ``unit``: mean 0, std 1, i.e. ``x / 255`` in 0..1 (Keras' and ``ToTensor()``'s scale);
+    - ``none``: mean 0, std 1/255, i.e. the raw pixel values 0..255 as floats.
+    """
+    if scaling == "standard":
+        return dataset.channel_stats()
+    if scaling not in INPUT_SCALINGS:
+        raise ValueError(f"input scaling {scaling!r}: expected one of {', '.join(INPUT_SCALINGS)}")
+    std = 1.0 if scaling == "unit" else RAW_STD
+    return [0.0] * dataset.channels, [std] * dataset.channels
+
 
 class BatchLoader:
     """Iterate ``(uint8 images, labels)`` batches of one data set on ``device``.
@@ -22,7 +42,8 @@ class BatchLoader:
     Args:
         dataset: the split to iterate.
         batch_size: examples per step over all ranks.
-        shuffle: a new permutation every epoch (training) or the stored order (evaluation).
+        shuffle: a new permutation every epoch, or the stored order every epoch (evaluation,
+            and training with ``--no-shuffle``; DDP ranks then take turns along it).
         seed: base seed of the permutations; epoch ``e`` uses ``seed * 1000 + e``.
         drop_last: skip the last incomplete batch (training), so every step has equal weight.
     """
@@ -84,7 +105,8 @@ class Preprocess:
     """uint8 batch -> normalized float batch, with optional random crop and horizontal flip.
 
     Args:
-        mean, std: per-channel statistics of the training images, on a 0..1 scale.
+        mean, std: per-channel statistics on a 0..1 scale (:func:`scaling_stats`): the output
+            is ``(x / 255 - mean) / std``; mean 0 and std 1/255 give the raw values exactly.
         crop_padding: pad by this many zero pixels and crop back at a random offset (0: off).
         flip: flip each image left-right with probability 1/2.
         channels_last: return the batch in NHWC memory order (faster convolutions on GPUs).
@@ -102,6 +124,7 @@ class Preprocess:
         if any(s <= 0 for s in self.std):
             raise ValueError(f"std {self.std}: every channel's std must be positive")
         self.crop_padding, self.flip, self.channels_last = (crop_padding, flip, channels_last)
+        self.raw = all(m == 0 for m in self.mean) and all(s == RAW_STD for s in self.std)
         self._device_stats: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def _stats(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -120,8 +143,11 @@ class Preprocess:
             images = random_crop(images, self.crop_padding, generator)
         if augment and self.flip:
             images = random_flip(images, generator)
-        mean, std = self._stats(images.device)
-        out = (images.float() / 255.0 - mean) / std
+        if self.raw:  # input scaling "none": 0..255 as floats, without rounding error
+            out = images.float()
+        else:
+            mean, std = self._stats(images.device)
+            out = (images.float() / 255.0 - mean) / std
         if self.channels_last:
             out = out.contiguous(memory_format=torch.channels_last)
         return out
