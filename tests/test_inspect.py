@@ -147,7 +147,7 @@ def test_gradient_flow_shows_vanishing_gradients_in_the_plain_twin(data_dir):
         torch.manual_seed(0)
         model = create_model("cifar_residual", pairs=6, skip=skip)
         flow = gradient_flow(model, batches, steps=2)
-        assert list(flow)[0] == "features.0.0" and list(flow)[-1] == "classifier.5"
+        assert list(flow)[0] == "features.0.0" and list(flow)[-1] == "classifier.3"
         assert all(len(v) == 2 for v in flow.values())
         means = [sum(v) / 2 for v in flow.values()]
         ratios[skip] = means[0] / means[-1]
@@ -345,3 +345,16 @@ def test_summary_of_a_run_names_the_input_it_was_trained_on(runs_root, capsys):
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "(lenet5, 10 classes) on input 1x28x28" in out
+
+
+def test_capture_keeps_a_layers_output_when_an_inplace_relu_follows():
+    from cnnlab.inspect import capture
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(inplace=True))
+    x = torch.randn(1, 1, 8, 8)
+    with capture(model, ["0"]) as record:
+        model(x)
+    conv = model[0](x).detach()
+    assert conv.min() < 0  # the ReLU would have zeroed these in a shared view
+    assert torch.equal(record["outputs"]["0"], conv)

@@ -1,44 +1,60 @@
 """``cnnlab show VIEW``: pictures of a trained run (feature maps, filters, Grad-CAM,
-saliency, mistakes, curves, confusion) and the gradient flow of models side by side."""
+saliency, mistakes, curves, confusion), the first four also of any model
+(:func:`cnnlab.trained.load_source`), and the gradient flow of models side by side."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 from ..errors import CnnlabError
 from ..outputs import check_output_file
 from ._options import add_data_options, add_out_option, add_run_options, option_dict, wrote
+from .train import SOURCE_HELP, add_source_options, load_any
+
+MAX_DEFAULT_CONVS = 12
 
 
 def add_show(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "show",
-        help="pictures of a trained run: feature maps, filters, Grad-CAM, ...",
-        description="Draw a view of a trained run as a PNG (default: RUN/inspect/...).",
+        help="pictures of a trained run or any model: feature maps, filters, Grad-CAM, ...",
+        description="Draw a view of a trained run as a PNG (default: RUN/inspect/...); "
+        "featuremaps, filters, cam and saliency also take any model (see their --help).",
     )
     views = p.add_subparsers(dest="view", required=True, metavar="VIEW")
 
-    def common(q, image: bool) -> None:
-        q.add_argument("run", help="run folder, or its name under --runs-dir")
+    def common(q, image: bool, any_model: bool = False) -> None:
+        if any_model:
+            q.add_argument("run", metavar="SOURCE", help=SOURCE_HELP)
+        else:
+            q.add_argument("run", help="run folder, or its name under --runs-dir")
         if image:
-            q.add_argument("image", help="PNG/JPEG file, or test:N for test-set image N")
+            q.add_argument("image", help="PNG/JPEG file, or test:N for a run's test image N")
+        if any_model:
+            add_source_options(q)
         add_run_options(q)
         add_out_option(q, help="PNG to write")
         add_data_options(q, "data folder for test:N and mistakes")
 
-    q = views.add_parser("featuremaps", help="feature maps of one layer or of every layer")
-    common(q, True)
+    q = views.add_parser(
+        "featuremaps",
+        help="feature maps of one layer or of every layer",
+        description="Feature maps of the named layers; default: every layer of a run, or up to "
+        f"{MAX_DEFAULT_CONVS} convolutions, evenly spread, of any other model.",
+    )
+    common(q, True, True)
     q.add_argument("--layer", action="append", help="layer name as in `cnnlab summary` (repeat)")
     q.set_defaults(handler=_show_featuremaps)
     q = views.add_parser("filters", help="a convolution's filters (the first by default)")
-    common(q, False)
+    common(q, False, True)
     q.add_argument("--layer", default=None)
     q.set_defaults(handler=_show_filters)
     for name, helptext in (("cam", "Grad-CAM heat map"), ("saliency", "input-gradient saliency")):
         q = views.add_parser(name, help=f"{helptext} for a class, over the image")
-        common(q, True)
+        common(q, True, True)
         q.add_argument("--class", dest="target", default=None, help="class index or name")
         if name == "cam":
             q.add_argument("--layer", default=None, help="target layer (default: last conv)")
@@ -55,7 +71,7 @@ def add_show(sub: argparse._SubParsersAction) -> None:
         "gradflow",
         help="per-layer gradient norms of models side by side",
         description="Train each model a few SGD steps on real data and plot every weight's "
-        "gradient norm, input to output. Default: a 17-convolution plain stack against its "
+        "gradient norm, input to output. Default: an 18-convolution plain stack against its "
         "residual twin. MODEL: name[:key=value,...] or a run folder.",
     )
     q.add_argument(
@@ -98,10 +114,13 @@ def _input_image(trained, text: str, data_dir: str | None):
 
 
 def _out(args, trained, stem: str) -> Path:
-    """Where a view's PNG goes: ``--out`` (checked now, before the work) or the run's
-    ``inspect/`` folder (made only when the figure is written)."""
+    """Where a view's PNG goes: ``--out`` (checked now, before the work), else the run's
+    ``inspect/`` folder (made only when the figure is written), else for any other model
+    ``SOURCE-VIEW-IMAGE.png`` in the current folder."""
     if args.out:
         return check_output_file(args.out, "--out", (".png",))
+    if getattr(trained, "run_dir", None) is None:
+        return Path(re.sub(r"[^A-Za-z0-9_-]+", "-", f"{args.run}-{stem}") + ".png")
     return trained.run_dir / "inspect" / f"{stem}.png"
 
 
@@ -110,16 +129,24 @@ def _image_stem(text: str) -> str:
 
 
 def _show_featuremaps(args: argparse.Namespace) -> int:
-    from ..experiment import load_run
-    from ..inspect.hooks import resolve_layer
+    from ..inspect.hooks import conv_layers, resolve_layer
     from ..inspect.plots import plot_feature_maps
     from ..inspect.views import feature_maps
 
-    trained = load_run(args.run, Path(args.runs_dir))
+    trained = load_any(args)
     for layer in args.layer or []:
         resolve_layer(trained.model, layer)  # unknown names fail before any work
     image, label, _ = _input_image(trained, args.image, args.data_dir)
-    maps = feature_maps(trained.model, trained.preprocess(image)[0], args.layer)
+    layers = args.layer
+    if not layers and trained.run is None:  # every layer of VGG-16 at 224: 32 rows of maps
+        convs = conv_layers(trained.model)
+        step = max(1, -(-len(convs) // MAX_DEFAULT_CONVS))
+        layers = convs[::step]
+        if convs and len(layers) < len(convs):
+            print(
+                f"note: {len(layers)} of {len(convs)} convolutions shown; name others with --layer"
+            )
+    maps = feature_maps(trained.model, trained.preprocess(image)[0], layers)
     if not maps:
         raise CnnlabError(f"layers {args.layer} give no feature maps (C x H x W outputs)")
     for name, m in maps.items():
@@ -135,11 +162,10 @@ def _show_featuremaps(args: argparse.Namespace) -> int:
 
 
 def _show_filters(args: argparse.Namespace) -> int:
-    from ..experiment import load_run
     from ..inspect.plots import plot_filters
     from ..inspect.views import filters
 
-    trained = load_run(args.run, Path(args.runs_dir))
+    trained = load_any(args)
     name, weight = filters(trained.model, args.layer)
     print(
         f"{name}: {weight.shape[0]} filters of {'x'.join(map(str, weight.shape[1:]))}, "
@@ -155,24 +181,25 @@ def _class_arg(trained, target: str | None) -> int | None:
         return None
     if target in trained.classes:
         return trained.classes.index(target)
+    what = "run" if trained.run is not None else "model"
     try:
         index = int(target)
     except ValueError:
         raise CnnlabError(
-            f"--class {target!r}: not a class of this run; classes: {', '.join(trained.classes)}"
+            f"--class {target!r}: not a class of this {what}; classes: "
+            f"{', '.join(trained.classes[:20])}{', ...' if len(trained.classes) > 20 else ''}"
         ) from None
     if not 0 <= index < len(trained.classes):
-        raise CnnlabError(f"--class {index}: the run has classes 0..{len(trained.classes) - 1}")
+        raise CnnlabError(f"--class {index}: the {what} has classes 0..{len(trained.classes) - 1}")
     return index
 
 
 def _show_explanation(args: argparse.Namespace) -> int:
-    from ..experiment import load_run
     from ..inspect.explain import grad_cam, saliency
     from ..inspect.hooks import resolve_layer
     from ..inspect.plots import plot_explanation
 
-    trained = load_run(args.run, Path(args.runs_dir))
+    trained = load_any(args)
     target = _class_arg(trained, args.target)
     layer = getattr(args, "layer", None)
     if layer:

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import CnnlabError
 from ._options import DefaultsFormatter, add_data_options, add_run_options, option_value
 
+if TYPE_CHECKING:
+    from ..trained import ModelSource
+
 
 def add_train(sub: argparse._SubParsersAction) -> None:
     from ..data.datasets import CIFAR_VARIANTS, DATASET_NAMES
-    from ..train import AMP_MODES, OPTIMIZERS, SCHEDULES, TrainConfig
+    from ..train import AMP_MODES, INPUT_SCALINGS, OPTIMIZERS, SCHEDULES, TrainConfig
 
     d = TrainConfig()
     p = sub.add_parser(
@@ -57,6 +62,27 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--step-gamma", type=float, default=d.step_gamma)
     p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=d.augment)
+    p.add_argument(
+        "--input-scaling",
+        default=d.input_scaling,
+        choices=INPUT_SCALINGS,
+        help="pixels as none: 0..255, unit: x/255 (Keras, ToTensor()), standard: per-channel "
+        "mean/std of the training images",
+    )
+    p.add_argument(
+        "--shuffle",
+        action=argparse.BooleanOptionalAction,
+        default=d.shuffle,
+        help="a new training order every epoch (--no-shuffle: the stored order, as a DataLoader "
+        "without shuffle=True)",
+    )
+    p.add_argument(
+        "--eval-every",
+        type=int,
+        default=d.eval_every,
+        metavar="N",
+        help="also test every N optimizer steps (steps.csv in the run folder)",
+    )
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
     p.add_argument("--amp", default=d.amp, choices=AMP_MODES, help="autocast precision")
@@ -130,15 +156,49 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+SOURCE_HELP = (
+    "a run folder (or its name under --runs-dir), a model name from `cnnlab models` "
+    "(untrained, seeded), torchvision:NAME (untrained, or --weights) or package.module:callable"
+)
+
+
+def add_source_options(p: argparse.ArgumentParser) -> None:
+    """What a model that is not a run needs: its seed, ImageNet weights, its input."""
+    p.add_argument("--seed", type=int, default=0, help="random weights of an untrained model")
+    p.add_argument(
+        "--weights",
+        action="store_true",
+        help="torchvision:NAME with its ImageNet weights, from the torch cache (no download)",
+    )
+    p.add_argument(
+        "--input",
+        default=None,
+        metavar="CxSxS",
+        help="input of a non-run model (default: its design's; 3x224x224 for module:callable)",
+    )
+
+
+def load_any(args: argparse.Namespace, notes_to_stderr: bool = False) -> ModelSource:
+    """The model ``args.run`` names, as :func:`cnnlab.trained.load_source` loads it; its
+    notes printed."""
+    from ..trained import load_source
+
+    source = load_source(args.run, Path(args.runs_dir), args.seed, args.weights, args.input)
+    for note in source.notes or []:
+        print(f"note: {note}", file=sys.stderr if notes_to_stderr else sys.stdout)
+    return source
+
+
 def add_predict(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "predict",
-        help="classify image files with a trained run",
+        help="classify image files with a trained run or any model",
         description="Print the top-k classes for each image. Images are converted to the "
         "model's channels and resized to its input size, with a notice.",
     )
-    p.add_argument("run", help="run folder, or its name under --runs-dir")
+    p.add_argument("run", metavar="SOURCE", help=SOURCE_HELP)
     p.add_argument("images", nargs="+", help="PNG/JPEG files")
+    add_source_options(p)
     add_run_options(p)
     p.add_argument("-k", "--top-k", type=int, default=3)
     p.add_argument("--json", action="store_true")
@@ -148,11 +208,11 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
 def _predict(args: argparse.Namespace) -> int:
     import torch
 
-    from ..experiment import load_run, predict, read_image
+    from ..experiment import predict, read_image
 
-    trained = load_run(args.run, Path(args.runs_dir))
     if args.top_k < 1:
         raise CnnlabError(f"--top-k {args.top_k}: expected a positive number")
+    trained = load_any(args, notes_to_stderr=args.json)
     k = min(args.top_k, len(trained.classes))
     batch = [read_image(path, trained.in_channels, trained.input_size) for path in args.images]
     probabilities = predict(trained, torch.cat([image for image, _ in batch]))

@@ -77,10 +77,11 @@ def capture(
     def make_hook(name: str):
         def hook(module: nn.Module, args, output):
             if inputs and args and isinstance(args[0], torch.Tensor):
-                record["inputs"][name] = args[0].detach()
+                record["inputs"][name] = args[0].detach().clone()  # see below
             if not isinstance(output, torch.Tensor):
                 return
-            record["outputs"][name] = output.detach()
+            # a copy: a next ReLU(inplace=True) (VGG, ResNet) would overwrite a view of it
+            record["outputs"][name] = output.detach().clone()
             if gradients and output.requires_grad:
 
                 def keep(grad: torch.Tensor) -> None:

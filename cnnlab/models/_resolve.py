@@ -92,11 +92,13 @@ def resolve_model(
     num_classes: int | None = None,
     options: dict[str, Any] | None = None,
     pretrained: bool = False,
+    materialize: bool = False,
 ) -> ResolvedModel:
     """The model ``text`` names (see :func:`names_a_model`), for inputs of ``shape`` (C x H x W,
     no batch axis; the design's own when None) and ``num_classes`` outputs (the design's own
     when None). Without ``pretrained``, registry and torchvision models are built on the meta
-    device (shapes only: no memory for the weights)."""
+    device (shapes only: no memory for the weights), or with ``materialize`` on the CPU with
+    their random initial weights (seed torch's generator first for a repeatable model)."""
     options = dict(options or {})
     check_num_classes(num_classes)
     if pretrained:
@@ -105,9 +107,9 @@ def resolve_model(
         model = create_model(text[len(TORCHVISION) :], num_classes=1000, pretrained=True)
         return ResolvedModel(model, f"{text} (1000 classes)", "3x224x224")
     if text in list_models():
-        return _registered(text, shape, num_classes, options)
+        return _registered(text, shape, num_classes, options, materialize)
     if text.startswith(TORCHVISION):
-        return _torchvision(text, num_classes, options)
+        return _torchvision(text, num_classes, options, materialize)
     if ":" in text:
         return _user_model(text, shape, options)
     raise CnnlabError(
@@ -116,7 +118,11 @@ def resolve_model(
 
 
 def _registered(
-    text: str, shape: tuple[int, ...] | None, num_classes: int | None, options: dict[str, Any]
+    text: str,
+    shape: tuple[int, ...] | None,
+    num_classes: int | None,
+    options: dict[str, Any],
+    materialize: bool = False,
 ) -> ResolvedModel:
     entry = get_model_entry(text)
     made_for = f"{entry.default_in_channels}x{entry.default_input_size}x" + str(
@@ -129,14 +135,16 @@ def _registered(
         if key in options:
             raise CnnlabError(f"-O {key}: give the input shape with --input, e.g. {made_for}")
     classes = num_classes or options.pop("num_classes", None) or entry.default_num_classes
-    with torch.device("meta"):
+    with torch.device("cpu" if materialize else "meta"):
         model = create_model(
             text, num_classes=classes, in_channels=channels, input_size=size, **options
         )
     return ResolvedModel(model, f"{text} ({classes} classes)", made_for)
 
 
-def _torchvision(text: str, num_classes: int | None, options: dict[str, Any]) -> ResolvedModel:
+def _torchvision(
+    text: str, num_classes: int | None, options: dict[str, Any], materialize: bool = False
+) -> ResolvedModel:
     import torchvision
 
     name = text.split(":", 1)[1]
@@ -150,7 +158,7 @@ def _torchvision(text: str, num_classes: int | None, options: dict[str, Any]) ->
     if name.startswith(("googlenet", "inception")):
         kwargs.setdefault("init_weights", False)
     try:
-        with torch.device("meta"):
+        with torch.device("cpu" if materialize else "meta"):
             model = torchvision.models.get_model(name, weights=None, **kwargs)
     except NotImplementedError:  # a builder that reads tensor values (RegNet's widths)
         model = torchvision.models.get_model(name, weights=None, **kwargs)
