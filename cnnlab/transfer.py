@@ -12,12 +12,15 @@ set with one of three strategies.
   their batch-norm statistics fixed (a zero learning rate would not).
 
 :func:`advise` picks one with the usual four-quadrant rule (small or large target data set,
-similar to the source or not) and says why.
+similar to the source or not) and says why. For a large target similar to the source it follows
+the course material: retrain the later convolutional layers and the classifier
+(``fine-tune-last:K``, K the later half of the backbone's blocks), not the whole network.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -169,12 +172,43 @@ def training_hooks(settings: dict[str, Any], lr: float) -> TrainingHooks:
     return TrainingHooks(param_groups=param_groups, after_train_mode=freeze_batchnorm)
 
 
+Blocks = int | Sequence[tuple[str, nn.Module]] | None
+_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+def later_blocks(blocks: Blocks) -> int:
+    """How many of the backbone's last blocks a large, similar target retrains. Given the
+    blocks (:func:`backbone_blocks`): from the later half (rounded down, at least one) of the
+    blocks that hold a convolution to the end, so the later conv layers and the hidden
+    classifier layers learn. Given only their number: the later half of them. The first block
+    always stays frozen (when there are two or more); 2 when the backbone is not known."""
+    if blocks is None:
+        return 2
+    count = blocks if isinstance(blocks, int) else len(blocks)
+    if count < 1:
+        raise CnnlabError(f"blocks={count}: a backbone has at least 1 block to retrain")
+    convs = []
+    if not isinstance(blocks, int):
+        convs = [
+            i
+            for i, (_, module) in enumerate(blocks)
+            if any(isinstance(m, _CONVS) for m in module.modules())
+        ]
+    # the first of the later half of the conv blocks, or of all blocks
+    start = convs[-max(1, len(convs) // 2)] if convs else count - max(1, count // 2)
+    start = max(start, 1) if count > 1 else 0
+    return count - start
+
+
 def advise(
-    target_images: int, num_classes: int, similar: bool, blocks: int | None = None
+    target_images: int, num_classes: int, similar: bool, blocks: Blocks = None
 ) -> tuple[Strategy, str]:
-    """The four-quadrant rule (as taught in CS231n): with few images per class, train little
-    (a small target set cannot pin down millions of weights); with a target unlike the
-    source, retrain more (the late layers' features are specific to the source classes)."""
+    """The four-quadrant rule (CS231n; the course material): with few images per class, train
+    little (a small target set cannot pin down millions of weights); with a target unlike the
+    source, retrain more (the late layers' features are specific to the source classes). A
+    large target similar to the source retrains the later convolutional layers and the
+    classifier (``fine-tune-last:K``, K from :func:`later_blocks`; ``blocks``: the source
+    backbone's :func:`backbone_blocks`, or their number), not the whole network."""
     per_class = target_images / max(num_classes, 1)
     small = per_class < 1000
     size = (
@@ -192,9 +226,18 @@ def advise(
             "classes, so retrain it with the head and keep the general early layers frozen."
         )
     if similar:
-        return Strategy("full"), (
-            f"{size}; similar to the source. Enough data to fine-tune the whole network, with "
-            "a 10x smaller learning rate on the pretrained layers."
+        k = later_blocks(blocks)
+        if blocks is None:
+            of = f"the last {k} blocks"
+        elif isinstance(blocks, int):
+            of = f"the last {k} of the backbone's {blocks} blocks"
+        else:
+            of = f"the last {k} of the backbone's {len(blocks)} blocks, from {blocks[-k][0]} on"
+        return Strategy("fine-tune-last", k), (
+            f"{size}; similar to the source. As the course material advises for a large, "
+            f"similar data set, retrain the later convolutional layers ({of}) and the "
+            "classifier: their features are the source-specific ones, while the early layers' "
+            "general edges and textures already fit, so the whole network need not be retrained."
         )
     return Strategy("full"), (
         f"{size}; unlike the source. Fine-tune everything (pretrained weights are still a "

@@ -16,6 +16,7 @@ from cnnlab.transfer import (
     advise,
     backbone_blocks,
     check_backbone_lr_factor,
+    later_blocks,
     replace_head,
     trainable_groups,
 )
@@ -80,9 +81,44 @@ def test_feature_extraction_keeps_batch_norm_statistics(data_dir):
 def test_advisor_four_quadrants():
     assert advise(1000, 10, similar=True)[0] == Strategy("feature-extract")
     assert advise(1000, 10, similar=False)[0] == Strategy("fine-tune-last", 1)
-    assert advise(50_000, 10, similar=True)[0] == Strategy("full")
+    # large and similar: the course material retrains the later conv layers and the classifier,
+    # not the whole network (issue 14, a deliberate change from "full")
+    strategy, why = advise(50_000, 10, similar=True)
+    assert strategy.kind == "fine-tune-last" and strategy.blocks >= 2
+    assert "course material" in why and "later convolutional layers" in why
     strategy, why = advise(50_000, 10, similar=False)
     assert strategy == Strategy("full") and "5,000 per class: large" in why
+
+
+@pytest.mark.parametrize("name", ["lenet5", "fashion_cnn", "resnet18_cifar", "cifar_plain7"])
+def test_large_similar_retrains_the_later_conv_layers_and_the_classifier(name):
+    model = create_model(name, num_classes=10)
+    blocks = backbone_blocks(model)
+    strategy, why = advise(50_000, 10, similar=True, blocks=blocks)
+    assert strategy.kind == "fine-tune-last"
+    assert 2 <= strategy.blocks < len(blocks)  # never the whole backbone
+    first = blocks[-strategy.blocks][0]
+    assert f"the last {strategy.blocks} of the backbone's {len(blocks)} blocks, from {first}" in why
+    _, report = trainable_groups(model, strategy, 1e-3)  # a K the backbone really has
+    assert report["trained_blocks"] == [n for n, _ in blocks][-strategy.blocks :]
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert not convs[0].weight.requires_grad  # the general early features are kept
+    assert convs[-1].weight.requires_grad  # the later conv layers are retrained ...
+    assert model.get_submodule(report["head"]).weight.requires_grad  # ... with the classifier
+    assert report["trainable_params"] < report["total_params"]
+    # the later half of the convolutions (at least one) is retrained, the earlier half kept
+    trained = [c.weight.requires_grad for c in convs]
+    assert trained == sorted(trained) and len(convs) // 2 <= sum(trained) <= -(-len(convs) // 2)
+    # by count alone: the later half of the blocks, the first one always frozen
+    assert [later_blocks(n) for n in (1, 2, 3, 4, 10)] == [1, 1, 1, 2, 5]
+
+
+def test_auto_strategy_help_cites_the_course_material(capsys):
+    with pytest.raises(SystemExit):
+        main(["transfer", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "the course material" in help_text
+    assert "large and similar -> retrain the later conv layers and the classifier" in help_text
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,7 @@ COMMANDS = (
     train.add_data,
     inspect.add_shapes,
     inspect.add_summary,
+    inspect.add_example,
     show.add_show,
     inspect.add_filter,
     graph.add_graph,

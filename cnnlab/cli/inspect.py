@@ -1,5 +1,5 @@
-"""``cnnlab shapes``, ``summary`` and ``filter``: the arithmetic of a design and a classic
-filter on a photo, no trained run needed."""
+"""``cnnlab shapes``, ``summary``, ``example`` and ``filter``: the arithmetic of a design, the
+course's worked examples and a classic filter on a photo, no trained run needed."""
 
 from __future__ import annotations
 
@@ -127,6 +127,35 @@ def _summary(args: argparse.Namespace) -> int:
     )
     report = summary(model, shape, label, made_for)
     print(json.dumps(report.to_dict(), indent=2) if args.json else report)
+    return 0
+
+
+def add_example(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "example",
+        help="the course's worked examples, every number computed and explained",
+        description="Solve one of the course's worked examples with cnnlab's own code and show "
+        "the arithmetic behind every number: correlation (a 5x5 binary image and a 3x3 "
+        "kernel), pooling (max/average/min on a 4x4 input), padding-stride (7x7, padding 1, "
+        "3x3 kernel, stride 2), inception-5x5 (the cost with and without a 1x1 reduction), "
+        "parameters (10 filters of 5x5x3). The presets hold only the inputs.",
+        epilog="example: cnnlab example correlation",
+    )
+    p.add_argument("name", nargs="?", help="the example (see --list)")
+    p.add_argument("--list", action="store_true", help="list the examples and stop")
+    p.add_argument("--json", action="store_true", help="print the answers as JSON")
+    p.set_defaults(handler=_example)
+
+
+def _example(args: argparse.Namespace) -> int:
+    from ..inspect.examples import EXAMPLES, worked_example
+
+    if args.list or not args.name:
+        for example in EXAMPLES.values():
+            print(f"{example.name:<16} {example.title}")
+        return 0
+    worked = worked_example(args.name)
+    print(json.dumps(worked.to_dict(), indent=2) if args.json else worked)
     return 0
 
 

@@ -25,7 +25,16 @@ def add_transfer(sub: argparse._SubParsersAction) -> None:
         help="a run folder, or torchvision:NAME for ImageNet weights",
     )
     p.add_argument("--dataset", required=True)
-    p.add_argument("--strategy", default="auto")
+    p.add_argument(
+        "--strategy",
+        default="auto",
+        help="feature-extract, fine-tune-last:K, full or auto (default). auto follows the "
+        "four-quadrant rule of the course material: small and similar -> feature-extract; small "
+        "and different -> fine-tune-last:1; large and similar -> retrain the later conv layers "
+        "and the classifier (fine-tune-last:K: the later half of the source's convolution "
+        "blocks and every block after them); large and different -> full. Small: under 1,000 "
+        "images per class",
+    )
     p.add_argument("--different", action="store_true", help="target unlike the source (auto)")
     p.add_argument(
         "--backbone-lr-factor",
@@ -51,10 +60,10 @@ def add_transfer(sub: argparse._SubParsersAction) -> None:
 
 
 def _transfer(args: argparse.Namespace) -> int:
-    from ..experiment import load_data, transfer_run
+    from ..experiment import load_data, load_source, transfer_run
     from ..runs import plan_run_dir
     from ..train import TrainConfig
-    from ..transfer import Strategy, advise, check_backbone_lr_factor
+    from ..transfer import Strategy, advise, backbone_blocks, check_backbone_lr_factor
 
     # every option first: nothing is loaded, trained or written for a run that cannot start
     config = TrainConfig(
@@ -77,7 +86,9 @@ def _transfer(args: argparse.Namespace) -> int:
     plan_run_dir(Path(args.runs_dir), args.name, "transfer", args.overwrite)  # creates nothing
     if strategy == "auto":
         train, _ = load_data(config)
-        chosen, why = advise(len(train), train.num_classes, similar=not args.different)
+        source_model, _ = load_source(args.source, Path(args.runs_dir))  # to count its blocks
+        blocks = backbone_blocks(source_model)
+        chosen, why = advise(len(train), train.num_classes, not args.different, blocks)
         strategy = str(chosen)
         print(f"strategy {strategy}: {why}")
     if given_factor and Strategy.parse(strategy).kind != "full":
