@@ -1,18 +1,22 @@
-"""`cnnlab reproduce`: real trainings, and a Markdown table of reference vs cnnlab figures."""
+"""`cnnlab reproduce`: the course's experiments with the course's recipes, real trainings, and
+a report (Markdown, JSON, one PNG each) next to the material's logged figures."""
 
 from __future__ import annotations
 
+import json
+
 from cnnlab.cli import main
-from cnnlab.reproduce import EXPERIMENTS, markdown
+from cnnlab.models import create_model
+from cnnlab.reproduce import EXPERIMENTS, config_for, markdown
 
 
-def test_reproduce_quick_writes_the_table(tmp_path, data_dir, capsys):
+def test_reproduce_quick_writes_the_report(tmp_path, data_dir, capsys):
     out = tmp_path / "table.md"
     args = [
         "reproduce",
         "--quick",
         "--only",
-        "fashion-mlp",
+        "e7-fashion-dnn",
         "--runs-dir",
         str(tmp_path),
         "--data-dir",
@@ -22,40 +26,66 @@ def test_reproduce_quick_writes_the_table(tmp_path, data_dir, capsys):
     ]
     assert main(args) == 0
     text = out.read_text()
-    assert (
-        "| fully connected network on Fashion-MNIST, 5 epochs | usual tutorials: about 86%" in text
-    )
-    row = [line for line in text.splitlines() if line.startswith("| fully")][0]
+    assert "| E7 Fashion-MNIST DNN" in text and "about 86% test accuracy" in text
+    row = [line for line in text.splitlines() if line.startswith("| E7")][0]
     accuracy = float(row.split("|")[3].strip().rstrip("%")) / 100
-    assert 0.75 < accuracy < 0.95  # one epoch on 20,000 real images
-    assert "Why the figures differ" in text
+    assert 0.55 < accuracy < 0.95  # 50 steps on 5,000 real images (chance: 10%)
+    report = json.loads(out.with_suffix(".json").read_text())[0]
+    assert report["settings"]["shuffle"] is False and report["settings"]["batch_size"] == 100
+    # test accuracy every 50 iterations, as the material measures it: 5,000 / 100 = 50 steps
+    assert [s["step"] for s in report["steps"]] == [50]
+    assert (tmp_path / "table-e7-fashion-dnn.png").stat().st_size > 10_000
     assert main(args) == 0  # a second run gets its own folder, nothing is overwritten
     assert len(list((tmp_path / "reproduce").iterdir())) == 2
     assert main(["reproduce", "--only", "nope", "--runs-dir", str(tmp_path)]) == 2
-    assert "experiments are lenet5-mnist" in capsys.readouterr().err
+    assert "experiments are e1-lenet5-mnist" in capsys.readouterr().err
 
 
-def test_every_experiment_names_its_reference():
-    keys = [e.key for e in EXPERIMENTS]
-    assert keys == [
-        "lenet5-mnist",
-        "fashion-mlp",
-        "fashion-cnn",
-        "cifar-cifar_plain7",
-        "cifar-cifar_residual",
-        "cifar-cifar_residual_pool",
-    ]
-    rows = [
-        {
-            "what": e.what,
-            "reference": e.reference,
-            "cnnlab_acc": 0.5,
-            "difference": -0.1,
-            "seconds": 1.0,
-            "settings": {"epochs": 1},
-            "note": "",
-        }
-        for e in EXPERIMENTS
-    ]
-    table = markdown(rows, quick=False)
-    assert "0.95% test error" in table and "71.7%" in table and "76.0%" in table
+def test_the_recipes_are_the_materials():
+    by_key = {e.key: e for e in EXPERIMENTS}
+    for key in ("e4-cifar-plain7", "e5-cifar-residual", "e6-cifar-residual-pool"):
+        config = config_for(by_key[key], quick=False, data_dir=None, progress=False)
+        assert (config.optimizer, config.lr, config.schedule, config.batch_size) == (
+            "adam",
+            1e-3,
+            "none",
+            32,
+        )
+        assert (config.epochs, config.input_scaling, config.augment) == (5, "unit", False)
+        assert config.data_variant == "jpeg" and config.shuffle
+        assert len(by_key[key].logged) == 5
+    for key in ("e7-fashion-dnn", "e8-fashion-cnn"):
+        config = config_for(by_key[key], quick=False, data_dir=None, progress=False)
+        assert (config.batch_size, config.epochs, config.shuffle, config.eval_every) == (
+            100,
+            5,
+            False,
+            50,
+        )
+        assert config.input_scaling == "unit" and config.schedule == "none"
+    lenet = config_for(by_key["e1-lenet5-mnist"], quick=False, data_dir=None, progress=False)
+    model = create_model(lenet.model, **lenet.model_options)
+    assert not lenet.model_options.get("modern") and lenet.model_options["c3_table"]
+    assert sum(p.numel() for p in model.parameters()) == 60_806  # the paper's C3 table
+
+
+def test_the_table_shows_the_materials_log_beside_ours():
+    e4 = next(e for e in EXPERIMENTS if e.key == "e4-cifar-plain7")
+    row = {
+        "key": e4.key,
+        "what": e4.what,
+        "reference": e4.reference,
+        "reference_acc": 0.7165,
+        "cnnlab_acc": 0.7,
+        "difference": -0.0165,
+        "seconds": 1.0,
+        "data": "CIFAR-10",
+        "epochs": [
+            {"epoch": 1, "train_loss": 1.6, "train_acc": 0.41, "test_loss": 1.2, "test_acc": 0.55}
+        ],
+        "logged": e4.logged,
+        "note": "",
+    }
+    table = markdown([row], quick=False)
+    assert "71.65% test accuracy" in table and "-1.65 points" in table
+    assert "| 1 | 1.5299 / 43.53% | 1.6000 / 41.00% |" in table
