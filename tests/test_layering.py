@@ -146,6 +146,19 @@ def test_the_numpy_engine_stands_on_the_ground_floor():
     assert not outside, outside
 
 
+def test_no_command_module_imports_another():
+    """The CLI's command groups share only cnnlab.cli._options (and the package itself)."""
+    shared = {"cnnlab.cli", "cnnlab.cli._options"}
+    crossing = [
+        f"{source} imports {target}"
+        for source, targets in GRAPH.items()
+        if source.startswith("cnnlab.cli.") and source not in shared
+        for target in targets
+        if target.startswith("cnnlab.cli") and target not in shared and target != source
+    ]
+    assert not crossing, crossing
+
+
 def test_no_private_name_crosses_a_module():
     crossing = [
         f"{module_name(path)}:{line} takes {name} from {target}"

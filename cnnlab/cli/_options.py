@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ..errors import CnnlabError
+
+if TYPE_CHECKING:
+    from ..trained import ModelSource
 
 
 class Parser(argparse.ArgumentParser):
@@ -72,3 +76,36 @@ def wrote(path: Path) -> int:
     """The last words of a command that wrote a file: says where, and returns exit status 0."""
     print(f"wrote {path}")
     return 0
+
+
+SOURCE_HELP = (
+    "a run folder (or its name under --runs-dir), a model name from `cnnlab models` "
+    "(untrained, seeded), torchvision:NAME (untrained, or --weights) or package.module:callable"
+)
+
+
+def add_source_options(p: argparse.ArgumentParser) -> None:
+    """What a model that is not a run needs: its seed, ImageNet weights, its input."""
+    p.add_argument("--seed", type=int, default=0, help="random weights of an untrained model")
+    p.add_argument(
+        "--weights",
+        action="store_true",
+        help="torchvision:NAME with its ImageNet weights, from the torch cache (no download)",
+    )
+    p.add_argument(
+        "--input",
+        default=None,
+        metavar="CxSxS",
+        help="input of a non-run model (default: its design's; 3x224x224 for module:callable)",
+    )
+
+
+def load_any(args: argparse.Namespace, notes_to_stderr: bool = False) -> ModelSource:
+    """The model ``args.run`` names, as :func:`cnnlab.trained.load_source` loads it; its
+    notes printed."""
+    from ..trained import load_source
+
+    source = load_source(args.run, Path(args.runs_dir), args.seed, args.weights, args.input)
+    for note in source.notes or []:
+        print(f"note: {note}", file=sys.stderr if notes_to_stderr else sys.stdout)
+    return source

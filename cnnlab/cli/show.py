@@ -11,8 +11,16 @@ from pathlib import Path
 
 from ..errors import CnnlabError
 from ..outputs import check_output_file
-from ._options import add_data_options, add_out_option, add_run_options, option_dict, wrote
-from .train import SOURCE_HELP, add_source_options, load_any
+from ._options import (
+    SOURCE_HELP,
+    add_data_options,
+    add_out_option,
+    add_run_options,
+    add_source_options,
+    load_any,
+    option_dict,
+    wrote,
+)
 
 MAX_DEFAULT_CONVS = 12
 

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from dataclasses import fields
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ..errors import CnnlabError
-from ._options import DefaultsFormatter, add_data_options, add_run_options, option_value
-
-if TYPE_CHECKING:
-    from ..trained import ModelSource
+from ._options import (
+    SOURCE_HELP,
+    DefaultsFormatter,
+    add_data_options,
+    add_run_options,
+    add_source_options,
+    load_any,
+    option_value,
+)
 
 
 def add_train(sub: argparse._SubParsersAction) -> None:
@@ -154,39 +157,6 @@ def _eval(args: argparse.Namespace) -> int:
     for name, value in result.per_class.items():
         print(f"  {name:>12}  {value:7.2%}")
     return 0
-
-
-SOURCE_HELP = (
-    "a run folder (or its name under --runs-dir), a model name from `cnnlab models` "
-    "(untrained, seeded), torchvision:NAME (untrained, or --weights) or package.module:callable"
-)
-
-
-def add_source_options(p: argparse.ArgumentParser) -> None:
-    """What a model that is not a run needs: its seed, ImageNet weights, its input."""
-    p.add_argument("--seed", type=int, default=0, help="random weights of an untrained model")
-    p.add_argument(
-        "--weights",
-        action="store_true",
-        help="torchvision:NAME with its ImageNet weights, from the torch cache (no download)",
-    )
-    p.add_argument(
-        "--input",
-        default=None,
-        metavar="CxSxS",
-        help="input of a non-run model (default: its design's; 3x224x224 for module:callable)",
-    )
-
-
-def load_any(args: argparse.Namespace, notes_to_stderr: bool = False) -> ModelSource:
-    """The model ``args.run`` names, as :func:`cnnlab.trained.load_source` loads it; its
-    notes printed."""
-    from ..trained import load_source
-
-    source = load_source(args.run, Path(args.runs_dir), args.seed, args.weights, args.input)
-    for note in source.notes or []:
-        print(f"note: {note}", file=sys.stderr if notes_to_stderr else sys.stdout)
-    return source
 
 
 def add_predict(sub: argparse._SubParsersAction) -> None:
