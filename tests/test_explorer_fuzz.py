@@ -36,7 +36,11 @@ def test_the_schema_lists_every_endpoint(operations):
         ("POST", "/api/runs/{name}/analyze"),
         ("POST", "/api/runs/{name}/cam"),
         ("POST", "/api/runs/{name}/kernel"),
+        ("POST", "/api/runs/{name}/explain"),
+        ("POST", "/api/runs/{name}/gradient"),
+        ("GET", "/api/runs/{name}/report"),
         ("POST", "/api/runs/{name}/upload"),
+        ("GET", "/api/presets"),
         ("GET", "/api/arithmetic"),
     } <= paths
 
@@ -51,6 +55,8 @@ def _fuzz(strategy, label: str, tried: dict[str, int], mode: GenerationMode) -> 
         tried[label] = tried.get(label, 0) + 1
         assert response.status_code < 500, (label, case.body, response.text[:200])
         assert "Traceback" not in response.text
+        if response.status_code >= 400:  # the page shows detail as it is: always a sentence
+            assert isinstance(response.json()["detail"], str), (label, response.text[:200])
 
     try:
         check()

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
@@ -95,9 +96,24 @@ def test_serve_looks_for_checkpoints_by_the_run_folder_names(runs_root, graph_ru
     assert serve_runs(["lenet"], folder) == [folder / "lenet"]
 
 
-def test_serve_skips_a_graph_run_and_answers(runs_root, graph_run, data_dir):
-    """A real `cnnlab serve` process on any free port (--port 0): it names the run it skips,
-    prints its address and answers the API; it is stopped at the end whatever happens."""
+def test_a_run_folder_named_like_a_model_is_served_as_the_run(runs_root, tmp_path):
+    from cnnlab.cli.serve import serve_sources
+
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    (folder / "lenet5").symlink_to(runs_root / "lenet", target_is_directory=True)
+    assert serve_sources(["lenet5", "resnet18"], folder) == [folder / "lenet5", "resnet18"]
+    assert serve_sources(["torchvision:alexnet"], folder) == ["torchvision:alexnet"]
+    app = create_app(serve_sources(["lenet5"], folder))
+    listed = TestClient(app).get("/api/runs").json()
+    assert [(r["name"], r["source"], r["model"]) for r in listed] == [("lenet5", "run", "lenet5")]
+
+
+def test_serve_skips_a_graph_run_and_serves_a_model_beside_a_run(runs_root, graph_run, data_dir):
+    """A real `cnnlab serve` process on any free port (--port 0) for a run, a graph run and an
+    untrained registered model (resnet18): it names the run it skips and the model's notes,
+    prints its address and answers the API for both; it is stopped at the end whatever
+    happens."""
     command = [
         sys.executable,
         "-m",
@@ -105,6 +121,7 @@ def test_serve_skips_a_graph_run_and_answers(runs_root, graph_run, data_dir):
         "serve",
         str(runs_root / "lenet"),
         str(graph_run),
+        "resnet18",
         "--port",
         "0",
         "--data-dir",
@@ -128,8 +145,17 @@ def test_serve_skips_a_graph_run_and_answers(runs_root, graph_run, data_dir):
         assert printed[0].startswith("skipping run gcn-karate: a graph (GCN) run"), printed
         url = printed[-1].split()[2].rstrip("/")
         assert not url.endswith(":0")
+        assert any(line.startswith("note: resnet18: resnet18 is untrained") for line in printed)
         listed = httpx.get(f"{url}/api/runs", timeout=30)
-        assert listed.status_code == 200 and [r["name"] for r in listed.json()] == ["lenet"]
+        assert listed.status_code == 200
+        assert [(r["name"], r["source"]) for r in listed.json()] == [
+            ("lenet", "run"),
+            ("resnet18", "model"),
+        ]
+        for run, shape in (("resnet18", (3, 224, 224)), ("lenet", (1, 28, 28))):
+            body = {"pixels": np.full(shape, 128).tolist()}
+            answer = httpx.post(f"{url}/api/runs/{run}/analyze", json=body, timeout=60)
+            assert answer.status_code == 200, answer.text[:200]
         assert httpx.get(f"{url}/docs", timeout=30).status_code == 200
     finally:
         watchdog.cancel()

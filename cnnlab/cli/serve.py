@@ -1,4 +1,4 @@
-"""``cnnlab serve``: the explorer, trained runs in the browser."""
+"""``cnnlab serve``: the explorer, trained runs (and any model) in the browser."""
 
 from __future__ import annotations
 
@@ -14,14 +14,23 @@ from ._options import add_data_options, add_run_options
 def add_serve(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "serve",
-        help="open trained runs in the browser (the cnnlab explorer)",
+        help="open trained runs (or any model) in the browser (the cnnlab explorer)",
         description="Start the explorer on 127.0.0.1: draw or upload an image, see the "
-        "prediction, every layer's feature maps, the arithmetic of any output pixel, Grad-CAM "
-        "and the layer table; /docs describes its JSON API. RUN: run folders (default: every "
-        "run under --runs-dir); runs it cannot show (graph runs) are skipped with a notice.",
+        "prediction, every layer's feature maps, the arithmetic of any output value, its "
+        "gradient, Grad-CAM, the layer table and a run's report; /docs describes its JSON API. "
+        "RUN: run folders (default: every run under --runs-dir) or models: a name from `cnnlab "
+        "models` (untrained, seeded), torchvision:NAME (untrained, or --weights) or "
+        "package.module:callable; a run folder of the same name as a model is served as the "
+        "run. Runs it cannot show (graph runs) are skipped with a notice.",
     )
-    p.add_argument("runs", nargs="*")
+    p.add_argument("runs", nargs="*", metavar="RUN")
     add_run_options(p)
+    p.add_argument("--seed", type=int, default=0, help="random weights of an untrained model")
+    p.add_argument(
+        "--weights",
+        action="store_true",
+        help="torchvision:NAME with its ImageNet weights, from the torch cache (no download)",
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument(
         "--port",
@@ -65,17 +74,33 @@ def _listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def serve_sources(given: list[str], runs_dir: Path) -> list[Path | str]:
+    """Run folders as paths, model names as text (an existing run folder wins a name)."""
+    from ..models import names_a_model
+    from ..runs import CHECKPOINT, list_runs
+
+    if not given:
+        return list(list_runs([], runs_dir))
+    out: list[Path | str] = []
+    for text in given:
+        is_run = any((p / CHECKPOINT).is_file() for p in (Path(text), runs_dir / text))
+        out.append(text if names_a_model(text) and not is_run else list_runs([text], runs_dir)[0])
+    return out
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from ..explorer import create_app
-    from ..runs import list_runs
 
     sock = _listening_socket(args.host, args.port)  # first: nothing else is done for a bad one
     try:
-        app = create_app(list_runs(args.runs, Path(args.runs_dir)), args.data_dir)
+        sources = serve_sources(args.runs, Path(args.runs_dir))
+        app = create_app(sources, args.data_dir, args.seed, args.weights)
         for line in app.state.skipped:
             print(f"skipping run {line}")
+        for note in app.state.notes:
+            print(f"note: {note}")
         if args.host not in ("127.0.0.1", "localhost"):
             print(f"warning: serving on {args.host}: other machines can reach this server")
         host, port = sock.getsockname()[:2]

@@ -22,9 +22,11 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import CnnlabError
+from .problems import http_error_sentence, validation_sentence
 from .routes import router
 from .service import MAX_UPLOAD_BYTES, Explorer, Refusal
 
@@ -99,22 +101,30 @@ def _answer_errors(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
-        # the location and message only: echoing the input back fails on NaN and leaks data
-        problems = [
-            {"loc": list(e.get("loc", ())), "msg": e.get("msg", "")} for e in error.errors()
-        ]
-        return JSONResponse({"detail": problems}, status_code=422)
+        # one sentence; only short scalars are echoed (a NaN or a whole image never is)
+        return JSONResponse({"detail": validation_sentence(error.errors())}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        detail = http_error_sentence(
+            error.status_code, error.detail, request.method, request.url.path
+        )
+        return JSONResponse({"detail": detail}, error.status_code, headers=error.headers)
 
     @app.exception_handler(Exception)
     def _any_error(request: Request, error: Exception) -> JSONResponse:
         return JSONResponse({"detail": f"internal error ({type(error).__name__})"}, 500)
 
 
-def create_app(run_dirs: list[Path], data_dir: str | None = None) -> FastAPI:
-    """The app for these run folders, each opened now. Runs the explorer cannot show (graph
-    runs, checkpoints that do not load) are left out, one line each in ``app.state.skipped``;
-    a CnnlabError when none is left."""
-    explorer = Explorer.open(run_dirs, data_dir)
+def create_app(
+    sources: list[Path | str], data_dir: str | None = None, seed: int = 0, weights: bool = False
+) -> FastAPI:
+    """The app for these run folders (``Path``) and model sources (a ``str`` naming a
+    registered model, ``torchvision:NAME`` or ``module:callable``; untrained models drawn
+    with ``seed``, torchvision's ImageNet weights from the cache with ``weights``), each opened
+    now. Runs the explorer cannot show (graph runs, checkpoints that do not load) are left
+    out, one line each in ``app.state.skipped``; a CnnlabError when none is left."""
+    explorer = Explorer.open(sources, data_dir, seed, weights)
     app = FastAPI(
         title="cnnlab explorer",
         version="1",
@@ -125,6 +135,9 @@ def create_app(run_dirs: list[Path], data_dir: str | None = None) -> FastAPI:
     )
     app.state.explorer = explorer
     app.state.skipped = explorer.skipped
+    app.state.notes = [
+        f"{name}: {note}" for name, run in explorer.runs.items() for note in run.source.notes or []
+    ]
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     _answer_errors(app)
 
@@ -136,6 +149,11 @@ def create_app(run_dirs: list[Path], data_dir: str | None = None) -> FastAPI:
     def docs() -> FileResponse:
         """The API reference, rendered from /openapi.json by a local script (no CDN)."""
         return FileResponse(STATIC / "docs.html")
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    @app.get("/favicon.svg", include_in_schema=False)
+    def favicon() -> FileResponse:
+        return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml")
 
     app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

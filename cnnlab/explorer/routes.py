@@ -7,13 +7,14 @@ the event loop. Their names and docstrings are the operation ids and description
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, File, Request, UploadFile
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from .service import Explorer, conv_arithmetic
+from .playground import OutOfBounds, conv_arithmetic, presets
+from .service import DEFAULT_CHANNELS, MAX_CHANNELS, Explorer, Refusal
 
 router = APIRouter()
 
@@ -29,16 +30,29 @@ class Pixels(BaseModel):
     pixels: list[Any] = Field(..., description="H x W or C x H x W numbers in 0..255")
 
 
+class AnalyzeRequest(Pixels):
+    channels: int = Field(
+        DEFAULT_CHANNELS, ge=1, le=MAX_CHANNELS, description="maps (or values) shown per layer"
+    )
+
+
 class CamRequest(Pixels):
     class_index: int | None = Field(None, description="class to explain; default: predicted")
     layer: str | None = None
+    colormap: Literal["viridis", "jet"] = Field("viridis", description="viridis: colour-blind safe")
 
 
 class KernelRequest(Pixels):
     layer: str
-    channel: int = Field(..., ge=0)
-    y: int = Field(..., ge=0)
-    x: int = Field(..., ge=0)
+    channel: int = Field(..., ge=0, description="output channel (1-D layers: output index)")
+    y: int = Field(..., ge=0, description="row (0 for 1-D layers)")
+    x: int = Field(..., ge=0, description="column (0 for 1-D layers)")
+
+
+class GradientRequest(Pixels):
+    layer: str = Field(..., description="a convolution")
+    channel: int = Field(..., ge=0, description="its output channel")
+    class_index: int | None = Field(None, description="the loss's target; default: predicted")
 
 
 @router.get("/api/runs")
@@ -69,17 +83,52 @@ def upload(
 
 
 @router.post("/api/runs/{name}/analyze", response_model=None)
-def analyze(name: str, body: Pixels, service: Explorer = Depends(explorer)) -> JSONResponse:
-    """Class probabilities and every layer's feature maps: the first 16 channels of each
-    layer side by side in one PNG strip (``sprite``; map ``k`` is the ``k``-th
-    ``W``-wide tile), each scaled to its own range."""
-    return service.analyze(name, body.pixels)
+def analyze(name: str, body: AnalyzeRequest, service: Explorer = Depends(explorer)) -> JSONResponse:
+    """Class probabilities, logits and every layer's output: for a map layer the first
+    ``channels`` maps side by side in one PNG strip (``sprite``; map ``k`` is the ``k``-th
+    ``W``-wide tile), each scaled to its own range (``maps``: min, max, constant; a constant
+    map is mid-gray), for a vector layer its values; each with kind, label and shape."""
+    return service.analyze(name, body.pixels, body.channels)
 
 
 @router.post("/api/runs/{name}/cam")
 def cam(name: str, body: CamRequest, service: Explorer = Depends(explorer)) -> dict[str, Any]:
     """Grad-CAM for a class over the image (overlay and heat map as PNGs)."""
-    return service.cam(name, body.pixels, body.class_index, body.layer)
+    return service.cam(name, body.pixels, body.class_index, body.layer, body.colormap)
+
+
+@router.post("/api/runs/{name}/explain")
+def explain(
+    name: str, body: KernelRequest, service: Explorer = Depends(explorer)
+) -> dict[str, Any]:
+    """One output number of any layer computed in the open from the layer's real input
+    (convolution: every input channel's products and subtotal; ReLU/activation: before and
+    after; pooling: the window and its winner or mean; batch norm: its affine and statistics;
+    linear: the largest terms of the dot product; flatten: the source position; softmax: logits
+    to probabilities), with its window on the previous layer and its receptive field."""
+    return service.explain(name, body.pixels, body.layer, body.channel, body.y, body.x)
+
+
+@router.post("/api/runs/{name}/gradient")
+def gradient(
+    name: str, body: GradientRequest, service: Explorer = Depends(explorer)
+) -> dict[str, Any]:
+    """The cross-entropy loss for a class and its gradient with respect to one convolution
+    output channel's kernel (every input channel) and bias, with the upstream gradient map."""
+    return service.gradient(name, body.pixels, body.layer, body.channel, body.class_index)
+
+
+@router.get("/api/runs/{name}/report")
+def report(name: str, service: Explorer = Depends(explorer)) -> dict[str, Any]:
+    """A trained run's learning curves, confusion matrix, accuracy per class and most
+    confident mistakes (on up to 2,000 test images; computed once)."""
+    return service.report(name)
+
+
+@router.get("/api/presets")
+def worked_examples() -> list[dict[str, Any]]:
+    """The course's worked examples for the playground, answers computed by cnnlab."""
+    return presets()
 
 
 @router.post("/api/runs/{name}/kernel")
@@ -101,4 +150,7 @@ def arithmetic(
 ) -> dict[str, Any]:
     """Output size of a 2-D convolution with the formula filled in (or what is wrong and
     how to fix it), its parameters and multiply-adds."""
-    return conv_arithmetic(n, kernel, stride, padding, dilation, in_channels, out_channels)
+    try:
+        return conv_arithmetic(n, kernel, stride, padding, dilation, in_channels, out_channels)
+    except OutOfBounds as error:
+        raise Refusal(422, str(error)) from None

@@ -1,6 +1,7 @@
-"""The explorer's work, apart from HTTP: the runs it opened at start-up and what each request
-computes from them. Every view comes from :mod:`cnnlab.inspect` (feature maps through
-``capture``, Grad-CAM, the summary table) and :mod:`cnnlab.arithmetic`; this module checks the
+"""The explorer's work, apart from HTTP: the models it opened at start-up (trained runs, or any
+model :func:`cnnlab.trained.load_source` loads) and what each request computes from them.
+Every view comes from :mod:`cnnlab.inspect` (feature maps, Grad-CAM, the summary table), the
+explanations of :mod:`.explain` and the playground of :mod:`.playground`; this module checks the
 input, holds the locks and shapes the answers as JSON-ready dicts.
 
 A request the explorer refuses raises :class:`Refusal` (an HTTP status and a message);
@@ -24,31 +25,25 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .. import arithmetic
 from .. import runs as run_files
 from .._tracing import model_call
 from ..errors import CnnlabError
-from ..experiment import TrainedRun, load_run
 from ..images import DECODE_ERRORS, fit_to_input
 from ..inspect import capture, grad_cam
-from ..inspect.arithmetic import axis_problem, axis_size
 from ..inspect.summary import summary
-from .pictures import colour, image_png, overlay, png, sprite
+from ..models import names_a_model
+from ..trained import ModelSource, load_source
+from .explain import SOFTMAX, Unexplained, explain, softmax_layer
+from .gradient import kernel_gradient
+from .layers import layer_kind, layer_label, record
+from .pictures import COLORMAPS, colour, image_png, legend, overlay, png, sprite
+from .report import build_report
 
 MAX_UPLOAD_BYTES = 5 * 2**20  # 5 MiB
 MAX_UPLOAD_PIXELS = 25_000_000  # width x height; larger files are decompression bombs here
 UPLOAD_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP")
-MAX_MAPS_PER_LAYER = 16
-# the bounds /api/arithmetic accepts for each of its numbers
-ARITHMETIC_BOUNDS = {
-    "n": (1, 4096),
-    "kernel": (1, 512),
-    "stride": (1, 512),
-    "padding": (0, 512),
-    "dilation": (1, 64),
-    "in_channels": (1, 4096),
-    "out_channels": (1, 4096),
-}
+DEFAULT_CHANNELS = 16  # maps per layer in /analyze unless the request asks for more
+MAX_CHANNELS = 1024
 
 
 class Refusal(Exception):
@@ -61,13 +56,24 @@ class Refusal(Exception):
 
 @dataclass
 class LoadedRun:
+    """A model being shown: a trained run (``source.run`` set) or a model source."""
+
     name: str
-    path: Path
-    trained: TrainedRun
+    source: ModelSource
     lock: threading.Lock = field(default_factory=threading.Lock)  # the model's hooks, weights
     data_lock: threading.Lock = field(default_factory=threading.Lock)  # the test set, once
     test_images: torch.Tensor | None = None
     test_labels: torch.Tensor | None = None
+    cache: dict[str, Any] = field(default_factory=dict)  # the report, once
+
+    @property
+    def trained(self) -> ModelSource:  # the name the views below were written with
+        return self.source
+
+    @property
+    def metrics(self) -> Path | None:
+        run_dir = self.source.run_dir
+        return run_dir / run_files.METRICS if run_dir is not None else None
 
 
 def unshowable(path: Path, error: CnnlabError) -> str:
@@ -80,35 +86,57 @@ def unshowable(path: Path, error: CnnlabError) -> str:
     return f"a graph (GCN) run; the explorer shows image classifiers only{see}"
 
 
+def open_one(item: Path | str, seed: int, weights: bool) -> tuple[str, ModelSource]:
+    """A run folder (a ``Path``) or a model source (a ``str`` that names a model) loaded."""
+    if isinstance(item, str) and names_a_model(item):
+        return item, load_source(item, seed=seed, weights=weights)
+    path = Path(item)
+    if not (path / run_files.CHECKPOINT).is_file():
+        raise CnnlabError(f"not a finished run folder (no {run_files.CHECKPOINT})")
+    try:
+        return path.name, load_source(str(path.absolute()))
+    except CnnlabError as error:
+        raise CnnlabError(unshowable(path, error)) from None
+
+
 class Explorer:
-    """The runs being shown (by name) and the work of every endpoint on them."""
+    """The models being shown (by name) and the work of every endpoint on them."""
 
     def __init__(self, runs: dict[str, LoadedRun], skipped: list[str], data_dir: str | None):
         self.runs, self.skipped, self.data_dir = runs, skipped, data_dir
 
     @classmethod
-    def open(cls, run_dirs: list[Path], data_dir: str | None = None) -> Explorer:
-        """Open each run folder now. Runs the explorer cannot show (graph runs, checkpoints
-        that do not load) are left out, one line each in ``skipped``; a CnnlabError when none
-        is left."""
+    def open(
+        cls,
+        sources: list[Path | str],
+        data_dir: str | None = None,
+        seed: int = 0,
+        weights: bool = False,
+    ) -> Explorer:
+        """Open each run folder (a ``Path``) and model source (a ``str`` naming a registered
+        model, ``torchvision:NAME`` or ``module:callable``) now. Runs the explorer cannot show
+        (graph runs, checkpoints that do not load) are left out, one line each in ``skipped``;
+        a model source that does not load is a CnnlabError (it was named on purpose), as is
+        having nothing left to show."""
         runs: dict[str, LoadedRun] = {}
         skipped: list[str] = []
-        for path in map(Path, run_dirs):
-            name = path.name
+        for item in sources:
+            is_model = isinstance(item, str) and names_a_model(item)
+            name = item if is_model else Path(item).name
             if name in runs:
                 raise CnnlabError(f"two runs are called {name!r}; serve them from different names")
             try:
-                if not (path / run_files.CHECKPOINT).is_file():
-                    raise CnnlabError(f"not a finished run folder (no {run_files.CHECKPOINT})")
-                trained = load_run(path)
+                name, source = open_one(item, seed, weights)
             except CnnlabError as error:
-                skipped.append(f"{name}: {unshowable(path, error)}")
+                if is_model:
+                    raise
+                skipped.append(f"{name}: {error}")
                 continue
-            runs[name] = LoadedRun(name, path, trained)
+            runs[name] = LoadedRun(name, source)
         if not runs:
             raise CnnlabError(
                 f"none of the {len(skipped)} run(s) can be shown ({'; '.join(skipped)}); train "
-                "an image classifier with `cnnlab train`"
+                "an image classifier with `cnnlab train`, or name a model (e.g. resnet18)"
             )
         return cls(runs, skipped, data_dir)
 
@@ -117,22 +145,31 @@ class Explorer:
     def get(self, name: str) -> LoadedRun:
         run = self.runs.get(name)
         if run is None:
-            raise Refusal(404, f"no run named {name!r}; known: {', '.join(self.runs)}")
+            raise Refusal(
+                404,
+                f"no run named {name!r}; expected one of: {', '.join(self.runs)} (GET /api/runs)",
+            )
         return run
 
     def describe(self) -> list[dict[str, Any]]:
         out = []
         for name, run in self.runs.items():
-            t = run.trained
+            s, trained = run.source, run.source.run
             out.append(
                 {
                     "name": name,
-                    "model": t.spec["name"],
-                    "dataset": t.config.dataset,
-                    "classes": t.classes,
-                    "in_channels": t.in_channels,
-                    "input_size": t.input_size,
-                    "epoch": t.epoch,
+                    "source": "run" if trained else "model",
+                    "label": s.label,
+                    "model": trained.spec["name"] if trained else name,
+                    "dataset": trained.config.dataset if trained else None,
+                    "classes": s.classes,
+                    "input": {"channels": s.in_channels, "size": s.input_size},
+                    "in_channels": s.in_channels,
+                    "input_size": s.input_size,
+                    "epoch": trained.epoch if trained else None,
+                    "has_samples": trained is not None,
+                    "has_history": bool(run.metrics and run.metrics.is_file()),
+                    "notes": list(s.notes or []),
                 }
             )
         return out
@@ -144,20 +181,59 @@ class Explorer:
             report = summary(t.model, f"{t.in_channels}x{t.input_size}x{t.input_size}", name)
         return report.to_dict()
 
-    def sample(self, name: str, index: int) -> dict[str, Any]:
-        run = self.get(name)
+    def test_set(self, run: LoadedRun) -> tuple[torch.Tensor, torch.Tensor]:
+        """The run's test images and labels, read once."""
+        if run.source.run is None:
+            raise Refusal(
+                422,
+                f"{run.name} is a model, not a trained run: it has no test images; upload an "
+                "image or draw one instead",
+            )
         with run.data_lock:
             if run.test_images is None:
-                test = run.trained.test_split(self.data_dir)
+                test = run.source.test_split(self.data_dir)
                 run.test_images, run.test_labels = test.images, test.labels
-        if not 0 <= index < len(run.test_images):
-            raise Refusal(404, f"test images are 0..{len(run.test_images) - 1}")
-        label = int(run.test_labels[index])
+        return run.test_images, run.test_labels
+
+    def sample(self, name: str, index: int) -> dict[str, Any]:
+        run = self.get(name)
+        images, labels = self.test_set(run)
+        if not 0 <= index < len(images):
+            raise Refusal(
+                404,
+                f"index {index}: expected a test image number 0..{len(images) - 1}; pick one "
+                "in that range",
+            )
+        label = int(labels[index])
         return {
-            "pixels": run.test_images[index].tolist(),
+            "pixels": images[index].tolist(),
             "label": label,
             "class": run.trained.classes[label],
         }
+
+    def report(self, name: str) -> dict[str, Any]:
+        """Learning curves, confusion matrix, accuracy per class and the most confident
+        mistakes (:func:`.report.build_report`), computed once per run."""
+        run = self.get(name)
+        if run.source.run is None:
+            raise Refusal(
+                422,
+                f"{name} is a model, not a trained run: it has no training history; serve a "
+                "run folder from `cnnlab train` to see its report",
+            )
+        with run.data_lock:
+            cached = run.cache.get("report")
+        if cached is not None:
+            return cached
+        images, labels = self.test_set(run)
+        with run.lock:
+            with run.data_lock:  # another request may have built it meanwhile
+                if "report" in run.cache:
+                    return run.cache["report"]
+            built = build_report(run.source, images, labels, run.metrics)
+            with run.data_lock:
+                run.cache["report"] = built
+        return built
 
     def upload(self, name: str, stream: BinaryIO) -> dict[str, Any]:
         run = self.get(name)
@@ -202,50 +278,65 @@ class Explorer:
 
     # ------------------------------------------------------------------ views of one image
 
-    def analyze(self, name: str, pixels: list[Any]) -> dict[str, Any]:
+    def analyze(self, name: str, pixels: list[Any], channels: int = DEFAULT_CHANNELS) -> dict:
+        """Logits, probabilities and every layer's output: maps (C x H x W) as one sprite of the
+        first ``channels`` maps, each scaled to its own range (a constant map mid-gray), with
+        their ranges; vectors (N) as their first ``channels`` values."""
         run = self.get(name)
         image = self.as_input(run, pixels)
         t = run.trained
-        with run.lock, model_call(), torch.no_grad(), capture(t.model) as record:
+        modules = dict(t.model.named_modules())
+        with run.lock, model_call(), torch.no_grad(), capture(t.model) as recorded:
             logits = t.model(t.preprocess(image[None]))
         probs = torch.softmax(logits, 1)[0]
-        layers = []
-        for layer, out in record["outputs"].items():
-            maps = out[0]
-            if maps.ndim != 3:
-                continue
-            shown = maps[:MAX_MAPS_PER_LAYER]
-            layers.append(
-                {
-                    "name": layer,
-                    "shape": list(maps.shape),
-                    "count": len(shown),
-                    "sprite": png(sprite(shown.numpy())),
-                    "min": float(maps.min()),
-                    "max": float(maps.max()),
-                }
-            )
+        layers = [
+            layer_view(layer, modules.get(layer), out[0], channels)
+            for layer, out in recorded["outputs"].items()
+            if out[0].ndim in (1, 3)
+        ]
+        if softmax_layer(t.model) is None:
+            layers.append(layer_view(SOFTMAX, None, probs, channels))
         ranked = [
             {"class": c, "index": i, "p": float(p)}
             for i, (c, p) in enumerate(zip(t.classes, probs))
         ]
         return {
             "probabilities": ranked,
+            "logits": logits[0].tolist(),
             "predicted": int(probs.argmax()),
+            "prediction": {
+                "index": int(probs.argmax()),
+                "class": t.classes[int(probs.argmax())],
+                "p": float(probs.max()),
+            },
             "input": image_png(image),
             "layers": layers,
         }
 
     def cam(
-        self, name: str, pixels: list[Any], class_index: int | None, layer: str | None
+        self,
+        name: str,
+        pixels: list[Any],
+        class_index: int | None,
+        layer: str | None,
+        colormap: str = "viridis",
     ) -> dict[str, Any]:
         run = self.get(name)
         image = self.as_input(run, pixels)
         t = run.trained
         if class_index is not None and not 0 <= class_index < len(t.classes):
-            raise Refusal(422, f"class_index must be in 0..{len(t.classes) - 1}")
+            raise Refusal(
+                422,
+                f"class_index {class_index}: expected 0..{len(t.classes) - 1}; leave it out for "
+                "the predicted class",
+            )
         if layer is not None and layer not in dict(t.model.named_modules()):
-            raise Refusal(422, f"no layer named {layer!r}")
+            raise Refusal(
+                422,
+                f"layer {layer!r}: no layer of that name; leave it out for the last convolution",
+            )
+        if colormap not in COLORMAPS:
+            raise Refusal(422, f"colormap {colormap!r}: expected one of {', '.join(COLORMAPS)}")
         with run.lock, model_call():
             result = grad_cam(t.model, t.preprocess(image[None])[0], class_index, layer)
         heat = result.heatmap.numpy()
@@ -254,103 +345,96 @@ class Explorer:
             "class": t.classes[result.class_index],
             "probability": result.probability,
             "layer": result.layer,
-            "overlay": png(overlay(image, heat)),
-            "heatmap": png(colour(heat)),
+            "overlay": png(overlay(image, heat, colormap)),
+            "heatmap": png(colour(heat, colormap)),
+            "legend": legend(colormap),
         }
+
+    def explain(
+        self, name: str, pixels: list[Any], layer: str, channel: int, y: int, x: int
+    ) -> dict[str, Any]:
+        """One output number of ``layer`` computed in the open (:func:`.explain.explain`)."""
+        run = self.get(name)
+        image = self.as_input(run, pixels)
+        t = run.trained
+        with run.lock, model_call():
+            recording = record(t.model, t.preprocess(image[None]))
+        try:
+            return explain(t.model, recording, layer, channel, y, x)
+        except Unexplained as why:
+            raise Refusal(422, str(why)) from None
+
+    def gradient(
+        self, name: str, pixels: list[Any], layer: str, channel: int, class_index: int | None
+    ) -> dict[str, Any]:
+        """dLoss/dKernel of one convolution output channel (:func:`.explain.kernel_gradient`)."""
+        run = self.get(name)
+        image = self.as_input(run, pixels)
+        t = run.trained
+        try:
+            with run.lock, model_call():
+                return kernel_gradient(
+                    t.model, t.preprocess(image[None]), layer, channel, class_index
+                )
+        except Unexplained as why:
+            raise Refusal(422, str(why)) from None
 
     def kernel(
         self, name: str, pixels: list[Any], layer: str, channel: int, y: int, x: int
     ) -> dict[str, Any]:
-        run = self.get(name)
-        image = self.as_input(run, pixels)
-        t = run.trained
-        module = dict(t.model.named_modules()).get(layer)
-        if not isinstance(module, torch.nn.Conv2d) or module.groups != 1:
+        """The first explorer's one-pixel arithmetic of a convolution, from :meth:`explain`:
+        the kernel, patch and products as ``C x kh x kw`` lists and the sum."""
+        t = self.get(name).trained
+        if not isinstance(dict(t.model.named_modules()).get(layer), torch.nn.Conv2d):
             convs = [n for n, m in t.model.named_modules() if isinstance(m, torch.nn.Conv2d)]
-            raise Refusal(422, f"layer must be one of the convolutions: {', '.join(convs)}")
-        with (
-            run.lock,
-            model_call(),
-            torch.no_grad(),
-            capture(t.model, [layer], inputs=True) as record,
-        ):
-            t.model(t.preprocess(image[None]))
-        out, given = record["outputs"][layer][0], record["inputs"][layer][0]
-        c_out, height, width = out.shape
-        if channel >= c_out or y >= height or x >= width:
-            raise Refusal(422, f"channel, y, x must be below {c_out}, {height}, {width}")
-        return {"layer": layer} | one_output(module, given, out, channel, y, x)
+            raise Refusal(
+                422, f"layer {layer!r}: expected one of the convolutions: {', '.join(convs)}"
+            )
+        told = self.explain(name, pixels, layer, channel, y, x)
+        parts = told["channels"]
+        count = sum(np.size(c["products"]) for c in parts)
+        return {
+            "layer": layer,
+            "channel": channel,
+            "y": y,
+            "x": x,
+            "kernel": [c["kernel"] for c in parts],
+            "patch": [c["patch"] for c in parts],
+            "products": [c["products"] for c in parts],
+            "bias": told["bias"],
+            "sum": told["sum"],
+            "output": told["value"],
+            "window": told["window"],
+            "formula": f"sum of {count} products + bias {told['bias']:.4f} = {told['sum']:.4f}",
+        }
 
 
-def one_output(
-    conv: torch.nn.Conv2d, x: torch.Tensor, out: torch.Tensor, channel: int, row: int, col: int
-) -> dict[str, Any]:
-    """Output ``(channel, row, col)`` of ``conv`` on its input ``x`` (``C x H x W``) computed in
-    the open: the kernel, the input patch under it, their element-wise products and the sum
-    (+ bias), next to the value the layer gave (``out``)."""
-    (kh, kw), (sh, sw), (ph, pw) = conv.kernel_size, conv.stride, conv.padding
-    dh, dw = conv.dilation
-    padded = torch.nn.functional.pad(x, (pw, pw, ph, ph))
-    top, left = row * sh, col * sw
-    patch = padded[:, top : top + dh * (kh - 1) + 1 : dh, left : left + dw * (kw - 1) + 1 : dw]
-    weights = conv.weight[channel].detach()
-    products = patch * weights
-    bias = float(conv.bias[channel].detach()) if conv.bias is not None else 0.0
-    total = float(products.sum()) + bias
-    return {
-        "channel": channel,
-        "y": row,
-        "x": col,
-        "kernel": weights.tolist(),
-        "patch": patch.tolist(),
-        "products": products.tolist(),
-        "bias": bias,
-        "sum": total,
-        "output": float(out[channel, row, col]),
-        "window": {"top": top - ph, "left": left - pw, "height": kh, "width": kw},
-        "formula": f"sum of {products.numel()} products + bias {bias:.4f} = {total:.4f}",
+def layer_view(name: str, module: torch.nn.Module | None, out: torch.Tensor, channels: int):
+    """One layer of /analyze: kind, label, shape, and its maps (or values) up to ``channels``."""
+    shape = list(out.shape)
+    shown = out[:channels]
+    view: dict[str, Any] = {
+        "name": name,
+        "kind": layer_kind(module) if module is not None else "softmax",
+        "label": layer_label(name, module, shape),
+        "shape": shape,
+        "channels_total": shape[0],
+        "channels_shown": len(shown),
+        "count": len(shown),
+        "layer_min": float(out.min()),
+        "layer_max": float(out.max()),
+        "min": float(out.min()),
+        "max": float(out.max()),
     }
-
-
-def conv_arithmetic(
-    n: int,
-    kernel: int,
-    stride: int,
-    padding: int,
-    dilation: int,
-    in_channels: int,
-    out_channels: int,
-) -> dict[str, Any]:
-    """Output size of a square 2-D convolution with the formula filled in (or what is wrong
-    and how to fix it), its parameters and multiply-adds, from :mod:`cnnlab.arithmetic`."""
-    given = {
-        "n": n,
-        "kernel": kernel,
-        "stride": stride,
-        "padding": padding,
-        "dilation": dilation,
-        "in_channels": in_channels,
-        "out_channels": out_channels,
-    }
-    for label, (low, high) in ARITHMETIC_BOUNDS.items():
-        if not low <= given[label] <= high:
-            raise Refusal(422, f"{label}={given[label]}: expected {low}..{high}")
-    axis = axis_size(n, kernel, stride, (padding, padding), dilation)
-    problem = axis_problem(axis, "output size")
-    out = axis.out if axis.fits else 0
-    params = arithmetic.conv_params(in_channels, out_channels, kernel)
-    macs = arithmetic.conv_macs(in_channels, out_channels, kernel, (out, out))
-    return {
-        "out": out,
-        "formula": axis.formula(),
-        "valid": problem is None,
-        "problem": problem,
-        "extent": axis.extent,
-        "padded": axis.padded,
-        "params": params,
-        "params_formula": f"{kernel}*{kernel}*{in_channels}*{out_channels} + {out_channels}"
-        f" = {params:,}",
-        "macs": macs,
-        "macs_formula": f"{out}x{out}x{out_channels} outputs x "
-        f"{kernel}*{kernel}*{in_channels} = {macs:,}",
-    }
+    if out.ndim == 3:
+        lows, highs = shown.amin((1, 2)), shown.amax((1, 2))
+        view["maps"] = [
+            {"min": float(lo), "max": float(hi), "constant": bool(lo == hi)}
+            for lo, hi in zip(lows, highs)
+        ]
+        view["sprite"] = png(sprite(shown.numpy()))
+    else:  # a vector: each value a 1x1 tile, on the layer's one scale
+        view["maps"] = []
+        view["values"] = shown.tolist()
+        view["sprite"] = png(shown.numpy()[None].astype(np.float32), view["min"], view["max"])
+    return view

@@ -1,86 +1,85 @@
-// cnnlab explorer: a small framework-free front end over the JSON API.
+// cnnlab explorer: a small framework-free page over the JSON API. Every panel is drawn from
+// `state` (state.js); this module holds the run choice, the inputs, the prediction and Grad-CAM.
 "use strict";
 
-const state = { run: null, runs: [], pixels: null, selected: null };
-const $ = (id) => document.getElementById(id);
-
-async function api(path, options = {}) {
-  const response = await fetch(path, options);
-  const data = await response.json().catch(() => ({ detail: response.statusText }));
-  if (!response.ok) throw new Error(data.detail || response.statusText);
-  return data;
-}
-
-function post(path, body) {
-  return api(path, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
-}
-
-function note(id, text, isError = false) {
-  $(id).textContent = text;
-  $(id).className = isError ? "note problem" : "note";
-}
+import { $, STALE, announce, element, fmt, note, onReset, post, request, reset, runPath, showImage, state } from "./state.js";
+import { renderOverview } from "./maps.js";
+import { loadReport, setupPlayground } from "./practice.js";
 
 // ---------------------------------------------------------------- runs
-async function loadRuns() {
-  state.runs = await api("/api/runs");
-  const select = $("run");
-  select.innerHTML = "";
-  for (const run of state.runs) {
-    const option = document.createElement("option");
-    option.value = run.name;
-    option.textContent = `${run.name} (${run.model}, ${run.dataset})`;
-    select.appendChild(option);
-  }
-  select.onchange = () => selectRun(select.value);
-  if (state.runs.length) await selectRun(state.runs[0].name);
+
+function inputShape(run) {
+  const input = run.input || { channels: run.in_channels, size: run.input_size };
+  return { channels: input.channels, size: input.size };
 }
 
-async function selectRun(name) {
+async function loadRuns() {
+  let runs;
+  try {
+    runs = await request("runs", "/api/runs");
+  } catch (error) {
+    announce(`The runs could not be loaded: ${error.message}`);
+    note("input-note", error.message, true);
+    return;
+  }
+  if (runs === STALE) return;
+  state.runs = runs;
+  const select = $("run");
+  select.replaceChildren(...runs.map((run) => element("option", {
+    value: run.name,
+    text: run.label || `${run.name} (${run.model}, ${run.dataset || "no data set"})`,
+  })));
+  select.onchange = () => selectRun(select.value);
+  if (runs.length) selectRun(runs[0].name);
+  else announce("This server shows no runs.");
+}
+
+function selectRun(name) {
   state.run = state.runs.find((r) => r.name === name);
-  const r = state.run;
-  $("run-info").textContent = `${r.in_channels}x${r.input_size}x${r.input_size} input, ${r.classes.length} classes, epoch ${r.epoch}`;
-  const camClass = $("cam-class");
-  camClass.innerHTML = '<option value="">predicted</option>';
-  r.classes.forEach((c, i) => {
-    const option = document.createElement("option");
-    option.value = i;
-    option.textContent = `${i}: ${c}`;
-    camClass.appendChild(option);
-  });
-  clearCanvas();
-  state.pixels = null;
-  $("overview").innerHTML = "";
-  $("kernel").innerHTML = "";
-  $("kernel-map").innerHTML = "";
-  $("probabilities").innerHTML = "";
-  $("prediction").textContent = "";
-  $("cam-overlay").removeAttribute("src");
-  await loadSummary();
+  reset("run");
+  const run = state.run;
+  const { channels, size } = inputShape(run);
+  const trained = run.epoch !== undefined && run.epoch !== null ? `, epoch ${run.epoch}` : "";
+  $("run-info").textContent = `${channels}x${size}x${size} input, ${run.classes.length} classes${trained}`;
+  $("cam-class").replaceChildren(
+    element("option", { value: "", text: "predicted" }),
+    ...run.classes.map((c, i) => element("option", { value: String(i), text: `${i}: ${c}` })),
+  );
+  const noSamples = run.has_samples === false;
+  $("sample-index").disabled = noSamples;
+  $("load-sample").disabled = noSamples;
+  note("input-note", noSamples ? "This model has no test set: draw or upload an input." : "");
+  announce(`Run ${run.name}: draw, load a test image or upload a picture.`);
+  loadSummary();
+  loadReport();
 }
 
 async function loadSummary() {
-  const data = await api(`/api/runs/${encodeURIComponent(state.run.name)}/summary`);
   const table = $("summary");
-  table.innerHTML = "<tr><th>layer</th><th>type</th><th>output</th><th>output size</th><th>params</th><th>mult-adds</th><th>RF</th></tr>";
-  for (const row of data.layers) {
-    const tr = document.createElement("tr");
-    const cells = [row.name, row.kind, (row.output_shape || ["?"]).join("x"), row.formula,
-      row.params ? `${row.params.toLocaleString()}${row.params_formula ? " = " + row.params_formula.split(" = ")[0] : ""}` : "-",
-      row.macs ? row.macs.toLocaleString() : "-",
-      row.receptive_field ? row.receptive_field.join("x") : "all"];
-    for (const text of cells) {
-      const td = document.createElement("td");
-      td.textContent = text;
-      tr.appendChild(td);
-    }
-    table.appendChild(tr);
+  table.replaceChildren();
+  let data;
+  try {
+    data = await request("summary", runPath("summary"));
+  } catch (error) {
+    table.replaceChildren(element("caption", { className: "problem", text: error.message }));
+    return;
   }
-  const total = document.createElement("tr");
-  total.innerHTML = `<td colspan="7">parameters ${data.total_params.toLocaleString()}, multiply-adds ${data.macs.toLocaleString()} per image</td>`;
-  table.appendChild(total);
+  if (data === STALE) return;
+  const head = ["layer", "type", "output", "output size", "params", "mult-adds", "RF"];
+  table.append(element("tr", {}, ...head.map((h) => element("th", { scope: "col", text: h }))));
+  for (const row of data.layers) {
+    const params = row.params ? `${row.params.toLocaleString()}${row.params_formula ? " = " + row.params_formula.split(" = ")[0] : ""}` : "-";
+    const cells = [row.name, row.kind, (row.output_shape || ["?"]).join("x"), row.formula || "", params,
+      row.macs ? row.macs.toLocaleString() : "-", row.receptive_field ? row.receptive_field.join("x") : "all"];
+    table.append(element("tr", {}, ...cells.map((text) => element("td", { text }))));
+  }
+  table.append(element("tr", {}, element("td", {
+    colspan: "7", text: `parameters ${data.total_params.toLocaleString()}, multiply-adds ${data.macs.toLocaleString()} per image`,
+  })));
 }
 
 // ---------------------------------------------------------------- drawing
+
 const canvas = $("draw");
 const ctx = canvas.getContext("2d");
 let drawing = false;
@@ -103,235 +102,196 @@ function stroke(event) {
 canvas.addEventListener("pointerdown", (e) => { drawing = true; stroke(e); });
 canvas.addEventListener("pointermove", (e) => { if (drawing) stroke(e); });
 window.addEventListener("pointerup", () => {
-  if (drawing) { drawing = false; pixelsFromCanvas(); analyze(); }
+  if (!drawing) return;
+  drawing = false;
+  useInput(pixelsFromCanvas(), "your drawing");
 });
-$("clear").onclick = () => { clearCanvas(); state.pixels = null; };
+$("clear").onclick = () => {
+  clearCanvas();
+  reset("input");
+  state.pixels = null;
+  note("input-note", "");
+  announce("Cleared: draw again, load a test image or upload a picture.");
+};
+
+function showOnCanvas(source) {
+  const image = new Image();
+  image.onload = () => {
+    if (state.analysis?.input !== source) return; // a newer input came meanwhile
+    ctx.imageSmoothingEnabled = false;
+    ctx.drawImage(image, 0, 0, canvas.width, canvas.height);
+  };
+  image.src = source;
+}
 
 function pixelsFromCanvas() {
   // shrink the drawing to the model's input size, like MNIST's centred digits
-  const size = state.run.input_size;
-  const small = document.createElement("canvas");
-  small.width = size;
-  small.height = size;
+  const { channels, size } = inputShape(state.run);
+  const small = element("canvas", { width: size, height: size });
   const sctx = small.getContext("2d");
   sctx.drawImage(canvas, 0, 0, size, size);
   const data = sctx.getImageData(0, 0, size, size).data;
-  const channels = state.run.in_channels;
   const pixels = [];
   for (let c = 0; c < channels; c++) {
     const plane = [];
     for (let y = 0; y < size; y++) {
       const row = [];
-      for (let x = 0; x < size; x++) row.push(data[(y * size + x) * 4 + (channels === 1 ? 0 : c)]);
+      for (let x = 0; x < size; x++) row.push(data[(y * size + x) * 4 + (channels === 1 ? 0 : c % 3)]);
       plane.push(row);
     }
     pixels.push(plane);
   }
+  return pixels;
+}
+
+/** A new input: everything computed from the previous one is cleared, then analyzed. */
+function useInput(pixels, label, message = "") {
+  reset("input");
   state.pixels = pixels;
+  state.inputLabel = label;
+  note("input-note", message || `input: ${label}`);
+  analyze();
 }
 
 // ---------------------------------------------------------------- other inputs
+
 $("load-sample").onclick = async () => {
+  const field = $("sample-index");
+  const text = field.value.trim();
+  const index = Number(text);
+  if (text === "" || !Number.isInteger(index) || index < 0) {
+    note("input-note", `test image: enter a whole number 0 or more (got "${text}")`, true);
+    announce("The test image number is not a whole number.");
+    return;
+  }
+  let data;
   try {
-    const data = await api(`/api/runs/${encodeURIComponent(state.run.name)}/sample/${$("sample-index").value}`);
-    state.pixels = data.pixels;
-    note("input-note", `test image ${$("sample-index").value}, true class: ${data.class}`);
-    await analyze();
-  } catch (error) { note("input-note", error.message, true); }
+    data = await request("input", runPath(`sample/${index}`));
+  } catch (error) {
+    note("input-note", `test image ${index}: ${error.message}`, true);
+    announce(`Test image ${index} could not be loaded.`);
+    return;
+  }
+  if (data === STALE) return;
+  clearCanvas();
+  useInput(data.pixels, `test image ${index}`, `test image ${index}, true class: ${data.class}`);
 };
 
 $("upload").onchange = async () => {
-  const file = $("upload").files[0];
+  const input = $("upload");
+  const file = input.files[0];
+  input.value = ""; // choosing the same file again is a new change
   if (!file) return;
   const form = new FormData();
   form.append("file", file);
-  try {
-    const data = await api(`/api/runs/${encodeURIComponent(state.run.name)}/upload`, { method: "POST", body: form });
-    state.pixels = data.pixels;
-    note("input-note", data.notes.length ? data.notes.join("; ") : "used as is");
-    await analyze();
-  } catch (error) { note("input-note", error.message, true); }
-};
-
-$("analyze").onclick = () => { if (!state.pixels) pixelsFromCanvas(); analyze(); };
-$("cam-class").onchange = () => showCam();
-
-// ---------------------------------------------------------------- results
-async function analyze() {
-  if (!state.pixels) return;
   let data;
   try {
-    data = await post(`/api/runs/${encodeURIComponent(state.run.name)}/analyze`, { pixels: state.pixels });
-  } catch (error) { note("input-note", error.message, true); return; }
-  $("input-preview").src = data.input;
-  const best = data.probabilities[data.predicted];
+    data = await request("input", runPath("upload"), { method: "POST", body: form });
+  } catch (error) {
+    note("input-note", `${file.name}: ${error.message}`, true);
+    return;
+  }
+  if (data === STALE) return;
+  clearCanvas();
+  useInput(data.pixels, file.name, `${file.name}: ${data.notes.length ? data.notes.join("; ") : "used as is"}`);
+};
+
+$("analyze").onclick = () => {
+  if (!state.pixels) {
+    useInput(pixelsFromCanvas(), "your drawing");
+    return;
+  }
+  analyze();
+};
+$("cam-class").onchange = () => showCam();
+$("cam-colormap").onchange = () => { state.camColormap = $("cam-colormap").value; showCam(); };
+
+// ---------------------------------------------------------------- results
+
+async function analyze() {
+  if (!state.pixels || !state.run) return;
+  note("input-note", $("input-note").textContent); // an earlier error look goes
+  let data;
+  try {
+    data = await post("analyze", runPath("analyze"), { pixels: state.pixels, channels: state.channels });
+  } catch (error) {
+    note("input-note", `analysis failed: ${error.message}`, true);
+    announce(`The analysis failed: ${error.message}`);
+    return;
+  }
+  if (data === STALE) return;
+  state.analysis = data;
+  showImage($("input-preview"), data.input);
+  if (state.inputLabel !== "your drawing") showOnCanvas(data.input); // draw on it to edit it
+  const probabilities = data.probabilities;
+  const predicted = data.predicted ?? data.prediction?.index ?? 0;
+  const best = probabilities[predicted];
   $("prediction").textContent = `${best.class} (${(100 * best.p).toFixed(1)}%)`;
+  $("prediction").classList.remove("empty");
   $("prediction").dataset.predicted = best.class;
-  const list = $("probabilities");
-  list.innerHTML = "";
-  for (const p of [...data.probabilities].sort((a, b) => b.p - a.p).slice(0, 5)) {
-    const li = document.createElement("li");
-    li.innerHTML = `${p.class} ${(100 * p.p).toFixed(1)}%<span class="bar" style="width:${Math.round(120 * p.p)}px"></span>`;
-    list.appendChild(li);
-  }
-  const overview = $("overview");
-  overview.innerHTML = "";
-  for (const layer of data.layers) {
-    const column = document.createElement("div");
-    column.className = "layer";
-    column.dataset.layer = layer.name;
-    const name = document.createElement("div");
-    name.className = "name";
-    name.textContent = `${layer.name} ${layer.shape.join("x")}`;
-    column.appendChild(name);
-    const strip = new Image();
-    strip.onload = () => {
-      const [h, w] = [layer.shape[1], layer.shape[2]];
-      for (let channel = 0; channel < layer.count; channel++) {
-        const tile = document.createElement("canvas");
-        tile.width = w;
-        tile.height = h;
-        tile.className = "map";
-        tile.title = `${layer.name} channel ${channel}`;
-        tile.getContext("2d").drawImage(strip, channel * w, 0, w, h, 0, 0, w, h);
-        tile.onclick = () => selectMap(layer, channel, tile);
-        column.appendChild(tile);
-      }
-    };
-    strip.src = layer.sprite;
-    overview.appendChild(column);
-  }
-  await showCam();
+  $("probabilities").replaceChildren(...[...probabilities].sort((a, b) => b.p - a.p).slice(0, 5).map((p) =>
+    element("li", {}, `${p.class} ${(100 * p.p).toFixed(1)}%`,
+      element("span", { className: "bar", style: `width:${Math.round(120 * p.p)}px`, "aria-hidden": "true" }))));
+  announce(`Prediction for ${state.inputLabel}: ${best.class}, ${(100 * best.p).toFixed(1)}%.`);
+  renderOverview();
+  showCam();
 }
 
 async function showCam() {
-  if (!state.pixels) return;
+  if (!state.pixels || !state.analysis) return;
   const value = $("cam-class").value;
-  try {
-    const data = await post(`/api/runs/${encodeURIComponent(state.run.name)}/cam`,
-      { pixels: state.pixels, class_index: value === "" ? null : Number(value) });
-    $("cam-overlay").src = data.overlay;
-    note("cam-note", `class ${data.class} (p = ${(100 * data.probability).toFixed(1)}%), layer ${data.layer}`);
-  } catch (error) { note("cam-note", error.message, true); }
-}
-
-function selectMap(layer, channel, img) {
-  document.querySelectorAll(".layer .selected").forEach((el) => el.classList.remove("selected"));
-  img.classList.add("selected");
-  state.selected = { layer, channel };
-  const holder = $("kernel-map");
-  holder.innerHTML = "";
-  const big = document.createElement("img");
-  big.src = img.toDataURL();
-  big.title = "click a pixel";
-  big.onclick = (event) => {
-    const rect = big.getBoundingClientRect();
-    const x = Math.floor((event.clientX - rect.left) / rect.width * layer.shape[2]);
-    const y = Math.floor((event.clientY - rect.top) / rect.height * layer.shape[1]);
-    showKernel(layer.name, channel, y, x);
-  };
-  holder.appendChild(big);
-  const hint = document.createElement("p");
-  hint.className = "note";
-  hint.textContent = `${layer.name}, channel ${channel}: click a pixel`;
-  holder.appendChild(hint);
-}
-
-function grid(title, values) {
-  // values: C x k x k; show the first 3 input channels
-  const wrap = document.createElement("div");
-  const heading = document.createElement("div");
-  heading.textContent = title;
-  wrap.appendChild(heading);
-  values.slice(0, 3).forEach((plane, c) => {
-    const table = document.createElement("table");
-    table.className = "grid";
-    table.title = `input channel ${c}`;
-    for (const row of plane) {
-      const tr = document.createElement("tr");
-      for (const v of row) {
-        const td = document.createElement("td");
-        td.textContent = v.toFixed(3);
-        tr.appendChild(td);
-      }
-      table.appendChild(tr);
-    }
-    wrap.appendChild(table);
-  });
-  if (values.length > 3) {
-    const more = document.createElement("span");
-    more.className = "note";
-    more.textContent = ` ... and ${values.length - 3} more input channels`;
-    wrap.appendChild(more);
-  }
-  return wrap;
-}
-
-async function showKernel(layer, channel, y, x) {
-  const panel = $("kernel");
-  panel.innerHTML = "";
-  try {
-    const data = await post(`/api/runs/${encodeURIComponent(state.run.name)}/kernel`,
-      { pixels: state.pixels, layer, channel, y, x });
-    const head = document.createElement("p");
-    head.id = "kernel-sum";
-    head.textContent = `${layer} channel ${channel} at (${y}, ${x}): ${data.formula}; the map holds ${data.output.toFixed(4)}`;
-    panel.appendChild(head);
-    panel.appendChild(grid("input patch under the kernel", data.patch));
-    panel.appendChild(grid("kernel weights", data.kernel));
-    panel.appendChild(grid("element-wise products", data.products));
-  } catch (error) {
-    panel.textContent = error.message;
-    panel.className = "problem";
-  }
-}
-
-// ---------------------------------------------------------------- playground
-const pg = $("pg-canvas");
-const pctx = pg.getContext("2d");
-let pgTimer = null;
-
-async function playground() {
-  const v = (id) => Number($(id).value);
-  const n = v("pg-n"), k = v("pg-k"), s = v("pg-s"), p = v("pg-p"), d = v("pg-d");
-  const cin = v("pg-cin"), cout = v("pg-cout");
   let data;
   try {
-    data = await api(`/api/arithmetic?n=${n}&kernel=${k}&stride=${s}&padding=${p}&dilation=${d}&in_channels=${cin}&out_channels=${cout}`);
-  } catch (error) { $("pg-formula").textContent = error.message; return; }
-  $("pg-counts").textContent = `parameters ${data.params_formula}; multiply-adds ${data.macs_formula}`;
-  $("pg-formula").textContent = data.valid ? `output = ${data.formula}` : data.problem;
-  $("pg-formula").className = data.valid ? "" : "problem";
-  if (pgTimer) clearInterval(pgTimer);
-  const padded = n + 2 * p;
-  const cell = Math.max(2, Math.floor(pg.width / Math.max(padded, 1)));
-  const out = data.out;
-  let step = 0;
-  const draw = () => {
-    pctx.clearRect(0, 0, pg.width, pg.height);
-    for (let i = 0; i < padded; i++) {
-      for (let j = 0; j < padded; j++) {
-        const inside = i >= p && i < p + n && j >= p && j < p + n;
-        pctx.fillStyle = inside ? "#cfd8dc" : "#fff3e0";
-        pctx.fillRect(j * cell, i * cell, cell - 1, cell - 1);
-      }
-    }
-    if (out > 0) {
-      const oy = Math.floor(step / out) % out, ox = step % out;
-      pctx.fillStyle = "rgba(229, 57, 53, 0.55)";
-      for (let a = 0; a < k; a++) {
-        for (let b = 0; b < k; b++) {
-          pctx.fillRect((ox * s + b * d) * cell, (oy * s + a * d) * cell, cell - 1, cell - 1);
-        }
-      }
-      step = (step + 1) % (out * out);
-    }
-  };
-  draw();
-  pgTimer = setInterval(draw, 400);
+    data = await post("cam", runPath("cam"),
+      { pixels: state.pixels, class_index: value === "" ? null : Number(value), colormap: state.camColormap });
+  } catch (error) {
+    showImage($("cam-overlay"), null);
+    $("cam-legend").hidden = true;
+    note("cam-note", `Grad-CAM: ${error.message}`, true);
+    return;
+  }
+  if (data === STALE) return;
+  showImage($("cam-overlay"), data.overlay);
+  drawLegend(data.legend || { colormap: "jet", low: 0, high: 1 });
+  note("cam-note", `class ${data.class} (p = ${(100 * data.probability).toFixed(1)}%), layer ${data.layer}`);
 }
-["pg-n", "pg-k", "pg-s", "pg-p", "pg-d", "pg-cin", "pg-cout"].forEach((id) => $(id).addEventListener("input", playground));
+
+const COLORMAPS = {
+  viridis: ["#440154", "#3b528b", "#21918c", "#5ec962", "#fde725"],
+  jet: ["#00007f", "#0000ff", "#00ffff", "#7fff7f", "#ffff00", "#ff0000", "#7f0000"],
+};
+
+function drawLegend(legend) {
+  const stops = COLORMAPS[legend.colormap] || COLORMAPS.viridis;
+  const holder = $("cam-legend");
+  holder.replaceChildren(
+    element("span", { text: `${fmt(legend.low, 2)} (least)` }),
+    element("span", { className: "legend-bar", style: `background: linear-gradient(to right, ${stops.join(", ")})`,
+      role: "img", "aria-label": `${legend.colormap} colour scale from ${fmt(legend.low, 2)} to ${fmt(legend.high, 2)}` }),
+    element("span", { text: `${fmt(legend.high, 2)} (most important)` }),
+  );
+  holder.hidden = false;
+}
+
+// ---------------------------------------------------------------- panels that depend on the input
+
+onReset("input", () => {
+  showImage($("input-preview"), null);
+  showImage($("cam-overlay"), null);
+  $("cam-legend").hidden = true;
+  note("cam-note", "");
+  $("prediction").textContent = "no input yet";
+  $("prediction").classList.add("empty");
+  delete $("prediction").dataset.predicted;
+  $("probabilities").replaceChildren();
+});
+onReset("run", () => {
+  clearCanvas();
+  note("input-note", "");
+});
+
+document.addEventListener("reanalyze", () => analyze());
 
 clearCanvas();
-loadRuns().catch((error) => note("input-note", error.message, true));
-playground();
+setupPlayground();
+loadRuns();

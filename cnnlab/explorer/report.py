@@ -1,0 +1,70 @@
+"""The practitioner's view of one trained run: its learning curves (metrics.csv), and on up to
+:data:`REPORT_IMAGES` test images the confusion matrix, the accuracy per class and the most
+confident mistakes (with their pictures)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .._tracing import model_call
+from ..runs import read_metrics
+from ..trained import ModelSource
+from .pictures import image_png
+
+REPORT_IMAGES = 2000
+MISTAKES = 16
+BATCH = 256
+
+
+def curves(metrics: Path) -> list[dict[str, float | int]]:
+    """One row per epoch: epoch, train and test loss and accuracy."""
+    keys = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc")
+    return [
+        {key: int(row[key]) if key == "epoch" else float(row[key]) for key in keys}
+        for row in read_metrics(metrics)
+    ]
+
+
+def build_report(
+    source: ModelSource, images: torch.Tensor, labels: torch.Tensor, metrics: Path
+) -> dict[str, Any]:
+    """The report's numbers, computed on the first :data:`REPORT_IMAGES` test images. The
+    caller holds the run's lock (the model is called here)."""
+    images, labels = images[:REPORT_IMAGES], labels[:REPORT_IMAGES].long()
+    classes = source.classes
+    outputs = []
+    with model_call(), torch.no_grad():
+        for start in range(0, len(images), BATCH):
+            logits = source.model(source.preprocess(images[start : start + BATCH]))
+            outputs.append(torch.softmax(logits, 1))
+    probs = torch.cat(outputs)
+    confidence, predicted = probs.max(1)
+    confusion = torch.zeros(len(classes), len(classes), dtype=torch.long)
+    confusion.index_put_((labels, predicted), torch.ones_like(labels), accumulate=True)
+    per_class = confusion.diag() / confusion.sum(1).clamp(min=1)
+    wrong = (predicted != labels).nonzero().flatten()
+    worst = wrong[confidence[wrong].argsort(descending=True)][:MISTAKES].tolist()
+    mistakes = [
+        {
+            "index": i,
+            "true": int(labels[i]),
+            "predicted": int(predicted[i]),
+            "true_class": classes[int(labels[i])],
+            "predicted_class": classes[int(predicted[i])],
+            "confidence": float(confidence[i]),
+            "image": image_png(images[i]),
+        }
+        for i in worst
+    ]
+    return {
+        "curves": curves(metrics) if metrics.is_file() else [],
+        "classes": classes,
+        "images": len(images),
+        "accuracy": float((predicted == labels).float().mean()),
+        "confusion": confusion.tolist(),
+        "per_class_accuracy": per_class.tolist(),
+        "mistakes": mistakes,
+    }
