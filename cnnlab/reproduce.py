@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import runs
+from . import reproduce_e2, runs
 from .experiment import train_run
 from .train import TrainConfig
 
@@ -154,8 +154,21 @@ EXPERIMENTS = [
 ]
 
 
-def config_for(exp: Experiment, quick: bool, data_dir: str | None, progress: bool) -> TrainConfig:
+KEYS = [EXPERIMENTS[0].key, reproduce_e2.KEY] + [e.key for e in EXPERIMENTS[1:]]
+
+
+def config_for(
+    exp: Experiment,
+    quick: bool,
+    data_dir: str | None,
+    progress: bool,
+    train_subset: int | None = None,
+) -> TrainConfig:
+    """The experiment's recipe as a :class:`TrainConfig`; ``train_subset`` keeps the recipe
+    but trains on the first N training images (for a machine too slow for the full run)."""
     settings = {**exp.settings, **(exp.quick if quick else {})}
+    if train_subset:
+        settings["train_subset"] = train_subset
     return TrainConfig(**settings, data_dir=data_dir, progress=progress)
 
 
@@ -194,14 +207,17 @@ def run(
     only: list[str] | None = None,
     progress: bool = False,
     say=print,
+    train_subset: int | None = None,
 ) -> list[dict[str, Any]]:
     """Train every experiment (or those in ``only``) into ``runs_root/reproduce`` with the
     material's recipe and collect one row each, with the per-epoch and per-iteration logs."""
     rows = []
     for exp in EXPERIMENTS:
+        if exp.key == "e4-cifar-plain7" and (not only or reproduce_e2.KEY in only):
+            rows.append(reproduce_e2.run_e2(quick, runs_root, data_dir, say, train_subset))
         if only and exp.key not in only:
             continue
-        config = config_for(exp, quick, data_dir, progress)
+        config = config_for(exp, quick, data_dir, progress, train_subset)
         if not quick:
             images = config.train_subset or (50_000 if config.dataset == "cifar10" else 60_000)
             minutes = estimate_seconds(config, images) / 60
@@ -219,7 +235,11 @@ def run(
                 "cnnlab_loss": last["test_loss"],
                 "difference": last["test_acc"] - exp.reference_value,
                 "seconds": time.perf_counter() - started,
-                "settings": {**exp.settings, **(exp.quick if quick else {})},
+                "settings": {
+                    **exp.settings,
+                    **(exp.quick if quick else {}),
+                    **({"train_subset": train_subset} if train_subset else {}),
+                },
                 "data": data_description(config),
                 "epochs": [{k: row[k] for k in EPOCH_KEYS} for row in result.history],
                 "steps": list(getattr(result, "steps", []) or []),
@@ -258,12 +278,20 @@ def markdown(rows: list[dict[str, Any]], quick: bool) -> str:
         "|---|---|---|---|---|---|",
     ]
     for r in rows:
+        if r["key"] == reproduce_e2.KEY:
+            lines.append(
+                f"| {r['what']} | {r['reference']} | {reproduce_e2.ratio_text(r)} | - | "
+                f"{data_description(TrainConfig(**r['config']))} | {r['seconds']:.0f} s |"
+            )
+            continue
         lines.append(
             f"| {r['what']} | {r['reference']} | {r['cnnlab_acc']:.2%} | "
             f"{100 * r['difference']:+.2f} points | {r['data']} | {r['seconds']:.0f} s |"
         )
     for r in rows:
-        if not r["logged"]:
+        if r["key"] == reproduce_e2.KEY:
+            lines += reproduce_e2.markdown_lines(r)
+        if not r.get("logged"):
             continue
         lines += ["", f"{r['what']}, per epoch (train loss / train accuracy):", ""]
         lines += ["| epoch | the material | cnnlab |", "|---|---|---|"]
@@ -274,7 +302,7 @@ def markdown(rows: list[dict[str, Any]], quick: bool) -> str:
                 f"| {ours['epoch']:.0f} | {text} | {ours['train_loss']:.4f} / "
                 f"{ours['train_acc']:.2%} |"
             )
-    notes = [f"- {r['what']}: {r['note']}" for r in rows if r["note"]]
+    notes = [f"- {r['what']}: {r['note']}" for r in rows if r.get("note")]
     if quick:
         notes.append(
             "- --quick trains one epoch on small subsets: it checks the pipeline, not the figures"
@@ -319,5 +347,6 @@ def write_report(rows: list[dict[str, Any]], quick: bool, path: Path) -> str:
     runs.write_text(path, text)
     runs.write_text(path.with_suffix(".json"), json.dumps(rows, indent=2) + "\n")
     for row in rows:
-        plot(row, path.with_name(f"{path.stem}-{row['key']}.png"))
+        draw = reproduce_e2.plot_e2 if row["key"] == reproduce_e2.KEY else plot
+        draw(row, path.with_name(f"{path.stem}-{row['key']}.png"))
     return text

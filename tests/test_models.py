@@ -182,7 +182,8 @@ def test_duplicate_registration_is_rejected():
 
 
 def test_list_models_filters_by_pattern():
-    assert list_models("cifar_*") == ["cifar_plain7", "cifar_residual", "cifar_residual_pool"]
+    assert list_models("cifar_residual*") == ["cifar_residual", "cifar_residual_pool"]
+    assert "cifar_plain7" in list_models("cifar_*") and "lenet5" not in list_models("cifar_*")
 
 
 def test_too_small_input_is_explained():

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from cnnlab.cli import main
 from cnnlab.models import create_model
 from cnnlab.reproduce import EXPERIMENTS, config_for, markdown
@@ -89,3 +91,40 @@ def test_the_table_shows_the_materials_log_beside_ours():
     table = markdown([row], quick=False)
     assert "71.65% test accuracy" in table and "-1.65 points" in table
     assert "| 1 | 1.5299 / 43.53% | 1.6000 / 41.00% |" in table
+
+
+def test_e2_relu_vs_tanh_quick(tmp_path, data_dir):
+    """E2 on real CIFAR-10 images: a rate sweep per unit, then epochs until 25% training
+    error (not reached in --quick's 2 epochs on 1,000 images), a table and a figure."""
+    out = tmp_path / "e2.md"
+    args = ["reproduce", "--quick", "--only", "e2-relu-vs-tanh", "--runs-dir", str(tmp_path)]
+    assert main([*args, "--data-dir", str(data_dir), "--out", str(out)]) == 0
+    row = json.loads(out.with_suffix(".json").read_text())[0]
+    for activation in ("relu", "tanh"):
+        curve = row["curves"][activation]
+        assert curve["lr"] in (0.01, 0.03) and set(curve["sweep"]) == {"0.01", "0.03"}
+        assert len(curve["train_error"]) == 2  # --quick stops at 2 epochs
+        assert all(0 < e < 0.9 for e in curve["train_error"])  # learned something (chance 90%)
+    assert row["config"]["model"] == "cifar_four" and row["config"]["optimizer"] == "sgd"
+    text = out.read_text()
+    assert "| E2 ReLU vs tanh" in text and "| 2 |" in text
+    assert (tmp_path / "e2-e2-relu-vs-tanh.png").stat().st_size > 10_000
+
+
+def test_epochs_to_target_interpolates():
+    from cnnlab.reproduce_e2 import epochs_to
+
+    assert epochs_to([0.5, 0.3, 0.2]) == pytest.approx(2.5)  # 0.3 -> 0.2 crosses 0.25 halfway
+    assert epochs_to([0.2]) == pytest.approx(0.65 / 0.7)  # from chance (0.9) at epoch 0
+    assert epochs_to([0.5, 0.4]) is None
+
+
+def test_cifar_four_is_the_figure_one_network():
+    relu = create_model("cifar_four", activation="relu")
+    tanh = create_model("cifar_four", activation="tanh")
+    # conv 3->32 5x5, 32->32 5x5, 32->64 5x5 (+ biases), dense 64*4*4 -> 10
+    expected = (75 * 32 + 32) + (800 * 32 + 32) + (800 * 64 + 64) + (1024 * 10 + 10)
+    for model in (relu, tanh):
+        assert sum(p.numel() for p in model.parameters()) == expected == 89_578
+    kinds = {type(m).__name__ for m in tanh.modules()}
+    assert "Tanh" in kinds and "ReLU" not in kinds
