@@ -97,9 +97,13 @@ def train_run(
 
 
 def resume_run(
-    run: str | os.PathLike[str], epochs: int | None = None, runs_root: Path = Path("runs")
+    run: str | os.PathLike[str],
+    epochs: int | None = None,
+    runs_root: Path = Path("runs"),
+    tensorboard: bool = False,
 ) -> FitResult:
-    """Continue a run from its last checkpoint; ``epochs`` may raise its total epoch count."""
+    """Continue a run from its last checkpoint; ``epochs`` may raise its total epoch count and
+    ``tensorboard`` switch TensorBoard logging on from here (a run trained with it keeps it)."""
     run_dir = runs.resolve_run(run, runs_root)
     state = check_run_state(runs.load_checkpoint(run_dir / runs.CHECKPOINT), run_dir, train=True)
     config = config_from_state(state, run_dir)
@@ -110,6 +114,8 @@ def resume_run(
                 "give a larger total"
             )
         config = TrainConfig.from_dict({**asdict(config), "epochs": epochs})
+    if tensorboard:
+        config = TrainConfig.from_dict({**asdict(config), "tensorboard": True})
     if state["epoch"] >= config.epochs:
         raise RunFolderError(
             f"{run_dir} already finished its {config.epochs} epochs; pass --epochs N (N > "

@@ -47,6 +47,9 @@ class MaxPool2d(_Pool2d):
     reduce = staticmethod(np.maximum)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        self.winners = None
+        if self._tiles(x):
+            return self._forward_tiles(x)
         views = [view for _, view in self._views(x)]
         best = views[0].copy()
         for view in views[1:]:
@@ -62,7 +65,53 @@ class MaxPool2d(_Pool2d):
         return best
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
+        if self.winners is not None:  # tiles: one broadcast product, no scatter
+            n, c, oh, kh, ow, kw = self.winners.shape
+            spread = np.repeat(dout.astype(self.dtype, copy=False), kw, axis=-1)
+            dx = self.winners * spread.reshape(n, c, oh, 1, ow, kw)
+            return dx.reshape(n, c, oh * kh, ow * kw)
         return self._spread(lambda k: dout * (self.index == k))
+
+    def _tiles(self, x: np.ndarray) -> bool:
+        """Whether the windows tile the input exactly (stride = kernel, no padding, the sides
+        divisible: the usual 2x2/2 pooling), so the input reshapes into them without a copy."""
+        return (
+            x.ndim == 4
+            and self.stride == self.kernel
+            and not any(before or after for before, after in self.pads)
+            and x.shape[2] % self.kernel[0] == 0
+            and x.shape[3] % self.kernel[1] == 0
+            and x.shape[2] > 0
+            and x.shape[3] > 0
+        )
+
+    def _forward_tiles(self, x: np.ndarray) -> np.ndarray:
+        """The fast path of :meth:`forward` for tiling windows: ``x`` seen as
+        ``N x C x OH x KH x OW x KW``; the winners are kept as a boolean mask of the input's
+        shape (first one on ties), so backward is one broadcast product."""
+        check_input(type(self).__name__, x, 2, None)
+        (kh, kw), (n, c, h, w) = self.kernel, x.shape
+        self.dtype = x.dtype
+        oh, ow = h // kh, w // kw
+        rows = x.reshape(n, c, oh, kh, w)  # first across the window's rows: whole image rows
+        across = rows[:, :, :, 0].copy()
+        for i in range(1, kh):
+            self.reduce(across, rows[:, :, :, i], out=across)
+        columns = across.reshape(n, c, oh, ow, kw)  # then across its columns
+        best = columns[..., 0].copy()
+        for j in range(1, kw):
+            self.reduce(best, columns[..., j], out=best)
+        tiles = x.reshape(n, c, oh, kh, ow, kw)
+        winners = tiles == np.repeat(best, kw, axis=-1).reshape(n, c, oh, 1, ow, kw)
+        if np.count_nonzero(winners) > best.size:  # ties: keep the first offset (PyTorch's)
+            found = np.zeros(best.shape, dtype=bool)
+            for i in range(kh):
+                for j in range(kw):
+                    hit = winners[:, :, :, i, :, j]
+                    hit &= ~found
+                    found |= hit
+        self.winners = winners
+        return best
 
 
 class MinPool2d(MaxPool2d):

@@ -1,0 +1,163 @@
+"""A trained run as a file other tools can run: ONNX (``cnnlab export RUN --format onnx``).
+
+The exported graph takes what the run's model takes, a float32 ``N x C x H x W`` batch that is
+already preprocessed, with a dynamic batch axis, and returns the class scores (logits). How to
+preprocess travels with the file, in the ONNX model's ``metadata_props`` (see
+:func:`onnx_metadata`): the pixel scaling, per-channel mean and std, the input side and
+channels, the class names, the model's name and the cnnlab version that wrote it.
+
+The graph comes from PyTorch's ``torch.export``-based exporter (``dynamo=True``, the default
+since PyTorch 2.9; the TorchScript exporter warns that it will be removed). It needs an example
+batch larger than one, or ``torch.export`` specializes the batch axis to 1.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import __version__, runs
+from .errors import CnnlabError, reason
+from .outputs import check_output_file
+from .trained import TrainedRun, load_run
+
+FORMATS = ("onnx",)
+ONNX_FILE = "model.onnx"  # the default output, in the run folder
+INPUT_NAME, OUTPUT_NAME = "images", "logits"
+PREPROCESSING = (
+    "images: float32 N x C x H x W; per channel c, x = (pixels / 255 - mean[c]) / std[c] with "
+    "pixels the uint8 values 0..255 of an image of input_channels channels resized to "
+    "input_size x input_size"
+)
+JSON_KEYS = ("mean", "std", "class_names", "model_options")  # metadata values held as JSON
+INT_KEYS = ("input_size", "input_channels", "num_classes", "epoch")
+
+
+@dataclass
+class ExportResult:
+    """Where the file went and what it says about itself."""
+
+    path: Path
+    metadata: dict[str, str]
+    bytes: int
+
+
+def onnx_metadata(trained: TrainedRun) -> dict[str, str]:
+    """The run's preprocessing and labels as ONNX ``metadata_props`` (strings; lists as JSON)."""
+    spec = trained.spec
+    return {
+        "producer": "cnnlab",
+        "cnnlab_version": __version__,
+        "model": str(spec["name"]),
+        "model_options": json.dumps(spec.get("kwargs", {}), sort_keys=True),
+        "dataset": trained.config.dataset,
+        "epoch": str(trained.epoch),
+        "input_name": INPUT_NAME,
+        "input_layout": "NCHW",
+        "input_channels": str(trained.in_channels),
+        "input_size": str(trained.input_size),
+        "input_scaling": trained.config.input_scaling,
+        "mean": json.dumps([float(v) for v in trained.preprocess.mean]),
+        "std": json.dumps([float(v) for v in trained.preprocess.std]),
+        "preprocessing": PREPROCESSING,
+        "output_name": OUTPUT_NAME,
+        "num_classes": str(spec["num_classes"]),
+        "class_names": json.dumps(list(trained.classes)),
+    }
+
+
+def read_onnx_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """An exported file's ``metadata_props``, with lists decoded and counts as integers."""
+    onnx = _require("onnx")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as err:  # protobuf's decode errors have no common type
+        raise CnnlabError(f"{path}: not a readable ONNX file ({reason(err)[:160]})") from None
+    values: dict[str, Any] = {entry.key: entry.value for entry in model.metadata_props}
+    for key in JSON_KEYS:
+        if key in values:
+            values[key] = json.loads(values[key])
+    for key in INT_KEYS:
+        if key in values:
+            values[key] = int(values[key])
+    return values
+
+
+def export_onnx(
+    run: str | os.PathLike[str],
+    out: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
+    runs_root: Path = Path("runs"),
+) -> ExportResult:
+    """Write run ``run``'s model as ONNX to ``out`` (default ``RUN/model.onnx``).
+
+    Every check comes before the export: the run folder, the output path (an ``.onnx`` name in
+    a writable folder) and an existing file, which is replaced only with ``overwrite``.
+    """
+    onnx = _require("onnx")
+    _require("onnxscript")  # the torch.export-based exporter builds the graph with it
+    run_dir = runs.resolve_run(run, runs_root)
+    path = Path(out) if out is not None else run_dir / ONNX_FILE
+    check_output_file(path, "--out", (".onnx",))
+    if path.exists() and not overwrite:
+        raise CnnlabError(
+            f"--out {str(path)!r}: the file exists; pass --overwrite to replace it, or give "
+            "another --out"
+        )
+    trained = load_run(run_dir, runs_root)
+    model = trained.model.eval()
+    example = torch.zeros(2, trained.in_channels, trained.input_size, trained.input_size)
+    try:
+        program = torch.onnx.export(
+            model,
+            (example,),
+            dynamo=True,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_shapes=({0: torch.export.Dim("batch")},),
+            verbose=False,
+        )
+        proto = program.model_proto
+    except Exception as err:  # torch.export's failures come in many types
+        raise CnnlabError(
+            f"run {trained.run_dir} (model {trained.spec['name']}) cannot be exported to ONNX: "
+            f"{reason(err)[:200]}; report this with the model's name"
+        ) from None
+    metadata = onnx_metadata(trained)
+    for key, value in metadata.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    proto.doc_string = (
+        f"cnnlab run {trained.run_dir.name}: {trained.spec['name']} trained on "
+        f"{trained.config.dataset}. Input {INPUT_NAME!r}: {PREPROCESSING}. Output "
+        f"{OUTPUT_NAME!r}: N x {trained.spec['num_classes']} class scores (logits)."
+    )
+    onnx.checker.check_model(proto)
+    data = proto.SerializeToString()
+    runs.atomic_write(path, lambda handle: handle.write(data))
+    return ExportResult(path, metadata, len(data))
+
+
+def _require(module: str) -> Any:
+    if importlib.util.find_spec(module) is None:
+        raise CnnlabError(
+            f"ONNX export needs the {module!r} package, which is not installed; "
+            "pip install 'cnnlab[onnx]'"
+        )
+    return importlib.import_module(module)
+
+
+__all__ = [
+    "FORMATS",
+    "ONNX_FILE",
+    "ExportResult",
+    "export_onnx",
+    "onnx_metadata",
+    "read_onnx_metadata",
+]

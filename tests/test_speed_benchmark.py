@@ -1,0 +1,77 @@
+"""benchmarks/speed.py with tiny settings: every task writes its row in the agreed shape
+(issue 15); the real figures come from the full run on a quiet machine."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "speed.py"
+ROW_KEYS = {"task", "device", "data", "test_accuracy", "train_seconds", "command"}
+
+
+def _speed_module():
+    spec = importlib.util.spec_from_file_location("speed_benchmark", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_speed_benchmark_writes_one_row_per_task_run(tmp_path, data_dir, monkeypatch):
+    monkeypatch.setenv("CNNLAB_DATA", str(data_dir))
+    speed = _speed_module()
+    out = tmp_path / "speed.json"
+    speed.main(
+        [
+            "--tasks",
+            "mnist-lenet5,cifar10-cpu,cifar10-gpu",
+            "--device",
+            "cpu",
+            "--data-variant",
+            "subset",
+            "--train-subset",
+            "512",
+            "--test-subset",
+            "200",
+            "--budgets",
+            "1,2",
+            "--calibration-images",
+            "512",
+            "--mnist-epochs",
+            "1",
+            "--gpu-epochs",
+            "1",
+            "--gpu-widths",
+            "[8,8,8,8]",
+            "--out",
+            str(out),
+        ]
+    )
+    results = json.loads(out.read_text())
+    assert results["machine"]["torch"] and results["torch_threads"] == 2
+    rows = results["rows"]
+    assert [r["task"] for r in rows] == [
+        "mnist-lenet5",
+        "cifar10-cpu",
+        "cifar10-cpu",
+        "cifar10-gpu",
+    ]
+    for row in rows:
+        assert set(row) >= ROW_KEYS, row.keys()
+        assert row["device"] == "cpu" and 0 <= row["test_accuracy"] <= 1
+        assert row["train_seconds"] > 0 and row["command"].startswith("cnnlab train --recipe ")
+    mnist, cifar = rows[0], rows[1]
+    assert mnist["data"] == "mnist (512 train / 200 test images)"
+    assert "--epochs 1" in mnist["command"]
+    assert set(mnist["bare_loop"]) == {"test_accuracy", "train_seconds"}
+    assert cifar["data"].startswith("cifar10 subset") and cifar["budget_seconds"] == 1
+    assert "--data-variant subset" in cifar["command"] and cifar["epochs"] >= 1
+    assert "-O widths=[8,8,8,8]" in rows[-1]["command"]
+
+
+def test_speed_benchmark_refuses_unknown_tasks():
+    with pytest.raises(SystemExit):
+        _speed_module().parse_args(["--tasks", "imagenet"])
