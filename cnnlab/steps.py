@@ -15,12 +15,12 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from .data import BatchLoader, Preprocess
 from .distributed import current_distributed
 from .errors import CnnlabError
+from .models.binary import classification_loss, predicted_classes
 from .train_config import TrainConfig
 
 
@@ -31,8 +31,11 @@ def evaluate(
     preprocess: Preprocess,
     num_classes: int,
     amp: str = "none",
+    flip: bool = False,
 ) -> tuple[float, float, torch.Tensor]:
-    """Mean loss, accuracy and confusion matrix over the loader (summed over DDP ranks)."""
+    """Mean loss, accuracy and confusion matrix over the loader (summed over DDP ranks);
+    ``flip``: score each image by the mean of its logits and its mirror image's (test-time
+    augmentation, as airbench does)."""
     was_training = model.training
     model.eval()
     device = loader.images.device
@@ -40,9 +43,12 @@ def evaluate(
     confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=device)
     for images, labels in loader:
         with autocast(device, amp):
-            logits = model(preprocess(images))
-        loss_sum += F.cross_entropy(logits.float(), labels, reduction="sum")
-        predictions = logits.argmax(dim=1)
+            inputs = preprocess(images)
+            logits = model(inputs)
+            if flip:
+                logits = (logits.float() + model(inputs.flip(-1)).float()) / 2
+        loss_sum += classification_loss(logits.float(), labels, reduction="sum")
+        predictions = predicted_classes(logits)
         confusion += torch.bincount(labels * num_classes + predictions, minlength=num_classes**2)
     if current_distributed().world_size > 1:
         dist.all_reduce(loss_sum)
@@ -61,15 +67,16 @@ def training_loss(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Cross-entropy of the main output, plus ``model.aux_loss_weight`` times that of each
     auxiliary output when a model returns ``(main, aux1, ...)`` in training (GoogLeNet's
-    auxiliary classifiers: weight 0.3). Returns the loss and the main logits."""
+    auxiliary classifiers: weight 0.3). A one-logit output (``-O binary=true``) is scored with
+    binary cross-entropy instead. Returns the loss and the main logits."""
     if isinstance(outputs, (tuple, list)):
         main, *aux = outputs
         weight = float(getattr(model, "aux_loss_weight", 0.3))
-        loss = F.cross_entropy(main, labels, label_smoothing=label_smoothing)
+        loss = classification_loss(main, labels, label_smoothing)
         for extra in aux:
-            loss = loss + weight * F.cross_entropy(extra, labels, label_smoothing=label_smoothing)
+            loss = loss + weight * classification_loss(extra, labels, label_smoothing)
         return loss, main
-    return F.cross_entropy(outputs, labels, label_smoothing=label_smoothing), outputs
+    return classification_loss(outputs, labels, label_smoothing), outputs
 
 
 def autocast(device: torch.device, amp: str):
@@ -99,6 +106,7 @@ class StepEvaluation:
     num_classes: int
     amp: str = "none"
     after_train_mode: Callable[[nn.Module], None] | None = None
+    test_flip: bool = False  # average each test image's logits with its mirror image's
     rows: list[dict[str, float]] = field(default_factory=list)
     window: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
     seconds: float = 0.0  # time spent testing, kept out of the training throughput
@@ -119,7 +127,7 @@ class StepEvaluation:
         batch = torch.stack(
             [
                 loss.detach().double() * len(labels),
-                (logits.detach().argmax(dim=1) == labels).sum().double(),
+                (predicted_classes(logits.detach()) == labels).sum().double(),
                 torch.tensor(float(len(labels)), dtype=torch.float64, device=labels.device),
             ]
         )
@@ -145,7 +153,9 @@ class StepEvaluation:
     def test(self, step: int, steps_per_epoch: int) -> None:
         started = time.perf_counter()
         loss_sum, correct, seen = self.merged()
-        result = evaluate(self.model, self.loader, self.preprocess, self.num_classes, self.amp)
+        result = evaluate(
+            self.model, self.loader, self.preprocess, self.num_classes, self.amp, self.test_flip
+        )
         if self.after_train_mode is not None:  # evaluate put every module back in training mode
             self.after_train_mode(self.model)
         self.rows.append(
@@ -200,6 +210,8 @@ class EpochSteps:
     epoch: int
     run_dir: Path | None
     evaluation: StepEvaluation | None = None  # --eval-every: test every N steps
+    # TrainingHooks.after_step(step, loss, lr, images), given on rank 0 only
+    after_step: Callable[[int, torch.Tensor, float, int], None] | None = None
 
     def run(
         self, loader: BatchLoader, preprocess: Preprocess, augment_rng: torch.Generator
@@ -221,12 +233,16 @@ class EpochSteps:
         testing_before = self.evaluation.seconds if self.evaluation else 0.0
         for step, (images, labels) in enumerate(loader):
             inputs = preprocess(images, augment=config.augment, generator=augment_rng)
+            lr = self.optimizer.param_groups[0]["lr"]  # the rate this step uses
             loss, logits = self.step(inputs, labels)
+            if self.after_step is not None:
+                done = self.epoch * steps + step + 1
+                self.after_step(done, loss.detach(), lr, len(labels) * ranks.world_size)
             if self.evaluation is not None:
                 done = self.epoch * steps + step + 1
                 self.evaluation.record(done, steps, loss, logits, labels)
             loss_sum += loss.detach() * len(labels)
-            correct += (logits.detach().argmax(dim=1) == labels).sum()
+            correct += (predicted_classes(logits.detach()) == labels).sum()
             seen += len(labels)
             if bar.disable is False and (step % 20 == 0 or step == steps - 1):
                 elapsed = time.perf_counter() - started

@@ -57,6 +57,7 @@ from .train_config import (
     check_batch_size,
     check_model_input,
     check_runtime,
+    check_test_flip,
     is_count,
     is_real_in,
 )
@@ -80,6 +81,7 @@ __all__ = [  # the settings, checks and rank helpers are re-exported from their 
     "check_batch_size",
     "check_model_input",
     "check_runtime",
+    "check_test_flip",
     "crop_padding_for",
     "current_distributed",
     "diverged",
@@ -194,12 +196,13 @@ def fit(
         The per-epoch history, the final confusion matrix and, with ``config.eval_every``, the
         rows of the tests every N optimizer steps.
     """
-    hooks = standard_hooks(config) if hooks is None else hooks
+    hooks = standard_hooks(config, run_dir) if hooks is None else hooks
     train_set, test_set = data
     ranks = current_distributed()
     device = check_runtime(config, ranks.local_rank)
     model.to(device)
     check_model_input(model, train_set)
+    test_flip = check_test_flip(config, train_set)
     if train_set.num_classes != test_set.num_classes:
         raise CnnlabError(
             f"train split has {train_set.num_classes} classes, test split {test_set.num_classes}"
@@ -234,6 +237,7 @@ def fit(
             train_set.num_classes,
             config.amp,
             hooks.after_train_mode,
+            test_flip,
         )
 
     # ---- model, optimizer, schedule
@@ -273,6 +277,7 @@ def fit(
         epoch_steps = EpochSteps(
             model, trained, optimizer, scheduler, scaler, config, epoch, run_dir, evaluation
         )
+        epoch_steps.after_step = hooks.after_step if ranks.is_main else None
         totals, train_seconds = epoch_steps.run(train_loader, preprocess, augment_rng)
 
         # ---- test (unless the epoch's last step was just tested), record, checkpoint
@@ -284,7 +289,7 @@ def fit(
             test_loss, test_acc, confusion = evaluation.last[1]
         else:  # the bare model: ranks may differ in steps
             test_loss, test_acc, confusion = evaluate(
-                model, test_loader, preprocess, train_set.num_classes, config.amp
+                model, test_loader, preprocess, train_set.num_classes, config.amp, test_flip
             )
         if evaluation is not None:
             evaluation.merged()  # every rank's running sums, for the checkpoint
@@ -322,6 +327,8 @@ def fit(
             runs.write_metrics(run_dir / runs.METRICS, history)
             if evaluation is not None:
                 runs.write_metrics(run_dir / STEPS_CSV, evaluation.rows)
+        if ranks.is_main and hooks.after_epoch is not None:
+            hooks.after_epoch(row, (epoch + 1) * len(train_loader))
         if ranks.world_size > 1:
             dist.barrier()  # no rank races ahead of the checkpoint
 
@@ -360,17 +367,23 @@ def _epoch_line(row: dict[str, float], epochs: int) -> str:
 # ------------------------------------------------------------------------------ standard hooks
 
 
-def standard_hooks(config: TrainConfig) -> TrainingHooks:
+def standard_hooks(config: TrainConfig, run_dir: Path | None = None) -> TrainingHooks:
     """The hooks :func:`fit` uses when given none: the transfer strategy's parameter groups and
     frozen batch norms when ``config.transfer`` is set (:func:`cnnlab.transfer.training_hooks`),
-    and :func:`draw_run_figures` after the last epoch."""
+    :func:`draw_run_figures` after the last epoch, and with ``config.tensorboard`` TensorBoard
+    event files in ``run_dir/tensorboard`` (:func:`cnnlab.tensorboard_log.with_tensorboard`)."""
     hooks = TrainingHooks()
     if config.transfer:
         from .transfer import training_hooks
 
         hooks = training_hooks(config.transfer, config.lr)
     title = f"{config.model} on {config.dataset}"
-    return replace(hooks, after_fit=lambda result: draw_run_figures(result, title))
+    hooks = replace(hooks, after_fit=lambda result: draw_run_figures(result, title))
+    if config.tensorboard and run_dir is not None:
+        from .tensorboard_log import with_tensorboard
+
+        hooks = with_tensorboard(hooks, run_dir, config)
+    return hooks
 
 
 def draw_run_figures(result: FitResult, title: str) -> None:

@@ -6,6 +6,7 @@ loop knowing the feature."""
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
@@ -60,6 +61,7 @@ class TrainConfig:
     test_subset: int | None = None
     image_channels: int | None = None  # convert images to 1 (gray) or 3 (RGB) channels
     image_size: int | None = None  # resize images to this side (bilinear)
+    classes: list[str] | None = None  # keep only these classes, relabelled 0.. in this order
     transfer: dict[str, Any] | None = None  # {"strategy", "backbone_lr_factor", "source"}
     epochs: int = 30
     batch_size: int = 64  # images per optimizer step, summed over all DDP processes
@@ -74,6 +76,7 @@ class TrainConfig:
     step_epochs: int = 10  # schedule "step": multiply by step_gamma every this many epochs
     step_gamma: float = 0.1
     label_smoothing: float = 0.0
+    test_flip: bool = False  # test-time augmentation: average the logits of image and mirror
     augment: bool = False  # random crop (pad 2 for 28/32 px, 1 for 8 px) + flip where allowed
     input_scaling: str = "standard"  # none (0..255) | unit (x / 255) | standard (mean/std)
     shuffle: bool = True  # a new order of the training images every epoch, else stored order
@@ -83,6 +86,7 @@ class TrainConfig:
     amp: str = "none"  # autocast: none | bf16 | fp16 (CUDA)
     channels_last: bool = False  # NHWC memory order; faster convolutions on GPUs and CPUs
     progress: bool = True
+    tensorboard: bool = False  # TensorBoard event files in RUN/tensorboard (rank 0)
 
     def __post_init__(self) -> None:
         """Refuse every setting that cannot train, before anything is loaded or written."""
@@ -98,6 +102,8 @@ class TrainConfig:
                 f"{', '.join(INPUT_SCALINGS)} (unit: x / 255 in 0..1, as Keras and ToTensor())",
             ),
             (isinstance(self.shuffle, bool), "shuffle", self.shuffle, "true or false"),
+            (isinstance(self.tensorboard, bool), "tensorboard", self.tensorboard, "true or false"),
+            (isinstance(self.test_flip, bool), "test_flip", self.test_flip, "true or false"),
             (
                 self.eval_every is None or is_count(self.eval_every, 1),
                 "eval_every",
@@ -182,6 +188,18 @@ class TrainConfig:
                 f"an integer 1..{MAX_IMAGE_SIDE}",
             ),
             (
+                self.classes is None
+                or (
+                    isinstance(self.classes, (list, tuple))
+                    and len(self.classes) >= 2
+                    and all(isinstance(c, str) and c for c in self.classes)
+                    and len(set(self.classes)) == len(self.classes)
+                ),
+                "classes",
+                self.classes,
+                "two or more distinct class names of the data set, e.g. --classes cat,dog",
+            ),
+            (
                 isinstance(self.model_options, dict),
                 "model_options",
                 self.model_options,
@@ -211,16 +229,29 @@ class TrainingHooks:
       in training mode (transfer learning puts frozen batch norms back in evaluation mode).
     - ``after_fit(result)``: called with the :class:`~cnnlab.train.FitResult` on rank 0 after
       the last epoch (a run's figures are drawn here); not called when a run fails.
+    - ``after_step(step, loss, lr, images)``: on rank 0 after every optimizer step; ``step``
+      counts from 1 over the whole run, ``loss`` is the step's loss tensor (still on the device:
+      reading it is a host sync, so batch the reads), ``lr`` the rate the step used and
+      ``images`` the step's global batch.
+    - ``after_epoch(row, step)``: on rank 0 after each epoch's checkpoint, with its
+      ``metrics.csv`` row and the run's optimizer steps so far (TensorBoard logs here).
     """
 
     param_groups: Callable[[nn.Module], list[dict[str, Any]]] | None = None
     after_train_mode: Callable[[nn.Module], None] | None = None
     after_fit: Callable[[Any], None] | None = None
+    after_step: Callable[[int, torch.Tensor, float, int], None] | None = None
+    after_epoch: Callable[[dict[str, float], int], None] | None = None
 
 
 def check_runtime(config: TrainConfig, local_rank: int = 0) -> torch.device:
     """The checks that depend on this machine (device, precision); returns the device."""
     device = resolve_device(config.device, local_rank)
+    if config.tensorboard and importlib.util.find_spec("tensorboard") is None:
+        raise CnnlabError(
+            "--tensorboard: the tensorboard package is not installed; pip install "
+            "'cnnlab[tensorboard]' (or train without --tensorboard)"
+        )
     if config.amp == "fp16" and device.type != "cuda":
         raise CnnlabError(
             f"--amp fp16 on device {device.type!r}: fp16 autocast needs a CUDA GPU; use --amp "
@@ -262,11 +293,22 @@ def check_model_input(model: nn.Module, dataset: ImageDataset) -> None:
         ) from None
     finally:
         model.train(was_training)
-    if out.dim() != 2 or out.shape[1] < dataset.num_classes:
+    binary = out.dim() == 2 and out.shape[1] == 1 and dataset.num_classes == 2
+    if out.dim() != 2 or (out.shape[1] < dataset.num_classes and not binary):
         raise CnnlabError(
             f"the model returns shape {tuple(out.shape)} for a batch of 2; expected "
             f"(2, {dataset.num_classes}) class scores for {dataset.name}"
         )
+
+
+def check_test_flip(config: TrainConfig, dataset: ImageDataset) -> bool:
+    """``config.test_flip``, refused where a mirror image is another thing (digits)."""
+    if config.test_flip and not dataset.flip_ok:
+        raise CnnlabError(
+            f"--test-flip on {dataset.name}: a mirrored image of this data set is not the same "
+            "class (digits, letters), so averaging over mirrors would hurt; drop --test-flip"
+        )
+    return config.test_flip
 
 
 def check_batch_size(config: TrainConfig, train_images: int, world_size: int = 1) -> None:

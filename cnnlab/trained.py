@@ -18,6 +18,7 @@ from .data import ImageDataset, Preprocess, load_dataset
 from .errors import CnnlabError, RunFolderError
 from .images import fit_to_input, opened
 from .models import create_model
+from .models.binary import class_logits
 from .train_config import MAX_IMAGE_SIDE, TrainConfig
 
 
@@ -28,6 +29,8 @@ def load_data(config: TrainConfig, download: bool = False) -> tuple[ImageDataset
         options["variant"] = config.data_variant
     train = load_dataset(config.dataset, "train", **options)
     test = load_dataset(config.dataset, "test", **{**options, "download": False})
+    if config.classes:  # --classes cat,dog: those classes only, relabelled 0, 1, ...
+        train, test = train.select_classes(config.classes), test.select_classes(config.classes)
     splits = (
         train.subset(config.train_subset, seed=config.seed),
         test.subset(config.test_subset, seed=config.seed),
@@ -232,7 +235,8 @@ def read_image(
 @torch.no_grad()
 def predict(trained: TrainedRun | ModelSource, images: torch.Tensor) -> torch.Tensor:
     """Class probabilities (``N x classes``) for a uint8 ``N x C x H x W`` batch."""
-    return torch.softmax(trained.model(trained.preprocess(images)), dim=1)
+    logits = trained.model(trained.preprocess(images))
+    return torch.softmax(class_logits(logits), dim=1)  # one binary logit z: [1 - s(z), s(z)]
 
 
 @dataclass
@@ -266,8 +270,8 @@ def evaluate_run(trained: TrainedRun, data_dir: str | None = None) -> RunEvaluat
     test = trained.test_split(data_dir)
     check_model_input(trained.model, test)
     loader = BatchLoader(test, trained.config.eval_batch_size, shuffle=False)
-    loss, accuracy, confusion = evaluate(
-        trained.model, loader, trained.preprocess, len(test.classes)
+    loss, accuracy, confusion = evaluate(  # a run trained with --test-flip is tested so
+        trained.model, loader, trained.preprocess, len(test.classes), flip=trained.config.test_flip
     )
     per_class = (confusion.diag() / confusion.sum(1).clamp(min=1)).tolist()
     return RunEvaluation(

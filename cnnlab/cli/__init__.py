@@ -13,8 +13,29 @@ import os
 import sys
 
 from ..errors import CnnlabError
-from . import graph, inspect, reproduce, serve, show, train, transfer
+from . import (
+    export,
+    graph,
+    inspect,
+    lessons,
+    reproduce,
+    serve,
+    show,
+    show_lessons,
+    show_pictures,
+    train,
+    transfer,
+)
 from ._options import Parser
+
+
+def add_show_views(sub: argparse._SubParsersAction) -> None:
+    """``cnnlab show`` with its views from :mod:`.show`, :mod:`.show_lessons` and
+    :mod:`.show_pictures`."""
+    views = show.add_show(sub)
+    show_lessons.add_lesson_views(views)
+    show_pictures.add_picture_views(views)
+
 
 COMMANDS = (
     train.add_train,
@@ -25,12 +46,14 @@ COMMANDS = (
     inspect.add_shapes,
     inspect.add_summary,
     inspect.add_example,
-    show.add_show,
+    add_show_views,
     inspect.add_filter,
     graph.add_graph,
     transfer.add_transfer,
     reproduce.add_reproduce,
     serve.add_serve,
+    lessons.add_lessons,
+    export.add_export,
 )
 
 

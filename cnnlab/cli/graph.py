@@ -34,6 +34,13 @@ def add_graph(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--dropout", type=float, default=None, help="0 <= p < 1 (default: 0.5)")
     q.add_argument("--seed", type=int, default=0, help="0..2**32-1")
     q.add_argument("--dense", action="store_true", help="dense adjacency instead of sparse")
+    q.add_argument(
+        "--readout",
+        choices=("mean", "sum", "max"),
+        default=None,
+        help="graph classification (mutag): how a graph's node vectors become one vector: "
+        "mean (default, the course's choice), sum (= mean x node count) or max",
+    )
     add_run_options(q)
     q.add_argument("--name", default=None)
     q.add_argument("--overwrite", action="store_true")
@@ -56,7 +63,7 @@ def _graph_config(args: argparse.Namespace):
         "progress": not args.no_progress,
         "sparse": not args.dense,
     }
-    for key in ("epochs", "lr", "dropout"):
+    for key in ("epochs", "lr", "dropout", "readout"):
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
     if args.hidden is not None:
@@ -74,12 +81,22 @@ def _graph_train(args: argparse.Namespace) -> int:
         raise CnnlabError(
             f"--dataset {args.dataset!r}: expected one of {', '.join(GRAPH_DATASETS)}"
         )
+    if args.readout is not None and args.dataset != "mutag":
+        raise CnnlabError(
+            f"--readout {args.readout}: {args.dataset} is node classification (one label per "
+            "node, no readout); the readout is for graph classification: --dataset mutag"
+        )
     config = _graph_config(args)
+    if args.dataset == "mutag":
+        from ..graph.train import READOUT_TEXT
+
+        print(f"readout {config.readout}: each graph's vector is {READOUT_TEXT[config.readout]}")
     run_dir, result = run_graph_training(config, Path(args.runs_dir), args.name, args.overwrite)
     if "mean_acc" in result:
         folds = " ".join(f"{a:.2f}" for a in result["fold_acc"])
         print(
-            f"{args.dataset}: 10-fold test accuracy {result['mean_acc']:.2%} "
+            f"{args.dataset} (readout {config.readout}): 10-fold test accuracy "
+            f"{result['mean_acc']:.2%} "
             f"+- {result['std_acc']:.2%} (folds: {folds})"
         )
     else:

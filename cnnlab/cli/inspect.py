@@ -19,10 +19,12 @@ def add_shapes(sub: argparse._SubParsersAction) -> None:
         description="Print, for each layer: input and output shape, the output-size formula "
         "with the numbers filled in, parameters, multiply-adds and receptive field. Every "
         "problem is reported (exit status 1 when there are any). Layers: conv(out,k,s=,p=,d=,"
-        "g=) pool(k,s=,p=) avgpool(k) gap adaptiveavgpool(o) flatten fc(out) bn relu tanh "
-        "sigmoid softmax dropout(p) lrn.",
+        "g=) pool(k,s=,p=) avgpool(k) minpool(k) lppool(k,s=,norm=2) (L2-norm pooling) gap "
+        "adaptiveavgpool(o) flatten fc(out) bn relu tanh sigmoid softmax dropout(p) lrn.",
         epilog='example: cnnlab shapes "conv(6,5) relu pool(2) conv(16,5) pool(2) flatten '
-        'fc(120) fc(84) fc(10)" --input 1x32x32',
+        'fc(120) fc(84) fc(10)" --input 1x32x32; '
+        'cnnlab shapes --compare "two 3x3: conv(64,3,p=1) relu conv(64,3,p=1) relu" '
+        '--compare "one 5x5: conv(64,5,p=2) relu" --input 64x32x32',
     )
     p.add_argument("layers", nargs="?", help="inline layer list, or a .json/.yaml file")
     p.add_argument("--input", help="input shape without batch: 1x28x28, 1x100, 3x16x112x112")
@@ -30,7 +32,9 @@ def add_shapes(sub: argparse._SubParsersAction) -> None:
         "--compare",
         action="append",
         metavar="LAYERS",
-        help="compare designs instead: give two or more layer lists (repeat the option)",
+        help="compare designs instead: give two or more layer lists (repeat the option), each "
+        "optionally labelled 'LABEL: LAYERS'; prints receptive field, parameters, multiply-adds "
+        "and non-linearities of each, and what the designs with the same field teach",
     )
     p.add_argument("--json", action="store_true", help="print the table as JSON")
     p.set_defaults(handler=_shapes)
@@ -48,7 +52,16 @@ def _shapes(args: argparse.Namespace) -> int:
     if args.compare:
         if not args.input:
             raise CnnlabError("--compare needs --input, e.g. --input 192x28x28")
-        designs = {text: text for text in args.compare}
+        if len(args.compare) < 2:
+            raise CnnlabError(
+                f"--compare given {len(args.compare)} time(s): expected two or more designs, e.g. "
+                '--compare "two 3x3: conv(64,3,p=1) relu conv(64,3,p=1) relu" --compare '
+                '"one 5x5: conv(64,5,p=2) relu"'
+            )
+        designs = {}
+        for text in args.compare:
+            label, _, layers = text.rpartition(":")
+            designs[label.strip() or layers.strip()] = layers
         results = compare_designs(designs, args.input)
         print(
             json.dumps(results, indent=2)
@@ -107,7 +120,8 @@ def add_summary(sub: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="model option, e.g. -O modern=true",
+        help="model option, e.g. -O modern=true, -O head=gap (`cnnlab models --options` "
+        "lists each model's)",
     )
     add_run_options(p)
     p.add_argument("--json", action="store_true")
@@ -164,8 +178,11 @@ def add_filter(sub: argparse._SubParsersAction) -> None:
         "filter",
         help="apply a classic filter (Sobel, Gaussian, ...) to a photo",
         description="Correlate an image with a classic kernel through cnnlab's own "
-        "convolution code, borders handled like scipy.ndimage. Signed responses (edges) are "
-        "saved as their magnitude scaled to 0..255.",
+        "convolution code, borders handled like OpenCV's filter2D by default (reflect-101, "
+        "scipy.ndimage's 'mirror'), so the course's OpenCV exercise gives the same picture. "
+        "Signed responses (edges) are saved as their magnitude scaled to 0..255; "
+        "--side-by-side draws the original beside the filtered picture.",
+        epilog="example: cnnlab filter cat.png --kernel gaussian --side-by-side",
     )
     p.add_argument("image", nargs="?")
     p.add_argument("--kernel", default="sobel-x")
@@ -186,8 +203,10 @@ def add_filter(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gray", action="store_true", help="convert to gray first")
     p.add_argument(
         "--border",
-        default="reflect",
-        help="reflect, mirror, nearest, wrap or constant (scipy.ndimage's names)",
+        default="mirror",
+        help="mirror (default: OpenCV's BORDER_REFLECT_101, filter2D's default, also accepted "
+        "as reflect101), reflect (OpenCV's BORDER_REFLECT), nearest (replicate), wrap or "
+        "constant (zeros)",
     )
     p.add_argument("--convolve", action="store_true", help="true convolution (kernel rotated)")
     p.add_argument("--magnitude", action="store_true", help="Sobel edge magnitude instead")
@@ -195,6 +214,12 @@ def add_filter(sub: argparse._SubParsersAction) -> None:
         "--compare",
         action="store_true",
         help="draw correlation vs convolution side by side instead",
+    )
+    p.add_argument(
+        "--side-by-side",
+        action="store_true",
+        help="draw the original and the filtered picture side by side (a figure) instead of "
+        "saving the filtered picture alone",
     )
     add_out_option(p)
     p.add_argument("--list", action="store_true", help="list the kernels and stop")
@@ -224,13 +249,16 @@ def _filter(args: argparse.Namespace) -> int:
         raise CnnlabError(f"--sigma {args.sigma}: only --kernel gaussian has a sigma")
     if args.size is not None:
         image_filters.check_size(args.size, "--size")
-    if args.border not in image_filters.BORDERS:
-        raise CnnlabError(
-            f"--border {args.border!r}: expected one of {', '.join(image_filters.BORDERS)}"
-        )
+    try:
+        border = image_filters.border_mode(args.border)
+    except CnnlabError as error:
+        raise CnnlabError(f"--{error}") from None
+    if args.side_by_side and args.compare:
+        raise CnnlabError("--side-by-side and --compare both draw a figure: give one of them")
     weights = image_filters.kernel(args.kernel, args.size, args.sigma)
     stem = f"{Path(args.image).stem}-{'magnitude' if args.magnitude else args.kernel}"
-    out = args.out or Path(f"{stem}{'-compare' if args.compare else ''}.png")
+    suffix = "-compare" if args.compare else "-side-by-side" if args.side_by_side else ""
+    out = args.out or Path(f"{stem}{suffix}.png")
     check_output_file(out, "--out", (".png",))
     image = image_filters.load_image(args.image, args.gray)
     image_filters.check_fits(weights, image)
@@ -240,21 +268,27 @@ def _filter(args: argparse.Namespace) -> int:
         print(image_filters.sigma_note(weights.shape[0]))
     if args.compare:
         difference = image_filters.plot_correlation_vs_convolution(
-            image, weights, out, args.kernel, args.border
+            image, weights, out, args.kernel, border
         )
         symmetric = " (the kernel is symmetric under rotation)" if difference == 0 else ""
         print(f"largest |correlation - convolution| = {difference:.4g}{symmetric}")
         return wrote(out)
     if args.magnitude:
-        result = image_filters.edge_magnitude(image, args.border)
+        result = image_filters.edge_magnitude(image, border)
         signed = True
     else:
-        result = image_filters.correlate(image, weights, args.border, args.convolve)
+        result = image_filters.correlate(image, weights, border, args.convolve)
         signed = bool((weights < 0).any())
     scaled = ", saved as |response| scaled to 0..255" if signed else ""
     print(
         f"image {'x'.join(map(str, image.shape))}, response from {result.min():.2f} to "
         f"{result.max():.2f}{scaled}"
     )
+    if args.side_by_side:
+        name = "Sobel edge magnitude" if args.magnitude else args.kernel
+        shown = "reflect-101, OpenCV's default" if border == "mirror" else border
+        title = f"{name} ({shown} border){' |response|' if signed else ''}"
+        image_filters.plot_side_by_side(image, result, signed, out, title)
+        return wrote(out)
     image_filters.save_png(image_filters.to_uint8(result, signed).astype(np.uint8), out)
     return wrote(out)

@@ -25,7 +25,7 @@ from ._options import (
 MAX_DEFAULT_CONVS = 12
 
 
-def add_show(sub: argparse._SubParsersAction) -> None:
+def add_show(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
     p = sub.add_parser(
         "show",
         help="pictures of a trained run or any model: feature maps, filters, Grad-CAM, ...",
@@ -96,6 +96,25 @@ def add_show(sub: argparse._SubParsersAction) -> None:
     add_out_option(q, Path("gradflow.png"))
     q.add_argument("--json", action="store_true", help="also print the norms as JSON")
     q.set_defaults(handler=_show_gradflow)
+    q = views.add_parser(
+        "augmentations",
+        help="AlexNet's augmentation: a grid of random crops, flips and PCA colour shifts",
+        description="Resize to 256 (shorter side, central square), then random 224 crops, "
+        "flips and fancy PCA colour (eigenvectors/eigenvalues of the RGB covariance, alpha ~ "
+        "N(0, 0.1)) of a photo (N versions) or of a data set's first N training images.",
+        epilog="example: cnnlab show augmentations chelsea.png --n 16 --pca-std 1",
+    )
+    q.add_argument("source", metavar="DATASET_OR_IMAGE", help="a .png/.jpg file or a data set")
+    q.add_argument("--n", type=int, default=16, help="samples to draw, 1..64")
+    q.add_argument("--resize", type=int, default=256, help="shorter side before cropping")
+    q.add_argument("--crop", type=int, default=224, help="side of the random crops")
+    q.add_argument("--pca-std", type=float, default=0.1, help="std of alpha (0: no colour)")
+    q.add_argument("--no-flip", action="store_true", help="no random flips")
+    q.add_argument("--seed", type=int, default=0)
+    add_data_options(q)
+    add_out_option(q, Path("augmentations.png"))
+    q.set_defaults(handler=_show_augmentations)
+    return views  # more views are added by cli/__init__.py (show_lessons, show_pictures)
 
 
 def _input_image(trained, text: str, data_dir: str | None):
@@ -336,4 +355,16 @@ def _show_gradflow(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(flows, indent=2))
     plot_gradient_flow(flows, args.out)
+    return wrote(args.out)
+
+
+def _show_augmentations(args: argparse.Namespace) -> int:
+    from ..inspect.augment_view import augmented_samples, plot_augmented
+
+    check_output_file(args.out, "--out", (".png",))
+    options = dict(resize=args.resize, crop=args.crop, flip=not args.no_flip, seed=args.seed)
+    result = augmented_samples(args.source, args.n, args.data_dir, pca_std=args.pca_std, **options)
+    if result.basis is not None:
+        print("\n".join(result.basis.lines()))
+    plot_augmented(result, args.out)
     return wrote(args.out)

@@ -21,6 +21,7 @@ from ._options import (
 
 def add_train(sub: argparse._SubParsersAction) -> None:
     from ..data.datasets import CIFAR_VARIANTS, DATASET_NAMES
+    from ..recipes import recipe_names
     from ..train import AMP_MODES, INPUT_SCALINGS, OPTIMIZERS, SCHEDULES, TrainConfig
 
     d = TrainConfig()
@@ -33,20 +34,51 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--model", default=d.model, help="a name from `cnnlab models`")
     p.add_argument(
+        "--recipe",
+        default=None,
+        metavar="NAME",
+        help="start from a named preset of these settings (flags given beside it win); "
+        f"`--recipe list` describes them: {', '.join(recipe_names())}",
+    )
+    p.add_argument(
         "-O",
         "--model-option",
         action="append",
         type=option_value,
         default=[],
         metavar="KEY=VALUE",
-        help="a builder option, e.g. -O modern=true for lenet5",
+        help="a builder option, e.g. -O modern=true for lenet5 (`cnnlab models --options` "
+        "lists them), or -O binary=true with two --classes",
     )
     p.add_argument("--dataset", default=d.dataset, choices=DATASET_NAMES)
     add_data_options(p, "data folder (else $CNNLAB_DATA, else cache)")
     p.add_argument("--data-variant", default=None, choices=CIFAR_VARIANTS, help="cifar10 source")
+    p.add_argument(
+        "--image-channels",
+        type=int,
+        choices=(1, 3),
+        default=None,
+        help="convert the images to 1 (gray) or 3 (RGB) channels; the multiply-adds this saves "
+        "or costs are printed before training",
+    )
+    p.add_argument(
+        "--image-size",
+        type=int,
+        default=None,
+        metavar="N",
+        help="resize the images to N x N (bilinear); the model is built for that size",
+    )
     p.add_argument("--download", action="store_true", help="download missing data (torchvision)")
     p.add_argument("--train-subset", type=int, default=None, help="train on N random images")
     p.add_argument("--test-subset", type=int, default=None, help="test on N random images")
+    p.add_argument(
+        "--classes",
+        type=lambda text: [c.strip() for c in text.split(",") if c.strip()],
+        default=None,
+        metavar="A,B,...",
+        help="keep only these classes (names or numbers), relabelled 0, 1, ... in this order, "
+        "e.g. --classes cat,dog; with two, -O binary=true trains a one-logit sigmoid head",
+    )
     p.add_argument(
         "--epochs",
         type=int,
@@ -64,6 +96,13 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--step-epochs", type=int, default=d.step_epochs)
     p.add_argument("--step-gamma", type=float, default=d.step_gamma)
     p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
+    p.add_argument(
+        "--test-flip",
+        action=argparse.BooleanOptionalAction,
+        default=d.test_flip,
+        help="test-time augmentation: score each test image by the mean logits of it and its "
+        "mirror image (photos; refused for digits)",
+    )
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=d.augment)
     p.add_argument(
         "--input-scaling",
@@ -91,6 +130,11 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--amp", default=d.amp, choices=AMP_MODES, help="autocast precision")
     p.add_argument("--channels-last", action="store_true", help="NHWC memory order")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="write TensorBoard event files into RUN/tensorboard (view: tensorboard --logdir runs)",
+    )
     p.add_argument("--name", default=None, help="run folder name (default <model>-<dataset>[-N])")
     add_run_options(p, "folder that holds run folders")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --name folder")
@@ -98,26 +142,68 @@ def add_train(sub: argparse._SubParsersAction) -> None:
         "--resume",
         metavar="RUN",
         default=None,
-        help="continue a killed run with its saved config (only --epochs may change)",
+        help="continue a killed run with its saved config (only --epochs and --tensorboard may "
+        "change)",
     )
     p.set_defaults(handler=_train)
+    _remember_given(p)
+
+
+def _remember_given(parser: argparse.ArgumentParser) -> None:
+    """After parsing, ``args.given`` holds the destinations of the options typed on the command
+    line (not defaulted), so a ``--recipe``'s settings give way to exactly those: the arguments
+    are parsed a second time with every default suppressed (abbreviations and ``--x=v`` too)."""
+    parse = parser.parse_known_args
+
+    def parse_remembering(args=None, namespace=None):  # type: ignore[no-untyped-def]
+        parsed, extras = parse(args, namespace)
+        actions = list(parser._actions)
+        saved = ([a.default for a in actions], dict(parser._defaults))
+        try:
+            for action in actions:
+                action.default = argparse.SUPPRESS
+            parser._defaults.clear()
+            typed, _ = parse(args, None)
+        finally:
+            for action, default in zip(actions, saved[0]):
+                action.default = default
+            parser._defaults.update(saved[1])
+        parsed.given = set(vars(typed))
+        return parsed, extras
+
+    parser.parse_known_args = parse_remembering  # type: ignore[method-assign]
 
 
 def _train(args: argparse.Namespace) -> int:
     from ..experiment import resume_run, train_run
+    from ..recipes import recipe_lines
     from ..train import TrainConfig, current_distributed, init_distributed
 
     epochs = getattr(args, "epochs", None)
+    if args.recipe == "list":
+        print("\n".join(recipe_lines()))
+        return 0
+    if args.resume and args.recipe:
+        raise CnnlabError(
+            f"--recipe {args.recipe} with --resume {args.resume}: a resumed run keeps its saved "
+            "settings; drop --recipe"
+        )
     if args.resume:
         init_distributed(args.device)
-        result = resume_run(args.resume, epochs, Path(args.runs_dir))
+        result = resume_run(args.resume, epochs, Path(args.runs_dir), args.tensorboard)
     else:
         names = {f.name for f in fields(TrainConfig)}
         values = {k: v for k, v in vars(args).items() if k in names}
         values["model_options"] = dict(args.model_option)
         values["epochs"] = epochs if epochs is not None else TrainConfig.epochs
         values["progress"] = not args.no_progress
+        if args.recipe:
+            values = _recipe_values(args.recipe, values, getattr(args, "given", set()))
         config = TrainConfig(**values)  # every setting is checked here, on every rank
+        if config.image_channels is not None and current_distributed().is_main:
+            from ..inspect.channel_cost import training_cost_lines
+
+            print("\n".join(training_cost_lines(config)))
         init_distributed(config.device)
         result = train_run(
             config, Path(args.runs_dir), args.name, args.overwrite, download=args.download
@@ -127,6 +213,18 @@ def _train(args: argparse.Namespace) -> int:
         if result.run_dir is not None:
             print(f"run folder: {result.run_dir}")
     return 0
+
+
+def _recipe_values(recipe: str, values: dict, given: set[str]) -> dict:
+    """The recipe's settings, with the options typed on the command line on top."""
+    from dataclasses import asdict
+
+    from ..recipes import recipe_config
+
+    typed = {"model_option": "model_options", "no_progress": "progress"}
+    explicit = {typed.get(k, k) for k in given}
+    overrides = {k: v for k, v in values.items() if k in explicit or k == "progress"}
+    return asdict(recipe_config(recipe, **overrides))
 
 
 def add_eval(sub: argparse._SubParsersAction) -> None:
@@ -213,6 +311,12 @@ def _predict(args: argparse.Namespace) -> int:
 def add_models(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="list registered models", description="List models.")
     p.add_argument("pattern", nargs="?", default="*", help="shell pattern, e.g. 'cifar_*'")
+    p.add_argument(
+        "--options",
+        action="store_true",
+        help="list each model's -O options with their defaults instead (binary=false, one "
+        "sigmoid logit for two classes, is every model's)",
+    )
     p.set_defaults(handler=_models)
 
 
@@ -224,6 +328,14 @@ def _models(args: argparse.Namespace) -> int:
     names = list_models(args.pattern)
     if not names:
         raise CnnlabError(f"no model matches {args.pattern!r}; `cnnlab models` lists them all")
+    if args.options:  # -O KEY=VALUE as one would type it
+        for name in names:
+            options = get_model_entry(name).options().items()
+            listed = ", ".join(
+                f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in options
+            )
+            print(f"{name:<22}-O {listed}")
+        return 0
     print(f"{'model':<22}{'input':>10}{'classes':>8}{'parameters':>13}  design")
     for name in names:
         entry = get_model_entry(name)

@@ -4,7 +4,7 @@ into a uint8 tensor that already sits on the device."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -110,6 +110,10 @@ class Preprocess:
         crop_padding: pad by this many zero pixels and crop back at a random offset (0: off).
         flip: flip each image left-right with probability 1/2.
         channels_last: return the batch in NHWC memory order (faster convolutions on GPUs).
+        augmentation: a step on the uint8 batch before the others, called as
+            ``augmentation(images, augment, generator)`` for training and evaluation alike
+            (e.g. :class:`cnnlab.data.augment.AlexNetAugment`: random 224 crops, flips and
+            fancy PCA for training, the central crop for evaluation).
     """
 
     def __init__(
@@ -119,7 +123,10 @@ class Preprocess:
         crop_padding: int = 0,
         flip: bool = False,
         channels_last: bool = False,
+        augmentation: Callable[[torch.Tensor, bool, torch.Generator | None], torch.Tensor]
+        | None = None,
     ) -> None:
+        self.augmentation = augmentation
         self.mean, self.std = list(mean), list(std)
         if any(s <= 0 for s in self.std):
             raise ValueError(f"std {self.std}: every channel's std must be positive")
@@ -139,6 +146,8 @@ class Preprocess:
     def __call__(
         self, images: torch.Tensor, augment: bool = False, generator: torch.Generator | None = None
     ) -> torch.Tensor:
+        if self.augmentation is not None:
+            images = self.augmentation(images, augment, generator)
         if augment and self.crop_padding:
             images = random_crop(images, self.crop_padding, generator)
         if augment and self.flip:

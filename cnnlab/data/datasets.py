@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import DataError
+from ..errors import CnnlabError, DataError
 from . import _readers
 from ._cache import cached, user_cache_dir
 from .sources import (
@@ -134,6 +134,41 @@ class ImageDataset:
             self.source,
             self.flip_ok,
             [*self.notes, f"random subset of {count} of {len(self)}"],
+        )
+
+    def select_classes(self, names: list[str] | tuple[str, ...]) -> ImageDataset:
+        """Only the images of classes ``names`` (class names, or label numbers as text),
+        relabelled ``0, 1, ...`` in the order given: ``["cat", "dog"]`` makes a two-class
+        data set of CIFAR-10's cats (0) and dogs (1)."""
+        wanted = []
+        for name in names:
+            if name in self.classes:
+                wanted.append(self.classes.index(name))
+            elif name.isdigit() and int(name) < len(self.classes):
+                wanted.append(int(name))
+            else:
+                raise CnnlabError(
+                    f"--classes {','.join(names)}: {self.name} has no class {name!r}; its "
+                    f"classes are {', '.join(self.classes)} (or their numbers 0.."
+                    f"{len(self.classes) - 1})"
+                )
+        if len(set(wanted)) != len(wanted):
+            raise CnnlabError(
+                f"--classes {','.join(names)}: a class is named twice; name each class once"
+            )
+        relabel = torch.full((len(self.classes),), -1, dtype=torch.int64)
+        relabel[torch.tensor(wanted)] = torch.arange(len(wanted))
+        new_labels = relabel[self.labels]
+        keep = new_labels >= 0
+        return ImageDataset(
+            self.images[keep],
+            new_labels[keep],
+            [self.classes[i] for i in wanted],
+            self.name,
+            self.split,
+            self.source,
+            self.flip_ok,
+            [*self.notes, f"classes {', '.join(self.classes[i] for i in wanted)} only"],
         )
 
     def channel_stats(self) -> tuple[list[float], list[float]]:

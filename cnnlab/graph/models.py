@@ -75,7 +75,9 @@ class GCN(nn.Module):
 
 
 class GraphClassifier(nn.Module):
-    """Graph classification: GCN layers, a readout over each graph's nodes, a linear layer."""
+    """Graph classification: GCN layers, a readout over each graph's nodes (``mean``, the
+    course's choice, ``sum`` or ``max``, see :func:`cnnlab.graph.ops.readout`), a linear
+    layer."""
 
     def __init__(
         self,
@@ -83,7 +85,7 @@ class GraphClassifier(nn.Module):
         num_classes: int,
         hidden: int = 64,
         layers: int = 3,
-        readout: str = "sum",
+        readout: str = "mean",
         dropout: float = 0.5,
     ) -> None:
         super().__init__()

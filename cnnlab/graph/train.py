@@ -26,6 +26,14 @@ from .ops import normalized_adjacency
 MAX_HIDDEN = 65536  # units per layer; Cora's first layer is then 1433 x 65536 floats (375 MB)
 ACTIVATIONS = ("relu", "tanh")
 READOUTS = ("mean", "sum", "max")
+# what each readout makes of a graph's node vectors (``cnnlab graph train --readout``)
+READOUT_TEXT = {
+    "mean": "the average of its node vectors (the course's choice: a molecule of 10 atoms and "
+    "one of 28 give vectors of the same scale)",
+    "sum": "the sum of its node vectors (= mean x node count: the size of the graph is in the "
+    "vector, GIN's choice)",
+    "max": "the largest value of each feature over its nodes (one strong atom is enough)",
+}
 
 
 @dataclass
@@ -45,7 +53,7 @@ class GraphConfig:
     patience: int = 10  # 0: no early stopping
     sparse: bool = True
     seed: int = 0
-    readout: str = "sum"  # graph classification
+    readout: str = "mean"  # graph classification: mean (the course's), sum or max
     progress: bool = True
 
     def __post_init__(self) -> None:

@@ -27,6 +27,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import CnnlabError
+from ..models.binary import class_logits
 from .hooks import as_batch, capture, conv_layers, evaluating
 
 
@@ -89,7 +90,7 @@ class BaseCAM:
             for recorded in self.record.values():
                 recorded.clear()
             x.requires_grad_(True)  # so that every layer's output carries a gradient
-            logits = self.model(x)
+            logits = class_logits(self.model(x))  # a binary head's z: [-z/2, z/2]
             index = _class_index(logits, target)
             (gradient,) = torch.autograd.grad(logits[0, index], x)
         heat, layer, raw = self.heatmap(x, gradient)

@@ -2,9 +2,11 @@
 photos through cnnlab's own correlation (:func:`cnnlab.scratch.correlate2d`).
 
 Border handling follows ``scipy.ndimage``: the image is extended past its edge (``reflect``:
-``d c b a | a b c d | d c b a``, ``mirror``, ``nearest``, ``wrap`` or ``constant`` zeros), then
-correlated without padding, so the output has the input's size and equals
-``scipy.ndimage.correlate(image, kernel, mode=border)``.
+``d c b a | a b c d | d c b a``, ``mirror``: ``d c b | a b c d | c b a``, ``nearest``, ``wrap``
+or ``constant`` zeros), then correlated without padding, so the output has the input's size and
+equals ``scipy.ndimage.correlate(image, kernel, mode=border)``. The default is ``mirror``, which
+is OpenCV's ``BORDER_REFLECT_101``, the default of ``cv2.filter2D`` and ``cv2.GaussianBlur``: the
+course's OpenCV exercise and ``cnnlab filter`` give the same picture, border included.
 """
 
 from __future__ import annotations
@@ -29,6 +31,27 @@ BORDERS = {
     "wrap": "wrap",
     "constant": "constant",
 }
+# OpenCV's names for the same borders (cv2.BORDER_REFLECT_101 is filter2D's default)
+BORDER_ALIASES = {
+    "reflect101": "mirror",
+    "reflect_101": "mirror",
+    "reflect-101": "mirror",
+    "default": "mirror",
+    "replicate": "nearest",
+}
+DEFAULT_BORDER = "mirror"  # = OpenCV's BORDER_REFLECT_101 (BORDER_DEFAULT)
+
+
+def border_mode(name: str) -> str:
+    """A border's scipy name from scipy's or OpenCV's name (``reflect101`` -> ``mirror``)."""
+    mode = BORDER_ALIASES.get(str(name).lower(), str(name).lower())
+    if mode not in BORDERS:
+        known = ", ".join([*BORDERS, *BORDER_ALIASES])
+        raise CnnlabError(
+            f"border {name!r}: expected one of {known} (default {DEFAULT_BORDER}, OpenCV's "
+            "filter2D default)"
+        )
+    return mode
 
 
 MAX_SIZE = 255  # a 255 x 255 kernel is 65,025 multiply-adds per pixel and channel
@@ -183,13 +206,12 @@ def describe(name: str) -> str:
 
 
 def correlate(
-    image: np.ndarray, weights: np.ndarray, border: str = "reflect", convolve: bool = False
+    image: np.ndarray, weights: np.ndarray, border: str = DEFAULT_BORDER, convolve: bool = False
 ) -> np.ndarray:
     """Correlate a gray (``H x W``) or colour (``H x W x C``, each channel on its own) image
     with ``weights`` through cnnlab's correlation; ``convolve=True`` rotates the kernel by 180
     degrees first (true convolution). Output has the input's size."""
-    if border not in BORDERS:
-        raise CnnlabError(f"border {border!r}: expected one of {', '.join(BORDERS)}")
+    border = border_mode(border)
     weights = np.asarray(weights, dtype=float)
     if weights.ndim != 2:
         raise CnnlabError(f"kernel must be 2-D, got shape {weights.shape}")
@@ -243,7 +265,7 @@ def check_fits(weights: np.ndarray, image: np.ndarray) -> None:
         )
 
 
-def edge_magnitude(image: np.ndarray, border: str = "reflect") -> np.ndarray:
+def edge_magnitude(image: np.ndarray, border: str = DEFAULT_BORDER) -> np.ndarray:
     """``sqrt(sobel_x^2 + sobel_y^2)``: how strongly the brightness changes, in any direction."""
     gx = correlate(image, kernel("sobel-x"), border)
     gy = correlate(image, kernel("sobel-y"), border)
@@ -276,7 +298,7 @@ def save_png(array: np.ndarray, path: Path) -> None:
 
 
 def plot_correlation_vs_convolution(
-    image: np.ndarray, weights: np.ndarray, path: Path, name: str, border: str = "reflect"
+    image: np.ndarray, weights: np.ndarray, path: Path, name: str, border: str = DEFAULT_BORDER
 ) -> float:
     """Input, correlation, convolution and their difference side by side; returns the largest
     absolute difference (0 for a kernel symmetric under 180-degree rotation)."""
@@ -303,6 +325,25 @@ def plot_correlation_vs_convolution(
     figure.tight_layout()
     save_figure(figure, path)
     return difference
+
+
+def plot_side_by_side(
+    image: np.ndarray, result: np.ndarray, signed: bool, path: Path, title: str
+) -> None:
+    """The photo and its filtered version next to each other, as the course's OpenCV exercise
+    shows them (``plt.subplot(121)``, ``plt.subplot(122)``): a signed response (edges) as its
+    magnitude, a smoothing response clipped to 0..255, both in gray for a gray photo."""
+    from .plots import save_figure, subplots  # matplotlib only when drawing
+
+    figure, axes = subplots(1, 2, figsize=(10, 5))
+    shown = to_uint8(result, signed)
+    for ax, values, label in zip(axes, (image, shown), ("original", title)):
+        values = np.clip(values, 0, 255).astype(np.uint8)
+        ax.imshow(values, cmap="gray" if values.ndim == 2 else None, vmin=0, vmax=255)
+        ax.set_title(label, fontsize=9)
+        ax.axis("off")
+    figure.tight_layout()
+    save_figure(figure, path)
 
 
 def kernel_text(weights: np.ndarray) -> str:

@@ -1,6 +1,6 @@
 """Layer specs for ``cnnlab shapes``: the inline language (``"conv(32,5,s=1,p=2) relu pool(2)
-fc(10)"``), JSON/YAML layer files, and input shapes (``"1x28x28"``), each refused in one line
-naming the bad value when it cannot be a layer."""
+lppool(2,norm=2) fc(10)"``), JSON/YAML layer files, and input shapes (``"1x28x28"``), each
+refused in one line naming the bad value when it cannot be a layer."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ LAYERS: dict[str, tuple[str, list[str]]] = {
     "maxpool": ("maxpool", ["kernel", "stride", "padding", "dilation"]),
     "avgpool": ("avgpool", ["kernel", "stride", "padding"]),
     "minpool": ("minpool", ["kernel", "stride", "padding"]),
+    "lppool": ("lppool", ["kernel", "stride", "norm"]),  # norm=2: L2-norm pooling
     "gap": ("gap", []),
     "adaptiveavgpool": ("adaptiveavgpool", ["out"]),
     "flatten": ("flatten", []),
@@ -35,6 +36,9 @@ ALIASES = {
     "conv3d": "conv",
     "maxpool2d": "maxpool",
     "avgpool2d": "avgpool",
+    "lppool2d": "lppool",
+    "l2pool": "lppool",
+    "normpool": "lppool",
     "globalavgpool": "gap",
     "linear": "fc",
     "dense": "fc",
@@ -55,6 +59,20 @@ KEYS = {
     "out_features": "out",
     "output_size": "out",
 }
+
+
+def lp_pool_text(norm: float) -> str:
+    """What a power-average pooling window computes, for the table's formula column."""
+    norm = int(norm) if float(norm).is_integer() else norm
+    if norm == 2:
+        return (
+            "L2-norm pooling: sqrt(sum x^2) of each window, between average pooling (every "
+            "value counts) and max pooling (only the largest); no parameters"
+        )
+    return (
+        f"power-average pooling: (sum x^{norm})^(1/{norm}) of each window; p=1 sums the "
+        "window, a large p approaches max pooling; no parameters"
+    )
 
 
 @dataclass
@@ -119,6 +137,7 @@ _AXIS_EXAMPLE = {
     "padding": "2, 2x2, same or valid",
     "groups": "2",
     "size": "5",
+    "norm": "2",
 }
 
 

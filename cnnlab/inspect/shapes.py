@@ -15,7 +15,7 @@ from typing import Any
 from ..arithmetic import as_tuple
 from . import table as T
 from .layer_specs import MAX_NUMBER as MAX_NUMBER  # re-exported: cnnlab.inspect.shapes.*
-from .layer_specs import LayerSpec, load_specs, parse_shape
+from .layer_specs import LayerSpec, load_specs, lp_pool_text, parse_shape
 from .layer_specs import parse_specs as parse_specs
 from .table import dims_text, fmt
 
@@ -93,6 +93,8 @@ def _layer(spec: LayerSpec, name: str, shape: tuple[int, ...], field_state: T.Fi
         row, new_field = T.window_row(
             name, label, shape, a["kernel"], stride, pad, dilation, field_state, out, groups, bias
         )
+        if kind == "lppool":
+            row.notes.append(lp_pool_text(a.get("norm", 2)))
         return row, row.output_shape, new_field
     if kind == "gap":
         row = T.Row(name, "global avg pool", shape, (shape[0],))
@@ -144,21 +146,29 @@ def _layer(spec: LayerSpec, name: str, shape: tuple[int, ...], field_state: T.Fi
     return row, shape, field_state
 
 
+NONLINEAR_KINDS = ("relu", "leakyrelu", "tanh", "sigmoid")
+
+
 def compare_designs(
     designs: dict[str, str | Sequence[Any]], input_shape: str | Sequence[int]
 ) -> list[dict[str, Any]]:
-    """Parameters and multiply-adds of alternative layer stacks on the same input, side by side
-    (e.g. a 5x5 convolution against a 1x1 reduction followed by the 5x5)."""
+    """Receptive field, parameters, multiply-adds and non-linearities of alternative layer
+    stacks on the same input, side by side (two 3x3 convolutions against one 5x5; a 5x5
+    convolution against a 1x1 reduction followed by the 5x5). The numbers come from
+    :mod:`cnnlab.arithmetic` through :func:`shape_table`."""
     results = []
     for label, specs in designs.items():
         report = shape_table(specs, input_shape)
+        last = report.rows[-1]
         results.append(
             {
                 "design": label,
                 "layers": [row.spec for row in report.rows],
-                "output_shape": list(report.rows[-1].output_shape or []),
+                "output_shape": list(last.output_shape or []),
+                "receptive_field": list(last.receptive_field) if last.receptive_field else None,
                 "params": report.params,
                 "macs": report.macs,
+                "nonlinearities": sum(row.kind in NONLINEAR_KINDS for row in report.rows),
                 "problems": report.problems,
             }
         )
@@ -169,16 +179,73 @@ def compare_designs(
     return results
 
 
+def _field_text(field: list[int] | None) -> str:
+    if field is None:
+        return "all"
+    return "x".join(map(str, field if len(field) > 1 else field * 2))
+
+
+def compare_lessons(results: list[dict[str, Any]]) -> list[str]:
+    """The course's sentence for every pair of designs that see the same receptive field and
+    give the same output shape: which one is cheaper, by how much, and how many non-linearities
+    each puts in between ("two 3x3 convolutions see what one 5x5 sees, with fewer parameters
+    and one more ReLU")."""
+    lines = []
+    for i, first in enumerate(results):
+        for other in results[i + 1 :]:
+            same = (
+                first["receptive_field"] is not None
+                and first["receptive_field"] == other["receptive_field"]
+                and first["output_shape"] == other["output_shape"]
+            )
+            if not same or first["params"] == other["params"]:
+                continue
+            small, large = sorted((first, other), key=lambda r: r["params"])
+            saved = 1 - small["params"] / large["params"]
+            macs = (
+                f"{fmt(small['macs'])} multiply-adds instead of {fmt(large['macs'])}"
+                if large["macs"]
+                else "no multiply-adds either way"
+            )
+            relus = small["nonlinearities"] - large["nonlinearities"]
+            more = (
+                f"{relus} more non-linearit{'y' if relus == 1 else 'ies'} "
+                f"({small['nonlinearities']} vs {large['nonlinearities']}), so it can also "
+                "draw more complex boundaries"
+                if relus > 0
+                else f"{small['nonlinearities']} vs {large['nonlinearities']} non-linearities"
+            )
+            lines.append(
+                f"same receptive field ({_field_text(small['receptive_field'])}) and output "
+                f"({dims_text(small['output_shape'])}): {small['design']!r} needs "
+                f"{fmt(small['params'])} parameters instead of {fmt(large['params'])} "
+                f"({saved:.0%} fewer) and {macs}, with {more}."
+            )
+    return lines
+
+
 def format_designs(results: list[dict[str, Any]], input_shape: tuple[int, ...]) -> str:
     width = max(len(r["design"]) for r in results)
     lines = [f"input {dims_text(input_shape)}"]
-    lines.append(f"{'design':<{width}}  {'output':<12} {'params':>12} {'mult-adds':>15}  vs first")
+    lines.append(
+        f"{'design':<{width}}  {'output':<12} {'RF':>7} {'params':>12} {'mult-adds':>15} "
+        f"{'non-lin':>7}  vs first"
+    )
     for r in results:
         ratio = f"{r['macs_vs_first']:.3f}x" if r["macs_vs_first"] is not None else "-"
         lines.append(
             f"{r['design']:<{width}}  {dims_text(r['output_shape']):<12} "
-            f"{fmt(r['params']):>12} {fmt(r['macs']):>15}  {ratio}"
+            f"{_field_text(r['receptive_field']):>7} {fmt(r['params']):>12} "
+            f"{fmt(r['macs']):>15} {r['nonlinearities']:>7}  {ratio}"
         )
         for problem in r["problems"]:
             lines.append(f"  PROBLEM: {problem}")
+    lessons = compare_lessons(results)
+    if lessons:
+        lines.append("")
+        lines += lessons
+        lines.append(
+            "Stacked small filters see what one large filter sees, with fewer parameters and "
+            "more non-linearities (VGG's argument for 3x3 convolutions)."
+        )
     return "\n".join(lines)

@@ -36,7 +36,7 @@ from ..arithmetic import as_tuple
 from ..errors import CnnlabError
 from . import table as T
 from .arithmetic import axis_size
-from .layer_specs import parse_shape
+from .layer_specs import lp_pool_text, parse_shape
 from .macs import ShapeRecorder, count_products, node_values, numel
 
 
@@ -229,7 +229,8 @@ def _module_row(
 ) -> tuple[T.Row, T.Field]:
     kind = type(module).__name__
     conv = isinstance(module, nn.modules.conv._ConvNd) and not module.transposed
-    pool = isinstance(module, (nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd))
+    pools = nn.modules.pooling
+    pool = isinstance(module, (pools._MaxPoolNd, pools._AvgPoolNd, pools._LPPoolNd))
     if conv and in_shape is not None:
         row, field_out = T.window_row(
             name,
@@ -253,10 +254,12 @@ def _module_row(
             in_shape,
             as_tuple(module.kernel_size, dims, "kernel"),
             as_tuple(stride, dims, "stride"),
-            as_tuple(module.padding, dims, "padding"),
+            as_tuple(getattr(module, "padding", 0), dims, "padding"),  # LPPool has none
             as_tuple(getattr(module, "dilation", 1), dims, "dilation"),
             field_in,
         )
+        if isinstance(module, nn.LPPool2d):
+            row.notes.append(lp_pool_text(module.norm_type))
         if getattr(module, "ceil_mode", False):
             row.formula += "  [ceil_mode: rounded up]"
             row.problems = [p for p in row.problems if "not a whole number" not in p]

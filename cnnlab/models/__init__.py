@@ -4,7 +4,16 @@
 >>> model = create_model("lenet5", num_classes=10, in_channels=1, input_size=28, modern=True)
 """
 
-from . import cifar_stacks, classic, lenet, reference, tv_models  # noqa: F401  (importing registers the models)
+from . import (  # noqa: F401  (importing registers the models)
+    blocks,  # noqa: F401  (inception_small, resnet_blocks: lessons' blocks)
+    cifar_four,  # noqa: F401  (AlexNet's Figure-1 network)
+    cifar_stacks,
+    classic,
+    fast,
+    lenet,
+    reference,
+    tv_models,
+)
 from ._registry import create_model, get_model_entry, list_models, register_model
 from ._resolve import (
     ResolvedModel,

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from ..errors import CnnlabError, UnknownNameError
+from .binary import BINARY_OPTION, make_binary
 
 ModelBuilder = Callable[..., nn.Module]
 
@@ -27,7 +28,17 @@ class ModelEntry:
     summary: str  # first line of the builder's docstring
 
     def accepts(self, argument: str) -> bool:
-        return argument in inspect.signature(self.builder).parameters
+        return argument in GENERIC_OPTIONS or argument in inspect.signature(self.builder).parameters
+
+    def options(self) -> dict[str, object]:
+        """The options ``-O key=value`` takes, with their defaults: the builder's own, then the
+        ones every model takes (``binary``)."""
+        own = {
+            name: parameter.default
+            for name, parameter in inspect.signature(self.builder).parameters.items()
+            if name not in ("num_classes", "in_channels", "input_size")
+        }
+        return {**own, **GENERIC_OPTIONS}
 
     @property
     def default_num_classes(self) -> int:
@@ -39,6 +50,9 @@ class ModelEntry:
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
+# options every registered model takes, with their defaults (binary: one logit and a sigmoid
+# in place of the two-class softmax output, see cnnlab.models.binary)
+GENERIC_OPTIONS: dict[str, object] = {BINARY_OPTION: False}
 
 
 def register_model(
@@ -131,20 +145,18 @@ def create_model(
         )
     unknown = [k for k in kwargs if not entry.accepts(k)]
     if unknown:
-        options = [
-            p
-            for p in inspect.signature(entry.builder).parameters
-            if p not in ("num_classes", "in_channels", "input_size")
-        ]
         raise CnnlabError(
             f"model {entry.name!r} has no option {', '.join(map(repr, unknown))}; "
-            f"its options are: {', '.join(options) or 'none'}"
+            f"its options are: {', '.join(entry.options())}"
         )
     for key, value in kwargs.items():
         _check_option_type(entry, key, value)
+    own = {k: v for k, v in kwargs.items() if k not in GENERIC_OPTIONS}
     model = entry.builder(
-        num_classes=num_classes, in_channels=in_channels, input_size=input_size, **kwargs
+        num_classes=num_classes, in_channels=in_channels, input_size=input_size, **own
     )
+    if kwargs.get(BINARY_OPTION):
+        model = make_binary(model, num_classes, entry.name)
     model.cnnlab_spec = {
         "name": entry.name,
         "num_classes": num_classes,
@@ -158,7 +170,7 @@ def create_model(
 def _check_option_type(entry: ModelEntry, key: str, value: object) -> None:
     """Refuse an option whose value is not of the kind its default is (``-O modern=maybe`` is a
     string, and a non-empty string would quietly count as true)."""
-    default = inspect.signature(entry.builder).parameters[key].default
+    default = entry.options()[key]
     if default is inspect.Parameter.empty or default is None:
         return
     if isinstance(default, bool):

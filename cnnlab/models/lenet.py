@@ -1,5 +1,5 @@
 """LeNet-5 (LeCun, Bottou, Bengio, Haffner 1998, "Gradient-based learning applied to document
-recognition", Proc. IEEE 86(11), figure 2)."""
+recognition", Proc. IEEE 86(11), figure 2) and its ancestor LeNet-1 (LeCun et al. 1990)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..arithmetic import output_size
+from ..errors import CnnlabError
 from ._registry import register_model
 
 LENET_INPUT_SIZE = 32  # the paper's input field: 28x28 digits centred in 32x32
@@ -135,3 +137,59 @@ def lenet5(
     train today; it learns faster with the same parameter count (61,706 for 10 classes).
     """
     return LeNet5(num_classes, in_channels, input_size, modern, c3_table)
+
+
+class LeNet1(nn.Module):
+    """H1 - H2 - H3 - H4 - output on the raw image: 5x5 conv to 4 maps, 2x2 average
+    subsampling, 5x5 conv to 12 maps, 2x2 average subsampling, fully connected to the classes."""
+
+    def __init__(self, num_classes: int, in_channels: int, input_size: int, modern: bool) -> None:
+        super().__init__()
+        side = output_size(output_size(input_size, 5), 2, stride=2)  # H1, H2
+        side = output_size(output_size(side, 5), 2, stride=2)  # H3, H4
+        if side < 1:
+            raise CnnlabError(
+                f"lenet1 needs images of at least 16x16 (it was designed for 28x28), got "
+                f"{input_size}x{input_size}: two 5x5 convolutions and two 2x2 subsamplings "
+                "leave nothing; resize the data (--image-size 28)"
+            )
+        activation: type[nn.Module] = nn.ReLU if modern else nn.Tanh
+        pool: type[nn.Module] = nn.MaxPool2d if modern else nn.AvgPool2d
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, 4, kernel_size=5),  # H1: N x 4 x 24 x 24
+            activation(),
+            pool(kernel_size=2, stride=2),  # H2: N x 4 x 12 x 12
+            nn.Conv2d(4, 12, kernel_size=5),  # H3: N x 12 x 8 x 8
+            activation(),
+            pool(kernel_size=2, stride=2),  # H4: N x 12 x 4 x 4
+        )
+        self.classifier = nn.Sequential(
+            nn.Flatten(),  # N x 192
+            nn.Linear(12 * side * side, num_classes),  # output: N x num_classes
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+@register_model("lenet1", input_size=28, in_channels=1)
+def lenet1(
+    num_classes: int = 10, in_channels: int = 1, input_size: int = 28, modern: bool = False
+) -> LeNet1:
+    """LeNet-1 (LeCun et al. 1989/1990; "LeNet 1" of the 1995 comparison): 4 and 12 maps.
+
+    The network of LeCun et al., "Handwritten digit recognition with a back-propagation
+    network" (NIPS 1990), named LeNet-1 in LeCun et al., "Comparison of learning algorithms for
+    handwritten digit recognition" (1995): a 28x28 image, H1 5x5 convolution to 4 maps of 24x24,
+    H2 2x2 average subsampling to 12x12, H3 5x5 convolution to 12 maps of 8x8, H4 subsampling
+    to 4x4, and the 12 x 4 x 4 = 192 values fully connected to the 10 outputs. With tanh (the
+    paper's squashing function) and plain averages, as ``lenet5`` is built, it has
+    4*(5*5*1+1) + 12*(5*5*4+1) + 192*10+10 = 104 + 1,212 + 1,930 = 3,246 parameters. The 1990
+    paper reports 2,578 independent parameters (98,442 connections, 4,635 units): its H3 maps
+    each read only some of the H2 maps, and its subsampling layers have a trained coefficient
+    and bias per map; this version connects H3 to all four H2 maps, as LeNet-5 without its C3
+    table does. Compare it with LeNet-5 (6, 16, 120 maps, 61,706 parameters) with
+    ``cnnlab summary lenet1`` / ``cnnlab summary lenet5 --input 1x28x28`` and by training both on
+    MNIST. ``modern=True`` swaps tanh for ReLU and average for max pooling.
+    """
+    return LeNet1(num_classes, in_channels, input_size, modern)

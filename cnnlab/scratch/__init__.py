@@ -5,9 +5,9 @@ table of layer twins :mod:`.bridge_layers`, loaded on first use of :func:`from_t
 :func:`compare`), which prove the two compute the same thing.
 
 Modules: :mod:`.functional` (im2col, correlation), :mod:`.base` (``Parameter``, ``Layer``),
-:mod:`.conv_layers`, :mod:`.pooling`, :mod:`.layers` (every other layer; all layers can be
-imported from it), :mod:`.network` (layers wired by name: residual adds, concatenations),
-:mod:`.losses`, :mod:`.optim`, :mod:`.gradcheck`, :mod:`.training`.
+:mod:`.conv_layers`, :mod:`.pooling` (and :mod:`.lp_pooling`), :mod:`.layers` (every other
+layer; all layers can be imported from it), :mod:`.network` (layers wired by name: residual
+adds, concatenations), :mod:`.losses`, :mod:`.optim`, :mod:`.gradcheck`, :mod:`.training`.
 """
 
 from typing import Any
@@ -51,6 +51,7 @@ from .layers import (
     ZeroPad2d,
 )
 from .losses import MSE, SoftmaxCrossEntropy
+from .lp_pooling import LPPool2d
 from .network import Network, Node
 from .optim import SGD, Adam
 
@@ -86,6 +87,7 @@ __all__ = [
     "LeakyReLU",
     "Linear",
     "LocalResponseNorm",
+    "LPPool2d",
     "MSE",
     "MaxPool2d",
     "MinPool2d",

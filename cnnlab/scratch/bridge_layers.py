@@ -22,6 +22,7 @@ from torch.nn import functional as F
 
 from ..errors import CnnlabError
 from . import layers as L
+from .lp_pooling import LPPool2d
 
 
 class UnsupportedLayerError(CnnlabError):
@@ -142,6 +143,12 @@ def _avg_pool_module(m: nn.AvgPool2d, name: str, dtype: np.dtype) -> L.Layer:
         m.count_include_pad,
         m.divisor_override,
     )
+
+
+@converts(nn.LPPool2d)
+def _lp_pool_module(m: nn.LPPool2d, name: str, dtype: np.dtype) -> L.Layer:
+    require(name, m, not m.ceil_mode, "ceil_mode=False")
+    return LPPool2d(m.norm_type, m.kernel_size, m.stride)
 
 
 @converts(nn.Flatten)
