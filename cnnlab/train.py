@@ -14,6 +14,7 @@ import json
 import math
 import sys
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,7 @@ from .steps import (
 )
 from .train_config import (
     AMP_MODES,
+    AUGMENT_STYLES,
     LR_MAX,
     MAX_IMAGE_SIDE,
     OPTIMIZERS,
@@ -64,6 +66,7 @@ from .train_config import (
 
 __all__ = [  # the settings, checks and rank helpers are re-exported from their modules
     "AMP_MODES",
+    "AUGMENT_STYLES",
     "INPUT_SCALINGS",
     "LR_MAX",
     "MAX_IMAGE_SIDE",
@@ -214,12 +217,14 @@ def fit(
         mean, std = resume_from["normalization"]["mean"], resume_from["normalization"]["std"]
     else:
         mean, std = scaling_stats(train_set, config.input_scaling)
+    standard = config.augment and config.augment_style == "standard"
     preprocess = Preprocess(
         mean,
         std,
-        crop_padding=crop_padding_for(train_set.image_size) if config.augment else 0,
-        flip=config.augment and train_set.flip_ok,
+        crop_padding=crop_padding_for(train_set.image_size) if standard else 0,
+        flip=standard and train_set.flip_ok,
         channels_last=config.channels_last,
+        augmentation=alexnet_augmentation(train_set) if config.augment and not standard else None,
     )
     check_batch_size(config, len(train_set), ranks.world_size)
     common = dict(device=device, seed=config.seed, rank=ranks.rank, world_size=ranks.world_size)
@@ -362,6 +367,16 @@ def _epoch_line(row: dict[str, float], epochs: int) -> str:
         f"acc {row['train_acc']:.2%}  test loss {row['test_loss']:.4f} acc {row['test_acc']:.2%}  "
         f"{row['train_seconds']:.1f} s  {row['images_per_second']:,.0f} img/s"
     )
+
+
+def alexnet_augmentation(train_set: ImageDataset) -> Callable:
+    """``--augment-style alexnet``: AlexNet's scale, crop, flip and (on RGB data) fancy PCA with
+    the principal components of this training set's pixels (:mod:`cnnlab.data.augment`)."""
+    from .data.augment import AlexNetTraining, pca_basis
+
+    images = train_set.images
+    basis = pca_basis(images) if images.shape[1] == 3 else None
+    return AlexNetTraining(train_set.image_size, train_set.flip_ok, basis)
 
 
 # ------------------------------------------------------------------------------ standard hooks

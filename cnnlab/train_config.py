@@ -23,6 +23,7 @@ from .errors import CnnlabError
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("none", "cosine", "linear", "step")
 AMP_MODES = ("none", "bf16", "fp16")
+AUGMENT_STYLES = ("standard", "alexnet")
 SEED_MAX = 2**32 - 1  # NumPy's seeds are 32-bit
 LR_MAX = 100.0  # far above any working rate; 1e308 or inf only train to NaN
 MAX_IMAGE_SIDE = 4096
@@ -78,6 +79,9 @@ class TrainConfig:
     label_smoothing: float = 0.0
     test_flip: bool = False  # test-time augmentation: average the logits of image and mirror
     augment: bool = False  # random crop (pad 2 for 28/32 px, 1 for 8 px) + flip where allowed
+    # with augment: standard (the line above) | alexnet (scale up by 256/224, random crop back
+    # to size, flip where allowed, fancy PCA colour on RGB data: cnnlab.data.augment)
+    augment_style: str = "standard"
     input_scaling: str = "standard"  # none (0..255) | unit (x / 255) | standard (mean/std)
     shuffle: bool = True  # a new order of the training images every epoch, else stored order
     eval_every: int | None = None  # also test every N optimizer steps (FitResult.steps)
@@ -102,6 +106,12 @@ class TrainConfig:
                 f"{', '.join(INPUT_SCALINGS)} (unit: x / 255 in 0..1, as Keras and ToTensor())",
             ),
             (isinstance(self.shuffle, bool), "shuffle", self.shuffle, "true or false"),
+            (
+                self.augment_style in AUGMENT_STYLES,
+                "augment_style",
+                self.augment_style,
+                f"{', '.join(AUGMENT_STYLES)} (alexnet: scale, random crop, flip, fancy PCA)",
+            ),
             (isinstance(self.tensorboard, bool), "tensorboard", self.tensorboard, "true or false"),
             (isinstance(self.test_flip, bool), "test_flip", self.test_flip, "true or false"),
             (

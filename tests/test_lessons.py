@@ -27,10 +27,28 @@ def test_the_index_covers_the_course_in_teaching_order():
     names = [lesson.name for lesson in LESSONS]
     assert len(names) == len(set(names))
     # the course's concepts, in the order it teaches them
-    order = ["convolution-arithmetic", "padding-stride", "channels", "pooling", "activations",
-             "flatten-dense", "softmax-or-sigmoid", "backpropagation", "classic-filters",
-             "lenet", "alexnet", "vgg", "inception", "resnet", "train-mnist", "train-fashion",
-             "train-cifar", "feature-maps", "transfer-learning", "graph-convolution"]  # fmt: skip
+    order = [
+        "convolution-arithmetic",
+        "padding-stride",
+        "channels",
+        "pooling",
+        "activations",
+        "flatten-dense",
+        "softmax-or-sigmoid",
+        "backpropagation",
+        "classic-filters",
+        "lenet",
+        "alexnet",
+        "vgg",
+        "inception",
+        "resnet",
+        "train-mnist",
+        "train-fashion",
+        "train-cifar",
+        "feature-maps",
+        "transfer-learning",
+        "graph-convolution",
+    ]
     assert all(name in names for name in order)
     positions = [names.index(name) for name in order if name != "classic-filters"]
     assert positions == sorted(positions)

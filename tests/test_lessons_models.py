@@ -159,6 +159,19 @@ def test_binary_run_learns_two_mnist_digits_and_predicts(tmp_path, data_dir):
     image = run.preprocess(test.images[:1])
     found = [saliency(run.model, image, target).probability for target in (0, 1)]
     assert found == pytest.approx([float(p) for p in probabilities[0]], abs=1e-5)
+    # and so does the explorer: two class probabilities, a 2 x 2 confusion matrix
+    from fastapi.testclient import TestClient
+
+    from cnnlab.explorer.app import create_app
+
+    client = TestClient(create_app([tmp_path / "bin"], str(data_dir)))
+    pixels = test.images[0, 0].tolist()
+    answer = client.post("/api/runs/bin/analyze", json={"pixels": pixels}).json()
+    shown = sorted(p["p"] for p in answer["probabilities"])
+    assert len(shown) == 2 and sum(shown) == pytest.approx(1, abs=1e-5)
+    assert shown[1] == pytest.approx(float(probabilities[0].max()), abs=1e-4)
+    report = client.get("/api/runs/bin/report").json()
+    assert len(report["confusion"]) == 2 and all(m["confidence"] < 1 for m in report["mistakes"])
 
 
 # ------------------------------------------------------------------------------ L7: LeNet-1

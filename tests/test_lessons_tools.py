@@ -372,3 +372,35 @@ def test_show_augmentations_draws_a_grid_of_the_cat(data_dir, tmp_path, capsys):
     assert "--n 0: expected 1 to 64" in capsys.readouterr().err
     assert main(["show", "augmentations", photo, "--pca-std", "-1", "--out", str(out)]) == 2
     assert "--pca-std -1.0: expected" in capsys.readouterr().err
+
+
+def test_alexnet_augmentation_trains_a_real_cifar_run(data_dir, tmp_path):
+    """--augment --augment-style alexnet: every training batch is scaled up, cropped back to
+    32x32, flipped and colour-shifted by fancy PCA; test images pass unchanged."""
+    from cnnlab.cli import main
+    from cnnlab.data import augment as A
+    from cnnlab.experiment import load_run
+    from cnnlab.train import alexnet_augmentation
+
+    args = ["train", "--model", "cifar_four", "--dataset", "cifar10", "--data-variant", "subset"]
+    args += ["--data-dir", str(data_dir), "--train-subset", "512", "--test-subset", "200"]
+    args += ["--epochs", "1", "--batch-size", "64", "--optimizer", "sgd", "--lr", "0.02"]
+    args += ["--augment", "--augment-style", "alexnet", "--device", "cpu", "--no-progress"]
+    assert main([*args, "--runs-dir", str(tmp_path), "--name", "alex"]) == 0
+    run = load_run(tmp_path / "alex")
+    assert run.config.augment_style == "alexnet"
+    test = run.test_split()
+    step = alexnet_augmentation(test)
+    assert isinstance(step, A.AlexNetTraining) and step.basis is not None and step.flip
+    batch = test.images[:16]
+    assert torch.equal(step(batch, augment=False), batch)  # test images: unchanged
+    changed = step(batch, augment=True, generator=torch.Generator().manual_seed(0))
+    assert changed.shape == batch.shape and changed.dtype == torch.uint8
+    assert not torch.equal(changed, batch)
+    with pytest.raises(SystemExit) as refused:  # argparse's choices, one line, exit 2
+        main([*args[:-4], "sideways", "--device", "cpu", "--runs-dir", str(tmp_path)])
+    assert refused.value.code == 2
+    from cnnlab.train import TrainConfig
+
+    with pytest.raises(CnnlabError, match="augment_style 'sideways'|augment_style='sideways'"):
+        TrainConfig(augment_style="sideways")

@@ -22,7 +22,14 @@ from ._options import (
 def add_train(sub: argparse._SubParsersAction) -> None:
     from ..data.datasets import CIFAR_VARIANTS, DATASET_NAMES
     from ..recipes import recipe_names
-    from ..train import AMP_MODES, INPUT_SCALINGS, OPTIMIZERS, SCHEDULES, TrainConfig
+    from ..train import (
+        AMP_MODES,
+        AUGMENT_STYLES,
+        INPUT_SCALINGS,
+        OPTIMIZERS,
+        SCHEDULES,
+        TrainConfig,
+    )
 
     d = TrainConfig()
     p = sub.add_parser(
@@ -104,6 +111,13 @@ def add_train(sub: argparse._SubParsersAction) -> None:
         "mirror image (photos; refused for digits)",
     )
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=d.augment)
+    p.add_argument(
+        "--augment-style",
+        default=d.augment_style,
+        choices=AUGMENT_STYLES,
+        help="with --augment: standard (pad-and-crop + flip) or alexnet (scale up by 256/224, "
+        "random crop back, flip, fancy PCA colour on RGB data, as AlexNet did)",
+    )
     p.add_argument(
         "--input-scaling",
         default=d.input_scaling,

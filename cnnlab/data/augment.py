@@ -187,6 +187,34 @@ class AlexNetAugment:
         return images
 
 
+@dataclass
+class AlexNetTraining:
+    """AlexNet's augmentation at a data set's own image size, for ``cnnlab train --augment
+    --augment-style alexnet``: each training batch is scaled up by 256/224 (bilinear), a random
+    ``size x size`` patch of every image is kept (the paper's 224 of 256, in proportion), it is
+    mirrored with probability 1/2 where ``flip`` allows, and, given a ``basis`` (RGB data),
+    fancy PCA shifts its colour. Test images pass unchanged: the model sees them whole, at the
+    size it was trained on."""
+
+    size: int
+    flip: bool = True
+    basis: PCABasis | None = None
+    pca_std: float = ALEXNET_PCA_STD
+
+    def __call__(
+        self, images: torch.Tensor, augment: bool, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        if not augment:
+            return images
+        larger = max(self.size + 1, round(self.size * ALEXNET_RESIZE / ALEXNET_CROP))
+        images = random_crops(resize_and_center_crop(images, larger), self.size, generator)
+        if self.flip:
+            images = random_flip(images, generator)
+        if self.basis is not None and self.pca_std > 0:
+            images, _ = fancy_pca(images, self.basis, self.pca_std, generator)
+        return images
+
+
 def _check_batch(images: torch.Tensor) -> None:
     if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.dtype != torch.uint8:
         got = f"{images.dtype} {tuple(images.shape)}" if isinstance(images, torch.Tensor) else "?"
