@@ -5,6 +5,7 @@
 import { $, STALE, announce, element, fmt, note, onReset, post, request, reset, runPath, showImage, state } from "./state.js";
 import { renderOverview } from "./maps.js";
 import { loadReport, setupPlayground } from "./practice.js";
+import { compareCurrent, setupCompare } from "./compare.js";
 
 // ---------------------------------------------------------------- runs
 
@@ -234,6 +235,7 @@ async function analyze() {
       element("span", { className: "bar", style: `width:${Math.round(120 * p.p)}px`, "aria-hidden": "true" }))));
   announce(`Prediction for ${state.inputLabel}: ${best.class}, ${(100 * best.p).toFixed(1)}%.`);
   renderOverview();
+  compareCurrent();
   showCam();
 }
 
@@ -294,4 +296,5 @@ document.addEventListener("reanalyze", () => analyze());
 
 clearCanvas();
 setupPlayground();
+setupCompare();
 loadRuns();
