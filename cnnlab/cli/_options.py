@@ -109,3 +109,27 @@ def load_any(args: argparse.Namespace, notes_to_stderr: bool = False) -> ModelSo
     for note in source.notes or []:
         print(f"note: {note}", file=sys.stderr if notes_to_stderr else sys.stdout)
     return source
+
+
+def input_image(source: ModelSource, text: str, data_dir: str | None) -> tuple[Any, str, Any, str]:
+    """The image a ``show`` view reads: ``test:N`` (test image N of the source's data set) or an
+    image file converted to the source's input format (notes printed). Returns the uint8
+    ``1 x C x H x W`` batch, a label for titles, the true class (or ``None``) and a file-name
+    stem."""
+    if text.startswith("test:"):
+        test = source.test_split(data_dir)
+        try:
+            index = int(text[5:])
+        except ValueError:
+            raise CnnlabError(f"{text!r}: expected test:N with a number N") from None
+        if not 0 <= index < len(test):
+            raise CnnlabError(f"{text}: the test set has images 0..{len(test) - 1}")
+        true = int(test.labels[index])
+        label = f"test image {index} (true: {test.classes[true]})"
+        return test.images[index : index + 1], label, true, f"test-{index}"
+    from ..trained import read_image
+
+    image, notes = read_image(text, source.in_channels, source.input_size)
+    for note in notes:
+        print(f"note: {text}: {note}")
+    return image, Path(text).name, None, Path(text).stem

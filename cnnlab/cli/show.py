@@ -17,6 +17,7 @@ from ._options import (
     add_out_option,
     add_run_options,
     add_source_options,
+    input_image,
     load_any,
     option_dict,
     wrote,
@@ -119,25 +120,8 @@ def add_show(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
 
 def _input_image(trained, text: str, data_dir: str | None):
     """(uint8 1 x C x H x W, label for titles, true class or None)."""
-    import torch
-
-    from ..experiment import read_image
-
-    if text.startswith("test:"):
-        test = trained.test_split(data_dir)
-        try:
-            index = int(text[5:])
-        except ValueError:
-            raise CnnlabError(f"{text!r}: expected test:N with a number N") from None
-        if not 0 <= index < len(test):
-            raise CnnlabError(f"{text}: the test set has images 0..{len(test) - 1}")
-        image = torch.as_tensor(test.images[index : index + 1])
-        true = int(test.labels[index])
-        return image, f"test image {index} (true: {trained.classes[true]})", true
-    image, notes = read_image(text, trained.in_channels, trained.input_size)
-    for note in notes:
-        print(f"note: {text}: {note}")
-    return image, Path(text).name, None
+    image, label, true, _ = input_image(trained, text, data_dir)
+    return image, label, true
 
 
 def _out(args, trained, stem: str) -> Path:

@@ -17,6 +17,7 @@ from ._options import (
     add_out_option,
     add_run_options,
     add_source_options,
+    input_image,
     load_any,
     wrote,
 )
@@ -105,22 +106,8 @@ def _out(args: argparse.Namespace, source, stem: str) -> Path:
 
 def _image(source, text: str, data_dir: str | None):
     """(uint8 C x H x W, a label for titles, a file-name stem)."""
-    from ..trained import read_image
-
-    if text.startswith("test:"):
-        test = source.test_split(data_dir)
-        try:
-            index = int(text[5:])
-        except ValueError:
-            raise CnnlabError(f"{text!r}: expected test:N with a number N") from None
-        if not 0 <= index < len(test):
-            raise CnnlabError(f"{text}: the test set has images 0..{len(test) - 1}")
-        label = f"test image {index} (true: {test.classes[int(test.labels[index])]})"
-        return test.images[index], label, f"test-{index}"
-    image, notes = read_image(text, source.in_channels, source.input_size)
-    for note in notes:
-        print(f"note: {text}: {note}")
-    return image[0], Path(text).name, Path(text).stem
+    image, label, _, stem = input_image(source, text, data_dir)
+    return image[0], label, stem
 
 
 def _show_top_activations(args: argparse.Namespace) -> int:
