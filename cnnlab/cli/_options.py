@@ -133,3 +133,25 @@ def input_image(source: ModelSource, text: str, data_dir: str | None) -> tuple[A
     for note in notes:
         print(f"note: {text}: {note}")
     return image, Path(text).name, None, Path(text).stem
+
+
+def add_view_arguments(
+    q: argparse.ArgumentParser,
+    image: bool,
+    any_model: bool = True,
+    out_help: str = "PNG to write",
+    data_help: str = "data folder for test:N and mistakes",
+) -> None:
+    """The arguments of a ``show`` view: the model (any source, or a run only), the image when
+    the view reads one, the source options, ``--runs-dir``, ``--out`` and ``--data-dir``."""
+    if any_model:
+        q.add_argument("run", metavar="SOURCE", help=SOURCE_HELP)
+    else:
+        q.add_argument("run", help="run folder, or its name under --runs-dir")
+    if image:
+        q.add_argument("image", help="PNG/JPEG file, or test:N for a run's test image N")
+    if any_model:
+        add_source_options(q)
+    add_run_options(q)
+    add_out_option(q, help=out_help)
+    add_data_options(q, data_help)

@@ -12,11 +12,10 @@ from pathlib import Path
 from ..errors import CnnlabError
 from ..outputs import check_output_file
 from ._options import (
-    SOURCE_HELP,
     add_data_options,
     add_out_option,
     add_run_options,
-    add_source_options,
+    add_view_arguments,
     input_image,
     load_any,
     option_dict,
@@ -36,17 +35,7 @@ def add_show(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
     views = p.add_subparsers(dest="view", required=True, metavar="VIEW")
 
     def common(q, image: bool, any_model: bool = False) -> None:
-        if any_model:
-            q.add_argument("run", metavar="SOURCE", help=SOURCE_HELP)
-        else:
-            q.add_argument("run", help="run folder, or its name under --runs-dir")
-        if image:
-            q.add_argument("image", help="PNG/JPEG file, or test:N for a run's test image N")
-        if any_model:
-            add_source_options(q)
-        add_run_options(q)
-        add_out_option(q, help="PNG to write")
-        add_data_options(q, "data folder for test:N and mistakes")
+        add_view_arguments(q, image, any_model)
 
     q = views.add_parser(
         "featuremaps",

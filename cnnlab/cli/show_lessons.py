@@ -11,16 +11,7 @@ from pathlib import Path
 
 from ..errors import CnnlabError
 from ..outputs import check_output_file
-from ._options import (
-    SOURCE_HELP,
-    add_data_options,
-    add_out_option,
-    add_run_options,
-    add_source_options,
-    input_image,
-    load_any,
-    wrote,
-)
+from ._options import add_view_arguments, input_image, load_any, wrote
 
 MATCH_HELP = (
     "Method: each learned filter is averaged over its input channels; each classic kernel "
@@ -35,13 +26,8 @@ def add_lesson_views(views: argparse._SubParsersAction) -> None:
     """Declare the sub-commands on ``cnnlab show``'s sub-parsers."""
 
     def common(q: argparse.ArgumentParser, image: bool) -> None:
-        q.add_argument("run", metavar="SOURCE", help=SOURCE_HELP)
-        if image:
-            q.add_argument("image", help="PNG/JPEG file, or test:N for a run's test image N")
-        add_source_options(q)
-        add_run_options(q)
-        add_out_option(q, help="PNG to write (default: RUN/inspect/VIEW-....png)")
-        add_data_options(q, "data folder for the run's test set")
+        out_help = "PNG to write (default: RUN/inspect/VIEW-....png)"
+        add_view_arguments(q, image, True, out_help, "data folder for the run's test set")
 
     q = views.add_parser(
         "top-activations",
