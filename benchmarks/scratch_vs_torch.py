@@ -2,7 +2,7 @@
 
 Cases (issue 3), float32, batch 64: (a) LeNet's C3, 6 -> 16 channels, 5x5, on 14x14; (b) 64 -> 64
 channels, 3x3, padding 1, on 32x32; (c) 2x2 max pooling of 64 x 32 x 32. Target: scratch within
-3x of torch on each.
+2x of torch on each (issue 15; stretch 1.5x).
 
     python benchmarks/scratch_vs_torch.py
 """
@@ -61,7 +61,7 @@ def case(name, scratch_layer, torch_layer, shape):
     ratio = scratch_s / torch_s
     print(
         f"{name:<40} scratch {scratch_s * 1e3:7.2f} ms  torch {torch_s * 1e3:7.2f} ms  "
-        f"ratio {ratio:5.2f}x  {'met' if ratio <= 3 else 'MISSED'} (target <= 3x)"
+        f"ratio {ratio:5.2f}x  {'met' if ratio <= 2 else 'MISSED'} (target <= 2x)"
     )
     return {"case": name, "scratch_ms": scratch_s * 1e3, "torch_ms": torch_s * 1e3, "ratio": ratio}
 
