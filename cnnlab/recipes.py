@@ -39,8 +39,8 @@ RECIPES: dict[str, Recipe] = {
     for recipe in (
         Recipe(
             "mnist-fast",
-            "LeNet-5 (modern) on MNIST, 2 epochs of batch 128, Adam one-cycle, bf16: about "
-            "99.0% in about 5 s on 2 CPU cores",
+            "LeNet-5 (modern) on MNIST, 2 epochs of batch 128, Adam one-cycle, bf16: 98.91% "
+            "in 6.2 s on 2 CPU cores (benchmarks/results/speed.json)",
             {
                 "model": "lenet5",
                 "model_options": {"modern": True},
@@ -61,7 +61,8 @@ RECIPES: dict[str, Recipe] = {
         Recipe(
             "cifar10-fast",
             "cifar_fast (ResNet-9 narrowed) on CIFAR-10, airbench-style: SGD Nesterov "
-            "one-cycle, label smoothing 0.2, flip + 2-px translate, bf16, test-time flip",
+            "one-cycle, label smoothing 0.2, flip + 2-px translate, bf16, test-time flip: "
+            "83.32% after 4 epochs (234 s on 2 CPU cores)",
             {
                 "model": "cifar_fast",
                 "dataset": "cifar10",
