@@ -212,11 +212,14 @@ def run(
     """Train every experiment (or those in ``only``) into ``runs_root/reproduce`` with the
     material's recipe and collect one row each, with the per-epoch and per-iteration logs."""
     rows = []
-    for exp in EXPERIMENTS:
-        if exp.key == "e4-cifar-plain7" and (not only or reproduce_e2.KEY in only):
-            rows.append(reproduce_e2.run_e2(quick, runs_root, data_dir, say, train_subset))
-        if only and exp.key not in only:
+    by_key = {exp.key: exp for exp in EXPERIMENTS}
+    for key in KEYS:  # the report's order: E1, E2, E4, ...
+        if only and key not in only:
             continue
+        if key == reproduce_e2.KEY:  # two trainings and a ratio: a row of its own kind
+            rows.append(reproduce_e2.run_e2(quick, runs_root, data_dir, say, train_subset))
+            continue
+        exp = by_key[key]
         config = config_for(exp, quick, data_dir, progress, train_subset)
         if not quick:
             images = config.train_subset or (50_000 if config.dataset == "cifar10" else 60_000)

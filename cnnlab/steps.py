@@ -235,11 +235,10 @@ class EpochSteps:
             inputs = preprocess(images, augment=config.augment, generator=augment_rng)
             lr = self.optimizer.param_groups[0]["lr"]  # the rate this step uses
             loss, logits = self.step(inputs, labels)
+            done = self.epoch * steps + step + 1  # optimizer steps of the run so far
             if self.after_step is not None:
-                done = self.epoch * steps + step + 1
                 self.after_step(done, loss.detach(), lr, len(labels) * ranks.world_size)
             if self.evaluation is not None:
-                done = self.epoch * steps + step + 1
                 self.evaluation.record(done, steps, loss, logits, labels)
             loss_sum += loss.detach() * len(labels)
             correct += (predicted_classes(logits.detach()) == labels).sum()

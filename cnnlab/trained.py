@@ -18,7 +18,7 @@ from .data import ImageDataset, Preprocess, load_dataset
 from .errors import CnnlabError, RunFolderError
 from .images import fit_to_input, opened
 from .models import create_model
-from .models.binary import class_logits
+from .models.binary import class_probabilities
 from .train_config import MAX_IMAGE_SIDE, TrainConfig
 
 
@@ -236,7 +236,7 @@ def read_image(
 def predict(trained: TrainedRun | ModelSource, images: torch.Tensor) -> torch.Tensor:
     """Class probabilities (``N x classes``) for a uint8 ``N x C x H x W`` batch."""
     logits = trained.model(trained.preprocess(images))
-    return torch.softmax(class_logits(logits), dim=1)  # one binary logit z: [1 - s(z), s(z)]
+    return class_probabilities(logits)  # one binary logit z: [1 - s(z), s(z)]
 
 
 @dataclass

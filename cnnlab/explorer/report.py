@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from .._tracing import model_call
-from ..models.binary import class_logits
+from ..models.binary import class_probabilities
 from ..runs import read_metrics
 from ..trained import ModelSource
 from .pictures import image_png
@@ -40,7 +40,7 @@ def build_report(
     with model_call(), torch.no_grad():
         for start in range(0, len(images), BATCH):
             logits = source.model(source.preprocess(images[start : start + BATCH]))
-            outputs.append(torch.softmax(class_logits(logits), 1))
+            outputs.append(class_probabilities(logits))
     probs = torch.cat(outputs)
     confidence, predicted = probs.max(1)
     confusion = torch.zeros(len(classes), len(classes), dtype=torch.long)

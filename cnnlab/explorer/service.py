@@ -32,7 +32,7 @@ from ..images import DECODE_ERRORS, fit_to_input
 from ..inspect import capture, grad_cam
 from ..inspect.summary import summary
 from ..models import names_a_model
-from ..models.binary import class_logits
+from ..models.binary import class_probabilities
 from ..trained import ModelSource, load_source
 from .explain import SOFTMAX, Unexplained, explain, softmax_layer
 from .gradient import kernel_gradient
@@ -289,7 +289,7 @@ class Explorer:
         modules = dict(t.model.named_modules())
         with run.lock, model_call(), torch.no_grad(), capture(t.model) as recorded:
             logits = t.model(t.preprocess(image[None]))
-        probs = torch.softmax(class_logits(logits), 1)[0]  # a binary head: 2 classes
+        probs = class_probabilities(logits)[0]  # a binary head: 2 classes
         layers = [
             layer_view(layer, modules.get(layer), out[0], channels)
             for layer, out in recorded["outputs"].items()

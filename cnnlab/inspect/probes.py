@@ -14,7 +14,7 @@ from torch.nn import functional as F
 from torchvision.transforms.v2 import functional as TF
 
 from ..errors import CnnlabError
-from ..models.binary import class_logits
+from ..models.binary import class_probabilities
 from .hooks import capture, evaluating, resolve_layer
 
 Preprocess = Callable[[torch.Tensor], torch.Tensor]
@@ -177,11 +177,11 @@ def robustness(
     levels = levels or DEFAULT_LEVELS
     steps = []
     with evaluating(model):
-        original = int(torch.softmax(class_logits(model(preprocess(image[None]))), 1)[0].argmax())
+        original = int(class_probabilities(model(preprocess(image[None])))[0].argmax())
         for kind, kind_levels in levels.items():
             for level in kind_levels:
                 changed = perturb(image, kind, level, seed)
-                p = torch.softmax(class_logits(model(preprocess(changed[None]))), 1)[0]
+                p = class_probabilities(model(preprocess(changed[None])))[0]
                 steps.append(
                     RobustnessStep(
                         kind, level, changed, int(p.argmax()), float(p.max()), float(p[original])
@@ -237,11 +237,9 @@ def translation(
     if not 0 < pixels < image.shape[-1]:
         raise CnnlabError(f"--shift {pixels}: expected 1 .. {image.shape[-1] - 1} pixels")
     with evaluating(model), capture(model) as record:
-        before_p = torch.softmax(class_logits(model(preprocess(image[None]))), 1)[0]
+        before_p = class_probabilities(model(preprocess(image[None])))[0]
         before = dict(record["outputs"])
-        after_p = torch.softmax(
-            class_logits(model(preprocess(shift_image(image, pixels)[None]))), 1
-        )[0]
+        after_p = class_probabilities(model(preprocess(shift_image(image, pixels)[None])))[0]
         after = dict(record["outputs"])
     layers = []
     for name, out in before.items():

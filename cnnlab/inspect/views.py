@@ -16,7 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import CnnlabError
-from ..models.binary import class_logits
+from ..models.binary import class_probabilities
 from .hooks import as_batch, capture, conv_layers, evaluating, resolve_layer
 
 
@@ -110,7 +110,7 @@ def confident_mistakes(
         for start in range(0, len(images), batch_size):
             batch = images[start : start + batch_size]
             batch = preprocess(batch) if preprocess else batch
-            probabilities.append(torch.softmax(class_logits(model(batch)), dim=1))
+            probabilities.append(class_probabilities(model(batch)))
     probs = torch.cat(probabilities)
     confidence, predicted = probs.max(dim=1)
     wrong = (predicted != labels).nonzero().flatten()

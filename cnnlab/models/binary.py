@@ -68,6 +68,12 @@ def class_logits(logits: torch.Tensor) -> torch.Tensor:
     return logits
 
 
+def class_probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """``N x classes`` probabilities: the softmax of :func:`class_logits`, so one binary logit
+    ``z`` gives ``[1 - sigmoid(z), sigmoid(z)]``."""
+    return torch.softmax(class_logits(logits), dim=1)
+
+
 def predicted_classes(logits: torch.Tensor) -> torch.Tensor:
     """The predicted class of each row: ``logit > 0`` (probability above one half) for a
     binary head, else the arg-max."""
