@@ -43,10 +43,25 @@ def output_size(
     return arithmetic.output_size(size, kernel, stride, pad, dilation)
 
 
-def pad(x: np.ndarray, pads: tuple[tuple[int, int], ...], value: float = 0.0) -> np.ndarray:
-    if not any(b or a for b, a in pads):
-        return x
-    return np.pad(x, ((0, 0), (0, 0), *pads), constant_values=value)
+def pad(
+    x: np.ndarray, pads: tuple[tuple[int, int], ...], value: float = 0.0, batch_last: bool = False
+) -> np.ndarray:
+    """Pad the spatial axes of ``N x C x S...`` with ``value``.
+
+    With ``batch_last`` the result is an ``N x C x P...`` view of memory laid out as
+    ``C x P... x N`` (the batch innermost, always a fresh copy): there a window row of one
+    channel is one long contiguous run over the whole batch, which :func:`im2col` and
+    :func:`col2im` copy and add much faster than many short rows.
+    """
+    if not batch_last:
+        if not any(b or a for b, a in pads):
+            return x
+        return np.pad(x, ((0, 0), (0, 0), *pads), constant_values=value)
+    n, c, *sizes = x.shape
+    padded_sizes = [s + b + a for s, (b, a) in zip(sizes, pads)]
+    padded = np.moveaxis(np.full((c, *padded_sizes, n), value, dtype=x.dtype), -1, 0)
+    padded[(slice(None), slice(None), *(slice(b, b + s) for s, (b, _) in zip(sizes, pads)))] = x
+    return padded
 
 
 def unpad(x: np.ndarray, pads: tuple[tuple[int, int], ...]) -> np.ndarray:
@@ -70,33 +85,59 @@ def _window_slices(offset, dilation, stride, outs) -> tuple[slice, ...]:
     )
 
 
-def im2col(
+def sliding_windows(
     x_padded: np.ndarray,
     kernel: tuple[int, ...],
     stride: tuple[int, ...],
     dilation: tuple[int, ...],
 ) -> np.ndarray:
-    """Unroll every window into a column.
+    """Every window of ``x_padded`` at once, as a read-only strided view (no copy).
+
+    Returns ``N x C x O_1..O_d x K_1..K_d``: element ``[n, c, o, k]`` is
+    ``x_padded[n, c, o * stride + k * dilation]``. Nothing is copied: moving one step along an
+    output axis skips ``stride`` input elements, one step along a kernel axis skips
+    ``dilation``, so the view only needs other strides over the same memory.
+    """
+    n, c, *sizes = x_padded.shape
+    outs = _out_sizes(sizes, kernel, stride, dilation)
+    step_n, step_c, *steps = x_padded.strides
+    strides = (
+        step_n,
+        step_c,
+        *(s * st for s, st in zip(steps, stride)),
+        *(s * dl for s, dl in zip(steps, dilation)),
+    )
+    return np.lib.stride_tricks.as_strided(
+        x_padded, (n, c, *outs, *kernel), strides, writeable=False
+    )
+
+
+def im2col(
+    x_padded: np.ndarray,
+    kernel: tuple[int, ...],
+    stride: tuple[int, ...],
+    dilation: tuple[int, ...],
+    batch_last: bool = False,
+) -> np.ndarray:
+    """Unroll every window into a column, with ONE copy of :func:`sliding_windows`.
 
     Args:
-        x_padded: ``N x C x P_1..P_d`` (already padded).
+        x_padded: ``N x C x P_1..P_d`` (already padded), in any memory layout.
+        batch_last: order the columns output-position-major, image innermost.
 
     Returns:
         ``(C * K_1 * ... * K_d) x (N * O_1 * ... * O_d)``: column ``(n, o)`` holds the window that
         output position ``o`` of image ``n`` sees, channel-major like a flattened kernel (per
-        image, the layout of ``torch.nn.functional.unfold``). Filled with one strided copy per
-        kernel offset (K_1 * ... * K_d copies), each reading whole rows of the input.
+        image, the layout of ``torch.nn.functional.unfold``). With ``batch_last`` the columns
+        are ordered ``(o, n)`` instead; from a :func:`pad` ``batch_last`` input that copy reads
+        and writes long contiguous runs.
     """
-    n, c, *sizes = x_padded.shape
-    outs = _out_sizes(sizes, kernel, stride, dilation)
-    cols = np.empty((c, *kernel, n, *outs), dtype=x_padded.dtype)
-    channels_first = x_padded.swapaxes(0, 1)  # C x N x P...
-    for offset in itertools.product(*(range(k) for k in kernel)):
-        source = channels_first[
-            (slice(None), slice(None), *_window_slices(offset, dilation, stride, outs))
-        ]
-        cols[(slice(None), *offset)] = source
-    return cols.reshape(c * int(np.prod(kernel)), n * int(np.prod(outs)))
+    d = len(kernel)
+    windows = sliding_windows(x_padded, kernel, stride, dilation)  # N x C x O... x K...
+    outs, kernel_axes = range(2, 2 + d), range(2 + d, 2 + 2 * d)
+    order = (1, *kernel_axes, *outs, 0) if batch_last else (1, *kernel_axes, 0, *outs)
+    cols = windows.transpose(order).copy()  # C order: the one copy
+    return cols.reshape(x_padded.shape[1] * int(np.prod(kernel)), -1)
 
 
 def col2im(
@@ -105,12 +146,17 @@ def col2im(
     kernel: tuple[int, ...],
     stride: tuple[int, ...],
     dilation: tuple[int, ...],
+    batch_last: bool = False,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """The adjoint of :func:`im2col`: add every column's values back where they were read.
 
     Args:
-        cols: ``(C * K...) x (N * O...)``, e.g. the gradient of the unrolled windows.
+        cols: ``(C * K...) x (N * O...)``, e.g. the gradient of the unrolled windows; with
+            ``batch_last``, columns ordered ``(o, n)`` as :func:`im2col` makes them.
         padded_shape: ``N x C x P_1..P_d``, the shape ``im2col`` read from.
+        out: an ``N x C x P...`` array (or view) to add into; a new one of zeros if not given.
+            A :func:`pad` ``batch_last`` layout makes every add one long contiguous run.
 
     Returns:
         ``N x C x P_1..P_d``. Overlapping windows add up. One strided add per kernel offset
@@ -118,12 +164,31 @@ def col2im(
     """
     n, c, *sizes = padded_shape
     outs = _out_sizes(sizes, kernel, stride, dilation)
-    blocks = cols.reshape(c, *kernel, n, *outs)
-    out = np.zeros((c, n, *sizes), dtype=cols.dtype)
+    if batch_last:  # C x K... x O... x N, seen as C x K... x N x O...
+        blocks = np.moveaxis(cols.reshape(c, *kernel, *outs, n), -1, 1 + len(kernel))
+    else:
+        blocks = cols.reshape(c, *kernel, n, *outs)
+    if out is None:
+        out = np.zeros(padded_shape, dtype=cols.dtype)
+    target_image = out.swapaxes(0, 1)  # C x N x P..., a view: the adds land in ``out``
     for offset in itertools.product(*(range(k) for k in kernel)):
         target = (slice(None), slice(None), *_window_slices(offset, dilation, stride, outs))
-        out[target] += blocks[(slice(None), *offset)]
-    return out.swapaxes(0, 1)
+        target_image[target] += blocks[(slice(None), *offset)]
+    return out
+
+
+def batch_to_front(a: np.ndarray, block: int = 64) -> np.ndarray:
+    """Copy ``S... x N`` (batch innermost) into a new contiguous ``N x S...``.
+
+    A transposing copy reads (or writes) every element far from the previous one; as one numpy
+    copy of a large array that misses the cache almost every time (~10x slower). Copying
+    ``block`` rows at a time keeps the rows being read and the rows being written cached.
+    """
+    rows = a.reshape(-1, a.shape[-1])  # (every S... position) x N
+    out = np.empty((a.shape[-1], rows.shape[0]), dtype=a.dtype)
+    for start in range(0, rows.shape[0], block):
+        out[:, start : start + block] = rows[start : start + block].T
+    return out.reshape(a.shape[-1], *a.shape[:-1])
 
 
 def offset_views(
