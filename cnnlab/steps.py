@@ -212,6 +212,7 @@ class EpochSteps:
     evaluation: StepEvaluation | None = None  # --eval-every: test every N steps
     # TrainingHooks.after_step(step, loss, lr, images), given on rank 0 only
     after_step: Callable[[int, torch.Tensor, float, int], None] | None = None
+    lookahead: Lookahead | None = None  # --lookahead
 
     def run(
         self, loader: BatchLoader, preprocess: Preprocess, augment_rng: torch.Generator
@@ -236,6 +237,8 @@ class EpochSteps:
             lr = self.optimizer.param_groups[0]["lr"]  # the rate this step uses
             loss, logits = self.step(inputs, labels)
             done = self.epoch * steps + step + 1  # optimizer steps of the run so far
+            if self.lookahead is not None:
+                self.lookahead.after_step(self.model, done, config.epochs * steps)
             if self.after_step is not None:
                 self.after_step(done, loss.detach(), lr, len(labels) * ranks.world_size)
             if self.evaluation is not None:
@@ -280,6 +283,48 @@ class EpochSteps:
         self.scaler.update()
         self.scheduler.step()
         return loss, logits
+
+
+class Lookahead:
+    """airbench's lookahead: a slow copy of the weights that the model is pulled back to.
+
+    Every :attr:`EVERY` optimizer steps the slow copy moves a fraction ``1 - decay`` towards
+    the model's weights and the model takes the slow copy's values. ``decay`` grows as
+    ``0.95**5 * progress**3``: early in the run the model is left alone, near the end it moves
+    only a quarter of the way each time, which averages away the noise of the last steps. At
+    the run's last step the model becomes the slow copy. Every floating-point tensor of the
+    state dict takes part (batch-norm statistics too)."""
+
+    EVERY = 5
+
+    def __init__(self, model: nn.Module, state: dict[str, torch.Tensor] | None = None) -> None:
+        current = self._floats(model)
+        self.slow = {k: v.detach().clone() for k, v in current.items()}
+        if state is not None:  # a resumed run: the saved slow copy
+            for key, value in state.items():
+                self.slow[key].copy_(value)
+
+    @staticmethod
+    def _floats(model: nn.Module) -> dict[str, torch.Tensor]:
+        return {k: v for k, v in model.state_dict().items() if v.is_floating_point()}
+
+    @staticmethod
+    def decay(step: int, total: int) -> float:
+        return 0.95**5 * (step / total) ** 3
+
+    @torch.no_grad()
+    def after_step(self, model: nn.Module, step: int, total: int) -> None:
+        """``step`` counts optimizer steps from 1 over the run of ``total`` steps."""
+        if step >= total:
+            decay = 1.0  # the last step: the model takes the slow weights
+        elif step % self.EVERY == 0:
+            decay = self.decay(step, total)
+        else:
+            return
+        for key, value in self._floats(model).items():
+            slow = self.slow[key]
+            slow.lerp_(value, 1 - decay)
+            value.copy_(slow)
 
 
 class TrainingDiverged(CnnlabError):

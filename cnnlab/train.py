@@ -39,6 +39,7 @@ from .distributed import (
 from .errors import CnnlabError
 from .steps import (
     EpochSteps,
+    Lookahead,
     StepEvaluation,
     TrainingDiverged,
     autocast,
@@ -108,6 +109,7 @@ __all__ = [  # the settings, checks and rank helpers are re-exported from their 
 
 
 STEPS_CSV = "steps.csv"  # the tests every --eval-every steps, beside metrics.csv per epoch
+DATA_INIT_IMAGES = 5000  # the images a model's initialize_from_data sees (airbench's 5,000)
 
 
 @dataclass
@@ -135,13 +137,17 @@ def make_optimizer(
     model: nn.Module, config: TrainConfig, hooks: TrainingHooks | None = None
 ) -> torch.optim.Optimizer:
     """The configured optimizer over ``hooks.param_groups(model)`` (by default
-    :func:`standard_hooks`), or over every parameter that requires a gradient."""
+    :func:`standard_hooks`), else over the model's own ``optimizer_groups(lr, weight_decay)``
+    where it has one (``cifar_air``'s batch-norm shifts learn faster), else over every
+    parameter that requires a gradient."""
     hooks = standard_hooks(config) if hooks is None else hooks
-    params: list[Any] = (
-        hooks.param_groups(model)
-        if hooks.param_groups is not None
-        else [p for p in model.parameters() if p.requires_grad]
-    )
+    params: list[Any]
+    if hooks.param_groups is not None:
+        params = hooks.param_groups(model)
+    elif hasattr(model, "optimizer_groups"):
+        params = model.optimizer_groups(config.lr, config.weight_decay)
+    else:
+        params = [p for p in model.parameters() if p.requires_grad]
     if config.optimizer == "sgd":
         return torch.optim.SGD(
             params,
@@ -246,6 +252,11 @@ def fit(
         )
 
     # ---- model, optimizer, schedule
+    if resume_from is None and hasattr(model, "initialize_from_data"):
+        # data-dependent initialization (cifar_air's whitening layer): the same first
+        # images on every rank, scaled as training scales them
+        sample = train_set.images[:DATA_INIT_IMAGES].to(device)
+        model.initialize_from_data(preprocess(sample, augment=False))
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, config, hooks)
@@ -265,6 +276,9 @@ def fit(
         set_rng_state(resume_from["rng"])
         if evaluation is not None:
             evaluation.load_state(resume_from.get("steps"))
+    lookahead = None
+    if config.lookahead:
+        lookahead = Lookahead(model, resume_from.get("lookahead") if resume_from else None)
     trained = _distributed_model(model, device) if ranks.world_size > 1 else model
     if run_dir is not None and ranks.is_main:
         runs.write_text(run_dir / runs.CONFIG, json.dumps(asdict(config), indent=2) + "\n")
@@ -283,6 +297,7 @@ def fit(
             model, trained, optimizer, scheduler, scaler, config, epoch, run_dir, evaluation
         )
         epoch_steps.after_step = hooks.after_step if ranks.is_main else None
+        epoch_steps.lookahead = lookahead
         totals, train_seconds = epoch_steps.run(train_loader, preprocess, augment_rng)
 
         # ---- test (unless the epoch's last step was just tested), record, checkpoint
@@ -327,6 +342,7 @@ def fit(
                     "normalization": {"mean": list(mean), "std": list(std)},
                     "classes": list(train_set.classes),
                     **({"steps": evaluation.state()} if evaluation is not None else {}),
+                    **({"lookahead": lookahead.slow} if lookahead is not None else {}),
                 },
             )
             runs.write_metrics(run_dir / runs.METRICS, history)

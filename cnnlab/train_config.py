@@ -78,6 +78,7 @@ class TrainConfig:
     step_gamma: float = 0.1
     label_smoothing: float = 0.0
     test_flip: bool = False  # test-time augmentation: average the logits of image and mirror
+    lookahead: bool = False  # airbench's lookahead: pull the weights to a slow copy every 5 steps
     augment: bool = False  # random crop (pad 2 for 28/32 px, 1 for 8 px) + flip where allowed
     # with augment: standard (the line above) | alexnet (scale up by 256/224, random crop back
     # to size, flip where allowed, fancy PCA colour on RGB data: cnnlab.data.augment)
@@ -114,6 +115,7 @@ class TrainConfig:
             ),
             (isinstance(self.tensorboard, bool), "tensorboard", self.tensorboard, "true or false"),
             (isinstance(self.test_flip, bool), "test_flip", self.test_flip, "true or false"),
+            (isinstance(self.lookahead, bool), "lookahead", self.lookahead, "true or false"),
             (
                 self.eval_every is None or is_count(self.eval_every, 1),
                 "eval_every",

@@ -110,6 +110,13 @@ def add_train(sub: argparse._SubParsersAction) -> None:
         help="test-time augmentation: score each test image by the mean logits of it and its "
         "mirror image (photos; refused for digits)",
     )
+    p.add_argument(
+        "--lookahead",
+        action=argparse.BooleanOptionalAction,
+        default=d.lookahead,
+        help="airbench's lookahead: every 5 steps pull the weights towards a slow copy, more "
+        "so as the run ends (calmer final weights)",
+    )
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=d.augment)
     p.add_argument(
         "--augment-style",

@@ -5,6 +5,7 @@
 """
 
 from . import (  # noqa: F401  (importing registers the models)
+    airbench,  # noqa: F401  (cifar_air: airbench94 for CPUs)
     blocks,  # noqa: F401  (inception_small, resnet_blocks: lessons' blocks)
     cifar_four,  # noqa: F401  (AlexNet's Figure-1 network)
     cifar_stacks,

@@ -1,0 +1,170 @@
+"""cifar_air (airbench94 for CPUs): the whitening layer computed from data, the identity-started
+convolutions, the faster batch-norm shifts, lookahead, and the cifar10-air recipe end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from cnnlab import runs
+from cnnlab.cli import main
+from cnnlab.data import Preprocess, load_dataset
+from cnnlab.errors import CnnlabError
+from cnnlab.models import create_model
+from cnnlab.recipes import recipe_config
+from cnnlab.runs import load_checkpoint
+from cnnlab.steps import Lookahead
+from cnnlab.train import make_optimizer
+
+
+@pytest.fixture(scope="module")
+def cifar(data_dir: Path):
+    train = load_dataset("cifar10", "train", root=data_dir, variant="subset")
+    test = load_dataset("cifar10", "test", root=data_dir, variant="subset")
+    return train, test
+
+
+def _whitened(model, images: torch.Tensor) -> torch.Tensor:
+    """The whitening layer's outputs without its bias, one row per 2x2 patch position."""
+    with torch.no_grad():
+        out = torch.nn.functional.conv2d(images, model.whiten.weight)
+    return out.permute(0, 2, 3, 1).reshape(-1, out.shape[1])
+
+
+def test_whitening_layer_decorrelates_real_cifar_patches(cifar):
+    train, _ = cifar
+    images = Preprocess(*train.channel_stats())(train.images[:2000])
+    model = create_model("cifar_air")
+    model.initialize_from_data(images)
+    out = _whitened(model, images)
+    first = out[:, :12]  # the 12 eigen-directions; channels 12..23 are their negatives
+    assert torch.equal(out[:, 12:], -first)
+    covariance = first.T @ first / len(first)
+    off_diagonal = covariance - torch.diag(covariance.diagonal())
+    assert off_diagonal.abs().max() < 1e-3  # decorrelated
+    # unit variance up to the 5e-4 added to each eigenvalue: ev / (ev + 5e-4) <= 1
+    assert covariance.diagonal().max() < 1.0 + 1e-4
+    assert covariance.diagonal()[:6].min() > 0.99  # the large directions are fully scaled
+    # the first filter is the direction of largest variance: the mean brightness of the patch
+    top = model.whiten.weight[0].flatten()
+    assert (top > 0).all() or (top < 0).all()
+    assert not model.whiten.weight.requires_grad and model.whiten.bias.requires_grad
+
+
+def test_groups_start_as_identity_and_batch_norm_scales_are_fixed():
+    model = create_model("cifar_air", widths=[8, 16, 16])
+    conv = model.groups[1].conv1  # 8 -> 16 channels
+    x = torch.randn(2, 8, 6, 6)
+    out = conv(x)
+    assert torch.allclose(out[:, :8], x)  # the first 8 filters pass their channel through
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and all(not m.weight.requires_grad and m.eps == 1e-12 for m in norms)
+    assert model(torch.randn(3, 3, 32, 32)).shape == (3, 10)
+    with pytest.raises(CnnlabError, match="widths"):
+        create_model("cifar_air", widths=[8, 16])
+    with pytest.raises(CnnlabError, match="at least 9x9"):
+        create_model("cifar_air", input_size=8)
+
+
+def test_batch_norm_shifts_learn_64_times_faster_with_the_same_decay_per_step():
+    model = create_model("cifar_air", widths=[8, 8, 8])
+    config = recipe_config("cifar10-air", model_options={"widths": [8, 8, 8]})
+    optimizer = make_optimizer(model, config)
+    others, shifts = optimizer.param_groups  # the base rate first: the one the trainer logs
+    assert others["lr"] == pytest.approx(config.lr)
+    assert shifts["lr"] == pytest.approx(64 * config.lr)
+    assert shifts["lr"] * shifts["weight_decay"] == pytest.approx(
+        others["lr"] * others["weight_decay"]
+    )
+    norm_biases = {id(m.bias) for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)}
+    assert {id(p) for p in shifts["params"]} == norm_biases
+    trained = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    assert id(model.whiten.weight) not in trained and id(model.whiten.bias) in trained
+
+
+def test_lookahead_pulls_weights_to_the_slow_copy_and_ends_on_it():
+    model = torch.nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+    lookahead = Lookahead(model)
+    total = 10
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    lookahead.after_step(model, 3, total)  # not a multiple of 5: nothing happens
+    assert model.weight.flatten().tolist() == [1.0, 1.0]
+    lookahead.after_step(model, 5, total)
+    decay = 0.95**5 * 0.5**3
+    assert model.weight.flatten().tolist() == pytest.approx([1 - decay] * 2)
+    assert lookahead.slow["weight"].flatten().tolist() == pytest.approx([1 - decay] * 2)
+    with torch.no_grad():
+        model.weight.fill_(5.0)
+    lookahead.after_step(model, total, total)  # the last step: back to the slow copy
+    assert model.weight.flatten().tolist() == pytest.approx([1 - decay] * 2)
+
+
+def test_cifar10_air_recipe_learns_real_cifar_and_resumes_exactly(
+    tmp_path, monkeypatch, cifar, data_dir
+):
+    """The recipe's whole path on real images: whitening computed by fit from the training
+    images, lookahead, test flip, bf16 + channels_last; a run stopped after epoch 1 and
+    resumed ends with the same weights as one run straight through."""
+    common = [
+        "train",
+        "--recipe",
+        "cifar10-air",
+        "--data-dir",
+        str(data_dir),
+        "--data-variant",
+        "subset",
+        "--train-subset",
+        "1024",
+        "--test-subset",
+        "500",
+        "--batch-size",
+        "64",
+        "--lr",
+        "0.4",
+        "-O",
+        "widths=[16,32,32]",
+        "--no-progress",
+        "--runs-dir",
+        str(tmp_path),
+    ]
+    assert main([*common, "--epochs", "3", "--name", "whole"]) == 0
+    whole = load_checkpoint(tmp_path / "whole" / "checkpoint.pt")
+    config = json.loads((tmp_path / "whole" / "config.json").read_text())
+    assert config["lookahead"] and config["model"] == "cifar_air"
+    assert "lookahead" in whole
+    history = whole["history"]
+    assert history[-1]["test_acc"] > 0.2 and history[-1]["train_loss"] < history[0]["train_loss"]
+
+    # the whitening filters are those of the first training images, as the run scaled them
+    train, _ = cifar
+    subset = train.subset(1024, seed=0)
+    mean, std = whole["normalization"]["mean"], whole["normalization"]["std"]
+    reference = create_model("cifar_air", widths=[16, 32, 32])
+    reference.initialize_from_data(Preprocess(mean, std)(subset.images[:5000]))
+    assert torch.allclose(
+        whole["model"]["whiten.weight"], reference.whiten.weight, rtol=1e-4, atol=1e-5
+    )
+
+    # killed after epoch 1's checkpoint, resumed: the same weights as the run straight through
+    class Killed(Exception):
+        pass
+
+    def killed(*args, **kwargs):
+        raise Killed
+
+    with monkeypatch.context() as patch:
+        patch.setattr(runs, "write_metrics", killed)
+        with pytest.raises(Killed):
+            main([*common, "--epochs", "3", "--name", "cut"])
+    assert load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["epoch"] == 1
+    assert main(["train", "--resume", str(tmp_path / "cut"), "--no-progress"]) == 0
+    resumed = load_checkpoint(tmp_path / "cut" / "checkpoint.pt")
+    assert resumed["epoch"] == 3
+    for key, value in whole["model"].items():
+        assert torch.equal(resumed["model"][key], value), key
