@@ -31,7 +31,8 @@ def _train(tmp_path: Path, *flags: str) -> dict:
 def test_recipe_list_names_every_recipe_with_a_line(capsys):
     assert main(["train", "--recipe", "list"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in lines] == list(RECIPES) == ["mnist-fast", "cifar10-fast"]
+    names = ["mnist-fast", "cifar10-fast", "cifar10-air"]
+    assert [line.split()[0] for line in lines] == list(RECIPES) == names
     assert all(len(line.split()) > 4 for line in lines)
 
 

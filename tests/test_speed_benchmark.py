@@ -33,19 +33,19 @@ def test_speed_benchmark_writes_one_row_per_task_run(tmp_path, data_dir, monkeyp
             "--data-variant",
             "subset",
             "--train-subset",
-            "512",
+            "1024",  # cifar10-air's batch
             "--test-subset",
             "200",
             "--budgets",
             "1,2",
             "--calibration-images",
-            "512",
+            "1024",
             "--mnist-epochs",
             "1",
             "--gpu-epochs",
             "1",
             "--gpu-widths",
-            "[8,8,8,8]",
+            "[8,8,8]",
             "--out",
             str(out),
         ]
@@ -64,14 +64,24 @@ def test_speed_benchmark_writes_one_row_per_task_run(tmp_path, data_dir, monkeyp
         assert row["device"] == "cpu" and 0 <= row["test_accuracy"] <= 1
         assert row["train_seconds"] > 0 and row["command"].startswith("cnnlab train --recipe ")
     mnist, cifar = rows[0], rows[1]
-    assert mnist["data"] == "mnist (512 train / 200 test images)"
+    assert mnist["data"] == "mnist (1,024 train / 200 test images)"
     assert "--epochs 1" in mnist["command"]
     assert set(mnist["bare_loop"]) == {"test_accuracy", "train_seconds"}
     assert cifar["data"].startswith("cifar10 subset") and cifar["budget_seconds"] == 1
     assert "--data-variant subset" in cifar["command"] and cifar["epochs"] >= 1
-    assert "-O widths=[8,8,8,8]" in rows[-1]["command"]
+    assert cifar["command"].startswith("cnnlab train --recipe cifar10-air ")
+    assert "-O widths=[8,8,8]" in rows[-1]["command"] and "--epochs 1" in rows[-1]["command"]
 
 
-def test_speed_benchmark_refuses_unknown_tasks():
+def test_speed_benchmark_refuses_unknown_tasks_and_recipes():
     with pytest.raises(SystemExit):
         _speed_module().parse_args(["--tasks", "imagenet"])
+    with pytest.raises(SystemExit):
+        _speed_module().parse_args(["--cifar-recipe", "mnist-fast"])
+
+
+def test_speed_benchmark_gpu_defaults_follow_the_recipe():
+    air = _speed_module().parse_args([])
+    assert (air.gpu_widths, air.gpu_epochs) == ([64, 256, 256], 10)
+    page = _speed_module().parse_args(["--cifar-recipe", "cifar10-fast", "--gpu-epochs", "3"])
+    assert (page.gpu_widths, page.gpu_epochs) == ([64, 128, 256, 512], 3)
