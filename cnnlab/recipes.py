@@ -40,7 +40,7 @@ RECIPES: dict[str, Recipe] = {
         Recipe(
             "mnist-fast",
             "LeNet-5 (modern) on MNIST, 2 epochs of batch 128, Adam one-cycle, label smoothing "
-            "0.1, bf16: 99.16% in 9.2 s on 2 CPU cores (benchmarks/results/speed.json)",
+            "0.1, bf16: 99.16% in 7.8 s on 2 CPU cores (benchmarks/results/speed.json)",
             {
                 "model": "lenet5",
                 "model_options": {"modern": True},
@@ -89,7 +89,7 @@ RECIPES: dict[str, Recipe] = {
             "cifar10-air",
             "cifar_air (airbench94 narrowed to 32/128/128) on CIFAR-10: whitened first layer, "
             "SGD Nesterov one-cycle, lookahead, label smoothing 0.2, flip + 2-px translate, "
-            "bf16, test-time flip: 86.70% after 8 epochs (245 s on 2 CPU cores, "
+            "bf16, test-time flip: 88.36% with --epochs 13 (285 s on 2 CPU cores, "
             "benchmarks/results/speed.json)",
             {
                 "model": "cifar_air",
