@@ -265,8 +265,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.cifar_recipe not in GPU_DEFAULTS:
         p.error(f"--cifar-recipe {args.cifar_recipe!r}: expected one of {', '.join(GPU_DEFAULTS)}")
     widths, epochs = GPU_DEFAULTS[args.cifar_recipe]
-    args.gpu_widths = args.gpu_widths or widths
-    args.gpu_epochs = args.gpu_epochs or epochs
+    args.gpu_widths = widths if args.gpu_widths is None else args.gpu_widths
+    args.gpu_epochs = epochs if args.gpu_epochs is None else args.gpu_epochs
     return args
 
 

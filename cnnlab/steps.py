@@ -301,8 +301,16 @@ class Lookahead:
         current = self._floats(model)
         self.slow = {k: v.detach().clone() for k, v in current.items()}
         if state is not None:  # a resumed run: the saved slow copy
-            for key, value in state.items():
-                self.slow[key].copy_(value)
+            try:
+                if set(state) != set(self.slow):
+                    raise KeyError(sorted(set(state) ^ set(self.slow))[:3])
+                for key, value in state.items():
+                    self.slow[key].copy_(value)
+            except (TypeError, KeyError, RuntimeError, AttributeError):
+                raise CnnlabError(
+                    "the checkpoint's 'lookahead' entry is not the slow copy of this model's "
+                    "weights that --lookahead saves; the file is damaged: train the run anew"
+                ) from None
 
     @staticmethod
     def _floats(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -252,10 +252,14 @@ def fit(
         )
 
     # ---- model, optimizer, schedule
-    if resume_from is None and hasattr(model, "initialize_from_data"):
-        # data-dependent initialization (cifar_air's whitening layer): the same first
-        # images on every rank, scaled as training scales them
-        sample = train_set.images[:DATA_INIT_IMAGES].to(device)
+    if resume_from is None and config.transfer is None and hasattr(model, "initialize_from_data"):
+        # data-dependent initialization of a new model (cifar_air's whitening layer; a
+        # transferred one keeps what it learned): the same random images on every rank
+        # (image folders come sorted by class), scaled as training scales them
+        picked = torch.randperm(
+            len(train_set), generator=torch.Generator().manual_seed(config.seed)
+        )
+        sample = train_set.images[picked[:DATA_INIT_IMAGES]].to(device)
         model.initialize_from_data(preprocess(sample, augment=False))
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -276,10 +280,10 @@ def fit(
         set_rng_state(resume_from["rng"])
         if evaluation is not None:
             evaluation.load_state(resume_from.get("steps"))
-    lookahead = None
+    trained = _distributed_model(model, device) if ranks.world_size > 1 else model
+    lookahead = None  # after DDP's wrapper has given every rank rank 0's weights
     if config.lookahead:
         lookahead = Lookahead(model, resume_from.get("lookahead") if resume_from else None)
-    trained = _distributed_model(model, device) if ranks.world_size > 1 else model
     if run_dir is not None and ranks.is_main:
         runs.write_text(run_dir / runs.CONFIG, json.dumps(asdict(config), indent=2) + "\n")
 

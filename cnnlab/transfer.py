@@ -27,6 +27,7 @@ from typing import Any
 from torch import nn
 
 from .errors import CnnlabError
+from .models import is_fixed
 from .train_config import TrainingHooks
 
 
@@ -119,8 +120,8 @@ def trainable_groups(
     head_ids = {id(p) for p in head.parameters()}
     blocks = backbone_blocks(model)
     trainable_blocks: list[str] = []
-    for p in model.parameters():
-        p.requires_grad_(strategy.kind == "full" or id(p) in head_ids)
+    for p in model.parameters():  # what the architecture fixes (is_fixed) stays fixed
+        p.requires_grad_((strategy.kind == "full" or id(p) in head_ids) and not is_fixed(p))
     if strategy.kind == "fine-tune-last":
         if strategy.blocks > len(blocks):
             raise CnnlabError(
@@ -130,7 +131,7 @@ def trainable_groups(
         for name, module in blocks[-strategy.blocks :]:
             trainable_blocks.append(name)
             for p in module.parameters():
-                p.requires_grad_(True)
+                p.requires_grad_(not is_fixed(p))
     backbone = [p for p in model.parameters() if p.requires_grad and id(p) not in head_ids]
     groups = [{"params": list(head.parameters()), "lr": lr}]
     if backbone:

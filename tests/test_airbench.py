@@ -168,3 +168,59 @@ def test_cifar10_air_recipe_learns_real_cifar_and_resumes_exactly(
     assert resumed["epoch"] == 3
     for key, value in whole["model"].items():
         assert torch.equal(resumed["model"][key], value), key
+
+
+def test_transfer_keeps_the_whitening_and_the_fixed_scales(cifar):
+    """A transferred cifar_air keeps the whitening it learned (fit does not recompute it from
+    the new data), and --strategy full leaves what the architecture fixes untrained."""
+    from cnnlab.train import TrainConfig, fit
+    from cnnlab.transfer import Strategy, replace_head, trainable_groups
+
+    train, test = cifar
+    model = create_model("cifar_air", widths=[8, 8, 8])
+    with torch.no_grad():
+        model.whiten.weight.fill_(0.123)
+    replace_head(model, 10)
+    groups, _ = trainable_groups(model, Strategy("full"), 1e-3)
+    trained = {id(p) for group in groups for p in group["params"]}
+    fixed = [model.whiten.weight] + [
+        m.weight for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)
+    ]
+    assert all(not p.requires_grad and id(p) not in trained for p in fixed)
+    assert model.whiten.bias.requires_grad and id(model.whiten.bias) in trained
+    config = TrainConfig(
+        model="cifar_air",
+        dataset="cifar10",
+        epochs=1,
+        batch_size=64,
+        progress=False,
+        model_options={"widths": [8, 8, 8]},
+        transfer={"strategy": "full"},
+    )
+    fit(model, (train.subset(256, seed=0), test.subset(64, seed=0)), config)
+    assert torch.equal(model.whiten.weight, torch.full_like(model.whiten.weight, 0.123))
+
+
+def test_whitening_of_grey_images_stays_finite():
+    """Equal colour channels make the patch covariance singular: its zero eigenvalues may
+    come out slightly negative, which must not turn the filters into NaN."""
+    torch.manual_seed(0)
+    grey = torch.rand(64, 1, 12, 12).expand(-1, 3, -1, -1) * 255  # unnormalized, as 0..255
+    model = create_model("cifar_air", widths=[8, 8, 8])
+    model.initialize_from_data(grey)
+    assert torch.isfinite(model.whiten.weight).all()
+
+
+def test_model_options_of_the_wrong_kind_are_explained():
+    expected = r"widths=32: expected a list .* -O widths=\[32,128,128\]"
+    with pytest.raises(CnnlabError, match=expected):
+        create_model("cifar_air", widths=32)
+    with pytest.raises(CnnlabError, match=r"-O widths=\[32,64,128,256\]"):
+        create_model("cifar_fast", widths=64)
+
+
+def test_a_damaged_lookahead_entry_is_named():
+    model = torch.nn.Linear(2, 1)
+    for damaged in ({"weight": torch.zeros(1, 2)}, {"weight": "x", "bias": 1}):
+        with pytest.raises(CnnlabError, match="'lookahead' entry"):
+            Lookahead(model, damaged)

@@ -86,6 +86,21 @@ def register_model(
     return decorator
 
 
+FIXED = "cnnlab_fixed"  # set on a parameter the architecture keeps fixed (not trained)
+
+
+def fix_parameter(parameter: nn.Parameter) -> None:
+    """Keep ``parameter`` out of training for good: ``requires_grad`` off, and marked so that
+    transfer learning's ``--strategy full`` leaves it fixed too (:func:`is_fixed`)."""
+    parameter.requires_grad_(False)
+    setattr(parameter, FIXED, True)
+
+
+def is_fixed(parameter: nn.Parameter) -> bool:
+    """Whether the architecture keeps ``parameter`` fixed (:func:`fix_parameter`)."""
+    return bool(getattr(parameter, FIXED, False))
+
+
 def _first_sentence(doc: str) -> str:
     """The docstring's first sentence, joined across lines ("torchvision's GoogLeNet: the
     batch-norm variant of" would stop mid-phrase at the line end)."""
@@ -182,10 +197,16 @@ def _check_option_type(entry: ModelEntry, key: str, value: object) -> None:
         expected = "a number"
     elif isinstance(default, str):
         ok, expected = isinstance(value, str), "a string"
+    elif isinstance(default, (list, tuple)):
+        ok, expected = isinstance(value, (list, tuple)), "a list"
+        default = list(default)
     else:
         return
     if not ok:
+        example = str(default).lower() if isinstance(default, bool) else default
+        if isinstance(default, list):
+            example = "[" + ",".join(str(v) for v in default) + "]"
         raise CnnlabError(
             f"model option {key}={value!r}: expected {expected} (the default is {default!r}), "
-            f"e.g. -O {key}={str(default).lower() if isinstance(default, bool) else default}"
+            f"e.g. -O {key}={example}"
         )

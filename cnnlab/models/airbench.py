@@ -31,13 +31,14 @@ from torch import nn
 
 from ..arithmetic import output_size
 from ..errors import CnnlabError
-from ._registry import register_model
+from ._registry import fix_parameter, register_model
 
 WIDTHS = (32, 128, 128)  # the three conv groups; airbench94: 64/256/256
 WHITEN_KERNEL = 2  # the whitening layer's filters are 2x2
 LOGIT_SCALE = 1 / 9
 BIAS_LR_SCALE = 64.0  # batch-norm shifts learn this much faster (and decay this much less)
 EIGENVALUE_EPS = 5e-4  # added to the patch covariance's eigenvalues before dividing
+COVARIANCE_CHUNK = 256  # images per step of the patch covariance
 
 
 class FixedScaleBatchNorm(nn.BatchNorm2d):
@@ -45,7 +46,7 @@ class FixedScaleBatchNorm(nn.BatchNorm2d):
 
     def __init__(self, channels: int) -> None:
         super().__init__(channels, eps=1e-12, momentum=0.4)
-        self.weight.requires_grad_(False)
+        fix_parameter(self.weight)
 
 
 def identity_conv(in_channels: int, out_channels: int) -> nn.Conv2d:
@@ -93,11 +94,12 @@ class AirNet(nn.Module):
         if side < 1:
             raise CnnlabError(
                 f"input_size={input_size}: cifar_air shrinks the side by 1 and then halves it "
-                "three times, so it needs images of at least 9x9 pixels"
+                "three times, so it needs images of at least 9x9 pixels; resize them, e.g. "
+                "--image-size 32"
             )
         whiten_width = 2 * in_channels * WHITEN_KERNEL**2  # each eigenvector and its negative
         self.whiten = nn.Conv2d(in_channels, whiten_width, WHITEN_KERNEL)  # N x 24 x 31 x 31
-        self.whiten.weight.requires_grad_(False)
+        fix_parameter(self.whiten.weight)
         self.whiten_activation = nn.GELU()
         channels = [whiten_width, *widths]
         self.groups = nn.Sequential(
@@ -117,11 +119,17 @@ class AirNet(nn.Module):
         by 1 / sqrt(eigenvalue + 5e-4), largest eigenvalue first, then their negatives."""
         k = WHITEN_KERNEL
         c = images.shape[1]
-        patches = images.float().unfold(2, k, 1).unfold(3, k, 1)  # N x C x H' x W' x k x k
-        patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, c * k * k)
-        covariance = patches.T @ patches / len(patches)
-        eigenvalues, eigenvectors = torch.linalg.eigh(covariance)  # ascending
-        filters = (eigenvectors.T / torch.sqrt(eigenvalues + EIGENVALUE_EPS)[:, None]).flip(0)
+        covariance = torch.zeros(c * k * k, c * k * k, dtype=torch.float64, device=images.device)
+        count = 0
+        for chunk in images.split(COVARIANCE_CHUNK):  # bounded memory for large images
+            patches = chunk.double().unfold(2, k, 1).unfold(3, k, 1)  # N x C x H' x W' x k x k
+            patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, c * k * k)
+            covariance += patches.T @ patches
+            count += len(patches)
+        eigenvalues, eigenvectors = torch.linalg.eigh(covariance / count)  # ascending
+        # a flat direction (e.g. equal channels of a grey image) may come out slightly below 0
+        scale = torch.sqrt(eigenvalues.clamp_min(0) + EIGENVALUE_EPS)
+        filters = (eigenvectors.T / scale[:, None]).flip(0)
         filters = filters.reshape(c * k * k, c, k, k)
         self.whiten.weight.copy_(torch.cat([filters, -filters]).to(self.whiten.weight))
 
