@@ -224,3 +224,10 @@ def test_a_damaged_lookahead_entry_is_named():
     for damaged in ({"weight": torch.zeros(1, 2)}, {"weight": "x", "bias": 1}):
         with pytest.raises(CnnlabError, match="'lookahead' entry"):
             Lookahead(model, damaged)
+
+
+def test_a_model_too_big_to_allocate_is_explained():
+    """360 GB of weights: the allocator refuses, and the error names the options instead of
+    torch's allocator traceback (the registry's check, for every model)."""
+    with pytest.raises(CnnlabError, match=r"'cifar_air' with widths=\[100000, .* smaller options"):
+        create_model("cifar_air", widths=[100_000] * 3)

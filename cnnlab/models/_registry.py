@@ -167,9 +167,18 @@ def create_model(
     for key, value in kwargs.items():
         _check_option_type(entry, key, value)
     own = {k: v for k, v in kwargs.items() if k not in GENERIC_OPTIONS}
-    model = entry.builder(
-        num_classes=num_classes, in_channels=in_channels, input_size=input_size, **own
-    )
+    try:
+        model = entry.builder(
+            num_classes=num_classes, in_channels=in_channels, input_size=input_size, **own
+        )
+    except (MemoryError, RuntimeError) as err:  # torch's allocator raises RuntimeError
+        if not isinstance(err, MemoryError) and "allocate" not in str(err):
+            raise
+        options = ", ".join(f"{k}={v!r}" for k, v in own.items()) or "its default options"
+        raise CnnlabError(
+            f"model {entry.name!r} with {options}, num_classes={num_classes}: its weights need "
+            "more memory than this machine can give; choose smaller options (e.g. widths)"
+        ) from None
     if kwargs.get(BINARY_OPTION):
         model = make_binary(model, num_classes, entry.name)
     model.cnnlab_spec = {
