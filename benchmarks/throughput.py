@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
-import json
 import statistics
 import sys
 import time
@@ -28,7 +27,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, machine  # noqa: E402
+from _common import RESULTS, write_json  # noqa: E402
 
 from cnnlab.inspect import summary  # noqa: E402
 from cnnlab.models import create_model, get_model_entry, list_models  # noqa: E402
@@ -176,7 +175,6 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     print()
     print(table)
     results = {
-        "machine": machine(),
         "settings": {
             "batch_size": args.batch_size,
             "seconds_per_model": args.seconds,
@@ -190,9 +188,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "models": rows,
         "markdown": table,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_json(args.out, results)
     return results
 
 

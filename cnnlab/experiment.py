@@ -15,10 +15,12 @@ import torch.distributed as dist
 from torch import nn
 
 from . import runs
-from .data import ImageDataset
+from .data import ImageDataset, StreamedImages
 from .distributed import current_distributed, seed_everything, together
 from .errors import CnnlabError, RunFolderError
 from .models import create_model
+from .models.init import initialize
+from .outputs import report
 from .train import FitResult, TrainConfig, check_batch_size, check_model_input, check_runtime, fit
 from .trained import (
     RunEvaluation,
@@ -55,14 +57,17 @@ __all__ = [  # training here; using a finished run in cnnlab.trained, re-exporte
 
 
 def build_model(config: TrainConfig, train: ImageDataset) -> nn.Module:
-    """The registered model, sized to the data's channels, image side and class count."""
-    return create_model(
+    """The registered model, sized to the data's channels, image side and class count, its
+    conv and linear layers initialised as ``config.init`` says (:mod:`cnnlab.models.init`)."""
+    model = create_model(
         config.model,
         num_classes=train.num_classes,
         in_channels=train.channels,
         input_size=train.image_size,
         **config.model_options,
     )
+    initialize(model, config.init)  # from the run's seeded RNG; "torch" changes nothing
+    return model
 
 
 def train_run(
@@ -92,6 +97,7 @@ def train_run(
         return train, test, model
 
     train, test, model = together(prepare)
+    _report_notes(train)
     with _new_run_on_rank0(run_dir):
         return fit(model, (train, test), config, run_dir)
 
@@ -123,11 +129,20 @@ def resume_run(
         )
     check_runtime(config, current_distributed().local_rank)
     train, test = load_data(config)
+    _report_notes(train)
     model = model_from_state(state, run_dir)
     if current_distributed().is_main:
         for stale in runs.remove_stale_temporaries(run_dir):
             print(f"note: removed {stale}, a file left by a run killed mid-write")
     return fit(model, (train, test), config, run_dir, resume_from=state)
+
+
+def _report_notes(train: ImageDataset | StreamedImages) -> None:
+    """What was done to an image folder's images (resized, streamed, split ...), on rank 0;
+    the built-in data sets train as they always have, without notes."""
+    if current_distributed().is_main and train.name == "imagefolder":
+        for note in train.notes:
+            report(f"note: {note}")
 
 
 def _plan_on_rank0(runs_root: Path, name: str | None, default: str, overwrite: bool) -> Path:
@@ -175,7 +190,7 @@ def transfer_run(
     """Train ``source``'s network on ``config.dataset`` with a transfer strategy
     (:mod:`cnnlab.transfer`) into a new run folder. Images are converted to the source's
     channels and size. Returns the fit result and what was frozen and trained."""
-    from .transfer import Strategy, replace_head, trainable_groups
+    from .transfer import Strategy, imagenet_view, replace_head, trainable_groups
 
     parsed = Strategy.parse(strategy)
     check_runtime(config, current_distributed().local_rank)
@@ -187,6 +202,7 @@ def transfer_run(
         "strategy": str(parsed),
         "backbone_lr_factor": backbone_lr_factor,
         "source": source,
+        **imagenet_view(source, config.image_size),  # ImageNet's resize, crop, mean and std
     }
     run_dir = _plan_on_rank0(
         runs_root, name, f"{spec['name']}-to-{config.dataset}-{parsed}".replace(":", "-"), overwrite

@@ -1,4 +1,6 @@
-"""A trained run as a file other tools can run: ONNX (``cnnlab export RUN --format onnx``).
+"""A trained run as a file other tools can run: ONNX (``cnnlab export RUN --format onnx``), or
+its weights alone as safetensors (``--format safetensors``: no pickle, loadable by
+``safetensors.torch.load_file`` into the same architecture).
 
 The exported graph takes what the run's model takes, a float32 ``N x C x H x W`` batch that is
 already preprocessed, with a dynamic batch axis, and returns the class scores (logits). How to
@@ -27,8 +29,10 @@ from .errors import CnnlabError, reason
 from .outputs import check_output_file
 from .trained import TrainedRun, load_run
 
-FORMATS = ("onnx",)
+FORMATS = ("onnx", "safetensors")
 ONNX_FILE = "model.onnx"  # the default output, in the run folder
+SAFETENSORS_FILE = "model.safetensors"
+DEFAULT_FILES = {"onnx": ONNX_FILE, "safetensors": SAFETENSORS_FILE}
 INPUT_NAME, OUTPUT_NAME = "images", "logits"
 PREPROCESSING = (
     "images: float32 N x C x H x W; per channel c, x = (pixels / 255 - mean[c]) / std[c] with "
@@ -36,7 +40,7 @@ PREPROCESSING = (
     "input_size x input_size"
 )
 JSON_KEYS = ("mean", "std", "class_names", "model_options")  # metadata values held as JSON
-INT_KEYS = ("input_size", "input_channels", "num_classes", "epoch")
+INT_KEYS = ("input_size", "input_channels", "num_classes", "epoch", "resize")
 
 
 @dataclass
@@ -46,6 +50,18 @@ class ExportResult:
     path: Path
     metadata: dict[str, str]
     bytes: int
+
+
+def preprocessing_text(trained: TrainedRun) -> str:
+    """:data:`PREPROCESSING`, or for a run transferred from an ImageNet model its resize of the
+    shorter side to ``resize`` and central ``input_size`` crop."""
+    if not trained.resize:
+        return PREPROCESSING
+    return PREPROCESSING.replace(
+        "resized to input_size x input_size",
+        f"resized so its shorter side is {trained.resize} (bilinear), then its central "
+        "input_size x input_size square cropped",
+    )
 
 
 def onnx_metadata(trained: TrainedRun) -> dict[str, str]:
@@ -65,7 +81,8 @@ def onnx_metadata(trained: TrainedRun) -> dict[str, str]:
         "input_scaling": trained.config.input_scaling,
         "mean": json.dumps([float(v) for v in trained.preprocess.mean]),
         "std": json.dumps([float(v) for v in trained.preprocess.std]),
-        "preprocessing": PREPROCESSING,
+        "preprocessing": preprocessing_text(trained),
+        "resize": str(trained.resize or trained.input_size),
         "output_name": OUTPUT_NAME,
         "num_classes": str(spec["num_classes"]),
         "class_names": json.dumps(list(trained.classes)),
@@ -135,7 +152,7 @@ def export_onnx(
         entry.key, entry.value = key, value
     proto.doc_string = (
         f"cnnlab run {trained.run_dir.name}: {trained.spec['name']} trained on "
-        f"{trained.config.dataset}. Input {INPUT_NAME!r}: {PREPROCESSING}. Output "
+        f"{trained.config.dataset}. Input {INPUT_NAME!r}: {preprocessing_text(trained)}. Output "
         f"{OUTPUT_NAME!r}: N x {trained.spec['num_classes']} class scores (logits)."
     )
     onnx.checker.check_model(proto)
@@ -144,20 +161,71 @@ def export_onnx(
     return ExportResult(path, metadata, len(data))
 
 
-def _require(module: str) -> Any:
-    if importlib.util.find_spec(module) is None:
+def export_safetensors(
+    run: str | os.PathLike[str],
+    out: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
+    runs_root: Path = Path("runs"),
+) -> ExportResult:
+    """Write run ``run``'s weights (its ``state_dict``) as safetensors to ``out`` (default
+    ``RUN/model.safetensors``), with the same metadata as the ONNX export in the file's header.
+
+    The file holds tensors only, never code: build the model (``cnnlab.models.create_model``
+    with the ``model`` and ``model_options`` of the metadata) and ``load_state_dict`` it.
+    """
+    save = _require("safetensors.torch", "safetensors").save
+    run_dir = runs.resolve_run(run, runs_root)
+    path = Path(out) if out is not None else run_dir / SAFETENSORS_FILE
+    check_output_file(path, "--out", (".safetensors",))
+    if path.exists() and not overwrite:
         raise CnnlabError(
-            f"ONNX export needs the {module!r} package, which is not installed; "
-            "pip install 'cnnlab[onnx]'"
+            f"--out {str(path)!r}: the file exists; pass --overwrite to replace it, or give "
+            "another --out"
+        )
+    trained = load_run(run_dir, runs_root)
+    # safetensors refuses tensors that share memory (tied weights) and views: each is its own copy
+    tensors = {
+        k: v.detach().cpu().contiguous().clone() for k, v in trained.model.state_dict().items()
+    }
+    metadata = {**onnx_metadata(trained), "format": "safetensors: the model's state_dict"}
+    data = save(tensors, metadata=metadata)
+    runs.atomic_write(path, lambda handle: handle.write(data))
+    return ExportResult(path, metadata, len(data))
+
+
+def export_run(
+    run: str | os.PathLike[str],
+    format: str = "onnx",
+    out: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
+    runs_root: Path = Path("runs"),
+) -> ExportResult:
+    """Export ``run`` in ``format`` (one of :data:`FORMATS`)."""
+    if format not in FORMATS:
+        raise CnnlabError(f"--format {format!r}: expected one of {', '.join(FORMATS)}")
+    writer = export_onnx if format == "onnx" else export_safetensors
+    return writer(run, out, overwrite, runs_root)
+
+
+def _require(module: str, extra: str = "onnx") -> Any:
+    if importlib.util.find_spec(module.split(".")[0]) is None:
+        what = "ONNX export" if extra == "onnx" else f"{extra} export"
+        raise CnnlabError(
+            f"{what} needs the {module.split('.')[0]!r} package, which is not installed; "
+            f"pip install 'cnnlab[{extra}]'"
         )
     return importlib.import_module(module)
 
 
 __all__ = [
+    "DEFAULT_FILES",
     "FORMATS",
     "ONNX_FILE",
+    "SAFETENSORS_FILE",
     "ExportResult",
     "export_onnx",
+    "export_run",
+    "export_safetensors",
     "onnx_metadata",
     "read_onnx_metadata",
 ]

@@ -62,16 +62,71 @@ def _not_an_image(path: str | os.PathLike[str], err: Exception) -> CnnlabError:
     )
 
 
-def fit_to_input(image: Image.Image, channels: int, size: int) -> tuple[np.ndarray, list[str]]:
-    """``image`` as a uint8 ``channels x size x size`` array (gray for 1 channel, RGB for 3,
-    bilinear resize), and notes on every change made."""
+def resize_and_crop(image: Image.Image, size: int) -> tuple[Image.Image, str | None]:
+    """``image`` with its shorter side resized to ``size`` (bilinear; PIL antialiases when it
+    shrinks) and then cut to the central ``size x size`` square, so nothing is squashed; and a
+    note on what was done (None when the image already was ``size x size``)."""
+    width, height = image.size
+    if (width, height) == (size, size):
+        return image, None
+    scale = size / min(width, height)
+    new = (max(size, round(width * scale)), max(size, round(height * scale)))
+    if new != image.size:
+        image = image.resize(new, Image.Resampling.BILINEAR)
+    note = f"resized {width}x{height} to {new[0]}x{new[1]}"
+    if new != (size, size):
+        left, top = (new[0] - size) // 2, (new[1] - size) // 2
+        image = image.crop((left, top, left + size, top + size))
+        note += f", centre-cropped to {size}x{size}"
+    return image, note
+
+
+def fit_to_input(
+    image: Image.Image, channels: int, size: int, squash: bool = False
+) -> tuple[np.ndarray, list[str]]:
+    """``image`` as a uint8 ``channels x size x size`` array (gray for 1 channel, RGB for 3),
+    and notes on every change made. The aspect ratio is kept: the shorter side is resized to
+    ``size`` and the centre cut out (:func:`resize_and_crop`); ``squash`` resizes the whole
+    image to ``size x size`` instead (bilinear)."""
     notes = []
     mode = "L" if channels == 1 else "RGB"
     if image.mode != mode:
         notes.append(f"converted {image.mode} to {mode}")
         image = image.convert(mode)
-    if image.size != (size, size):
-        notes.append(f"resized {image.size[0]}x{image.size[1]} to {size}x{size}")
+    if squash and image.size != (size, size):
+        notes.append(f"resized {image.size[0]}x{image.size[1]} to {size}x{size} (squashed)")
         image = image.resize((size, size), Image.Resampling.BILINEAR)
+    elif not squash:
+        image, note = resize_and_crop(image, size)
+        notes += [note] if note else []
+    array = np.asarray(image, dtype=np.uint8)
+    return (array[None] if array.ndim == 2 else array.transpose(2, 0, 1)), notes
+
+
+def fit_resized_crop(
+    image: Image.Image, channels: int, size: int, resize: int | None = None, squash: bool = False
+) -> tuple[np.ndarray, list[str]]:
+    """``image`` as a model trained on ImageNet reads it (torchvision's weights' own
+    transforms): the shorter side resized to ``resize`` (256 for a 224 input; bilinear), then
+    the central ``size x size``, as a uint8 ``channels x size x size`` array, with notes.
+    Without ``resize``, or with ``squash``, it is :func:`fit_to_input`."""
+    if squash or not resize:
+        return fit_to_input(image, channels, size, squash)
+    notes, mode = [], "L" if channels == 1 else "RGB"
+    if image.mode != mode:
+        notes.append(f"converted {image.mode} to {mode}")
+        image = image.convert(mode)
+    width, height = image.size
+    resize = max(resize, size)
+    longer = int(resize * max(width, height) / min(width, height))  # torchvision's rounding
+    new = (resize, longer) if width <= height else (longer, resize)
+    if new != image.size:
+        image = image.resize(new, Image.Resampling.BILINEAR)
+    left, top = (int(round((side - size) / 2.0)) for side in new)
+    image = image.crop((left, top, left + size, top + size))
+    notes.append(
+        f"resized {width}x{height} to {new[0]}x{new[1]} (shorter side {resize}), "
+        f"centre-cropped to {size}x{size}, as ImageNet models read photos"
+    )
     array = np.asarray(image, dtype=np.uint8)
     return (array[None] if array.ndim == 2 else array.transpose(2, 0, 1)), notes

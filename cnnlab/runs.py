@@ -11,7 +11,9 @@ import csv
 import io
 import json
 import os
+import platform
 import shutil
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,8 +25,11 @@ from .errors import CnnlabError, RunFolderError
 from .outputs import check_writable_folder, name_fits
 
 CHECKPOINT = "checkpoint.pt"
+BEST = "best.pt"  # with --keep best: the checkpoint of the best validation accuracy
 CONFIG = "config.json"
 METRICS = "metrics.csv"
+# what config.json records beside the settings: not settings, so `train --config` skips them
+RECORD_KEYS = ("versions", "command", "resumed_with")
 
 
 def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
@@ -177,6 +182,22 @@ def remove_stale_temporaries(run_dir: Path) -> list[Path]:
     return removed
 
 
+def kept_checkpoint(run_dir: Path) -> Path:
+    """The checkpoint a finished run is used by: ``best.pt`` where it kept one (``--keep
+    best``), else ``checkpoint.pt`` (the last epoch, which ``--resume`` always continues)."""
+    return run_dir / BEST if (run_dir / BEST).is_file() else run_dir / CHECKPOINT
+
+
+def kept_note(run_dir: Path, epoch: int) -> list[str] | None:
+    """What to say when a run is used by its ``best.pt`` (epoch ``epoch``), else None."""
+    if kept_checkpoint(run_dir).name != BEST:
+        return None
+    return [
+        f"weights of {BEST}: epoch {epoch}, the best validation accuracy (--keep best; "
+        f"{CHECKPOINT} holds the last epoch)"
+    ]
+
+
 def resolve_run(run: str | os.PathLike[str], runs_root: Path = Path("runs")) -> Path:
     """A run folder from a path or a name under ``runs_root``; it must hold a checkpoint."""
     path = Path(run)
@@ -220,6 +241,55 @@ def load_checkpoint(
     if not isinstance(state, dict) or any(key not in state for key in required):
         raise RunFolderError(f"{path}: not a cnnlab checkpoint (it lacks {', '.join(required)})")
     return state
+
+
+def run_record(previous: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What config.json records beside the settings: the versions of cnnlab, torch,
+    torchvision, numpy and Python that trained the run, and the command line (``sys.argv``).
+    ``previous`` is the config.json of the run being resumed: its command stays, this one is
+    added to ``resumed_with``."""
+    from importlib import metadata
+
+    import numpy
+
+    from . import __version__
+
+    def installed(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    versions = {
+        "cnnlab": __version__,
+        "torch": torch.__version__,
+        "torchvision": installed("torchvision"),
+        "numpy": numpy.__version__,
+        "python": platform.python_version(),
+    }
+    command = list(sys.argv)
+    if previous and isinstance(previous.get("command"), list):
+        earlier = previous.get("resumed_with")
+        earlier = earlier if isinstance(earlier, list) else []
+        return {
+            "versions": versions,
+            "command": previous["command"],
+            "resumed_with": [*earlier, command],
+        }
+    return {"versions": versions, "command": command}
+
+
+def write_config(run_dir: Path, settings: dict[str, Any], resumed: bool = False) -> None:
+    """``run_dir/config.json``: the run's settings and :func:`run_record` (on resume, the
+    command that started the run is kept)."""
+    previous = None
+    if resumed and (run_dir / CONFIG).is_file():
+        try:
+            previous = read_config(run_dir)
+        except RunFolderError:  # damaged: the settings are rewritten whole below
+            previous = None
+    record = run_record(previous)
+    write_text(run_dir / CONFIG, json.dumps({**settings, **record}, indent=2) + "\n")
 
 
 def read_config(run_dir: Path) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from .data import BatchLoader, Preprocess
 from .distributed import current_distributed
 from .errors import CnnlabError
 from .models.binary import classification_loss, predicted_classes
+from .outputs import progress_bars_shown
 from .train_config import TrainConfig
 
 
@@ -38,7 +39,7 @@ def evaluate(
     augmentation, as airbench does)."""
     was_training = model.training
     model.eval()
-    device = loader.images.device
+    device = loader.device
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=device)
     for images, labels in loader:
@@ -143,7 +144,7 @@ class StepEvaluation:
             sums = sums + self._sums.cpu()
         ranks = current_distributed()
         if ranks.world_size > 1:
-            sums = sums.to(self.loader.images.device)
+            sums = sums.to(self.loader.device)
             dist.all_reduce(sums)
             sums = sums.cpu()
         self._sums = None
@@ -218,7 +219,7 @@ class EpochSteps:
         self, loader: BatchLoader, preprocess: Preprocess, augment_rng: torch.Generator
     ) -> tuple[torch.Tensor, float]:
         """Loss sum, correct count and image count over all ranks, and the seconds taken."""
-        config, ranks, device = self.config, current_distributed(), loader.images.device
+        config, ranks, device = self.config, current_distributed(), loader.device
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), dtype=torch.int64, device=device)
         seen, steps = 0, len(loader)
@@ -227,7 +228,7 @@ class EpochSteps:
             desc=f"epoch {self.epoch + 1}/{config.epochs}",
             unit="batch",
             leave=False,
-            disable=not (config.progress and ranks.is_main),
+            disable=not (ranks.is_main and progress_bars_shown(config.progress)),
             file=sys.stderr,
         )
         started = time.perf_counter()

@@ -10,11 +10,8 @@ their checks and the device/rank helpers live in :mod:`cnnlab.train_config` and
 
 from __future__ import annotations
 
-import json
 import math
-import sys
 import warnings
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -24,7 +21,7 @@ import torch.distributed as dist
 from torch import nn
 
 from . import runs
-from .data import BatchLoader, ImageDataset, Preprocess
+from .data import ImageDataset, make_loader
 from .data.batches import INPUT_SCALINGS, scaling_stats
 from .distributed import (
     Distributed,
@@ -37,6 +34,8 @@ from .distributed import (
     set_rng_state,
 )
 from .errors import CnnlabError
+from .outputs import report
+from .pipeline import alexnet_augmentation, crop_padding_for, training_batches
 from .steps import (
     EpochSteps,
     Lookahead,
@@ -64,6 +63,7 @@ from .train_config import (
     is_count,
     is_real_in,
 )
+from .validation import keep_best, validation_loader, validation_scores, validation_split
 
 __all__ = [  # the settings, checks and rank helpers are re-exported from their modules
     "AMP_MODES",
@@ -81,6 +81,7 @@ __all__ = [  # the settings, checks and rank helpers are re-exported from their 
     "TrainConfig",
     "TrainingDiverged",
     "TrainingHooks",
+    "alexnet_augmentation",
     "autocast",
     "check_batch_size",
     "check_model_input",
@@ -126,10 +127,6 @@ class FitResult:
         return self.history[-1]["test_acc"]
 
 
-def crop_padding_for(image_size: int) -> int:
-    return 1 if image_size <= 16 else 2 if image_size <= 32 else 4
-
-
 # ------------------------------------------------------------------------- optimizer, schedule
 
 
@@ -157,7 +154,9 @@ def make_optimizer(
             weight_decay=config.weight_decay,
         )
     optimizer_class = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
-    return optimizer_class(params, lr=config.lr, weight_decay=config.weight_decay)
+    return optimizer_class(
+        params, lr=config.lr, eps=config.adam_eps, weight_decay=config.weight_decay
+    )
 
 
 def lr_factor(step: int, steps_per_epoch: int, config: TrainConfig) -> float:
@@ -186,6 +185,7 @@ def fit(
     run_dir: Path | None = None,
     resume_from: dict[str, Any] | None = None,
     hooks: TrainingHooks | None = None,
+    verbose: bool = True,
 ) -> FitResult:
     """Train ``model`` on ``data = (train, test)`` as ``config`` says; test after every epoch.
 
@@ -200,6 +200,9 @@ def fit(
         resume_from: a checkpoint dict from :func:`cnnlab.runs.load_checkpoint`; training goes on
             from its epoch with its weights, optimizer, schedule and RNG state.
         hooks: what features add to the loop; by default :func:`standard_hooks` ``(config)``.
+        verbose: report each epoch's line through the ``cnnlab`` logger at INFO, shown on
+            stderr unless logging is set up otherwise; False logs it at DEBUG only (a quiet
+            notebook cell). The progress bar is ``config.progress``, drawn on a terminal only.
 
     Returns:
         The per-epoch history, the final confusion matrix and, with ``config.eval_every``, the
@@ -207,6 +210,7 @@ def fit(
     """
     hooks = standard_hooks(config, run_dir) if hooks is None else hooks
     train_set, test_set = data
+    train_set, val_set = validation_split(train_set, config.val_split, config.seed)
     ranks = current_distributed()
     device = check_runtime(config, ranks.local_rank)
     model.to(device)
@@ -221,23 +225,16 @@ def fit(
     # normalized with the training images' statistics); a resumed run keeps its saved scale
     if resume_from is not None:
         mean, std = resume_from["normalization"]["mean"], resume_from["normalization"]["std"]
+    elif (config.transfer or {}).get("normalization"):  # from an ImageNet model: ImageNet's
+        mean, std = (config.transfer["normalization"][key] for key in ("mean", "std"))
     else:
         mean, std = scaling_stats(train_set, config.input_scaling)
-    standard = config.augment and config.augment_style == "standard"
-    preprocess = Preprocess(
-        mean,
-        std,
-        crop_padding=crop_padding_for(train_set.image_size) if standard else 0,
-        flip=standard and train_set.flip_ok,
-        channels_last=config.channels_last,
-        augmentation=alexnet_augmentation(train_set) if config.augment and not standard else None,
-    )
     check_batch_size(config, len(train_set), ranks.world_size)
     common = dict(device=device, seed=config.seed, rank=ranks.rank, world_size=ranks.world_size)
-    train_loader = BatchLoader(
-        train_set, config.batch_size, shuffle=config.shuffle, drop_last=True, **common
-    )
-    test_loader = BatchLoader(test_set, config.eval_batch_size, shuffle=False, **common)
+    # in memory: BatchLoader; an image folder too big for memory: DataLoader workers
+    preprocess, train_loader = training_batches(train_set, config, (mean, std), **common)
+    test_loader = make_loader(test_set, config.eval_batch_size, shuffle=False, **common)
+    val_loader = validation_loader(val_set, config, **common)
     evaluation = None
     if config.eval_every is not None:
         evaluation = StepEvaluation(
@@ -256,10 +253,7 @@ def fit(
         # data-dependent initialization of a new model (cifar_air's whitening layer; a
         # transferred one keeps what it learned): the same random images on every rank
         # (image folders come sorted by class), scaled as training scales them
-        picked = torch.randperm(
-            len(train_set), generator=torch.Generator().manual_seed(config.seed)
-        )
-        sample = train_set.images[picked[:DATA_INIT_IMAGES]].to(device)
+        sample = train_set.sample(DATA_INIT_IMAGES, config.seed).to(device)
         model.initialize_from_data(preprocess(sample, augment=False))
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -280,12 +274,14 @@ def fit(
         set_rng_state(resume_from["rng"])
         if evaluation is not None:
             evaluation.load_state(resume_from.get("steps"))
+        if ranks.is_main:  # a run killed between its checkpoint and best.pt
+            keep_best(config, run_dir, history, resume_from)
     trained = _distributed_model(model, device) if ranks.world_size > 1 else model
     lookahead = None  # after DDP's wrapper has given every rank rank 0's weights
     if config.lookahead:
         lookahead = Lookahead(model, resume_from.get("lookahead") if resume_from else None)
     if run_dir is not None and ranks.is_main:
-        runs.write_text(run_dir / runs.CONFIG, json.dumps(asdict(config), indent=2) + "\n")
+        runs.write_config(run_dir, asdict(config), resumed=resume_from is not None)
 
     confusion = torch.zeros(train_set.num_classes, train_set.num_classes, dtype=torch.int64)
     for epoch in range(start_epoch, config.epochs):
@@ -322,6 +318,9 @@ def fit(
             "lr": optimizer.param_groups[0]["lr"],
             "train_loss": float(totals[0] / totals[2]),
             "train_acc": float(totals[1] / totals[2]),
+            **validation_scores(
+                model, val_loader, preprocess, train_set.num_classes, config, test_flip
+            ),
             "test_loss": test_loss,
             "test_acc": test_acc,
             "train_seconds": train_seconds,
@@ -329,26 +328,25 @@ def fit(
         }
         history.append(row)
         if ranks.is_main:
-            print(_epoch_line(row, config.epochs), file=sys.stderr, flush=True)
+            report(_epoch_line(row, config.epochs), verbose)
         if run_dir is not None and ranks.is_main:
-            runs.save_checkpoint(
-                run_dir / runs.CHECKPOINT,
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "epoch": epoch + 1,
-                    "history": history,
-                    "rng": rng_state(),
-                    "config": asdict(config),
-                    "model_spec": model_spec(model),
-                    "normalization": {"mean": list(mean), "std": list(std)},
-                    "classes": list(train_set.classes),
-                    **({"steps": evaluation.state()} if evaluation is not None else {}),
-                    **({"lookahead": lookahead.slow} if lookahead is not None else {}),
-                },
-            )
+            state = {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(),
+                "epoch": epoch + 1,
+                "history": history,
+                "rng": rng_state(),
+                "config": asdict(config),
+                "model_spec": model_spec(model),
+                "normalization": {"mean": list(mean), "std": list(std)},
+                "classes": list(train_set.classes),
+                **({"steps": evaluation.state()} if evaluation is not None else {}),
+                **({"lookahead": lookahead.slow} if lookahead is not None else {}),
+            }
+            runs.save_checkpoint(run_dir / runs.CHECKPOINT, state)
+            keep_best(config, run_dir, history, state)  # --keep best: best.pt
             runs.write_metrics(run_dir / runs.METRICS, history)
             if evaluation is not None:
                 runs.write_metrics(run_dir / STEPS_CSV, evaluation.rows)
@@ -382,21 +380,13 @@ def model_spec(model: nn.Module) -> dict[str, Any]:
 
 
 def _epoch_line(row: dict[str, float], epochs: int) -> str:
+    val = f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.2%}  " if "val_acc" in row else ""
     return (
         f"epoch {row['epoch']:>3}/{epochs}  train loss {row['train_loss']:.4f} "
-        f"acc {row['train_acc']:.2%}  test loss {row['test_loss']:.4f} acc {row['test_acc']:.2%}  "
-        f"{row['train_seconds']:.1f} s  {row['images_per_second']:,.0f} img/s"
+        f"acc {row['train_acc']:.2%}  {val}test loss {row['test_loss']:.4f} "
+        f"acc {row['test_acc']:.2%}  {row['train_seconds']:.1f} s  "
+        f"{row['images_per_second']:,.0f} img/s"
     )
-
-
-def alexnet_augmentation(train_set: ImageDataset) -> Callable:
-    """``--augment-style alexnet``: AlexNet's scale, crop, flip and (on RGB data) fancy PCA with
-    the principal components of this training set's pixels (:mod:`cnnlab.data.augment`)."""
-    from .data.augment import AlexNetTraining, pca_basis
-
-    images = train_set.images
-    basis = pca_basis(images) if images.shape[1] == 3 else None
-    return AlexNetTraining(train_set.image_size, train_set.flip_ok, basis)
 
 
 # ------------------------------------------------------------------------------ standard hooks

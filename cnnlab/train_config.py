@@ -7,23 +7,29 @@ loop knowing the feature."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from . import runs
 from .data import ImageDataset
 from .data.batches import INPUT_SCALINGS
 from .distributed import parse_device, resolve_device
 from .errors import CnnlabError
+from .models.init import INIT_SCHEMES
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("none", "cosine", "linear", "step")
 AMP_MODES = ("none", "bf16", "fp16")
 AUGMENT_STYLES = ("standard", "alexnet")
+KEEP_CHOICES = ("last", "best")  # --keep: the last checkpoint, or also the best by validation
 SEED_MAX = 2**32 - 1  # NumPy's seeds are 32-bit
 LR_MAX = 100.0  # far above any working rate; 1e308 or inf only train to NaN
 MAX_IMAGE_SIDE = 4096
@@ -60,8 +66,11 @@ class TrainConfig:
     data_variant: str | None = None  # cifar10 only: official | jpeg | subset
     train_subset: int | None = None  # train on a random subset of this many images
     test_subset: int | None = None
+    # hold out this fraction of the training images (stratified, seeded by seed) for validation
+    val_split: float = 0.0
     image_channels: int | None = None  # convert images to 1 (gray) or 3 (RGB) channels
-    image_size: int | None = None  # resize images to this side (bilinear)
+    image_size: int | None = None  # resize images to this side (mixed sizes: shorter side + crop)
+    stream: bool = False  # imagefolder: read images from disk per batch (also when too big)
     classes: list[str] | None = None  # keep only these classes, relabelled 0.. in this order
     transfer: dict[str, Any] | None = None  # {"strategy", "backbone_lr_factor", "source"}
     epochs: int = 30
@@ -72,6 +81,10 @@ class TrainConfig:
     momentum: float = 0.9  # SGD only
     nesterov: bool = False
     weight_decay: float = 0.0
+    adam_eps: float = 1e-8  # Adam/AdamW epsilon: PyTorch's default 1e-8; Keras' is 1e-7
+    # weights of the new model's conv and linear layers: torch (PyTorch's layer defaults),
+    # keras (glorot_uniform, zero biases) or normal-0.01 (AlexNet's paper): cnnlab.models.init
+    init: str = "torch"
     schedule: str = "cosine"  # per step: none | cosine | linear (to 0) | step
     warmup_epochs: float = 0.0  # linear warm-up from 0, in (fractional) epochs
     step_epochs: int = 10  # schedule "step": multiply by step_gamma every this many epochs
@@ -92,6 +105,7 @@ class TrainConfig:
     channels_last: bool = False  # NHWC memory order; faster convolutions on GPUs and CPUs
     progress: bool = True
     tensorboard: bool = False  # TensorBoard event files in RUN/tensorboard (rank 0)
+    keep: str = "last"  # best: also best.pt, the epoch of the best validation accuracy
 
     def __post_init__(self) -> None:
         """Refuse every setting that cannot train, before anything is loaded or written."""
@@ -114,6 +128,26 @@ class TrainConfig:
                 f"{', '.join(AUGMENT_STYLES)} (alexnet: scale, random crop, flip, fancy PCA)",
             ),
             (isinstance(self.tensorboard, bool), "tensorboard", self.tensorboard, "true or false"),
+            (
+                is_real_in(self.adam_eps, 0, 1) and self.adam_eps > 0,
+                "adam_eps",
+                self.adam_eps,
+                "a small positive number (PyTorch 1e-8, Keras 1e-7)",
+            ),
+            (self.init in INIT_SCHEMES, "init", self.init, ", ".join(INIT_SCHEMES)),
+            (
+                is_real_in(self.val_split, 0, 1) and self.val_split < 1,
+                "val_split",
+                self.val_split,
+                "a fraction 0 <= f < 1 of the training images, e.g. 0.1 (0: no validation)",
+            ),
+            (
+                self.keep in KEEP_CHOICES
+                and (self.keep != "best" or (is_real_in(self.val_split, 0, 1) and self.val_split)),
+                "keep",
+                self.keep,
+                "last, or best with a validation split to pick the best by (add --val-split 0.1)",
+            ),
             (isinstance(self.test_flip, bool), "test_flip", self.test_flip, "true or false"),
             (isinstance(self.lookahead, bool), "lookahead", self.lookahead, "true or false"),
             (
@@ -194,6 +228,14 @@ class TrainConfig:
                 "1 (gray) or 3 (RGB)",
             ),
             (
+                isinstance(self.stream, bool)
+                and (not self.stream or self.dataset == "imagefolder"),
+                "stream",
+                self.stream,
+                f"false for --dataset {self.dataset}: only an image folder (--dataset imagefolder) "
+                "streams from disk; the built-in data sets are held in memory, drop --stream",
+            ),
+            (
                 self.image_size is None or is_count(self.image_size, 1, MAX_IMAGE_SIDE),
                 "image_size",
                 self.image_size,
@@ -228,6 +270,52 @@ class TrainConfig:
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The settings of a ``train --config FILE``: a JSON or YAML (``.yaml``/``.yml``) mapping
+    of :class:`TrainConfig` fields, such as a run's ``config.json``, whose records (versions,
+    command line: :data:`cnnlab.runs.RECORD_KEYS`) are skipped. Values are checked when the
+    TrainConfig is built; an unknown key is refused by name."""
+    path = Path(path)
+    yaml_file = path.suffix.lower() in (".yaml", ".yml")
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        reason = "no such file" if isinstance(err, FileNotFoundError) else str(err)
+        raise CnnlabError(
+            f"--config {path}: cannot read it ({reason}); give a JSON or YAML file of settings, "
+            "e.g. runs/NAME/config.json"
+        ) from None
+    try:
+        if yaml_file:
+            import yaml
+
+            values = yaml.safe_load(text)
+        else:
+            values = json.loads(text)
+    except Exception as err:  # json.JSONDecodeError, yaml.YAMLError
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        kind = "YAML" if yaml_file else "JSON (name a YAML file .yaml or .yml)"
+        raise CnnlabError(f"--config {path}: not valid {kind}: {first}; fix the file") from None
+    if not isinstance(values, dict):
+        raise CnnlabError(
+            f"--config {path}: holds a {type(values).__name__}, expected a mapping of settings "
+            'such as {"epochs": 3, "lr": 0.01}'
+        )
+    known = [f.name for f in fields(TrainConfig)]
+    for key in values:
+        if key not in known and key not in runs.RECORD_KEYS:
+            raise CnnlabError(
+                f"--config {path}: unknown setting {key!r}; expected TrainConfig fields: "
+                f"{', '.join(known)}"
+            )
+    if values.get("transfer"):
+        raise CnnlabError(
+            f"--config {path}: it is a transfer run's (transfer: {values['transfer']}); "
+            "rerun it with `cnnlab transfer`, or drop the transfer key"
+        )
+    return {k: v for k, v in values.items() if k in known}
 
 
 @dataclass(frozen=True)
@@ -296,7 +384,8 @@ def check_model_input(model: nn.Module, dataset: ImageDataset) -> None:
     model.eval()
     try:
         with torch.no_grad():
-            probe = dataset.images[:2].float().to(next(model.parameters()).device)
+            images = dataset.images[:2] if hasattr(dataset, "images") else dataset.sample(2)
+            probe = images.float().to(next(model.parameters()).device)
             out = model(probe)
     except RuntimeError as err:
         raise CnnlabError(

@@ -14,30 +14,13 @@ import torch
 from torch import nn
 
 from . import runs
-from .data import ImageDataset, Preprocess, load_dataset
+from .data import ImageDataset, Preprocess
 from .errors import CnnlabError, RunFolderError
-from .images import fit_to_input, opened
+from .images import fit_resized_crop, opened
 from .models import create_model
 from .models.binary import class_probabilities
+from .pipeline import load_data
 from .train_config import MAX_IMAGE_SIDE, TrainConfig
-
-
-def load_data(config: TrainConfig, download: bool = False) -> tuple[ImageDataset, ImageDataset]:
-    """The train and test splits the config names, cut to its subsets."""
-    options: dict[str, Any] = {"root": config.data_dir, "download": download}
-    if config.data_variant:
-        options["variant"] = config.data_variant
-    train = load_dataset(config.dataset, "train", **options)
-    test = load_dataset(config.dataset, "test", **{**options, "download": False})
-    if config.classes:  # --classes cat,dog: those classes only, relabelled 0, 1, ...
-        train, test = train.select_classes(config.classes), test.select_classes(config.classes)
-    splits = (
-        train.subset(config.train_subset, seed=config.seed),
-        test.subset(config.test_subset, seed=config.seed),
-    )
-    if config.image_channels or config.image_size:
-        splits = tuple(s.converted(config.image_channels, config.image_size) for s in splits)
-    return splits
 
 
 @dataclass
@@ -59,6 +42,12 @@ class TrainedRun:
     @property
     def input_size(self) -> int:
         return int(self.spec["input_size"])
+
+    @property
+    def resize(self) -> int | None:
+        """The shorter side an image is resized to before its central ``input_size`` crop: set
+        for a run transferred from an ImageNet model (256 for 224), else None."""
+        return (self.config.transfer or {}).get("resize")
 
     def test_split(self, data_dir: str | None = None) -> ImageDataset:
         """The run's test split, from ``data_dir`` when given (else where the run's was)."""
@@ -200,9 +189,9 @@ def model_from_state(state: dict[str, Any], run_dir: Path) -> nn.Module:
 
 
 def load_run(run: str | os.PathLike[str], runs_root: Path = Path("runs")) -> TrainedRun:
-    """Rebuild a run's model from its checkpoint, in eval mode on the CPU."""
+    """Rebuild a run's model, eval mode on the CPU, from best.pt (--keep best) or checkpoint.pt."""
     run_dir = runs.resolve_run(run, runs_root)
-    state = check_run_state(runs.load_checkpoint(run_dir / runs.CHECKPOINT), run_dir)
+    state = check_run_state(runs.load_checkpoint(runs.kept_checkpoint(run_dir)), run_dir)
     if (run_dir / runs.CONFIG).is_file():
         config_model = runs.read_config(run_dir).get("model")
         if config_model and config_model != state["model_spec"].get("name"):
@@ -224,11 +213,17 @@ def load_run(run: str | os.PathLike[str], runs_root: Path = Path("runs")) -> Tra
 
 
 def read_image(
-    path: str | os.PathLike[str], channels: int, size: int
+    path: str | os.PathLike[str],
+    channels: int,
+    size: int,
+    resize: int | None = None,
+    squash: bool = False,
 ) -> tuple[torch.Tensor, list[str]]:
-    """An image file as a ``1 x C x size x size`` uint8 tensor, and notes on what was changed."""
+    """An image file as a ``1 x C x size x size`` uint8 tensor and notes on what was changed:
+    the shorter side resized to ``resize`` (ImageNet models: 256 for 224), else to ``size``, and
+    the central ``size x size`` kept; ``squash`` resizes the whole image to it instead."""
     with opened(path) as image:
-        array, notes = fit_to_input(image, channels, size)
+        array, notes = fit_resized_crop(image, channels, size, resize, squash)
     return torch.from_numpy(array.copy()).unsqueeze(0), notes
 
 
@@ -264,12 +259,12 @@ class RunEvaluation:
 
 def evaluate_run(trained: TrainedRun, data_dir: str | None = None) -> RunEvaluation:
     """Test a run's model on its test split (from ``data_dir`` when given)."""
-    from .data import BatchLoader
+    from .data import make_loader
     from .train import check_model_input, evaluate
 
     test = trained.test_split(data_dir)
     check_model_input(trained.model, test)
-    loader = BatchLoader(test, trained.config.eval_batch_size, shuffle=False)
+    loader = make_loader(test, trained.config.eval_batch_size, shuffle=False)
     loss, accuracy, confusion = evaluate(  # a run trained with --test-flip is tested so
         trained.model, loader, trained.preprocess, len(test.classes), flip=trained.config.test_flip
     )
@@ -329,6 +324,7 @@ class ModelSource:
     label: str
     run: TrainedRun | None = None
     notes: list[str] | None = None
+    resize: int | None = None  # shorter side before the central crop (ImageNet models: 256)
 
     @property
     def run_dir(self) -> Path | None:
@@ -352,14 +348,14 @@ def load_source(
 ) -> ModelSource:
     """The model ``text`` names: a run folder (or its name under ``runs_root``), a registered
     model name (untrained, its random weights drawn with ``seed``), ``torchvision:NAME``
-    (untrained, or torchvision's ImageNet weights from the torch cache with ``weights``; never
+    (untrained, or torchvision's ImageNet weights with ``weights``: from the torch cache, else
     downloaded) or ``package.module:callable``. ``input_shape`` (``"3x64x64"``) overrides the
     input a non-run model is fed. Preprocessing: a run's own statistics; torchvision models
-    their weights' ImageNet mean/std and crop size; registered and user models mean 0.5 and
-    std 0.5 per channel (a random network has no statistics of its own)."""
+    their weights' ImageNet mean/std, resize (256) and central crop (224); registered and user
+    models mean 0.5 and std 0.5 per channel (a random network has no statistics of its own)."""
     from .inspect.shapes import parse_shape
     from .models import names_a_model, resolve_model
-    from .models.tv_models import weights_file
+    from .models.tv_models import imagenet_input, pretrained_model, weights_file
 
     shape = parse_shape(input_shape, "--input") if input_shape else None
     if shape is not None and (len(shape) != 3 or shape[1] != shape[2]):
@@ -377,40 +373,32 @@ def load_source(
             )
         label = f"run {trained.run_dir.name} ({trained.spec['name']})"
         model, preprocess = trained.model, trained.preprocess
-        return ModelSource(model, preprocess, trained.classes, *made_for[:2], label, trained)
+        notes = runs.kept_note(trained.run_dir, trained.epoch)  # best.pt: say so
+        return ModelSource(
+            model, preprocess, trained.classes, *made_for[:2], label, trained, notes, trained.resize
+        )
     tv_name = text[len("torchvision:") :] if text.startswith("torchvision:") else None
     if weights and tv_name is None:
         raise CnnlabError(
             f"--weights: {text} has no published weights in cnnlab; ImageNet weights come with "
             "torchvision:NAME, e.g. torchvision:resnet18 --weights (or leave --weights out)"
         )
-    notes, size, channels, mean, std = [], 224, 3, [0.5] * 3, [0.5] * 3
+    notes, size, channels, mean, std, resize = [], 224, 3, [0.5] * 3, [0.5] * 3, None
     if tv_name is not None:
         import torchvision
 
         if tv_name not in torchvision.models.list_models():
             resolve_model(text)  # says so, with where to look
-        enum, path = weights_file(tv_name)
-        transform = enum.transforms()
-        if type(transform).__name__ != "ImageClassification":  # video, detection, ...
-            raise CnnlabError(
-                f"{text} is not an image classifier; pick one of "
-                "torchvision.models.list_models(torchvision.models), e.g. torchvision:resnet18"
-            )
+        imagenet = imagenet_input(tv_name)  # refuses a video or detection model
         if shape and shape[0] != 3:
             raise CnnlabError(
                 f"--input {input_shape}: {text} takes 3-channel images, e.g. 3x224x224"
             )
-        mean, std, size = list(transform.mean), list(transform.std), int(transform.crop_size[0])
+        mean, std, size = imagenet.mean, imagenet.std, shape[1] if shape else imagenet.crop
+        resize = round(size * imagenet.resize / imagenet.crop)  # 256 for 224, as trained
     if weights:
-        if not path.is_file():
-            raise CnnlabError(
-                f"{text} --weights: the ImageNet weights are not in the torch cache ({path} is "
-                f"missing); fetch {enum.url} on a machine with internet access and put the file "
-                "there, or leave --weights out for an untrained model"
-            )
-        model = torchvision.models.get_model(tv_name, weights=enum)  # read from the cache
-        label = f"{text} (ImageNet weights {enum.name})"
+        model = pretrained_model(tv_name, "leave --weights out for an untrained model")
+        label = f"{text} (ImageNet weights {imagenet.weights.name})"
     else:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -428,7 +416,9 @@ def load_source(
     if len(classes) == 1000:
         classes = list(weights_file(tv_name or "resnet18")[0].meta["categories"])
     notes.append(f"images are scaled to [0, 1], then normalized with mean {mean} and std {std}")
-    return ModelSource(model, Preprocess(mean, std), classes, channels, size, label, None, notes)
+    return ModelSource(
+        model, Preprocess(mean, std), classes, channels, size, label, None, notes, resize
+    )
 
 
 @torch.no_grad()

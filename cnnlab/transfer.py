@@ -21,14 +21,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from torch import nn
 
+from .data import ImageDataset
 from .errors import CnnlabError
 from .models import is_fixed
-from .train_config import TrainingHooks
+from .train_config import TrainConfig, TrainingHooks
 
 
 @dataclass(frozen=True)
@@ -245,3 +246,40 @@ def advise(
         "better start than random ones); with much more data, training from scratch is an "
         "option too."
     )
+
+
+# ------------------------------------------------------- the target data as the source reads it
+
+
+def imagenet_view(source: str, image_size: int) -> dict[str, Any]:
+    """For a ``torchvision:NAME`` source, what its ImageNet weights expect of an image (from
+    torchvision's own transforms): ``resize`` (the shorter side before the central
+    ``image_size`` crop, 256 for 224) and ``normalization`` (ImageNet's mean and std), to keep
+    in ``config.transfer`` so that training, evaluation and prediction all read images so;
+    for any other source nothing (a cnnlab run's images are scaled by the target's own
+    statistics, as it was trained)."""
+    if not source.startswith("torchvision:"):
+        return {}
+    from .models.tv_models import imagenet_input
+
+    imagenet = imagenet_input(source[len("torchvision:") :])
+    return {
+        "resize": round(image_size * imagenet.resize / imagenet.crop),
+        "normalization": {"mean": imagenet.mean, "std": imagenet.std},
+    }
+
+
+def source_view(data: ImageDataset, config: TrainConfig) -> ImageDataset:
+    """``data`` converted to ``config``'s channels and image size; for a run transferred from
+    an ImageNet model (``config.transfer["resize"]``) the shorter side resized to ``resize``
+    first and the central ``image_size`` x ``image_size`` kept, as its weights were trained."""
+    resize = (config.transfer or {}).get("resize")
+    in_memory = isinstance(data, ImageDataset)  # a streamed folder: resized as it streams
+    if not (resize and in_memory and config.image_size and resize > config.image_size):
+        return data.converted(config.image_channels, config.image_size)
+    from .data.augment import center_crop
+
+    data = data.converted(config.image_channels, resize)
+    size = config.image_size
+    note = f"centre-cropped to {size}x{size} (the ImageNet view)"
+    return replace(data, images=center_crop(data.images, size), notes=[*data.notes, note])

@@ -18,6 +18,7 @@ from cnnlab.recipes import recipe_config
 from cnnlab.runs import load_checkpoint
 from cnnlab.steps import Lookahead
 from cnnlab.train import make_optimizer
+from cnnlab.validation import validation_split
 
 
 @pytest.fixture(scope="module")
@@ -141,9 +142,11 @@ def test_cifar10_air_recipe_learns_real_cifar_and_resumes_exactly(
     history = whole["history"]
     assert history[-1]["test_acc"] > 0.2 and history[-1]["train_loss"] < history[0]["train_loss"]
 
-    # the whitening filters are those of the first training images, as the run scaled them
+    # the whitening filters are those of the training images (the recipe's validation split
+    # held out), as the run scaled them
     train, _ = cifar
-    subset = train.subset(1024, seed=0)
+    subset, held_out = validation_split(train.subset(1024, seed=0), config["val_split"], 0)
+    assert config["val_split"] == 0.1 and len(held_out) == 1024 - len(subset)
     mean, std = whole["normalization"]["mean"], whole["normalization"]["std"]
     reference = create_model("cifar_air", widths=[16, 32, 32])
     reference.initialize_from_data(Preprocess(mean, std)(subset.images[:5000]))

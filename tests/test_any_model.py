@@ -1,13 +1,12 @@
 """`cnnlab show` and `cnnlab predict` on any model, not only runs: a run folder, a registered
 name (untrained, seeded), torchvision:NAME (untrained, or ImageNet weights from the torch
-cache, never downloaded) and package.module:callable, on the cat photo."""
+cache; tests never download) and package.module:callable, on the cat photo."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import torchvision
@@ -51,16 +50,12 @@ def _png(path: Path) -> bool:
         return image.format == "PNG" and min(image.size) > 100
 
 
-def _imagenet_input(cat: Path, size: int = 224) -> torch.Tensor:
-    """The cat as torchvision's own ImageNet statistics normalize it (computed here, apart
-    from cnnlab's preprocessing)."""
+def _imagenet_input(cat: Path) -> torch.Tensor:
+    """The cat as torchvision's ImageNet weights' own transforms read it (resize 256, central
+    224, ImageNet mean and std), computed by torchvision apart from cnnlab's preprocessing."""
     transform = torchvision.models.ResNet18_Weights.DEFAULT.transforms()
     with Image.open(cat) as image:
-        array = np.asarray(image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR))
-    x = torch.from_numpy(array.copy()).permute(2, 0, 1).float() / 255
-    mean = torch.tensor(transform.mean).view(3, 1, 1)
-    std = torch.tensor(transform.std).view(3, 1, 1)
-    return ((x - mean) / std).unsqueeze(0)
+        return transform(image.convert("RGB")).unsqueeze(0)
 
 
 def _seeded(builder, seed: int = 0) -> torch.nn.Module:
@@ -93,7 +88,7 @@ def test_featuremaps_cam_and_predict_for_every_kind_of_source(
     assert main(["show", "cam", source, str(cat), "--out", str(cam)]) == 0
     assert _png(cam)
     said = capsys.readouterr().out
-    image, _ = read_image(cat, loaded.in_channels, loaded.input_size)
+    image, _ = read_image(cat, loaded.in_channels, loaded.input_size, loaded.resize)
     probabilities = predict(loaded, image)[0]
     top = int(probabilities.argmax())
     assert f"cam for class {loaded.classes[top]} (p = {float(probabilities[top]):.2%})" in said
@@ -117,8 +112,9 @@ def test_a_run_source_is_the_run_unchanged(digits_run, cat):
 def test_untrained_torchvision_model_is_seeded_and_imagenet_normalized(cat):
     loaded = load_source("torchvision:resnet18", seed=3)
     reference = _seeded(torchvision.models.resnet18, 3)
-    image, notes = read_image(cat, 3, 224)
-    assert "resized 451x300 to 224x224" in notes
+    assert (loaded.input_size, loaded.resize) == (224, 256)
+    image, notes = read_image(cat, 3, 224, loaded.resize)
+    assert "resized 451x300 to 384x256 (shorter side 256), centre-cropped to 224x224" in notes[0]
     x = loaded.preprocess(image)
     assert torch.allclose(x, _imagenet_input(cat), atol=1e-6)
     with torch.no_grad():

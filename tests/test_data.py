@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 import hashlib
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -191,3 +193,33 @@ def test_imagefolder_rejects_a_non_image_and_mixed_sizes(data_dir: Path, tmp_pat
     Image.new("RGB", (40, 40)).save(tmp_path / "b" / "cat" / "big.png")
     with pytest.raises(DataError, match="must share one size"):
         load_dataset("imagefolder", "train", root=tmp_path / "b")
+
+
+def test_shipped_digits_are_scikit_learns_with_its_split():
+    # cnnlab ships the 8x8 digits so the default job needs no scikit-learn; they must be
+    # exactly what scikit-learn's load_digits and its stratified 80/20 split give.
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = load_digits()
+    train_idx, test_idx = train_test_split(
+        np.arange(len(bunch.target)), test_size=0.2, random_state=0, stratify=bunch.target
+    )
+    expected = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)[:, None]
+    for split, index in (("train", np.sort(train_idx)), ("test", np.sort(test_idx))):
+        data = load_dataset("digits", split)
+        assert data.images.numpy().tobytes() == expected[index].tobytes()
+        assert data.labels.tolist() == bunch.target[index].tolist()
+    assert len(load_dataset("digits", "train")) == 1437
+
+
+def test_default_job_imports_no_scikit_learn_or_scipy(tmp_path):
+    # `pip install -e . && cnnlab train` must not need the dev extras
+    code = (
+        "import sys; from cnnlab.cli import main; "
+        f"rc = main(['train', '--epochs', '1', '--no-progress', '--runs-dir', r'{tmp_path}']); "
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('sklearn', 'scipy')); "
+        "print(bad); sys.exit(rc or bool(bad))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -8,6 +8,7 @@ import gzip
 import io
 import os
 import pickle
+import shutil
 import struct
 import tarfile
 from pathlib import Path
@@ -311,11 +312,21 @@ def test_damaged_cache_beside_the_source_is_decoded_again(
 def test_damaged_cache_in_the_user_cache_is_decoded_again(
     data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ):
+    # A read-only source of its own, whatever $CNNLAB_DATA's permissions are: the cache asks the
+    # folder's mode bits (root included), so the decoded copy must go to the user cache.
+    folder = tmp_path / "source" / "cifar10"
+    folder.mkdir(parents=True)
+    shutil.copy(data_dir / "cifar10" / "cifar10_lossless_subset.npz", folder)
+    folder.chmod(0o555)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    first = load_dataset("cifar10", "test", root=data_dir, variant="subset")  # read-only source
-    (cache,) = (tmp_path / "xdg" / "cnnlab" / "decoded").glob("cifar10-test-*.npz")
-    _rewrite(cache, labels=np.full(1000, 99, dtype=np.int64))
-    again = load_dataset("cifar10", "test", root=data_dir, variant="subset")
+    try:
+        first = load_dataset("cifar10", "test", root=tmp_path / "source", variant="subset")
+        assert not (folder / ".cnnlab-cache").exists()
+        (cache,) = (tmp_path / "xdg" / "cnnlab" / "decoded").glob("cifar10-test-*.npz")
+        _rewrite(cache, labels=np.full(1000, 99, dtype=np.int64))
+        again = load_dataset("cifar10", "test", root=tmp_path / "source", variant="subset")
+    finally:
+        folder.chmod(0o755)
     assert torch.equal(again.labels, first.labels)
     assert "labels range over 99..99" in capsys.readouterr().err
 

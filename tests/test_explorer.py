@@ -134,7 +134,7 @@ def test_uploads_are_checked(client, data_dir):
     got = client.post("/api/runs/cifar/upload", files={"file": ("cat.png", cat, "image/png")})
     assert got.status_code == 200
     assert np.array(got.json()["pixels"]).shape == (3, 32, 32)
-    assert got.json()["notes"] == ["resized 451x300 to 32x32"]
+    assert got.json()["notes"] == ["resized 451x300 to 48x32, centre-cropped to 32x32"]
     gray = client.post("/api/runs/lenet/upload", files={"file": ("c.png", cat, "image/png")})
     assert "converted RGB to L" in gray.json()["notes"]
     cases = [
@@ -435,7 +435,10 @@ def test_upload_the_cat_and_see_grad_cam(server, browser, data_dir, shots):
         "document.querySelector('#cam-overlay').complete && "
         "document.querySelector('#cam-overlay').naturalWidth === 32"
     )
-    assert "resized 451x300 to 32x32" in page.locator("#input-note").text_content()
+    assert (
+        "resized 451x300 to 48x32, centre-cropped to 32x32"
+        in page.locator("#input-note").text_content()
+    )
     assert page.locator("#cam-note").text_content().startswith("class ")
     page.fill("#pg-n", "9")
     page.fill("#pg-k", "4")

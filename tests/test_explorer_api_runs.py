@@ -90,14 +90,49 @@ def test_runs_and_model_sources_are_listed_and_both_answer(client, data_dir):
     )
 
 
-def test_torchvision_weights_not_in_the_cache_are_one_clear_line(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # an empty cache
-    with pytest.raises(CnnlabError, match="not in the torch cache"):
+def _offline(monkeypatch) -> None:
+    import urllib.error
+
+    def no_network(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+
+
+def test_torchvision_weights_offline_are_one_clear_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # an empty cache, no network
+    _offline(monkeypatch)
+    with pytest.raises(CnnlabError, match="cannot download its ImageNet weights"):
         create_app(["torchvision:resnet18"], weights=True)
     monkeypatch.chdir(tmp_path)
     assert main(["serve", "torchvision:resnet18", "--weights", "--port", "0"]) == 2
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1 and "not in the torch cache" in lines[0] and "--weights" in lines[0]
+    # torch's hub announces the download itself (on stderr in torch 2.4, on stdout in 2.14)
+    err = capsys.readouterr().err.strip().splitlines()
+    lines = [line for line in err if not line.startswith("Downloading: ")]
+    assert len(lines) == 1 and "cannot download" in lines[0] and "--weights" in lines[0]
+    assert not (tmp_path / "torch").exists()  # the failed download left no cache folder
+
+
+def test_an_uploaded_photo_reaches_an_imagenet_model_resized_and_centre_cropped(
+    data_dir, tmp_path, monkeypatch
+):
+    """As torchvision's ImageNet weights read photos: shorter side 256, the central 224."""
+    from torchvision.models import ResNet18_Weights
+    from torchvision.transforms import v2
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    _offline(monkeypatch)  # untrained: nothing to download
+    local = TestClient(create_app(["torchvision:resnet18"]))
+    cat = (data_dir / "photos" / "chelsea.png").read_bytes()
+    upload = local.post(
+        "/api/runs/torchvision:resnet18/upload", files={"file": ("cat.png", cat)}
+    ).json()
+    transform = ResNet18_Weights.DEFAULT.transforms()
+    view = v2.Compose([v2.Resize(transform.resize_size), v2.CenterCrop(transform.crop_size)])
+    with Image.open(io.BytesIO(cat)) as image:
+        expected = np.asarray(view(image.convert("RGB"))).transpose(2, 0, 1)
+    assert np.array_equal(np.asarray(upload["pixels"]), expected)
+    assert any("centre-cropped to 224x224" in note for note in upload["notes"])
 
 
 # ------------------------------------------------------------------------------------ report

@@ -324,6 +324,9 @@ def test_the_same_file_can_be_uploaded_twice(ui_server, ui_browser, data_dir):
     assert page.locator("#prediction").text_content() == "no input yet"
     page.set_input_files("#upload", photo)
     page.wait_for_function("document.querySelector('#prediction').dataset.predicted")
-    assert "resized 451x300 to 32x32" in page.locator("#input-note").text_content()
+    assert (
+        "resized 451x300 to 48x32, centre-cropped to 32x32"
+        in page.locator("#input-note").text_content()
+    )
     assert page.problems == [], page.problems
     page.close()

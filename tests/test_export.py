@@ -3,6 +3,7 @@ the preprocessing its metadata states, and gives the run's own logits and accura
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -186,3 +187,31 @@ def test_a_missing_exporter_package_is_named(trained_runs, monkeypatch, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "pip install 'cnnlab[onnx]'" in err
     assert not (trained_runs / "new.onnx").exists()
+
+
+def test_safetensors_export_holds_the_weights_and_the_preprocessing(trained_runs, tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from cnnlab.models import create_model
+
+    out = tmp_path / "lenet.safetensors"
+    command = ["export", "lenet", "--format", "safetensors", "--runs-dir", str(trained_runs)]
+    assert cli(*command, "--out", str(out)) == 0
+    with safe_open(str(out), "pt") as handle:
+        meta = handle.metadata()
+    trained = load_run("lenet", trained_runs)
+    assert meta["model"] == "lenet5" and meta["dataset"] == "mnist"
+    assert json.loads(meta["mean"]) == [float(v) for v in trained.preprocess.mean]
+    # a model rebuilt from the metadata alone, given the file's weights, is the run's model
+    options = json.loads(meta["model_options"])
+    rebuilt = create_model(meta["model"], **options).eval()
+    rebuilt.load_state_dict(load_file(str(out)))
+    side, channels = int(meta["input_size"]), int(meta["input_channels"])
+    batch = torch.randn(4, channels, side, side)
+    with torch.no_grad():
+        assert torch.equal(rebuilt(batch), trained.model.eval()(batch))
+    # never overwritten silently; the default name is beside the run
+    assert cli(*command, "--out", str(out)) == 2
+    assert cli(*command) == 0
+    assert (trained_runs / "lenet" / "model.safetensors").is_file()

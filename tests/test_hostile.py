@@ -145,6 +145,38 @@ def _half_lossless_subset(tmp: Path, run: Path) -> None:
     )
 
 
+def _read_only_run(monkeypatch: pytest.MonkeyPatch, tmp: Path) -> None:
+    """The run folder fails every write as a read-only mount does (root ignores permission
+    bits, so the failure is made where cnnlab tries a real write)."""
+    import errno
+    import tempfile
+
+    real, run = tempfile.TemporaryFile, (tmp / "runs" / "digits").resolve()
+
+    def temporary_file(*args, dir=None, **kwargs):
+        if dir is not None and Path(dir).resolve().is_relative_to(run):
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", temporary_file)
+
+
+def _inspect_is_a_file(tmp: Path, run: Path) -> None:
+    _with_run(tmp, run)
+    (tmp / "runs" / "digits" / "inspect").write_text("a file where the figures' folder goes")
+
+
+def _offline_torch_cache(monkeypatch: pytest.MonkeyPatch, tmp: Path) -> None:
+    """No network, and torch's cache under the case's folder (it must not appear there)."""
+    import urllib.error
+
+    def no_network(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp / "torch"))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+
+
 def _short_mnist_labels(tmp: Path, run: Path) -> None:
     import gzip
 
@@ -164,6 +196,7 @@ class Case:
     names: str  # the one-line error must contain this (the bad value, as the user wrote it)
     setup: Callable[[Path, Path], None] | None = None
     marks: tuple = field(default_factory=tuple)
+    patch: Callable[[pytest.MonkeyPatch, Path], None] | None = None  # the process's world
 
 
 TRAIN = ["train", "--no-progress", "--epochs", "1"]
@@ -242,6 +275,11 @@ CASES: dict[str, Case] = {
     ),
     "transfer backbone lr factor nan": Case(
         [*TRANSFER, "--backbone-lr-factor", "nan"], "--backbone-lr-factor nan"
+    ),
+    "transfer from torchvision:resnet18 offline (no torch cache folder left)": Case(
+        ["transfer", "--from", "torchvision:resnet18", "--dataset", "digits", "--no-progress"],
+        "cannot download its ImageNet weights (URLError",
+        patch=_offline_torch_cache,
     ),
     # ---- shapes: layer lists and files that cannot be read
     "shapes conv(6,5xq)": Case(["shapes", "conv(6,5xq)", "--input", "1x28x28"], "5xq"),
@@ -335,6 +373,31 @@ CASES: dict[str, Case] = {
         "afile",
         lambda tmp, run: (_with_run(tmp, run), _a_file(tmp, run)),
     ),
+    "show filters of a read-only run": Case(
+        ["show", "filters", "digits"],
+        "runs/digits/inspect: cannot write filters-features.0.png there (Read-only file system); "
+        "give --out",
+        _with_run,
+        patch=_read_only_run,
+    ),
+    "show curves of a read-only run": Case(
+        ["show", "curves", "digits"],
+        "(Read-only file system); give --out",
+        _with_run,
+        (),
+        _read_only_run,
+    ),
+    "show learned-filters of a read-only run": Case(
+        ["show", "learned-filters", "digits"],
+        "(Read-only file system); give --out",
+        _with_run,
+        patch=_read_only_run,
+    ),
+    "show featuremaps of a run whose inspect/ is a file": Case(
+        ["show", "featuremaps", "digits", "test:0"],
+        "runs/digits/inspect: cannot write featuremaps-test-0.png there",
+        _inspect_is_a_file,
+    ),
     "show cam --out not a png": Case(
         ["show", "cam", "digits", "test:0", "--out", "cam.jpg"], "cam.jpg", _with_run
     ),
@@ -364,6 +427,8 @@ def test_refused_in_one_line_and_nothing_changes(
     monkeypatch.chdir(tmp_path)
     if case.setup:
         case.setup(tmp_path, digits_run)
+    if case.patch:
+        case.patch(monkeypatch, tmp_path)
     before = _fingerprint(tmp_path)
     capsys.readouterr()
     try:

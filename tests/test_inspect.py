@@ -190,7 +190,10 @@ def test_show_commands_write_pictures(runs_root, data_dir, tmp_path, capsys):
     cat = data_dir / "photos" / "chelsea.png"
     assert main(["show", "cam", "cifar", str(cat), "--class", "cat", *base]) == 0
     printed = capsys.readouterr().out
-    assert "cam for class cat" in printed and "resized 451x300 to 32x32" in printed
+    assert (
+        "cam for class cat" in printed
+        and "resized 451x300 to 48x32, centre-cropped to 32x32" in printed
+    )
     assert _png(runs_root / "cifar" / "inspect" / "cam-chelsea-cat.png")
     assert main(["show", "saliency", "lenet", "test:2", *base]) == 0
     assert main(["show", "mistakes", "lenet", "-k", "6", *base]) == 0

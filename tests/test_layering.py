@@ -29,6 +29,8 @@ FLOORS = {
     "cnnlab.train_config": 3,
     "cnnlab.train": 3,
     "cnnlab.steps": 3,
+    "cnnlab.validation": 3,
+    "cnnlab.pipeline": 3,
     "cnnlab.transfer": 3,
     "cnnlab.recipes": 3,
     "cnnlab.tensorboard_log": 3,

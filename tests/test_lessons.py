@@ -103,3 +103,21 @@ def test_every_lesson_command_runs(lesson, data_dir, request, tmp_path, monkeypa
     for written in re.findall(r"^wrote (.+\.png)$", printed, re.MULTILINE):
         with Image.open(Path(written)) as image:
             assert image.format == "PNG"
+
+
+def test_the_flatten_lesson_states_what_summary_lenet5_counts():
+    from cnnlab.models import create_model
+
+    model = create_model("lenet5")
+    total = sum(p.numel() for p in model.parameters())
+    c5 = model.features[6]
+    c5_params = sum(p.numel() for p in c5.parameters())
+    flattened = model.classifier[1].in_features
+    dense = (
+        total - c5_params - sum(p.numel() for i in (0, 3) for p in model.features[i].parameters())
+    )
+    text = " ".join(next(x for x in LESSONS if x.name == "flatten-dense").look_for.split())
+    assert f"passes {flattened} values" in text
+    assert f"C5 holds {c5_params:,} of the {total:,} parameters" in text
+    assert f"fully connected layers {dense:,}" in text
+    assert "backprop-by-hand" in [x.name for x in LESSONS]

@@ -212,7 +212,7 @@ def _classes_of(model: torch.nn.Module) -> int:
 
 @pytest.mark.parametrize("name", list_models())
 def test_each_design_defaults_to_its_own_class_count(name: str):
-    """ImageNet designs are 1000-class networks (the counts the README and the papers give);
+    """ImageNet designs are 1000-class networks (the counts docs/models.md and the papers give);
     the MNIST/CIFAR models and the *_cifar variants are 10-class ones."""
     want = 1000 if name in IMAGENET_DESIGNS else 10
     assert get_model_entry(name).default_num_classes == want
@@ -239,9 +239,9 @@ def test_training_builds_the_data_sets_class_count(name: str):
     assert _classes_of(model) == 10 and model.cnnlab_spec["num_classes"] == 10
 
 
-def _readme_counts() -> dict[str, tuple[int, int]]:
-    """name -> (classes, parameters) from the README's two model tables."""
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+def _documented_counts() -> dict[str, tuple[int, int]]:
+    """name -> (classes, parameters) from the two model tables of docs/models.md."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "models.md").read_text()
     counts, classes = {}, None
     for line in text.splitlines():
         header = re.match(r"\| name \| design \| parameters \((\d+) classes\) \|", line)
@@ -268,7 +268,7 @@ def _readme_counts() -> dict[str, tuple[int, int]]:
     return counts
 
 
-def test_readme_tables_agree_with_cnnlab_models(capsys):
+def test_docs_model_tables_agree_with_cnnlab_models(capsys):
     from cnnlab.cli import main
 
     assert main(["models"]) == 0
@@ -278,6 +278,6 @@ def test_readme_tables_agree_with_cnnlab_models(capsys):
         if match:
             printed[match.group(1)] = (int(match.group(3)), int(match.group(4).replace(",", "")))
     assert set(printed) == set(list_models())
-    readme = _readme_counts()
-    assert set(readme) == set(list_models())
-    assert readme == printed
+    documented = _documented_counts()
+    assert set(documented) == set(list_models())
+    assert documented == printed

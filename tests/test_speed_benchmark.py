@@ -33,13 +33,13 @@ def test_speed_benchmark_writes_one_row_per_task_run(tmp_path, data_dir, monkeyp
             "--data-variant",
             "subset",
             "--train-subset",
-            "1024",  # cifar10-air's batch
+            "1152",  # cifar10-air's batch of 1024, after its 10% validation split
             "--test-subset",
             "200",
             "--budgets",
             "1,2",
             "--calibration-images",
-            "1024",
+            "1152",
             "--mnist-epochs",
             "1",
             "--gpu-epochs",
@@ -64,7 +64,9 @@ def test_speed_benchmark_writes_one_row_per_task_run(tmp_path, data_dir, monkeyp
         assert row["device"] == "cpu" and 0 <= row["test_accuracy"] <= 1
         assert row["train_seconds"] > 0 and row["command"].startswith("cnnlab train --recipe ")
     mnist, cifar = rows[0], rows[1]
-    assert mnist["data"] == "mnist (1,024 train / 200 test images)"
+    held = "10% of them held out for validation"
+    assert mnist["data"] == f"mnist (1,152 train, {held} / 200 test images)"
+    assert mnist["val_split"] == 0.1 and 0 <= mnist["val_accuracy"] <= 1
     assert "--epochs 1" in mnist["command"]
     assert set(mnist["bare_loop"]) == {"test_accuracy", "train_seconds"}
     assert cifar["data"].startswith("cifar10 subset") and cifar["budget_seconds"] == 1

@@ -26,6 +26,8 @@ def test_throughput_of_two_models_beside_their_cost(tmp_path: Path, capsys):
     script.main([*args, "--devices", "cpu", "--max-side", "28", "--out", str(out)])
     saved = json.loads(out.read_text())
     assert {"torch", "torch_threads", "cpu_count"} <= set(saved["machine"])
+    provenance = saved["provenance"]  # benchmarks/_common.write_json: when, which commit, where
+    assert {"date", "commit", "cpu_model", "cpu_count", "torch", "torch_threads"} <= set(provenance)
     assert saved["settings"]["batch_size"] == 32 and saved["settings"]["precision"] == "fp32"
     rows = {row["model"]: row for row in saved["models"]}
     assert set(rows) == {"fashion_mlp", "lenet1", "lenet5"}

@@ -405,7 +405,8 @@ def test_help_shows_each_default_once(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert "(default: None)" not in text and "total epochs (default: 30;" in text
+    assert "(default: None)" not in text
+    assert "total epochs (with --resume: raise the run's total) (default: 30)" in text
 
 
 def _torchrun(ranks: int, port: int, args: list[str], data_dir: Path):

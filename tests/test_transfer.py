@@ -3,6 +3,8 @@ real data (a LeNet-5 trained on the digits, moved to MNIST)."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -320,3 +322,16 @@ def test_backbone_lr_factor_is_noted_where_it_does_not_apply(digits_source, data
     ]
     assert main(args) == 0
     assert "--backbone-lr-factor applies to --strategy full only" in capsys.readouterr().out
+
+
+def test_transfer_takes_device_amp_and_augment_and_records_them(digits_source, data_dir):
+    base = ["transfer", "--from", "digits", "--dataset", "mnist", "--strategy", "full"]
+    where = ["--runs-dir", str(digits_source), "--data-dir", str(data_dir), "--no-progress"]
+    sizes = ["--train-subset", "256", "--test-subset", "100", "--epochs", "1"]
+    extra = ["--device", "cpu", "--amp", "bf16", "--augment", "--name", "flags"]
+    assert main([*base, *where, *sizes, *extra]) == 0
+    saved = json.loads((digits_source / "flags" / "config.json").read_text())
+    assert (saved["device"], saved["amp"], saved["augment"]) == ("cpu", "bf16", True)
+    # a bad value is the training command's one-line error, before anything is loaded
+    assert main([*base, *where, *sizes, "--device", "tpu", "--name", "bad"]) == 2
+    assert not (digits_source / "bad").exists()

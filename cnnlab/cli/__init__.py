@@ -1,9 +1,9 @@
 """The ``cnnlab`` command line. Every sub-command has ``--help``.
 
-One module per command group (:mod:`.train`, :mod:`.inspect`, :mod:`.show`, :mod:`.graph`,
-:mod:`.transfer`, :mod:`.reproduce`, :mod:`.serve`), each with ``add_*`` functions that declare
-its sub-commands; they share only :mod:`._options`. A new command goes into the module of its
-group (or a new one) and its ``add_*`` function into :data:`COMMANDS` below.
+One module per command group (:mod:`.train`, :mod:`.catalog`, :mod:`.inspect`, :mod:`.show`,
+:mod:`.graph`, :mod:`.transfer`, :mod:`.reproduce`, :mod:`.serve`), each with ``add_*`` functions
+that declare its sub-commands; they share only :mod:`._options`. A new command goes into the
+module of its group (or a new one) and its ``add_*`` function into :data:`COMMANDS` below.
 """
 
 from __future__ import annotations
@@ -12,8 +12,11 @@ import argparse
 import os
 import sys
 
+from .. import __version__
 from ..errors import CnnlabError
 from . import (
+    backprop,
+    catalog,
     export,
     graph,
     inspect,
@@ -41,8 +44,8 @@ COMMANDS = (
     train.add_train,
     train.add_eval,
     train.add_predict,
-    train.add_models,
-    train.add_data,
+    catalog.add_models,
+    catalog.add_data,
     inspect.add_shapes,
     inspect.add_summary,
     inspect.add_example,
@@ -54,6 +57,7 @@ COMMANDS = (
     serve.add_serve,
     lessons.add_lessons,
     export.add_export,
+    backprop.add_backprop,
 )
 
 
@@ -61,10 +65,34 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="cnnlab", description="Compute, train and see inside convolutional neural networks."
     )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=version_line(),
+        help="print cnnlab's version with torch's and Python's, then exit",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in COMMANDS:
         add(sub)
     return parser
+
+
+def version_line() -> str:
+    """``cnnlab 0.1.0 (torch 2.14.1, torchvision 0.29.1, Python 3.12.3)``, read from the installed
+    packages' metadata (no torch import: ``--version`` answers at once)."""
+    from importlib import metadata
+
+    def installed(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    python = ".".join(str(part) for part in sys.version_info[:3])
+    return (
+        f"cnnlab {__version__} (torch {installed('torch')}, "
+        f"torchvision {installed('torchvision')}, Python {python})"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,4 +135,4 @@ def one_line(err: BaseException) -> str:
     return "; ".join(lines) or type(err).__name__
 
 
-__all__ = ["build_parser", "main", "one_line"]
+__all__ = ["build_parser", "main", "one_line", "version_line"]

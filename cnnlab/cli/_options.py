@@ -16,7 +16,25 @@ if TYPE_CHECKING:
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse with one-line errors: ``cnnlab train: error: ... (see cnnlab train --help)``."""
+    """argparse with one-line errors: ``cnnlab train: error: ... (see cnnlab train --help)``.
+
+    ``typed_options``: a parser of the same options with every default ``SUPPRESS`` (built by
+    the same function); given one, parsing also sets ``args.given``, the destinations of the
+    options typed on the command line (abbreviations and ``--x=v`` too), so settings from a
+    recipe or a config file give way to exactly those."""
+
+    def __init__(self, *args: Any, typed_options: argparse.ArgumentParser | None = None, **kw: Any):
+        super().__init__(*args, **kw)
+        self.typed_options = typed_options
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: list[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, extras = super().parse_known_args(args, namespace)
+        if self.typed_options is not None:
+            typed, _ = self.typed_options.parse_known_args(args)
+            parsed.given = set(vars(typed))
+        return parsed, extras
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
@@ -29,6 +47,22 @@ class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
         if action.default in (None, False, []) or action.default is argparse.SUPPRESS:
             return action.help
         return super()._get_help_string(action)
+
+
+class EveryDefaultFormatter(argparse.HelpFormatter):
+    """Shows every option's default: ``(default: X)``, ``none`` for None or [], ``off`` and
+    ``on`` for switches, unless the help already says its default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default is argparse.SUPPRESS or "default" in text or not action.option_strings:
+            return text
+        value = action.default
+        if isinstance(value, bool):
+            shown = "on" if value else "off"
+        else:
+            shown = "none" if value in (None, []) else str(value)
+        return f"{text} (default: {shown})".strip()
 
 
 def option_value(text: str) -> tuple[str, Any]:
@@ -55,14 +89,26 @@ def option_dict(text: str) -> dict[str, Any]:
     return options
 
 
-def add_run_options(parser: argparse.ArgumentParser, help: str | None = None) -> None:
-    """``--runs-dir``: the folder that holds run folders."""
-    parser.add_argument("--runs-dir", default="runs", help=help)
+def add_run_options(parser: Any, help: str | None = None, default: Any = "runs") -> None:
+    """``--runs-dir``: the folder that holds run folders (``parser``: a parser or a group)."""
+    parser.add_argument("--runs-dir", default=default, help=help)
 
 
-def add_data_options(parser: argparse.ArgumentParser, help: str | None = None) -> None:
+def add_data_options(parser: Any, help: str | None = None, default: Any = None) -> None:
     """``--data-dir``: where the data sets are (else $CNNLAB_DATA, else the user cache)."""
-    parser.add_argument("--data-dir", default=None, help=help)
+    parser.add_argument("--data-dir", default=default, help=help)
+
+
+def add_model_option(parser: Any, help: str, default: Any = None, parse: bool = True) -> None:
+    """``-O/--model-option KEY=VALUE``, repeatable: a model builder's option, read as JSON
+    where it is JSON (``args.model_option``: a list of ``(key, value)``; with ``parse=False``
+    the texts, for the command to read with :func:`option_value` and refuse as its own error).
+    ``--option`` is kept as a hidden alias (``summary`` called it so)."""
+    kind = {"action": "append", "metavar": "KEY=VALUE", **({"type": option_value} if parse else {})}
+    default = [] if default is None else default
+    parser.add_argument("-O", "--model-option", default=default, help=help, **kind)
+    hidden = {"dest": "model_option", "default": default, "help": argparse.SUPPRESS}
+    parser.add_argument("--option", **hidden, **kind)
 
 
 def add_out_option(
@@ -90,7 +136,7 @@ def add_source_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--weights",
         action="store_true",
-        help="torchvision:NAME with its ImageNet weights, from the torch cache (no download)",
+        help="torchvision:NAME with its ImageNet weights (the torch cache; downloaded if missing)",
     )
     p.add_argument(
         "--input",
@@ -111,9 +157,12 @@ def load_any(args: argparse.Namespace, notes_to_stderr: bool = False) -> ModelSo
     return source
 
 
-def input_image(source: ModelSource, text: str, data_dir: str | None) -> tuple[Any, str, Any, str]:
+def input_image(
+    source: ModelSource, text: str, data_dir: str | None, squash: bool = False
+) -> tuple[Any, str, Any, str]:
     """The image a ``show`` view reads: ``test:N`` (test image N of the source's data set) or an
-    image file converted to the source's input format (notes printed). Returns the uint8
+    image file converted to the source's input format (notes printed; the aspect ratio kept by
+    a centre crop unless ``squash``). Returns the uint8
     ``1 x C x H x W`` batch, a label for titles, the true class (or ``None``) and a file-name
     stem."""
     if text.startswith("test:"):
@@ -124,12 +173,12 @@ def input_image(source: ModelSource, text: str, data_dir: str | None) -> tuple[A
             raise CnnlabError(f"{text!r}: expected test:N with a number N") from None
         if not 0 <= index < len(test):
             raise CnnlabError(f"{text}: the test set has images 0..{len(test) - 1}")
-        true = int(test.labels[index])
+        image, true = test[index]  # in memory or streamed from an image folder
         label = f"test image {index} (true: {test.classes[true]})"
-        return test.images[index : index + 1], label, true, f"test-{index}"
+        return image[None], label, true, f"test-{index}"
     from ..trained import read_image
 
-    image, notes = read_image(text, source.in_channels, source.input_size)
+    image, notes = read_image(text, source.in_channels, source.input_size, source.resize, squash)
     for note in notes:
         print(f"note: {text}: {note}")
     return image, Path(text).name, None, Path(text).stem
@@ -150,6 +199,12 @@ def add_view_arguments(
         q.add_argument("run", help="run folder, or its name under --runs-dir")
     if image:
         q.add_argument("image", help="PNG/JPEG file, or test:N for a run's test image N")
+        q.add_argument(
+            "--squash",
+            action="store_true",
+            help="resize the whole image to the model's square input (default: keep the aspect "
+            "ratio, shorter side to the input size, then the centre)",
+        )
     if any_model:
         add_source_options(q)
     add_run_options(q)

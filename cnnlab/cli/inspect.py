@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..errors import CnnlabError
 from ..outputs import check_output_file
-from ._options import add_out_option, add_run_options, option_value, wrote
+from ._options import add_model_option, add_out_option, add_run_options, option_value, wrote
 
 
 def add_shapes(sub: argparse._SubParsersAction) -> None:
@@ -114,14 +114,11 @@ def add_summary(sub: argparse._SubParsersAction) -> None:
         help="output classes (default: the design's: 1000 for the ImageNet architectures and "
         "torchvision models, 10 for the MNIST/CIFAR ones; a run's own)",
     )
-    p.add_argument(
-        "-O",
-        "--option",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="model option, e.g. -O modern=true, -O head=gap (`cnnlab models --options` "
-        "lists each model's)",
+    add_model_option(
+        p,
+        "model option, e.g. -O modern=true, -O head=gap (`cnnlab models --options` lists each "
+        "model's)",
+        parse=False,
     )
     add_run_options(p)
     p.add_argument("--json", action="store_true")
@@ -133,7 +130,7 @@ def _summary(args: argparse.Namespace) -> int:
     from ..inspect.summary import summary
 
     try:
-        options = dict(option_value(o) for o in args.option)
+        options = dict(option_value(o) for o in args.model_option)
     except argparse.ArgumentTypeError as error:
         raise CnnlabError(f"-O {error}") from None
     model, label, shape, made_for = resolve_model_or_run(

@@ -29,7 +29,7 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--weights",
         action="store_true",
-        help="torchvision:NAME with its ImageNet weights, from the torch cache (no download)",
+        help="torchvision:NAME with its ImageNet weights (the torch cache; downloaded if missing)",
     )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument(

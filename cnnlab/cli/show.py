@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 from ..errors import CnnlabError
-from ..outputs import check_output_file
+from ..outputs import check_output_file, view_output
 from ._options import (
     add_data_options,
     add_out_option,
@@ -107,9 +107,9 @@ def add_show(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
     return views  # more views are added by cli/__init__.py (show_lessons, show_pictures)
 
 
-def _input_image(trained, text: str, data_dir: str | None):
+def _input_image(trained, text: str, data_dir: str | None, squash: bool = False):
     """(uint8 1 x C x H x W, label for titles, true class or None)."""
-    image, label, true, _ = input_image(trained, text, data_dir)
+    image, label, true, _ = input_image(trained, text, data_dir, squash)
     return image, label, true
 
 
@@ -117,11 +117,8 @@ def _out(args, trained, stem: str) -> Path:
     """Where a view's PNG goes: ``--out`` (checked now, before the work), else the run's
     ``inspect/`` folder (made only when the figure is written), else for any other model
     ``SOURCE-VIEW-IMAGE.png`` in the current folder."""
-    if args.out:
-        return check_output_file(args.out, "--out", (".png",))
-    if getattr(trained, "run_dir", None) is None:
-        return Path(re.sub(r"[^A-Za-z0-9_-]+", "-", f"{args.run}-{stem}") + ".png")
-    return trained.run_dir / "inspect" / f"{stem}.png"
+    fallback = re.sub(r"[^A-Za-z0-9_-]+", "-", f"{args.run}-{stem}") + ".png"
+    return view_output(args.out, getattr(trained, "run_dir", None), fallback, stem)
 
 
 def _image_stem(text: str) -> str:
@@ -136,7 +133,8 @@ def _show_featuremaps(args: argparse.Namespace) -> int:
     trained = load_any(args)
     for layer in args.layer or []:
         resolve_layer(trained.model, layer)  # unknown names fail before any work
-    image, label, _ = _input_image(trained, args.image, args.data_dir)
+    image, label, _ = _input_image(trained, args.image, args.data_dir, args.squash)
+    path = _out(args, trained, f"featuremaps-{_image_stem(args.image)}")
     layers = args.layer
     if not layers and trained.run is None:  # every layer of VGG-16 at 224: 32 rows of maps
         convs = conv_layers(trained.model)
@@ -154,7 +152,6 @@ def _show_featuremaps(args: argparse.Namespace) -> int:
             f"{name:<24} {'x'.join(map(str, m.shape)):<12} min {float(m.min()):9.4f} "
             f"max {float(m.max()):9.4f} mean {float(m.mean()):9.4f}"
         )
-    path = _out(args, trained, f"featuremaps-{_image_stem(args.image)}")
     plot_feature_maps(
         maps, path, image=image[0], title=f"feature maps for {label}" if len(maps) > 1 else ""
     )
@@ -167,11 +164,11 @@ def _show_filters(args: argparse.Namespace) -> int:
 
     trained = load_any(args)
     name, weight = filters(trained.model, args.layer)
+    path = _out(args, trained, f"filters-{name}")  # checked before anything is said or drawn
     print(
         f"{name}: {weight.shape[0]} filters of {'x'.join(map(str, weight.shape[1:]))}, "
         f"weights from {float(weight.min()):.4f} to {float(weight.max()):.4f}"
     )
-    path = _out(args, trained, f"filters-{name}")
     plot_filters(weight, path, name)
     return wrote(path)
 
@@ -204,7 +201,7 @@ def _show_explanation(args: argparse.Namespace) -> int:
     layer = getattr(args, "layer", None)
     if layer:
         resolve_layer(trained.model, layer)
-    image, label, _ = _input_image(trained, args.image, args.data_dir)
+    image, label, _ = _input_image(trained, args.image, args.data_dir, args.squash)
     x = trained.preprocess(image)[0]
     if args.method == "cam":
         result = grad_cam(trained.model, x, target, layer)

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 from ..errors import CnnlabError
-from ..outputs import check_output_file
+from ..outputs import check_output_file, view_output
 from ._options import add_view_arguments, input_image, load_any, wrote
 
 MATCH_HELP = (
@@ -83,16 +83,13 @@ def add_lesson_views(views: argparse._SubParsersAction) -> None:
 
 
 def _out(args: argparse.Namespace, source, stem: str) -> Path:
-    if args.out:
-        return check_output_file(args.out, "--out", (".png",))
-    if source.run_dir is None:
-        return Path(re.sub(r"[^A-Za-z0-9_-]+", "-", f"{args.run}-{stem}") + ".png")
-    return source.run_dir / "inspect" / f"{stem}.png"
+    fallback = re.sub(r"[^A-Za-z0-9_-]+", "-", f"{args.run}-{stem}") + ".png"
+    return view_output(args.out, source.run_dir, fallback, stem)
 
 
-def _image(source, text: str, data_dir: str | None):
+def _image(source, text: str, data_dir: str | None, squash: bool = False):
     """(uint8 C x H x W, a label for titles, a file-name stem)."""
-    image, label, _, stem = input_image(source, text, data_dir)
+    image, label, _, stem = input_image(source, text, data_dir, squash)
     return image[0], label, stem
 
 
@@ -148,10 +145,11 @@ def _show_robustness(args: argparse.Namespace) -> int:
     if not 2 <= args.steps <= 6:
         raise CnnlabError(f"--steps {args.steps}: expected 2 .. 6 levels per perturbation")
     source = load_any(args)
-    image, label, stem = _image(source, args.image, args.data_dir)
+    image, label, stem = _image(source, args.image, args.data_dir, args.squash)
     path = _out(args, source, f"robustness-{stem}")
     worst_path = path.with_name(path.stem + "-worst.png")
-    check_output_file(worst_path, "--out", (".png",))
+    if args.out:  # the default folder was checked by _out (and may not exist yet)
+        check_output_file(worst_path, "--out", (".png",))
     levels = {kind: values[: args.steps] for kind, values in DEFAULT_LEVELS.items()}
     steps = robustness(source.model, source.preprocess, image, levels, args.noise_seed)
     original = steps[0].predicted
@@ -187,7 +185,7 @@ def _show_translation(args: argparse.Namespace) -> int:
     from ..inspect.views import feature_maps
 
     source = load_any(args)
-    image, label, stem = _image(source, args.image, args.data_dir)
+    image, label, stem = _image(source, args.image, args.data_dir, args.squash)
     path = _out(args, source, f"translation-{stem}-{args.shift}")
     layers, before, after = translation(source.model, source.preprocess, image, args.shift)
     print(f"{label} shifted {args.shift} pixels right; each layer's maps against the original:")

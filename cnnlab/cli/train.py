@@ -1,4 +1,4 @@
-"""``cnnlab train``, ``eval``, ``predict``, ``models`` and ``data``: training a run and using it."""
+"""``cnnlab train``, ``eval`` and ``predict``: training a run and using it."""
 
 from __future__ import annotations
 
@@ -6,193 +6,301 @@ import argparse
 import json
 from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 from ..errors import CnnlabError
 from ._options import (
     SOURCE_HELP,
-    DefaultsFormatter,
+    EveryDefaultFormatter,
+    Parser,
     add_data_options,
+    add_model_option,
     add_run_options,
     add_source_options,
     load_any,
-    option_value,
 )
 
 
 def add_train(sub: argparse._SubParsersAction) -> None:
-    from ..data.datasets import CIFAR_VARIANTS, DATASET_NAMES
-    from ..recipes import recipe_names
-    from ..train import (
-        AMP_MODES,
-        AUGMENT_STYLES,
-        INPUT_SCALINGS,
-        OPTIMIZERS,
-        SCHEDULES,
-        TrainConfig,
-    )
-
-    d = TrainConfig()
+    typed = Parser(prog="cnnlab train", add_help=False)
+    train_arguments(typed, typed_only=True)  # the same options, every default SUPPRESS
     p = sub.add_parser(
         "train",
         help="train a model on a data set into runs/<name>/",
-        description="Train a registered model. With no arguments: LeNet-5 on scikit-learn's "
-        "8x8 digits (no download). Works unchanged under `torchrun --nproc_per_node=N`.",
-        formatter_class=DefaultsFormatter,
+        description="Train a registered model. With no arguments: LeNet-5 on the 8x8 digits "
+        "(no download). Settings come from TrainConfig's defaults, then --recipe, then --config, "
+        "then the flags typed here, each over the one before. Works unchanged under "
+        "`torchrun --nproc_per_node=N`.",
+        formatter_class=EveryDefaultFormatter,
+        typed_options=typed,
     )
-    p.add_argument("--model", default=d.model, help="a name from `cnnlab models`")
+    train_arguments(p)
+    p.set_defaults(handler=_train)
+
+
+def train_arguments(p: argparse.ArgumentParser, typed_only: bool = False) -> None:
+    """The options of ``cnnlab train``, in groups; with ``typed_only`` every default is
+    ``SUPPRESS``, so that parsing with it tells the options typed from those defaulted."""
+    from ..data.datasets import CIFAR_VARIANTS, DATASET_NAMES
+    from ..models.init import INIT_SCHEMES
+    from ..recipes import recipe_names
+    from ..train import AMP_MODES, AUGMENT_STYLES, INPUT_SCALINGS, OPTIMIZERS, SCHEDULES
+    from ..train_config import KEEP_CHOICES, TrainConfig
+
+    d = TrainConfig()
+    init_help = "conv/linear weights: torch, keras (glorot-uniform, zero bias), normal-0.01"
+
+    def default(value: Any) -> Any:
+        return argparse.SUPPRESS if typed_only else value
+
     p.add_argument(
         "--recipe",
-        default=None,
+        default=default(None),
         metavar="NAME",
-        help="start from a named preset of these settings (flags given beside it win); "
-        f"`--recipe list` describes them: {', '.join(recipe_names())}",
+        help="start from a named preset of these settings; `--recipe list` describes them: "
+        f"{', '.join(recipe_names())}",
     )
     p.add_argument(
-        "-O",
-        "--model-option",
-        action="append",
-        type=option_value,
-        default=[],
-        metavar="KEY=VALUE",
-        help="a builder option, e.g. -O modern=true for lenet5 (`cnnlab models --options` "
-        "lists them), or -O binary=true with two --classes",
+        "--config",
+        default=default(None),
+        metavar="FILE",
+        help="settings from a JSON or YAML file of TrainConfig fields, e.g. a run's "
+        "config.json to rerun it (over --recipe's; flags typed here win)",
     )
-    p.add_argument("--dataset", default=d.dataset, choices=DATASET_NAMES)
-    add_data_options(p, "data folder (else $CNNLAB_DATA, else cache)")
-    p.add_argument("--data-variant", default=None, choices=CIFAR_VARIANTS, help="cifar10 source")
-    p.add_argument(
+    model = p.add_argument_group("model")
+    model.add_argument("--model", default=default(d.model), help="a name from `cnnlab models`")
+    add_model_option(
+        model,
+        "a builder option, e.g. -O modern=true for lenet5 (`cnnlab models --options` lists "
+        "them), or -O binary=true with two --classes",
+        default(None),
+    )
+    model.add_argument("--init", default=default(d.init), choices=INIT_SCHEMES, help=init_help)
+    data = p.add_argument_group("data")
+    data.add_argument(
+        "--dataset",
+        default=default(d.dataset),
+        choices=DATASET_NAMES,
+        help="what to train on (`cnnlab data` shows where each is found)",
+    )
+    add_data_options(data, "data folder (default: $CNNLAB_DATA, else the cache)", default(None))
+    data.add_argument(
+        "--data-variant",
+        default=default(None),
+        choices=CIFAR_VARIANTS,
+        help="cifar10 source (default: the first found of official, jpeg, subset)",
+    )
+    data.add_argument(
+        "--download",
+        action="store_true",
+        default=default(False),
+        help="download missing data (torchvision)",
+    )
+    data.add_argument(
         "--image-channels",
         type=int,
         choices=(1, 3),
-        default=None,
+        default=default(None),
         help="convert the images to 1 (gray) or 3 (RGB) channels; the multiply-adds this saves "
-        "or costs are printed before training",
+        "or costs are printed before training (default: the data set's)",
     )
-    p.add_argument(
+    data.add_argument(
         "--image-size",
         type=int,
-        default=None,
+        default=default(None),
         metavar="N",
-        help="resize the images to N x N (bilinear); the model is built for that size",
+        help="resize the images to N x N (bilinear; an image folder of mixed sizes: each "
+        "image's shorter side to N, then the centre N x N); the model is built for that size "
+        "(default: the data set's)",
     )
-    p.add_argument("--download", action="store_true", help="download missing data (torchvision)")
-    p.add_argument("--train-subset", type=int, default=None, help="train on N random images")
-    p.add_argument("--test-subset", type=int, default=None, help="test on N random images")
-    p.add_argument(
+    data.add_argument(
+        "--stream",
+        action="store_true",
+        default=default(False),
+        help="imagefolder: read the images from disk batch by batch (DataLoader workers) instead "
+        "of holding them in memory; chosen by itself when they would not fit",
+    )
+    data.add_argument(
+        "--train-subset",
+        type=int,
+        default=default(None),
+        metavar="N",
+        help="train on N random images (default: all)",
+    )
+    data.add_argument(
+        "--test-subset",
+        type=int,
+        default=default(None),
+        metavar="N",
+        help="test on N random images (default: all)",
+    )
+    data.add_argument(
+        "--val-split",
+        type=float,
+        default=default(d.val_split),
+        metavar="FRACTION",
+        help="hold out this fraction of the training images for validation (stratified, "
+        "seeded by --seed): val_loss and val_acc each epoch; 0: none",
+    )
+    data.add_argument(
         "--classes",
         type=lambda text: [c.strip() for c in text.split(",") if c.strip()],
-        default=None,
+        default=default(None),
         metavar="A,B,...",
         help="keep only these classes (names or numbers), relabelled 0, 1, ... in this order, "
-        "e.g. --classes cat,dog; with two, -O binary=true trains a one-logit sigmoid head",
+        "e.g. --classes cat,dog; with two, -O binary=true trains a one-logit sigmoid head "
+        "(default: all)",
     )
-    p.add_argument(
-        "--epochs",
-        type=int,
-        default=argparse.SUPPRESS,
-        help=f"total epochs (default: {d.epochs}; with --resume: raise the run's total)",
-    )
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="global, over all ranks")
-    p.add_argument("--optimizer", default=d.optimizer, choices=OPTIMIZERS)
-    p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
-    p.add_argument("--momentum", type=float, default=d.momentum, help="SGD momentum")
-    p.add_argument("--nesterov", action="store_true")
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    p.add_argument("--schedule", default=d.schedule, choices=SCHEDULES, help="per-step LR shape")
-    p.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs)
-    p.add_argument("--step-epochs", type=int, default=d.step_epochs)
-    p.add_argument("--step-gamma", type=float, default=d.step_gamma)
-    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
-    p.add_argument(
-        "--test-flip",
+    data.add_argument(
+        "--augment",
         action=argparse.BooleanOptionalAction,
-        default=d.test_flip,
-        help="test-time augmentation: score each test image by the mean logits of it and its "
-        "mirror image (photos; refused for digits)",
+        default=default(d.augment),
+        help="random crops and flips of the training images",
     )
-    p.add_argument(
-        "--lookahead",
-        action=argparse.BooleanOptionalAction,
-        default=d.lookahead,
-        help="airbench's lookahead: every 5 steps pull the weights towards a slow copy, more "
-        "so as the run ends (calmer final weights)",
-    )
-    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=d.augment)
-    p.add_argument(
+    data.add_argument(
         "--augment-style",
-        default=d.augment_style,
+        default=default(d.augment_style),
         choices=AUGMENT_STYLES,
         help="with --augment: standard (pad-and-crop + flip) or alexnet (scale up by 256/224, "
         "random crop back, flip, fancy PCA colour on RGB data, as AlexNet did)",
     )
-    p.add_argument(
+    data.add_argument(
         "--input-scaling",
-        default=d.input_scaling,
+        default=default(d.input_scaling),
         choices=INPUT_SCALINGS,
         help="pixels as none: 0..255, unit: x/255 (Keras, ToTensor()), standard: per-channel "
         "mean/std of the training images",
     )
-    p.add_argument(
+    data.add_argument(
         "--shuffle",
         action=argparse.BooleanOptionalAction,
-        default=d.shuffle,
+        default=default(d.shuffle),
         help="a new training order every epoch (--no-shuffle: the stored order, as a DataLoader "
         "without shuffle=True)",
     )
-    p.add_argument(
-        "--eval-every",
+    data.add_argument(
+        "--test-flip",
+        action=argparse.BooleanOptionalAction,
+        default=default(d.test_flip),
+        help="test-time augmentation: score each test image by the mean logits of it and its "
+        "mirror image (photos; refused for digits)",
+    )
+    optimisation = p.add_argument_group("optimisation")
+    optimisation.add_argument(
+        "--epochs",
         type=int,
-        default=d.eval_every,
-        metavar="N",
-        help="also test every N optimizer steps (steps.csv in the run folder)",
+        default=default(d.epochs),
+        help="total epochs (with --resume: raise the run's total)",
     )
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--amp", default=d.amp, choices=AMP_MODES, help="autocast precision")
-    p.add_argument("--channels-last", action="store_true", help="NHWC memory order")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.add_argument(
-        "--tensorboard",
+    optimisation.add_argument(
+        "--batch-size", type=int, default=default(d.batch_size), help="global, over all ranks"
+    )
+    optimisation.add_argument(
+        "--optimizer", default=default(d.optimizer), choices=OPTIMIZERS, help="the update rule"
+    )
+    optimisation.add_argument("--lr", type=float, default=default(d.lr), help="peak learning rate")
+    optimisation.add_argument(
+        "--momentum", type=float, default=default(d.momentum), help="SGD momentum"
+    )
+    optimisation.add_argument(
+        "--nesterov", action="store_true", default=default(False), help="Nesterov momentum (SGD)"
+    )
+    optimisation.add_argument(
+        "--weight-decay", type=float, default=default(d.weight_decay), help="L2 penalty"
+    )
+    eps_help = "Adam's epsilon (PyTorch: 1e-8; Keras: 1e-7)"
+    optimisation.add_argument("--adam-eps", type=float, default=default(d.adam_eps), help=eps_help)
+    optimisation.add_argument(
+        "--label-smoothing",
+        type=float,
+        default=default(d.label_smoothing),
+        help="share of the target spread over all classes",
+    )
+    optimisation.add_argument(
+        "--lookahead",
+        action=argparse.BooleanOptionalAction,
+        default=default(d.lookahead),
+        help="airbench's lookahead: every 5 steps pull the weights towards a slow copy, more "
+        "so as the run ends (calmer final weights)",
+    )
+    optimisation.add_argument(
+        "--seed", type=int, default=default(d.seed), help="weights, order, augmentation, split"
+    )
+    schedule = p.add_argument_group("schedule")
+    schedule.add_argument(
+        "--schedule", default=default(d.schedule), choices=SCHEDULES, help="per-step LR shape"
+    )
+    schedule.add_argument(
+        "--warmup-epochs",
+        type=float,
+        default=default(d.warmup_epochs),
+        help="linear warm-up from 0, in epochs",
+    )
+    schedule.add_argument(
+        "--step-epochs",
+        type=int,
+        default=default(d.step_epochs),
+        help="--schedule step: epochs between steps",
+    )
+    schedule.add_argument(
+        "--step-gamma",
+        type=float,
+        default=default(d.step_gamma),
+        help="--schedule step: LR factor at each step",
+    )
+    output = p.add_argument_group("output")
+    output.add_argument(
+        "--name", default=default(None), help="run folder name (default: <model>-<dataset>[-N])"
+    )
+    add_run_options(output, "folder that holds run folders", default("runs"))
+    output.add_argument(
+        "--overwrite",
         action="store_true",
-        help="write TensorBoard event files into RUN/tensorboard (view: tensorboard --logdir runs)",
+        default=default(False),
+        help="replace an existing --name folder",
     )
-    p.add_argument("--name", default=None, help="run folder name (default <model>-<dataset>[-N])")
-    add_run_options(p, "folder that holds run folders")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --name folder")
-    p.add_argument(
+    output.add_argument(
         "--resume",
         metavar="RUN",
-        default=None,
+        default=default(None),
         help="continue a killed run with its saved config (only --epochs and --tensorboard may "
         "change)",
     )
-    p.set_defaults(handler=_train)
-    _remember_given(p)
+    output.add_argument(
+        "--keep",
+        default=default(d.keep),
+        choices=KEEP_CHOICES,
+        help="best: also keep best.pt, the epoch of the best validation accuracy (needs "
+        "--val-split), which eval, predict and show then use",
+    )
+    output.add_argument(
+        "--eval-every",
+        type=int,
+        default=default(d.eval_every),
+        metavar="N",
+        help="also test every N optimizer steps (steps.csv in the run folder)",
+    )
+    output.add_argument(
+        "--tensorboard",
+        action="store_true",
+        default=default(False),
+        help="write TensorBoard event files into RUN/tensorboard (view: tensorboard --logdir runs)",
+    )
+    output.add_argument(
+        "--no-progress", action="store_true", default=default(False), help="hide the progress bar"
+    )
+    hardware = p.add_argument_group("hardware")
+    hardware.add_argument("--device", default=default(d.device), help="auto, cpu, cuda or cuda:N")
+    hardware.add_argument(
+        "--amp", default=default(d.amp), choices=AMP_MODES, help="autocast precision"
+    )
+    hardware.add_argument(
+        "--channels-last", action="store_true", default=default(False), help="NHWC memory order"
+    )
 
 
-def _remember_given(parser: argparse.ArgumentParser) -> None:
-    """After parsing, ``args.given`` holds the destinations of the options typed on the command
-    line (not defaulted), so a ``--recipe``'s settings give way to exactly those: the arguments
-    are parsed a second time with every default suppressed (abbreviations and ``--x=v`` too)."""
-    parse = parser.parse_known_args
-
-    def parse_remembering(args=None, namespace=None):  # type: ignore[no-untyped-def]
-        parsed, extras = parse(args, namespace)
-        actions = list(parser._actions)
-        saved = ([a.default for a in actions], dict(parser._defaults))
-        try:
-            for action in actions:
-                action.default = argparse.SUPPRESS
-            parser._defaults.clear()
-            typed, _ = parse(args, None)
-        finally:
-            for action, default in zip(actions, saved[0]):
-                action.default = default
-            parser._defaults.update(saved[1])
-        parsed.given = set(vars(typed))
-        return parsed, extras
-
-    parser.parse_known_args = parse_remembering  # type: ignore[method-assign]
+# command-line destinations that name a TrainConfig field differently
+TYPED_FIELDS = {"model_option": "model_options", "no_progress": "progress"}
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -200,27 +308,27 @@ def _train(args: argparse.Namespace) -> int:
     from ..recipes import recipe_lines
     from ..train import TrainConfig, current_distributed, init_distributed
 
-    epochs = getattr(args, "epochs", None)
+    given = getattr(args, "given", set())
     if args.recipe == "list":
         print("\n".join(recipe_lines()))
         return 0
-    if args.resume and args.recipe:
-        raise CnnlabError(
-            f"--recipe {args.recipe} with --resume {args.resume}: a resumed run keeps its saved "
-            "settings; drop --recipe"
-        )
+    for option in ("recipe", "config"):
+        if args.resume and getattr(args, option):
+            raise CnnlabError(
+                f"--{option} {getattr(args, option)} with --resume {args.resume}: a resumed run "
+                f"keeps its saved settings; drop --{option}"
+            )
     if args.resume:
         init_distributed(args.device)
+        epochs = args.epochs if "epochs" in given else None
         result = resume_run(args.resume, epochs, Path(args.runs_dir), args.tensorboard)
     else:
-        names = {f.name for f in fields(TrainConfig)}
-        values = {k: v for k, v in vars(args).items() if k in names}
-        values["model_options"] = dict(args.model_option)
-        values["epochs"] = epochs if epochs is not None else TrainConfig.epochs
-        values["progress"] = not args.no_progress
-        if args.recipe:
-            values = _recipe_values(args.recipe, values, getattr(args, "given", set()))
-        config = TrainConfig(**values)  # every setting is checked here, on every rank
+        try:
+            config = TrainConfig(**train_settings(args, given))  # checked here, on every rank
+        except CnnlabError as err:
+            if not args.config:
+                raise
+            raise CnnlabError(f"{err} (settings: --config {args.config}, then flags)") from None
         if config.image_channels is not None and current_distributed().is_main:
             from ..inspect.channel_cost import training_cost_lines
 
@@ -236,16 +344,21 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _recipe_values(recipe: str, values: dict, given: set[str]) -> dict:
-    """The recipe's settings, with the options typed on the command line on top."""
-    from dataclasses import asdict
+def train_settings(args: argparse.Namespace, given: set[str]) -> dict[str, Any]:
+    """The TrainConfig settings of a ``cnnlab train`` command: TrainConfig's defaults, then
+    the ``--recipe``'s, then the ``--config`` file's, then the options typed (``given``), each
+    over the one before (``-O`` options merge key by key)."""
+    from ..recipes import layered_settings
+    from ..train_config import TrainConfig
 
-    from ..recipes import recipe_config
-
-    typed = {"model_option": "model_options", "no_progress": "progress"}
-    explicit = {typed.get(k, k) for k in given}
-    overrides = {k: v for k, v in values.items() if k in explicit or k == "progress"}
-    return asdict(recipe_config(recipe, **overrides))
+    names = {f.name for f in fields(TrainConfig)}
+    typed = {TYPED_FIELDS.get(k, k): getattr(args, k) for k in given}
+    typed = {k: v for k, v in typed.items() if k in names}
+    if "model_options" in typed:
+        typed["model_options"] = dict(typed["model_options"])
+    if "progress" in typed:
+        typed["progress"] = not typed["progress"]
+    return layered_settings(typed, args.config, args.recipe)
 
 
 def add_eval(sub: argparse._SubParsersAction) -> None:
@@ -261,14 +374,18 @@ def add_eval(sub: argparse._SubParsersAction) -> None:
 
 def _eval(args: argparse.Namespace) -> int:
     from ..experiment import evaluate_run, load_run
+    from ..runs import kept_checkpoint, kept_note
 
     trained = load_run(args.run, Path(args.runs_dir))
     result = evaluate_run(trained, args.data_dir)
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
+        checkpoint = kept_checkpoint(trained.run_dir).name  # best.pt with --keep best
+        print(json.dumps({**result.to_dict(), "checkpoint": checkpoint}, indent=2))
         return 0
     config = trained.config
     print(f"{trained.run_dir}: {config.model} after {trained.epoch} epochs, {config.dataset} test")
+    for note in kept_note(trained.run_dir, trained.epoch) or []:
+        print(f"note: {note}")
     print(
         f"test loss {result.loss:.4f}   test accuracy {result.accuracy:.2%} "
         f"({result.right}/{result.images})"
@@ -283,13 +400,20 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
         "predict",
         help="classify image files with a trained run or any model",
         description="Print the top-k classes for each image. Images are converted to the "
-        "model's channels and resized to its input size, with a notice.",
+        "model's channels and resized to its input size (shorter side, then the centre; "
+        "--squash: the whole image), with a notice.",
     )
     p.add_argument("run", metavar="SOURCE", help=SOURCE_HELP)
     p.add_argument("images", nargs="+", help="PNG/JPEG files")
     add_source_options(p)
     add_run_options(p)
     p.add_argument("-k", "--top-k", type=int, default=3)
+    p.add_argument(
+        "--squash",
+        action="store_true",
+        help="resize the whole image to the model's square input (default: keep the aspect "
+        "ratio, shorter side to the input size, then the centre)",
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_predict)
 
@@ -303,7 +427,10 @@ def _predict(args: argparse.Namespace) -> int:
         raise CnnlabError(f"--top-k {args.top_k}: expected a positive number")
     trained = load_any(args, notes_to_stderr=args.json)
     k = min(args.top_k, len(trained.classes))
-    batch = [read_image(path, trained.in_channels, trained.input_size) for path in args.images]
+    size, resize = trained.input_size, trained.resize  # resize: ImageNet models' 256 for 224
+    batch = [
+        read_image(path, trained.in_channels, size, resize, args.squash) for path in args.images
+    ]
     probabilities = predict(trained, torch.cat([image for image, _ in batch]))
     results = []
     for path, (_, notes), row in zip(args.images, batch, probabilities):
@@ -326,67 +453,4 @@ def _predict(args: argparse.Namespace) -> int:
         print(f"{item['image']}{notes}")
         for rank, guess in enumerate(item["top"], 1):
             print(f"  {rank}. {guess['class']:<14} {guess['probability']:7.2%}")
-    return 0
-
-
-def add_models(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("models", help="list registered models", description="List models.")
-    p.add_argument("pattern", nargs="?", default="*", help="shell pattern, e.g. 'cifar_*'")
-    p.add_argument(
-        "--options",
-        action="store_true",
-        help="list each model's -O options with their defaults instead (binary=false, one "
-        "sigmoid logit for two classes, is every model's)",
-    )
-    p.set_defaults(handler=_models)
-
-
-def _models(args: argparse.Namespace) -> int:
-    import torch
-
-    from ..models import create_model, get_model_entry, list_models
-
-    names = list_models(args.pattern)
-    if not names:
-        raise CnnlabError(f"no model matches {args.pattern!r}; `cnnlab models` lists them all")
-    if args.options:  # -O KEY=VALUE as one would type it
-        for name in names:
-            options = get_model_entry(name).options().items()
-            listed = ", ".join(
-                f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in options
-            )
-            print(f"{name:<22}-O {listed}")
-        return 0
-    print(f"{'model':<22}{'input':>10}{'classes':>8}{'parameters':>13}  design")
-    for name in names:
-        entry = get_model_entry(name)
-        with torch.device("meta"):  # counts only: no memory for VGG-16's 138M weights
-            params = sum(p.numel() for p in create_model(name).parameters())
-        shape = f"{entry.default_in_channels}x{entry.default_input_size}x{entry.default_input_size}"
-        classes = entry.default_num_classes
-        print(f"{name:<22}{shape:>10}{classes:>8}{params:>13,}  {entry.summary}")
-    print(
-        "parameters are for the design's input and class count; training sizes the model to "
-        "the data set (its channels, image side and classes)"
-    )
-    return 0
-
-
-def add_data(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "data",
-        help="which data sets are found where",
-        description="Show where each data set is found: --data-dir, $CNNLAB_DATA, user cache.",
-    )
-    add_data_options(p)
-    p.set_defaults(handler=_data)
-
-
-def _data(args: argparse.Namespace) -> int:
-    from ..data import find_datasets
-    from ..data.datasets import data_roots
-
-    print("searched: " + "; ".join(f"{root} ({why})" for root, why in data_roots(args.data_dir)))
-    for row in find_datasets(args.data_dir):
-        print(f"{row['dataset']:<15}{row['status']:<9}{row['where']}")
     return 0

@@ -9,6 +9,8 @@ from ._options import add_data_options, add_run_options
 
 
 def add_transfer(sub: argparse._SubParsersAction) -> None:
+    from ..train_config import AMP_MODES
+
     p = sub.add_parser(
         "transfer",
         help="train a pretrained network on a new data set",
@@ -52,6 +54,14 @@ def add_transfer(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--augment",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="random crops (pad 2 at 28/32 px) and, on photos, horizontal flips, as train does",
+    )
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--amp", default="none", choices=AMP_MODES, help="autocast precision")
     add_run_options(p)
     p.add_argument("--name", default=None)
     p.add_argument("--overwrite", action="store_true")
@@ -77,6 +87,9 @@ def _transfer(args: argparse.Namespace) -> int:
         lr=args.lr,
         seed=args.seed,
         progress=not args.no_progress,
+        augment=args.augment,
+        device=args.device,
+        amp=args.amp,
     )
     given_factor = args.backbone_lr_factor is not None
     factor = check_backbone_lr_factor(args.backbone_lr_factor if given_factor else 0.1)

@@ -1,13 +1,18 @@
-"""Data sets as in-memory uint8 tensors, and whole-batch augmentation on the training device."""
+"""Data sets as in-memory uint8 tensors (or, for image folders too big for memory, streamed
+from disk), and whole-batch augmentation on the training device."""
 
-from .batches import BatchLoader, Preprocess
+from .batches import BatchLoader, Preprocess, make_loader
 from .datasets import DATASET_NAMES, ImageDataset, find_datasets, load_dataset
+from .stream import StreamedImages, StreamLoader
 
 __all__ = [
     "DATASET_NAMES",
     "BatchLoader",
     "ImageDataset",
     "Preprocess",
+    "StreamLoader",
+    "StreamedImages",
     "find_datasets",
     "load_dataset",
+    "make_loader",
 ]

@@ -12,10 +12,11 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from .._unpickle import restricted_loads
 from ..errors import DataError, reason
-from ..images import decoded
+from ..images import decoded, resize_and_crop
 
 IDX_IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions
 IDX_LABELS_MAGIC = 2049  # 0x00000801: unsigned bytes, 1 dimension
@@ -201,30 +202,46 @@ def _label_vector(labels: np.ndarray, count: int, what: str, path: Path, fix: st
     return labels.astype(np.int64)
 
 
-def decode_image(data: bytes, name: str, mode: str) -> np.ndarray:
-    """Decode one image file's bytes to an H x W x C uint8 array in ``mode`` ("L" or "RGB")."""
+def decode_image(data: bytes, name: str, mode: str, size: int | None = None) -> np.ndarray:
+    """Decode one image file's bytes to an H x W x C uint8 array in ``mode`` ("L" or "RGB");
+    with ``size``, resized to ``size x size`` keeping its aspect ratio (shorter side to
+    ``size``, then the centre: :func:`cnnlab.images.resize_and_crop`)."""
     with decoded(data, name) as image:
-        array = np.asarray(image.convert(mode), dtype=np.uint8)
-        return array.reshape(image.height, image.width, -1)
+        converted = image.convert(mode)
+        if size is not None:
+            converted, _ = resize_and_crop(converted, size)
+        array = np.asarray(converted, dtype=np.uint8)
+        return array.reshape(converted.height, converted.width, -1)
+
+
+def mixed_sizes_error(source: str, first: tuple[str, tuple[int, int]], other: tuple) -> DataError:
+    """Two images of one folder differ in size and no common size was asked for."""
+    (name_a, (w_a, h_a)), (name_b, (w_b, h_b)) = other, first
+    return DataError(
+        f"{name_a} is {w_a}x{h_a} but {name_b} is {w_b}x{h_b}; all images of {source} must "
+        "share one size: pass --image-size N (image_size=N) to resize each (shorter side to N, "
+        "then the centre N x N), or resize them first"
+    )
 
 
 def stack_images(
-    items: Iterable[tuple[str, bytes, int]], mode: str, source: str, allow_empty: bool = False
+    items: Iterable[tuple[str, bytes, int]],
+    mode: str,
+    source: str,
+    allow_empty: bool = False,
+    size: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Decode ``(name, bytes, label)`` items into one array; every image must share one size.
+    """Decode ``(name, bytes, label)`` items into one array; every image must share one size,
+    or with ``size`` each is resized to ``size x size`` (shorter side, then centre crop).
     No items is an error, or with ``allow_empty`` an empty ``0 x 0 x 0 x C`` array (for callers
     that check the count they expect and say what is missing)."""
     images, labels, first = [], [], None
     for name, data, label in items:
-        image = decode_image(data, name, mode)
+        image = decode_image(data, name, mode, size)
         if first is None:
             first = (name, image.shape)
         elif image.shape != first[1]:
-            raise DataError(
-                f"{name} is {image.shape[1]}x{image.shape[0]} but {first[0]} is "
-                f"{first[1][1]}x{first[1][0]}; all images of {source} must share one size "
-                "(resize them first)"
-            )
+            raise mixed_sizes_error(source, (first[0], first[1][1::-1]), (name, image.shape[1::-1]))
         images.append(image)
         labels.append(label)
     if not images:
@@ -233,6 +250,43 @@ def stack_images(
             return np.zeros((0, 0, 0, channels), np.uint8), np.zeros(0, np.int64)
         raise DataError(f"{source}: no images found (looked for {', '.join(IMAGE_SUFFIXES)})")
     return np.stack(images), np.asarray(labels, dtype=np.int64)
+
+
+def image_sizes(files: Iterable[Path]) -> list[tuple[str, tuple[int, int]]]:
+    """``(file, (width, height))`` of the first image and of the first one whose size differs
+    from it, read from the file headers only (no decoding); a file that does not open is left
+    to the decoder, which names it."""
+    found: list[tuple[str, tuple[int, int]]] = []
+    for path in files:
+        try:
+            with Image.open(path) as image:
+                size = image.size
+        except (OSError, ValueError, Image.DecompressionBombError):
+            continue
+        if not found or (size != found[0][1]):
+            found.append((str(path), size))
+            if len(found) == 2:
+                break
+    return found
+
+
+def image_mode(path: Path) -> str:
+    """``"L"`` for a gray image file, else ``"RGB"``: the mode a folder is read in, after its
+    first image."""
+    return _mode_of(_read_file(path), str(path))
+
+
+def folder_tree(root: Path, split: str, splits: tuple[str, ...]) -> tuple[Path, list[str]]:
+    """The tree of one split of an image folder: ``root/<split>`` when it exists, else
+    ``root`` itself (then split by the caller), and its class names."""
+    split_folder = root / split
+    tree = split_folder if split_folder.is_dir() else root
+    classes = folder_classes(tree)
+    if tree == root and set(classes) & set(splits):
+        raise DataError(
+            f"{root}: has a {'/'.join(set(classes) & set(splits))} folder but no {split}/"
+        )
+    return tree, classes
 
 
 def folder_classes(folder: Path) -> list[str]:
@@ -268,12 +322,14 @@ def _read_file(path: Path) -> bytes:
 
 
 def read_image_folder(
-    folder: Path, classes: list[str], allow_empty: bool = False
+    folder: Path, classes: list[str], allow_empty: bool = False, size: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
+    """The images of ``folder/<class>/*`` (gray when the first is), each resized to ``size x
+    size`` (shorter side, then centre crop) when ``size`` is given."""
     files = image_files(folder, classes)
-    mode = _mode_of(_read_file(files[0][0]), str(files[0][0])) if files else "RGB"
+    mode = image_mode(files[0][0]) if files else "RGB"
     items = ((str(p), _read_file(p), label) for p, label in files)
-    return stack_images(items, mode, str(folder), allow_empty)
+    return stack_images(items, mode, str(folder), allow_empty, size)
 
 
 def read_image_tar(

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 import torch
 
 from .datasets import ImageDataset
+from .stream import StreamedImages, StreamLoader
 
 INPUT_SCALINGS = ("none", "unit", "standard")
 RAW_STD = 1 / 255  # with mean 0: the normalization that gives back the raw 0..255 values
@@ -73,6 +74,10 @@ class BatchLoader:
         self.rank, self.world_size = rank, world_size
         self.epoch = 0
 
+    @property
+    def device(self) -> torch.device:
+        return self.images.device
+
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
@@ -99,6 +104,22 @@ class BatchLoader:
         for start in range(0, len(indices), self.local_batch):
             batch = indices[start : start + self.local_batch]
             yield self.images[batch], self.labels[batch]
+
+
+def make_loader(
+    dataset: ImageDataset | StreamedImages,
+    batch_size: int,
+    shuffle: bool,
+    augment: tuple[int, bool] | None = None,
+    **options: object,
+) -> BatchLoader | StreamLoader:
+    """The loader of a split: a :class:`BatchLoader` over the tensors of an in-memory data
+    set, a :class:`~cnnlab.data.stream.StreamLoader` (DataLoader workers that decode, resize
+    and, with ``augment=(padding, flip)``, augment each image) for a streamed folder.
+    ``options``: ``device``, ``seed``, ``rank``, ``world_size``, ``drop_last``."""
+    if isinstance(dataset, StreamedImages):
+        return StreamLoader(dataset, batch_size, shuffle, augment=augment, **options)  # type: ignore[arg-type]
+    return BatchLoader(dataset, batch_size, shuffle, **options)  # type: ignore[arg-type]
 
 
 class Preprocess:

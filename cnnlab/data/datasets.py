@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import CnnlabError, DataError
+from ..errors import DataError
 from . import _readers
 from ._cache import cached, user_cache_dir
 from .sources import (
@@ -34,6 +34,7 @@ from .sources import (
     finder_for,
     spec_for,
 )
+from .stream import StreamedImages, chosen_classes, split_indices, too_big_for_memory
 
 __all__ = [
     "CIFAR_VARIANTS",
@@ -49,8 +50,9 @@ SPLIT_SEED = 0
 
 
 @dataclass
-class ImageDataset:
-    """Images and labels of one split, held in memory.
+class ImageDataset(torch.utils.data.Dataset):
+    """Images and labels of one split, held in memory; a :class:`torch.utils.data.Dataset`
+    whose ``ds[i]`` is ``(uint8 C x H x W image, int label)``, as torchvision's data sets give.
 
     Attributes:
         images: ``N x C x H x W`` uint8 tensor (0-255).
@@ -105,6 +107,14 @@ class ImageDataset:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.images[index], int(self.labels[index])
+
+    def sample(self, count: int, seed: int = SPLIT_SEED) -> torch.Tensor:
+        """``count`` random images (fixed by ``seed``; all when fewer), as one uint8 batch."""
+        picked = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))
+        return self.images[picked[:count]]
+
     @property
     def channels(self) -> int:
         return int(self.images.shape[1])
@@ -140,22 +150,7 @@ class ImageDataset:
         """Only the images of classes ``names`` (class names, or label numbers as text),
         relabelled ``0, 1, ...`` in the order given: ``["cat", "dog"]`` makes a two-class
         data set of CIFAR-10's cats (0) and dogs (1)."""
-        wanted = []
-        for name in names:
-            if name in self.classes:
-                wanted.append(self.classes.index(name))
-            elif name.isdigit() and int(name) < len(self.classes):
-                wanted.append(int(name))
-            else:
-                raise CnnlabError(
-                    f"--classes {','.join(names)}: {self.name} has no class {name!r}; its "
-                    f"classes are {', '.join(self.classes)} (or their numbers 0.."
-                    f"{len(self.classes) - 1})"
-                )
-        if len(set(wanted)) != len(wanted):
-            raise CnnlabError(
-                f"--classes {','.join(names)}: a class is named twice; name each class once"
-            )
+        wanted = chosen_classes(names, self.classes, self.name)
         relabel = torch.full((len(self.classes),), -1, dtype=torch.int64)
         relabel[torch.tensor(wanted)] = torch.arange(len(wanted))
         new_labels = relabel[self.labels]
@@ -201,7 +196,9 @@ def load_dataset(
     root: str | os.PathLike[str] | None = None,
     download: bool = False,
     variant: str | None = None,
-) -> ImageDataset:
+    image_size: int | None = None,
+    stream: bool | None = False,
+) -> ImageDataset | StreamedImages:
     """Load one split of a data set into memory.
 
     Args:
@@ -212,6 +209,12 @@ def load_dataset(
         variant: for ``cifar10`` only: ``"official"`` (python batches), ``"jpeg"`` (the JPEG
             tree or its tar) or ``"subset"`` (the lossless 4,000/1,000 npz); the first found
             in that order when None.
+        image_size: for ``imagefolder`` only: images of mixed sizes are each resized to this
+            side (shorter side, then the centre square); same-size folders are read as they
+            are (:meth:`ImageDataset.converted` resizes them).
+        stream: for ``imagefolder`` only: True reads the images from disk batch by batch
+            (:class:`~cnnlab.data.stream.StreamedImages`), None does so when the decoded
+            images would not fit in memory (:func:`~cnnlab.data.stream.too_big_for_memory`).
 
     Raises:
         DataError: the data is missing or corrupt; the message names the file and the fix.
@@ -226,7 +229,11 @@ def load_dataset(
     if spec.name == "imagefolder":
         if root is None:
             raise DataError("imagefolder needs root= (CLI: --data-dir) pointing at the image tree")
-        return _load_image_folder(Path(root).expanduser(), split)
+        if stream or (stream is None and too_big_for_memory(Path(root).expanduser(), image_size)):
+            return StreamedImages.open(Path(root).expanduser(), split, image_size)
+        return _load_image_folder(Path(root).expanduser(), split, image_size)
+    if stream:
+        raise DataError(f"stream: {spec.name} is held in memory; only imagefolder streams")
 
     roots = data_roots(root)
     finder = finder_for(spec.name, variant)
@@ -272,49 +279,47 @@ def _download(spec: DatasetSpec, root: Path) -> Path:
     return root
 
 
-def _load_digits(split: str) -> ImageDataset:
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
+DIGITS_FILE = Path(__file__).with_name("digits.npz")
 
-    bunch = load_digits()
+
+def _load_digits(split: str) -> ImageDataset:
+    """The 8x8 digits shipped inside cnnlab (``digits.npz``, 45 KB): the 1,797 images of the UCI
+    "Optical Recognition of Handwritten Digits" test set as scikit-learn's ``load_digits`` gives
+    them (values 0..16, CC BY 4.0, Alpaydin and Kaynak 1998), with the test mask of
+    ``train_test_split(test_size=0.2, random_state=0, stratify=labels)``, so the split is
+    scikit-learn's without scikit-learn installed."""
+    with np.load(DIGITS_FILE, allow_pickle=False) as archive:
+        raw, labels, test = archive["images"], archive["labels"], archive["test"]
     # 8x8 images with values 0..16 -> 0..255
-    images = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)[:, None]
-    labels = bunch.target.astype(np.int64)
-    train_idx, test_idx = train_test_split(
-        np.arange(len(labels)),
-        test_size=DIGITS_TEST_FRACTION,
-        random_state=SPLIT_SEED,
-        stratify=labels,
-    )
-    keep = np.sort(train_idx if split == "train" else test_idx)
+    images = np.rint(raw * (255.0 / 16.0)).astype(np.uint8)[:, None]
+    keep = np.flatnonzero(test if split == "test" else ~test)
     return ImageDataset(
         torch.from_numpy(images[keep]),
-        torch.from_numpy(labels[keep]),
+        torch.from_numpy(labels[keep].astype(np.int64)),
         list(MNIST_CLASSES),
         "digits",
         split,
-        "sklearn.datasets.load_digits",
+        "cnnlab/data/digits.npz (scikit-learn's load_digits)",
         False,
-        ["8x8 scikit-learn digits, stratified 80/20 split with seed 0"],
+        ["8x8 digits (UCI, as scikit-learn's load_digits), stratified 80/20 split with seed 0"],
     )
 
 
-def _load_image_folder(root: Path, split: str) -> ImageDataset:
-    """``root/<split>/<class>/*`` when split folders exist, else ``root/<class>/*`` split 80/20."""
-    split_folder = root / split
-    tree = split_folder if split_folder.is_dir() else root
-    classes = _readers.folder_classes(tree)
-    if tree == root and set(classes) & set(SPLITS):
-        raise DataError(
-            f"{root}: has a {'/'.join(set(classes) & set(SPLITS))} folder but no {split}/"
-        )
+def _load_image_folder(root: Path, split: str, size: int | None = None) -> ImageDataset:
+    """``root/<split>/<class>/*`` when split folders exist, else ``root/<class>/*`` split 80/20;
+    images of mixed sizes are resized to ``size`` (shorter side, then the centre square)."""
+    tree, classes = _readers.folder_tree(root, split, SPLITS)
+    sizes = _readers.image_sizes(p for p, _ in _readers.image_files(tree, classes))
+    if len(sizes) > 1 and size is None:
+        raise _readers.mixed_sizes_error(str(tree), sizes[0], sizes[1])
+    resize = size if len(sizes) > 1 else None  # same-size folders: converted() resizes
     images, labels = cached(
         "imagefolder",
         "all",
         Found(
-            partial(_readers.read_image_folder, tree, classes),
+            partial(_readers.read_image_folder, tree, classes, size=resize),
             tree,
-            f"{tree}|{'|'.join(classes)}",
+            f"{tree}|{'|'.join(classes)}" + (f"|size={resize}" if resize else ""),
             Expected(
                 len(classes), what="images", fix="check the image tree", classes=tuple(classes)
             ),
@@ -322,11 +327,14 @@ def _load_image_folder(root: Path, split: str) -> ImageDataset:
         ),
     )
     notes = []
+    if resize:
+        (_, (w_a, h_a)), (_, (w_b, h_b)) = sizes
+        notes.append(
+            f"images of mixed sizes ({w_a}x{h_a}, {w_b}x{h_b}, ...) resized: shorter side to "
+            f"{size} (bilinear, antialiased), centre-cropped to {size}x{size}"
+        )
     if tree == root:
-        generator = torch.Generator().manual_seed(SPLIT_SEED)
-        order = torch.randperm(len(labels), generator=generator).numpy()
-        cut = int(round(len(order) * (1 - DIGITS_TEST_FRACTION)))
-        keep = np.sort(order[:cut] if split == "train" else order[cut:])
+        keep = split_indices(len(labels), split)
         images, labels = images[keep], labels[keep]
         notes.append(f"no {split}/ folder: random 80/20 split of {tree} with seed 0")
     return ImageDataset(

@@ -28,7 +28,7 @@ from PIL import Image
 from .. import runs as run_files
 from .._tracing import model_call
 from ..errors import CnnlabError
-from ..images import DECODE_ERRORS, fit_to_input
+from ..images import DECODE_ERRORS, fit_resized_crop
 from ..inspect import capture, grad_cam
 from ..inspect.summary import summary
 from ..models import names_a_model
@@ -250,7 +250,7 @@ class Explorer:
                     raise Refusal(413, f"image of {width}x{height} pixels is too large")
                 image.load()
                 t = run.trained
-                array, notes = fit_to_input(image, t.in_channels, t.input_size)
+                array, notes = fit_resized_crop(image, t.in_channels, t.input_size, t.resize)
         except Image.DecompressionBombError:
             raise Refusal(413, "the image has too many pixels (decompression bomb)") from None
         except DECODE_ERRORS:

@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from .. import runs
 from ..errors import CnnlabError
+from ..outputs import progress_bars_shown
 from ..train import TrainingDiverged, seed_everything
 from ..train_config import LR_MAX, SEED_MAX, is_count, is_real_in
 from .data import Graph, GraphSet, load_graph
@@ -173,7 +174,10 @@ def train_nodes(graph: Graph, config: GraphConfig) -> NodeResult:
     masks = {k: getattr(graph, f"{k}_mask") for k in ("train", "val", "test")}
     history, best, best_state, since_best = [], math.inf, None, 0
     bar = tqdm(
-        range(1, config.epochs + 1), desc=graph.name, disable=not config.progress, leave=False
+        range(1, config.epochs + 1),
+        desc=graph.name,
+        disable=not progress_bars_shown(config.progress),
+        leave=False,
     )
     best_epoch = config.epochs
     for epoch in bar:
@@ -249,7 +253,10 @@ def train_graphs(gset: GraphSet, config: GraphConfig) -> dict[str, Any]:
             model.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
         bar = tqdm(
-            range(config.epochs), desc=f"fold {k + 1}", disable=not config.progress, leave=False
+            range(config.epochs),
+            desc=f"fold {k + 1}",
+            disable=not progress_bars_shown(config.progress),
+            leave=False,
         )
         for epoch in bar:
             model.train()

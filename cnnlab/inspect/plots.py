@@ -32,10 +32,12 @@ def save_figure(figure: Figure, path: Path, dpi: int = 110) -> None:
 
 
 def plot_curves(history: list[dict[str, float]], path: Path, title: str = "") -> None:
-    """Loss and accuracy per epoch, train against test, side by side."""
+    """Loss and accuracy per epoch, train against test (and validation, when the rows have
+    ``val_loss``/``val_acc``: a run with ``--val-split``), side by side."""
     epochs = [row["epoch"] for row in history]
     figure, (loss_axes, acc_axes) = subplots(1, 2, figsize=(10, 4))
-    for split, style in (("train", "-o"), ("test", "--s")):
+    splits = [("train", "-o"), ("val", "-.^"), ("test", "--s")]
+    for split, style in [s for s in splits if f"{s[0]}_acc" in history[0]]:
         loss_axes.plot(epochs, [r[f"{split}_loss"] for r in history], style, label=split)
         acc_axes.plot(epochs, [100 * r[f"{split}_acc"] for r in history], style, label=split)
     loss_axes.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")

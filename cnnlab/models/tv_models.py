@@ -1,5 +1,6 @@
 """torchvision's VGG, GoogLeNet and ResNet under cnnlab names, for any channel and class count,
-with small-image variants, and ImageNet weights on request (never downloaded in tests).
+with small-image variants, and ImageNet weights on request (from the torch cache, else
+downloaded; offline, one line and nothing left behind) with the preprocessing they expect.
 
 cnnlab does not copy torchvision's code: it builds torchvision's models and changes only what
 a different input needs — the first convolution for 1-channel images, the stem for 32x32.
@@ -7,6 +8,7 @@ a different input needs — the first convolution for 1-channel images, the stem
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ import torch
 from torch import nn
 
 from ..errors import CnnlabError
+from ..outputs import progress_bars_shown
 from ._registry import register_model
 
 
@@ -31,23 +34,98 @@ def weights_file(name: str) -> tuple[Any, Path]:
     return weights, Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
 
 
+@dataclass(frozen=True)
+class ImageNetInput:
+    """How a torchvision classifier's ImageNet weights read an image (their own
+    ``transforms()``): shorter side resized to ``resize``, the central ``crop`` x ``crop``
+    patch, scaled to 0..1 and normalized with ``mean`` and ``std``."""
+
+    weights: Any  # the torchvision weights enum (its url, meta["categories"])
+    mean: list[float]
+    std: list[float]
+    resize: int
+    crop: int
+
+
+def imagenet_input(name: str) -> ImageNetInput:
+    """The ImageNet preprocessing of torchvision's model ``name``, from its weights' meta."""
+    weights = _models().get_model_weights(name).DEFAULT
+    transform = weights.transforms()
+    if type(transform).__name__ != "ImageClassification":  # video, detection, ...
+        raise CnnlabError(
+            f"torchvision:{name} is not an image classifier; pick one of "
+            "torchvision.models.list_models(torchvision.models), e.g. torchvision:resnet18"
+        )
+    return ImageNetInput(
+        weights,
+        [float(m) for m in transform.mean],
+        [float(s) for s in transform.std],
+        int(transform.resize_size[0]),
+        int(transform.crop_size[0]),
+    )
+
+
 def download(weights: Any) -> dict[str, torch.Tensor]:
-    """torchvision's download into the torch cache (the only network access in cnnlab)."""
-    return weights.get_state_dict(progress=True)
+    """torchvision's download into the torch cache (the only network access in cnnlab); the
+    progress bar only on a terminal."""
+    return weights.get_state_dict(progress=progress_bars_shown(True))
+
+
+def _downloaded(name: str, weights: Any, path: Path, instead: str = "") -> dict[str, Any]:
+    """``download``, and when it fails, the folders and file it made removed again (never
+    one that was there before) and one line that says where to put the file by hand (or
+    what to do ``instead``)."""
+    created = [folder for folder in (path.parent, *path.parent.parents) if not folder.exists()]
+    try:
+        return download(weights)
+    except BaseException as error:
+        if path.is_file():  # written but unreadable: not left to fail every later run
+            path.unlink()
+        for folder in created:  # deepest first; a folder someone else filled meanwhile stays
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        if not isinstance(error, Exception):  # Ctrl-C: cleaned up, still an interrupt
+            raise
+        first = (str(error).strip().splitlines() or [""])[0][:200]
+        raise CnnlabError(
+            f"torchvision:{name}: cannot download its ImageNet weights ({type(error).__name__}:"
+            f" {first}); fetch {weights.url} on a machine with internet access and put the "
+            f"file at {path}" + (f", or {instead}" if instead else "")
+        ) from None
+
+
+def _cached_state(name: str, path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # truncated, not a checkpoint, ...
+        raise CnnlabError(
+            f"{path}: the cached ImageNet weights of {name} do not load "
+            f"({type(error).__name__}); delete the file and run again to download it anew"
+        ) from None
 
 
 def pretrained_state(name: str) -> dict[str, torch.Tensor]:
     """torchvision's ImageNet weights for ``name``: from the torch cache when the file is
     there, else downloaded; offline without the file, an error that says where to put it."""
     weights, path = weights_file(name)
-    if path.is_file():
-        return torch.load(path, map_location="cpu", weights_only=True)
+    return _cached_state(name, path) if path.is_file() else _downloaded(name, weights, path)
+
+
+def pretrained_model(name: str, instead: str = "") -> nn.Module:
+    """torchvision's model ``name`` with its ImageNet weights, built by torchvision itself (the
+    options it sets for them, 1,000 classes); the file from the torch cache or downloaded
+    (offline: an error that says where to put the file, or what to do ``instead``)."""
+    weights, path = weights_file(name)
+    if not path.is_file():
+        _downloaded(name, weights, path, instead)
     try:
-        return download(weights)
-    except Exception as error:  # URLError, HTTPError, socket timeouts, ...
+        return _models().get_model(name, weights=weights)  # reads the file from the cache
+    except Exception as error:  # truncated, not a checkpoint, another model's weights
         raise CnnlabError(
-            f"cannot download the ImageNet weights of {name} ({type(error).__name__}: {error}). "
-            f"Fetch {weights.url} on a machine with internet access and put the file at {path}"
+            f"{path}: the cached ImageNet weights of {name} do not load "
+            f"({type(error).__name__}); delete the file and run again to download it anew"
         ) from None
 
 

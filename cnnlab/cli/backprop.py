@@ -1,0 +1,94 @@
+"""``cnnlab backprop``: backpropagation through the course's small CNN on real numbers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..errors import CnnlabError
+from ._options import DefaultsFormatter
+
+
+def _numbers(text: str) -> list[float]:
+    try:
+        return [float(part) for part in text.replace(";", ",").split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected numbers separated by commas, e.g. 0.1,0.5,-0.2"
+        ) from None
+
+
+def add_backprop(sub: argparse._SubParsersAction) -> None:
+    from ..inspect.backprop_walk import ACTIVATIONS, COSTS, POOLS
+
+    p = sub.add_parser(
+        "backprop",
+        help="backpropagation step by step on real numbers, with the course's symbols",
+        description="Walk the course's example network (an N x N input, one 3x3 filter as a "
+        "correlation, an activation, 2x2 mean or max pooling, flatten q = o'P + p', a fully "
+        "connected output layer) through the forward pass and the backward pass: CBP1 at the "
+        "output, BP3/BP4 for its weights, the delta through flatten and pooling (up-sampling), "
+        "BP2 at the convolution, and its filter, bias and input gradients (the delta map "
+        "convolved with the filter rotated by 180 degrees). Every gradient is checked against "
+        "torch autograd.",
+        formatter_class=DefaultsFormatter,
+    )
+    p.add_argument("--size", type=int, default=6, metavar="N", help="input side N")
+    p.add_argument("--outputs", type=int, default=2, metavar="R", help="output units R")
+    p.add_argument("--activation", default="sigmoid", choices=ACTIVATIONS)
+    p.add_argument("--pool", default="mean", choices=POOLS, help="the pooling layer's kind")
+    p.add_argument("--cost", default="squared", choices=COSTS)
+    p.add_argument("--target", type=int, default=0, help="the true class r")
+    p.add_argument("--seed", type=int, default=0, help="picks the random example numbers")
+    p.add_argument(
+        "--input",
+        type=_numbers,
+        default=None,
+        metavar="V,V,...",
+        help="the input's N*N values row by row (instead of random ones)",
+    )
+    p.add_argument(
+        "--filter",
+        type=_numbers,
+        default=None,
+        metavar="V,V,...",
+        help="the filter's 9 values row by row (instead of random ones)",
+    )
+    p.add_argument("--json", action="store_true", help="every number as JSON")
+    p.set_defaults(handler=_backprop)
+
+
+def _backprop(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ..inspect.backprop_walk import example_network, walk, walk_lines
+
+    if not 4 <= args.size <= 32:
+        raise CnnlabError(f"--size {args.size}: expected 4..32 (the walk prints every number)")
+    if not 1 <= args.outputs <= 10:
+        raise CnnlabError(f"--outputs {args.outputs}: expected 1..10")
+    net = example_network(
+        args.size, args.outputs, args.seed, args.activation, args.pool, args.cost, args.target
+    )
+    for given, name, shape in (
+        (args.input, "--input", net.image.shape),
+        (args.filter, "--filter", net.kernel.shape),
+    ):
+        if given is None:
+            continue
+        if len(given) != shape[0] * shape[1]:
+            raise CnnlabError(
+                f"{name} has {len(given)} values: expected {shape[0]}x{shape[1]} = "
+                f"{shape[0] * shape[1]}, row by row"
+            )
+        values = np.asarray(given, dtype=np.float64).reshape(shape)
+        if name == "--input":
+            net.image = values
+        else:
+            net.kernel = values
+    result = walk(net)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        print("\n".join(walk_lines(result)))
+    return 0
