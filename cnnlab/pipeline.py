@@ -35,6 +35,8 @@ def load_data(config: TrainConfig, download: bool = False) -> tuple[ImageDataset
     options.update(image_size=config.image_size, stream=config.stream or None)  # imagefolder
     train = load_dataset(config.dataset, "train", **options)
     test = load_dataset(config.dataset, "test", **{**options, "download": False})
+    if isinstance(train, StreamedImages) and not config.stream:
+        config.stream = True  # chosen by size: recorded, so a resume or rerun streams too
     if config.classes:  # --classes cat,dog: those classes only, relabelled 0, 1, ...
         train, test = train.select_classes(config.classes), test.select_classes(config.classes)
     splits = (

@@ -67,8 +67,8 @@ RECIPES: dict[str, Recipe] = {
         Recipe(
             "cifar10-fast",
             "cifar_fast (ResNet-9 narrowed) on CIFAR-10, airbench-style: SGD Nesterov "
-            "one-cycle, label smoothing 0.2, flip + 2-px translate, bf16, test-time flip: "
-            "83.32% after 4 epochs (234 s on 2 CPU cores, 2026-11-25)",
+            "one-cycle, label smoothing 0.2, flip + 2-px translate, bf16, test-time flip; "
+            "slower than cifar10-air on 2 CPU cores (no results file)",
             {
                 "model": "cifar_fast",
                 "dataset": "cifar10",

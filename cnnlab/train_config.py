@@ -310,6 +310,11 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
                 f"--config {path}: unknown setting {key!r}; expected TrainConfig fields: "
                 f"{', '.join(known)}"
             )
+    if not isinstance(values.get("model_options", {}), dict):
+        raise CnnlabError(
+            f"--config {path}: model_options is {values['model_options']!r}, expected a mapping "
+            'such as {modern: true} (YAML) or {"modern": true} (JSON)'
+        )
     if values.get("transfer"):
         raise CnnlabError(
             f"--config {path}: it is a transfer run's (transfer: {values['transfer']}); "
@@ -384,7 +389,7 @@ def check_model_input(model: nn.Module, dataset: ImageDataset) -> None:
     model.eval()
     try:
         with torch.no_grad():
-            images = dataset.images[:2] if hasattr(dataset, "images") else dataset.sample(2)
+            images = dataset.images[:2] if isinstance(dataset, ImageDataset) else dataset.sample(2)
             probe = images.float().to(next(model.parameters()).device)
             out = model(probe)
     except RuntimeError as err:

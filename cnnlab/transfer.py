@@ -274,9 +274,14 @@ def source_view(data: ImageDataset, config: TrainConfig) -> ImageDataset:
     an ImageNet model (``config.transfer["resize"]``) the shorter side resized to ``resize``
     first and the central ``image_size`` x ``image_size`` kept, as its weights were trained."""
     resize = (config.transfer or {}).get("resize")
-    in_memory = isinstance(data, ImageDataset)  # a streamed folder: resized as it streams
-    if not (resize and in_memory and config.image_size and resize > config.image_size):
+    if not (resize and config.image_size and resize > config.image_size):
         return data.converted(config.image_channels, config.image_size)
+    if not isinstance(data, ImageDataset):  # its crop would differ from predict's 256 -> 224
+        raise CnnlabError(
+            f"{data.source}: a streamed image folder cannot take an ImageNet model's view "
+            f"(shorter side {resize}, centre {config.image_size}); transfer from "
+            "torchvision:NAME with a folder that fits in memory (without --stream)"
+        )
     from .data.augment import center_crop
 
     data = data.converted(config.image_channels, resize)

@@ -84,6 +84,7 @@ def test_command_takes_given_numbers_and_writes_json(capsys):
         (["--filter", "1,2,3"], "--filter has 3 values: expected 3x3 = 9"),
         (["--target", "5"], "target 5: expected a class 0..1"),
         (["--size", "1000"], "--size 1000: expected 4..32"),
+        (["--seed", "-1"], "--seed -1: expected 0 <= seed < 2**32"),
     ],
 )
 def test_bad_requests_are_one_line_errors(args, message, capsys):

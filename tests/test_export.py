@@ -205,9 +205,10 @@ def test_safetensors_export_holds_the_weights_and_the_preprocessing(trained_runs
     assert json.loads(meta["mean"]) == [float(v) for v in trained.preprocess.mean]
     # a model rebuilt from the metadata alone, given the file's weights, is the run's model
     options = json.loads(meta["model_options"])
-    rebuilt = create_model(meta["model"], **options).eval()
-    rebuilt.load_state_dict(load_file(str(out)))
     side, channels = int(meta["input_size"]), int(meta["input_channels"])
+    shape = dict(num_classes=int(meta["num_classes"]), in_channels=channels, input_size=side)
+    rebuilt = create_model(meta["model"], **shape, **options).eval()
+    rebuilt.load_state_dict(load_file(str(out)))
     batch = torch.randn(4, channels, side, side)
     with torch.no_grad():
         assert torch.equal(rebuilt(batch), trained.model.eval()(batch))

@@ -169,3 +169,39 @@ def test_predict_and_show_keep_the_aspect_ratio_unless_squash(tmp_path, capsys):
     out = tmp_path / "maps.png"  # show's default (the crop) is in test_inspect's show cam
     assert main(["show", "featuremaps", "lenet5", str(path), "--out", str(out), "--squash"]) == 0
     assert "(squashed)" in capsys.readouterr().out and out.is_file()
+
+
+def test_photos_of_one_size_are_cropped_like_mixed_ones_and_streamed_ones(data_dir, tmp_path):
+    # one camera: every photo 60x40; --image-size crops them (never squashes), in memory and
+    # streamed alike, as predict reads a photo
+    root = tmp_path / "camera"
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        (root / name).mkdir(parents=True)
+        for i in range(3):
+            pixels = rng.integers(0, 256, (40, 60, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / name / f"{i}.png")
+    (root / "a" / "nested").mkdir()  # a sub-folder of a class folder is not read, either way
+    Image.fromarray(np.zeros((40, 60, 3), np.uint8)).save(root / "a" / "nested" / "x.png")
+    memory = load_dataset("imagefolder", "train", root=root, image_size=16)
+    streamed = load_dataset("imagefolder", "train", root=root, image_size=16, stream=True)
+    assert len(memory) == len(streamed)
+    assert any("size 60x40 resized" in note for note in memory.notes)
+    ((images, labels),) = DataLoader(streamed, batch_size=len(streamed))
+    assert torch.equal(images, memory.images) and torch.equal(labels, memory.labels)
+    first = sorted((root / memory.classes[int(memory.labels[0])]).glob("*.png"))
+    with Image.open(first[0]) as photo:
+        expected, _ = resize_and_crop(photo.convert("RGB"), 16)
+    assert np.array_equal(memory.images[0].permute(1, 2, 0).numpy(), np.asarray(expected))
+
+
+def test_views_that_need_every_image_say_so_for_a_streamed_run(data_dir, tmp_path, capsys):
+    folder = photo_folder(data_dir, tmp_path / "photos", train=4, test=2)
+    runs = tmp_path / "runs"
+    args = ["--data-dir", str(folder), "--image-size", "16", "--stream", "--epochs", "1"]
+    assert train(*args, "--batch-size", "4", "--runs-dir", str(runs), "--name", "s") == 0
+    capsys.readouterr()
+    for view in ("mistakes", "confusion"):
+        assert main(["show", view, str(runs / "s"), "--out", str(tmp_path / f"{view}.png")]) == 2
+        err = capsys.readouterr().err
+        assert "is streamed from disk" in err and err.count("\n") == 1, err

@@ -17,6 +17,7 @@ import cnnlab
 from cnnlab import runs
 from cnnlab.cli import build_parser, main
 from cnnlab.cli.train import train_settings
+from cnnlab.recipes import RECIPES
 from cnnlab.train import TrainConfig
 
 SMALL = ["--train-subset", "400", "--test-subset", "100", "--batch-size", "32", "--no-progress"]
@@ -94,7 +95,7 @@ def test_recipe_with_a_config_file_and_flags(tmp_path):
     settings = tmp_path / "s.yml"
     settings.write_text("epochs: 5\nbatch_size: 64\nmodel_options: {binary: false}\n")
     got = _settings("--recipe", "mnist-fast", "--config", str(settings), "--batch-size", "32")
-    assert got["dataset"] == "mnist" and got["lr"] == 4e-3  # the recipe's
+    assert got["dataset"] == "mnist" and got["lr"] == RECIPES["mnist-fast"].settings["lr"]
     assert got["epochs"] == 5  # the file's, over the recipe's 2
     assert got["batch_size"] == 32  # typed, over the file's 64 and the recipe's 128
     assert got["model_options"] == {"modern": True, "binary": False}  # recipe's + file's
@@ -183,3 +184,12 @@ def test_an_old_run_without_records_or_validation_settings_still_loads(tmp_path,
     assert _settings("--config", str(run / runs.CONFIG))["val_split"] == 0.0
     assert main(["train", "--resume", "old", "--epochs", "2", "--no-progress"]) == 0
     assert "versions" in _config(run) and [r["epoch"] for r in _metrics(run)] == [1, 2]
+
+
+@pytest.mark.parametrize("value", ["null", "'modern'", "[1, 2]"])
+def test_model_options_of_a_config_file_must_be_a_mapping(tmp_path, value, capsys):
+    settings = tmp_path / "s.yml"
+    settings.write_text(f"model_options: {value}\n")
+    assert main(["train", "--config", str(settings), "--runs-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "model_options is" in err and "expected a mapping" in err and err.count("\n") == 1

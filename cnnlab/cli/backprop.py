@@ -65,6 +65,8 @@ def _backprop(args: argparse.Namespace) -> int:
 
     if not 4 <= args.size <= 32:
         raise CnnlabError(f"--size {args.size}: expected 4..32 (the walk prints every number)")
+    if not 0 <= args.seed < 2**32:
+        raise CnnlabError(f"--seed {args.seed}: expected 0 <= seed < 2**32")
     if not 1 <= args.outputs <= 10:
         raise CnnlabError(f"--outputs {args.outputs}: expected 1..10")
     net = example_network(

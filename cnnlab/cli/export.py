@@ -44,7 +44,9 @@ def _export(args: argparse.Namespace) -> int:
         print("  all of it is in the file's metadata_props (onnx.load(path).metadata_props)")
     else:
         print(
-            f"  rebuild: cnnlab.models.create_model({meta['model']!r}, **model_options), then "
+            f"  rebuild: cnnlab.models.create_model({meta['model']!r}, "
+            f"num_classes={meta['num_classes']}, in_channels={meta['input_channels']}, "
+            f"input_size={meta['input_size']}, **model_options), then "
             "load_state_dict(safetensors.torch.load_file(path)); the metadata is in "
             "safetensors.safe_open(path, 'pt').metadata()"
         )

@@ -312,7 +312,13 @@ def _load_image_folder(root: Path, split: str, size: int | None = None) -> Image
     sizes = _readers.image_sizes(p for p, _ in _readers.image_files(tree, classes))
     if len(sizes) > 1 and size is None:
         raise _readers.mixed_sizes_error(str(tree), sizes[0], sizes[1])
-    resize = size if len(sizes) > 1 else None  # same-size folders: converted() resizes
+    # with --image-size, every image not already size x size is resized the one way training,
+    # streaming and predict share: shorter side to size (antialiased), then the centre square
+    resize = (
+        size
+        if size is not None and sizes and (len(sizes) > 1 or sizes[0][1] != (size, size))
+        else None
+    )
     images, labels = cached(
         "imagefolder",
         "all",
@@ -328,10 +334,11 @@ def _load_image_folder(root: Path, split: str, size: int | None = None) -> Image
     )
     notes = []
     if resize:
-        (_, (w_a, h_a)), (_, (w_b, h_b)) = sizes
+        shown = ", ".join(f"{w}x{h}" for _, (w, h) in sizes)
+        kind = f"mixed sizes ({shown}, ...)" if len(sizes) > 1 else f"size {shown}"
         notes.append(
-            f"images of mixed sizes ({w_a}x{h_a}, {w_b}x{h_b}, ...) resized: shorter side to "
-            f"{size} (bilinear, antialiased), centre-cropped to {size}x{size}"
+            f"images of {kind} resized: shorter side to {size} (bilinear, antialiased), "
+            f"centre-cropped to {size}x{size}"
         )
     if tree == root:
         keep = split_indices(len(labels), split)

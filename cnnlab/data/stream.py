@@ -103,15 +103,17 @@ def too_big_for_memory(root: Path, size: int | None) -> bool:
 
 def _image_folder(tree: Path, classes: list[str]) -> list[tuple[str, int]]:
     """``(file, label)`` of ``tree/<class>/*`` as torchvision's ``ImageFolder`` finds them,
-    with cnnlab's class folders (hidden ones skipped) and image suffixes."""
+    with cnnlab's class folders (hidden ones skipped) and image suffixes, and only the files
+    directly inside a class folder (not its sub-folders): the files the in-memory reader takes."""
     from torchvision.datasets import ImageFolder
 
     class Folder(ImageFolder):
         def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
             return classes, {name: i for i, name in enumerate(classes)}
 
-    def is_image(path: str) -> bool:
-        return path.lower().endswith(_readers.IMAGE_SUFFIXES)
+    def is_image(path: str) -> bool:  # directly in a class folder, as the in-memory reader
+        found = Path(path)
+        return found.suffix.lower() in _readers.IMAGE_SUFFIXES and found.parent.parent == tree
 
     try:
         return list(Folder(str(tree), is_valid_file=is_image, allow_empty=True).samples)
@@ -203,6 +205,16 @@ class StreamedImages(Dataset):
     @property
     def image_size(self) -> int:
         return self.shape[0]
+
+    @property
+    def images(self) -> torch.Tensor:
+        """Refused: a streamed folder is never all in memory; the views that need every image
+        at once say so in one line instead of failing inside."""
+        raise DataError(
+            f"{self.source}: this image folder ({len(self)} images) is streamed from disk and "
+            "this view needs all its images in memory; use a view that reads single images "
+            "(predict, show cam or featuremaps with an image file)"
+        )
 
     @property
     def num_classes(self) -> int:
