@@ -41,7 +41,7 @@ RECIPES: dict[str, Recipe] = {
             "mnist-fast",
             "LeNet-5 (modern) on MNIST, 2 epochs of batch 128, Adam one-cycle to 8e-3 (chosen on "
             "the validation split), label smoothing 0.1, bf16: 99.11% test accuracy, mean of 3 "
-            "seeds, in 7-9 s on 2 CPU cores (benchmarks/results/recipes_validation_mnist_lr.json)",
+            "seeds, in 7-10 s on 2 CPU cores (benchmarks/results/recipes_validation.json)",
             {
                 "model": "lenet5",
                 "model_options": {"modern": True},
@@ -94,7 +94,7 @@ RECIPES: dict[str, Recipe] = {
             "cifar10-air",
             "cifar_air (airbench94 narrowed to 32/128/128) on CIFAR-10: whitened first layer, "
             "SGD Nesterov one-cycle, lookahead, label smoothing 0.2, flip + 2-px translate, "
-            "bf16, test-time flip: 86.96% test, 87.68% validation in 10 epochs (392 s on 2 AMD "
+            "bf16, test-time flip: 86.96% test, 87.68% validation in 10 epochs (400 s on 2 AMD "
             "EPYC cores; benchmarks/results/recipes_validation.json)",
             {
                 "model": "cifar_air",
