@@ -119,15 +119,8 @@ def export_onnx(
     """
     onnx = _require("onnx")
     _require("onnxscript")  # the torch.export-based exporter builds the graph with it
-    run_dir = runs.resolve_run(run, runs_root)
-    path = Path(out) if out is not None else run_dir / ONNX_FILE
-    check_output_file(path, "--out", (".onnx",))
-    if path.exists() and not overwrite:
-        raise CnnlabError(
-            f"--out {str(path)!r}: the file exists; pass --overwrite to replace it, or give "
-            "another --out"
-        )
-    trained = load_run(run_dir, runs_root)
+    trained = _checked_run(run, out, overwrite, runs_root, ONNX_FILE)
+    path = _output_path(trained.run_dir, out, ONNX_FILE)
     model = trained.model.eval()
     example = torch.zeros(2, trained.in_channels, trained.input_size, trained.input_size)
     try:
@@ -170,19 +163,13 @@ def export_safetensors(
     """Write run ``run``'s weights (its ``state_dict``) as safetensors to ``out`` (default
     ``RUN/model.safetensors``), with the same metadata as the ONNX export in the file's header.
 
-    The file holds tensors only, never code: build the model (``cnnlab.models.create_model``
-    with the ``model`` and ``model_options`` of the metadata) and ``load_state_dict`` it.
+    The file holds tensors only, never code: build the model with
+    ``cnnlab.models.create_model`` from the metadata's ``model``, ``num_classes``,
+    ``input_channels``, ``input_size`` and ``model_options``, then ``load_state_dict`` it.
     """
     save = _require("safetensors.torch", "safetensors").save
-    run_dir = runs.resolve_run(run, runs_root)
-    path = Path(out) if out is not None else run_dir / SAFETENSORS_FILE
-    check_output_file(path, "--out", (".safetensors",))
-    if path.exists() and not overwrite:
-        raise CnnlabError(
-            f"--out {str(path)!r}: the file exists; pass --overwrite to replace it, or give "
-            "another --out"
-        )
-    trained = load_run(run_dir, runs_root)
+    trained = _checked_run(run, out, overwrite, runs_root, SAFETENSORS_FILE)
+    path = _output_path(trained.run_dir, out, SAFETENSORS_FILE)
     # safetensors refuses tensors that share memory (tied weights) and views: each is its own copy
     tensors = {
         k: v.detach().cpu().contiguous().clone() for k, v in trained.model.state_dict().items()
@@ -205,6 +192,30 @@ def export_run(
         raise CnnlabError(f"--format {format!r}: expected one of {', '.join(FORMATS)}")
     writer = export_onnx if format == "onnx" else export_safetensors
     return writer(run, out, overwrite, runs_root)
+
+
+def _output_path(run_dir: Path, out: str | os.PathLike[str] | None, default: str) -> Path:
+    return Path(out) if out is not None else run_dir / default
+
+
+def _checked_run(
+    run: str | os.PathLike[str],
+    out: str | os.PathLike[str] | None,
+    overwrite: bool,
+    runs_root: Path,
+    default: str,
+) -> TrainedRun:
+    """The run, loaded once the output path (``default`` in the run folder unless ``out``, with
+    the default's suffix) is known to be writable and free, or ``overwrite`` says replace it."""
+    run_dir = runs.resolve_run(run, runs_root)
+    path = _output_path(run_dir, out, default)
+    check_output_file(path, "--out", (Path(default).suffix,))
+    if path.exists() and not overwrite:
+        raise CnnlabError(
+            f"--out {str(path)!r}: the file exists; pass --overwrite to replace it, or give "
+            "another --out"
+        )
+    return load_run(run_dir, runs_root)
 
 
 def _require(module: str, extra: str = "onnx") -> Any:

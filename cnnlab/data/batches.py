@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 import torch
 
 from .datasets import ImageDataset
-from .stream import StreamedImages, StreamLoader
+from .stream import StreamedImages, StreamLoader, epoch_order
 
 INPUT_SCALINGS = ("none", "unit", "standard")
 RAW_STD = 1 / 255  # with mean 0: the normalization that gives back the raw 0..255 values
@@ -82,15 +82,7 @@ class BatchLoader:
         self.epoch = epoch
 
     def _indices(self) -> torch.Tensor:
-        count = len(self.labels)
-        if self.shuffle:
-            generator = torch.Generator().manual_seed(self.seed * 1000 + self.epoch)
-            order = torch.randperm(count, generator=generator)
-        else:
-            order = torch.arange(count)
-        if self.drop_last:
-            order = order[: count // self.batch_size * self.batch_size]
-        return order[self.rank :: self.world_size].to(self.images.device)
+        return epoch_order(self).to(self.images.device)
 
     def __len__(self) -> int:
         count = len(self.labels)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -119,6 +120,22 @@ def _image_folder(tree: Path, classes: list[str]) -> list[tuple[str, int]]:
         return list(Folder(str(tree), is_valid_file=is_image, allow_empty=True).samples)
     except OSError as err:
         raise DataError(f"{tree}: cannot list the image folders ({err})") from None
+
+
+def epoch_order(loader: Any) -> torch.Tensor:
+    """This rank's example indices for ``loader``'s epoch: the same on every rank before the
+    split (shuffled by ``seed * 1000 + epoch`` when ``shuffle``), cut to whole batches when
+    ``drop_last``, then every ``world_size``-th from ``rank``. One rule for the in-memory and
+    the streamed loader, so both see one order."""
+    count = len(loader.labels)
+    if loader.shuffle:
+        generator = torch.Generator().manual_seed(loader.seed * 1000 + loader.epoch)
+        order = torch.randperm(count, generator=generator)
+    else:
+        order = torch.arange(count)
+    if loader.drop_last:
+        order = order[: count // loader.batch_size * loader.batch_size]
+    return order[loader.rank :: loader.world_size]
 
 
 class StreamedImages(Dataset):
@@ -361,15 +378,7 @@ class StreamLoader:
         self.epoch = epoch
 
     def _indices(self) -> torch.Tensor:
-        count = len(self.labels)
-        if self.shuffle:
-            generator = torch.Generator().manual_seed(self.seed * 1000 + self.epoch)
-            order = torch.randperm(count, generator=generator)
-        else:
-            order = torch.arange(count)
-        if self.drop_last:
-            order = order[: count // self.batch_size * self.batch_size]
-        return order[self.rank :: self.world_size]
+        return epoch_order(self)
 
     def batches(self) -> list[list]:
         """This epoch's batches of keys: indices, or ``(index, seed)`` when augmenting."""
