@@ -37,16 +37,25 @@ def check_writable_folder(folder: Path, option: str, create: bool = False) -> Pa
         raise CnnlabError(
             f"{option} {str(folder)!r}: {existing} is a file, not a folder; pick another path"
         )
-    try:  # os.access says yes to root even on a read-only mount: try it for real
-        with tempfile.TemporaryFile(dir=existing):
-            pass
-    except OSError as err:
-        reason = err.strerror or type(err).__name__
+    reason = write_refusal(existing)
+    if reason is not None:
         raise CnnlabError(
             f"{option} {str(folder)!r}: cannot write in {existing} ({reason}); pick a "
             "writable folder"
-        ) from None
+        )
     return folder
+
+
+def write_refusal(folder: Path) -> str | None:
+    """Why no file can be made in the existing folder ``folder`` (the OS's reason), or None when
+    one can. Tried for real with a temporary file that is gone again: ``os.access`` says yes to
+    root even on a read-only mount."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        return err.strerror or type(err).__name__
+    return None
 
 
 def check_output_file(path: Path, option: str = "--out", suffixes: tuple[str, ...] = ()) -> Path:
@@ -80,17 +89,12 @@ def view_output(out: Path | None, run_dir: Path | None, default_name: str, stem:
     existing = folder
     while not existing.exists() and existing.parent != existing:
         existing = existing.parent
-    try:
-        if not existing.is_dir():
-            raise NotADirectoryError(20, f"{existing} is a file")
-        with tempfile.TemporaryFile(dir=existing):
-            pass
-    except OSError as err:
-        reason = err.strerror or type(err).__name__
+    reason = write_refusal(existing) if existing.is_dir() else f"{existing} is a file"
+    if reason is not None:
         raise CnnlabError(
             f"{folder}: cannot write {path.name} there ({reason}); give --out with a PNG path "
             "in a writable folder, e.g. --out ~/" + path.name
-        ) from None
+        )
     return path
 
 
