@@ -81,6 +81,23 @@ def resize_and_crop(image: Image.Image, size: int) -> tuple[Image.Image, str | N
     return image, note
 
 
+def to_mode(image: Image.Image, mode: str) -> tuple[Image.Image, list[str]]:
+    """``image`` in ``mode`` ("L" or "RGB"), with notes. Transparent pixels are first laid on
+    white (a converted alpha channel would be dropped, and what was hidden behind it shown);
+    then the colours are converted."""
+    notes = []
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        if rgba.getextrema()[3][0] < 255:  # some pixel is (partly) transparent
+            white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            notes.append(f"composited the transparent pixels of {image.mode} on white")
+            image = Image.alpha_composite(white, rgba).convert("RGB")
+    if image.mode != mode:
+        notes.append(f"converted {image.mode} to {mode}")
+        image = image.convert(mode)
+    return image, notes
+
+
 def fit_to_input(
     image: Image.Image, channels: int, size: int, squash: bool = False
 ) -> tuple[np.ndarray, list[str]]:
@@ -88,11 +105,7 @@ def fit_to_input(
     and notes on every change made. The aspect ratio is kept: the shorter side is resized to
     ``size`` and the centre cut out (:func:`resize_and_crop`); ``squash`` resizes the whole
     image to ``size x size`` instead (bilinear)."""
-    notes = []
-    mode = "L" if channels == 1 else "RGB"
-    if image.mode != mode:
-        notes.append(f"converted {image.mode} to {mode}")
-        image = image.convert(mode)
+    image, notes = to_mode(image, "L" if channels == 1 else "RGB")
     if squash and image.size != (size, size):
         notes.append(f"resized {image.size[0]}x{image.size[1]} to {size}x{size} (squashed)")
         image = image.resize((size, size), Image.Resampling.BILINEAR)
@@ -112,10 +125,7 @@ def fit_resized_crop(
     Without ``resize``, or with ``squash``, it is :func:`fit_to_input`."""
     if squash or not resize:
         return fit_to_input(image, channels, size, squash)
-    notes, mode = [], "L" if channels == 1 else "RGB"
-    if image.mode != mode:
-        notes.append(f"converted {image.mode} to {mode}")
-        image = image.convert(mode)
+    image, notes = to_mode(image, "L" if channels == 1 else "RGB")
     width, height = image.size
     resize = max(resize, size)
     longer = int(resize * max(width, height) / min(width, height))  # torchvision's rounding

@@ -237,6 +237,16 @@ LESSONS = (
         "block1 adds x unchanged (no parameters); block2 changes size and channels, so its "
         "shortcut is a 1x1 stride-2 projection",
     ),
+    Lesson(
+        "trace-residual",
+        "architectures",
+        "One number through a residual add",
+        f"cnnlab trace torchvision:resnet18 {PHOTO} --step layer1.0.add --at 0,20,20",
+        "the add's two terms, the convolution branch (layer1.0.bn2) and the identity "
+        "(maxpool), and their sum; the receptive field of 27x27 pixels covers both branches; "
+        "without --step, every step in order with its 8 residual adds marked",
+        "--input 3x64x64 --at 0,5,5",
+    ),
     # ------------------------------------------------------------------------ training
     Lesson(
         "look-at-the-data",

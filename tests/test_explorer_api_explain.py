@@ -77,6 +77,11 @@ def explain(client, run: str, image: list, layer: str, channel: int, y: int = 0,
     return response.json()
 
 
+def box(found: dict, keys=("layer", "y0", "x0", "y1", "x1")) -> dict:
+    """The keys a test compares of a window, a field or a flatten's source."""
+    return {k: found[k] for k in keys if k in found}
+
+
 def lenet_upto(trained, image: list, stop: int) -> torch.Tensor:
     """LeNet's features[:stop] on the fitted input: the output of features.{stop - 1}."""
     with torch.no_grad():
@@ -92,7 +97,7 @@ def test_analyze_names_every_layer_with_its_kind_shape_and_ranges(client, models
     answer = client.post("/api/runs/lenet/analyze", json={"pixels": image}).json()
     kinds = [(layer["name"], layer["kind"]) for layer in answer["layers"]]
     assert [k for _, k in kinds] == [
-        "other",
+        "fit",
         "conv",
         "relu",
         "pool",
@@ -122,8 +127,10 @@ def test_analyze_names_every_layer_with_its_kind_shape_and_ranges(client, models
     probabilities = torch.softmax(logits, 0)
     assert [p["p"] for p in answer["probabilities"]] == pytest.approx(probabilities.tolist())
     assert answer["prediction"]["index"] == int(logits.argmax()) == answer["predicted"]
-    last = answer["layers"][-1]
-    assert last["name"] == "softmax" and last["values"] == pytest.approx(probabilities.tolist())
+    last = answer["layers"][-1]  # by probability, the prediction first
+    ranked = probabilities.argsort(descending=True)
+    assert last["name"] == "softmax" and last["indices"] == ranked.tolist()
+    assert last["values"] == pytest.approx(probabilities[ranked].tolist())
 
 
 def test_all_channels_on_request_and_constant_maps_are_mid_gray(client):
@@ -131,7 +138,7 @@ def test_all_channels_on_request_and_constant_maps_are_mid_gray(client):
     answer = client.post("/api/runs/lenet/analyze", json={"pixels": image, "channels": 128})
     c5, relu5 = answer.json()["layers"][7], answer.json()["layers"][8]
     assert c5["channels_shown"] == 120 and len(c5["maps"]) == 120
-    assert all(m["constant"] for m in relu5["maps"])  # 1x1 maps hold one value each
+    assert not any(m["constant"] for m in relu5["maps"])  # one value is not a "constant map"
     tiles = np.array(Image.open(io.BytesIO(base64.b64decode(relu5["sprite"].split(",")[1]))))
     assert tiles.shape == (1, 120) and (tiles == 128).all()  # mid-gray, never black
     varied = answer.json()["layers"][1]
@@ -161,11 +168,23 @@ def test_conv_explanation_sums_every_input_channel(client, models):
     out = float(lenet_upto(models["lenet"], image, 4)[5, y, x])
     assert told["sum"] == pytest.approx(total, abs=1e-5)
     assert told["sum"] == pytest.approx(out, abs=1e-4) and told["value"] == pytest.approx(out)
-    assert told["window"] == {"layer": "features.2", "y0": y, "x0": x, "y1": y + 5, "x1": x + 5}
+    assert box(told["window"]) == {
+        "layer": "features.2",
+        "y0": y,
+        "x0": x,
+        "y1": y + 5,
+        "x1": x + 5,
+    }
     # back through pool (x2), conv1 (5x5) and the 28 -> 32 zero padding (-2), clipped to 28
     rows = (max(2 * y - 2, 0), min(2 * y + 12, 28))
     cols = (max(2 * x - 2, 0), min(2 * x + 12, 28))
-    assert told["receptive_field"] == {"y0": rows[0], "x0": cols[0], "y1": rows[1], "x1": cols[1]}
+    assert box(told["receptive_field"]) == {
+        "y0": rows[0],
+        "x0": cols[0],
+        "y1": rows[1],
+        "x1": cols[1],
+    }
+    assert told["receptive_field"]["whole"] is False
     assert f"{out:.4g}" in told["text"] and "6 input channels" in told["text"]
 
 
@@ -173,8 +192,8 @@ def test_a_padded_convolution_at_the_corner(client, models):
     image = pixels(client, "blocks", 1)
     told = explain(client, "blocks", image, "stem.0", 3, 0, 0)
     assert told["padding"] == [1, 1] and told["stride"] == [1, 1] and len(told["channels"]) == 3
-    assert told["window"] == {"layer": "input", "y0": -1, "x0": -1, "y1": 2, "x1": 2}
-    assert told["receptive_field"] == {"y0": 0, "x0": 0, "y1": 2, "x1": 2}
+    assert box(told["window"]) == {"layer": "input", "y0": -1, "x0": -1, "y1": 2, "x1": 2}
+    assert box(told["receptive_field"]) == {"y0": 0, "x0": 0, "y1": 2, "x1": 2}
     for part in told["channels"]:
         assert np.array(part["patch"])[0].tolist() == [0, 0, 0]  # the padding row
     trained = models["blocks"]
@@ -189,7 +208,7 @@ def test_relu_and_max_pooling(client, models):
     before = float(lenet_upto(models["lenet"], image, 4)[2, 3, 3])
     assert relu["kind"] == "relu" and relu["function"] == "max(0, x)"
     assert relu["before"] == pytest.approx(before) and relu["after"] == max(0.0, relu["before"])
-    assert relu["window"] == {"layer": "features.3", "y0": 3, "x0": 3, "y1": 4, "x1": 4}
+    assert box(relu["window"]) == {"layer": "features.3", "y0": 3, "x0": 3, "y1": 4, "x1": 4}
     pooled = explain(client, "lenet", image, "features.5", 2, 1, 2)
     window = lenet_upto(models["lenet"], image, 5)[2, 2:4, 4:6]
     out = float(lenet_upto(models["lenet"], image, 6)[2, 1, 2])
@@ -198,7 +217,7 @@ def test_relu_and_max_pooling(client, models):
     dy, dx = pooled["winner"]
     assert pooled["patch"][dy][dx] == pytest.approx(float(window.max())) == out
     assert pooled["value"] == pytest.approx(out)
-    assert pooled["window"] == {"layer": "features.4", "y0": 2, "x0": 4, "y1": 4, "x1": 6}
+    assert box(pooled["window"]) == {"layer": "features.4", "y0": 2, "x0": 4, "y1": 4, "x1": 6}
 
 
 def test_batch_norm_and_average_pooling(client, models):
@@ -228,7 +247,7 @@ def test_linear_flatten_and_softmax(client, models):
     trained = models["lenet"]
     c5 = lenet_upto(trained, image, 8).flatten()  # what the classifier reads
     flat = explain(client, "lenet", image, "classifier.0", 37)
-    assert flat["source"] == {"channel": 37, "y": 0, "x": 0}
+    assert box(flat["source"], ("channel", "y", "x")) == {"channel": 37, "y": 0, "x": 0}
     assert flat["value"] == pytest.approx(float(c5[37]))
     linear = explain(client, "lenet", image, "classifier.1", 11)
     layer = trained.model.classifier[1]
@@ -255,7 +274,8 @@ def test_linear_flatten_and_softmax(client, models):
 def test_a_map_flattened_into_a_vector_and_a_linear_layer_after_torch_flatten(client, models):
     image = pixels(client, "cifar", 0)
     flat = explain(client, "cifar", image, "classifier.0", 37)  # 128 x 4 x 4 maps
-    assert flat["source"] == {"channel": 2, "y": 1, "x": 1}  # 37 = 2*16 + 1*4 + 1
+    # 37 = 2*16 + 1*4 + 1
+    assert box(flat["source"], ("channel", "y", "x")) == {"channel": 2, "y": 1, "x": 1}
     trained = models["cifar"]
     with torch.no_grad():
         maps = trained.model.features(model_input(trained, image))[0]
@@ -268,18 +288,19 @@ def test_a_map_flattened_into_a_vector_and_a_linear_layer_after_torch_flatten(cl
     assert fc["sum"] == pytest.approx(float(logits[6]), abs=1e-4) and fc["count"] == 32
 
 
-def test_layers_off_the_chain_and_bad_positions_are_one_sentence(client):
+def test_the_step_after_a_residual_add_and_bad_positions_are_one_sentence(client, models):
     image = pixels(client, "blocks", 0)
-    body = {"pixels": image, "layer": "block1.relu", "channel": 0, "y": 0, "x": 0}
-    after_sum = client.post("/api/runs/blocks/explain", json=body)
-    assert after_sum.status_code == 422
-    detail = after_sum.json()["detail"]
-    assert isinstance(detail, str) and "block1.relu" in detail and "residual" in detail
+    after_sum = explain(client, "blocks", image, "block1.relu", 0, 0, 0)  # relu(x + f(x))
+    assert after_sum["sources"] == ["block1.add"]
+    added = explain(client, "blocks", image, "block1.add", 0, 0, 0)
+    terms = added["terms"]
+    assert len(terms) == 2 and added["computed"] == pytest.approx(sum(t["value"] for t in terms))
+    assert added["value"] == pytest.approx(after_sum["before"], abs=1e-6)
     image = pixels(client, "lenet", 0)
     far = {"pixels": image, "layer": "features.3", "channel": 16, "y": 0, "x": 0}
     refused = client.post("/api/runs/lenet/explain", json=far)
     assert refused.status_code == 422
-    assert refused.json()["detail"].startswith("channel 16, y 0, x 0: layer features.3 has 16 ")
+    assert refused.json()["detail"].startswith("channel 16, y 0, x 0: step features.3 has 16 ")
     unknown = {**far, "layer": "features.99", "channel": 0}
     assert "features.99" in client.post("/api/runs/lenet/explain", json=unknown).json()["detail"]
 

@@ -70,13 +70,31 @@ def test_runs_and_model_sources_are_listed_and_both_answer(client, data_dir):
     ).json()
     assert len(told["channels"]) == 3 and told["stride"] == [2, 2]
     assert told["sum"] == pytest.approx(told["value"], abs=1e-4)
-    shared = client.post(  # torchvision's BasicBlock calls its one ReLU twice
+    # torchvision's BasicBlock calls its one ReLU twice: two steps, each traced, and the sum
+    names = [layer["name"] for layer in other.json()["layers"]]
+    assert names[names.index("layer1.0.relu#1") : names.index("layer1.0.relu#1") + 4] == [
+        "layer1.0.relu#1",
+        "layer1.0.conv2",
+        "layer1.0.bn2",
+        "layer1.0.add",
+    ]
+    for layer in names:  # every step of ResNet-18 answers, none refused
+        shape = other.json()["layers"][names.index(layer)]["shape"]
+        body = {"pixels": upload["pixels"], "layer": layer, "channel": shape[0] - 1, "y": 0, "x": 0}
+        answer = client.post("/api/runs/resnet18/explain", json=body)
+        assert answer.status_code == 200, (layer, answer.text)
+        told = answer.json()
+        assert told["computed"] == pytest.approx(told["value"], abs=1e-4), layer
+    conv2 = client.post(
         "/api/runs/resnet18/explain",
         json={"pixels": upload["pixels"], "layer": "layer1.0.conv2", "channel": 0, "y": 0, "x": 0},
-    )
-    assert (
-        shared.status_code == 422 and "earlier output of layer1.0.relu" in shared.json()["detail"]
-    )
+    ).json()
+    assert conv2["window"]["layer"] == "layer1.0.relu#1"  # the first call's output
+    after = client.post(
+        "/api/runs/resnet18/explain",
+        json={"pixels": upload["pixels"], "layer": "layer1.0.relu#2", "channel": 0, "y": 9, "x": 9},
+    ).json()
+    assert after["sources"] == ["layer1.0.add"] and "unknown" not in after["receptive_field"]
     for missing in ("report", "sample/0"):
         refused = client.get(f"/api/runs/resnet18/{missing}")
         assert refused.status_code == 422

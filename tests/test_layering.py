@@ -196,3 +196,31 @@ def test_the_rules_catch_what_they_promise(tmp_path):
     assert "cnnlab.runs" in targets and "cnnlab.train" in targets
     assert floor("cnnlab.cli.train") == 6 and floor("cnnlab.scratch.layers") == 1
     assert resolve("cnnlab", ["runs"]) == ["cnnlab.runs"]
+
+
+def test_the_explorer_computes_nothing_of_its_own():
+    """The web package keeps HTTP, page state and pictures: every number it shows about a
+    model's insides comes from cnnlab.inspect (the trace, its explanations and gradients), so
+    the command line and notebooks get the same numbers. No functional torch, autograd or hooks
+    in cnnlab/explorer."""
+    forbidden = (
+        "torch.nn.functional",
+        "autograd",
+        "register_forward_hook",
+        "register_forward_pre_hook",
+        "register_hook",
+        "conv2d",
+        "conv_transpose2d",
+        ".backward(",
+    )
+    found = []
+    for path in sorted((PACKAGE / "explorer").glob("*.py")):
+        text = path.read_text()
+        found += [f"{path.name}: {word}" for word in forbidden if word in text]
+        tree = ast.parse(text)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module in ("torch.nn", "torch"):
+                names = [alias.name for alias in node.names]
+                if "functional" in names:
+                    found.append(f"{path.name}: from {node.module} import functional")
+    assert not found, found

@@ -26,6 +26,7 @@ from . import (
     show,
     show_lessons,
     show_pictures,
+    trace,
     train,
     transfer,
 )
@@ -58,6 +59,7 @@ COMMANDS = (
     lessons.add_lessons,
     export.add_export,
     backprop.add_backprop,
+    trace.add_trace,
 )
 
 

@@ -26,9 +26,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import CnnlabError
-from .problems import http_error_sentence, validation_sentence
+from .problems import Refusal, echo, http_error_sentence, shorten_echoes, validation_sentence
 from .routes import router
-from .service import MAX_UPLOAD_BYTES, Explorer, Refusal
+from .service import Explorer
+from .uploads import MAX_UPLOAD_BYTES, body_too_large, upload_too_large
 
 STATIC = Path(__file__).parent / "static"
 # any request body: an upload plus its multipart framing, or the JSON pixels of a 3x512x512
@@ -37,8 +38,10 @@ MAX_BODY_BYTES = MAX_UPLOAD_BYTES + 2**20
 
 
 class _BodyTooLarge(HTTPException):
-    def __init__(self) -> None:
-        super().__init__(413, f"request body larger than {MAX_BODY_BYTES // 2**20} MiB")
+    def __init__(self, path: str = "", limit: int = MAX_BODY_BYTES) -> None:
+        # an upload is told the upload's own limit, the one its endpoint checks
+        is_upload = path.endswith("/upload")
+        super().__init__(413, upload_too_large() if is_upload else body_too_large(limit))
 
 
 class BodyLimit:
@@ -56,9 +59,10 @@ class BodyLimit:
         if not declared.isdigit() or int(declared) > self.max_bytes:
             status = 413 if declared.isdigit() else 400
             detail = (
-                _BodyTooLarge().detail
+                _BodyTooLarge(scope["path"], self.max_bytes).detail
                 if status == 413
-                else "the Content-Length header is not a number"
+                else f"the Content-Length header {echo(declared.decode('latin-1'))} is not a "
+                "number: expected the body's size in bytes; send a valid Content-Length"
             )
             await JSONResponse({"detail": detail}, status)(scope, receive, send)
             return
@@ -71,7 +75,7 @@ class BodyLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise _BodyTooLarge()
+                    raise _BodyTooLarge(scope["path"], self.max_bytes)
             return message
 
         async def tracked(message: Message) -> None:
@@ -89,27 +93,35 @@ class BodyLimit:
 
 def _answer_errors(app: FastAPI) -> None:
     """Every error as a JSON ``detail``: refusals with their status, cnnlab's errors 400,
-    invalid requests 422 (without echoing the input), anything else 500 (no traceback)."""
+    invalid requests 422 (without echoing the input), anything else 500 (no traceback). A
+    user's value repeated in a message is cut to a short prefix (:func:`.shorten_echoes`)."""
 
     @app.exception_handler(Refusal)
     def _refused(request: Request, error: Refusal) -> JSONResponse:
-        return JSONResponse({"detail": error.detail}, status_code=error.status)
+        return JSONResponse({"detail": shorten_echoes(error.detail)}, status_code=error.status)
 
     @app.exception_handler(CnnlabError)
     def _cnnlab_error(request: Request, error: CnnlabError) -> JSONResponse:
-        return JSONResponse({"detail": str(error)}, status_code=400)
+        return JSONResponse({"detail": shorten_echoes(str(error))}, status_code=400)
 
     @app.exception_handler(RequestValidationError)
     def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
         # one sentence; only short scalars are echoed (a NaN or a whole image never is)
-        return JSONResponse({"detail": validation_sentence(error.errors())}, status_code=422)
+        detail = shorten_echoes(validation_sentence(error.errors()))
+        return JSONResponse({"detail": detail}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
         detail = http_error_sentence(
-            error.status_code, error.detail, request.method, request.url.path
+            error.status_code,
+            error.detail,
+            request.method,
+            request.url.path,
+            request.headers.get("content-type", ""),
         )
-        return JSONResponse({"detail": detail}, error.status_code, headers=error.headers)
+        return JSONResponse(
+            {"detail": shorten_echoes(detail)}, error.status_code, headers=error.headers
+        )
 
     @app.exception_handler(Exception)
     def _any_error(request: Request, error: Exception) -> JSONResponse:

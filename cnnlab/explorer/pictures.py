@@ -75,3 +75,9 @@ def overlay(image: torch.Tensor, heat: np.ndarray, colormap: str = "viridis") ->
 def image_png(image: torch.Tensor) -> str:
     """A uint8 ``C x H x W`` model input as a PNG data URL."""
     return png(image_array(image))
+
+
+def sprite_on_scale(maps: np.ndarray) -> np.ndarray:
+    """``K x H x W`` float maps side by side (``H x K*W``), values kept: :func:`png` then puts
+    them all on one scale, so their sizes can be compared."""
+    return maps.transpose(1, 0, 2).reshape(maps.shape[1], -1)

@@ -1,11 +1,23 @@
-"""Error answers as one readable sentence: FastAPI's list of validation problems, and its
-bare "Not Found" / "Method Not Allowed", turned into what was wrong, what was expected and
-what to do (the page shows ``detail`` as it is)."""
+"""Error answers as one readable sentence: FastAPI's list of validation problems, its bare
+"Not Found" / "Method Not Allowed" and Starlette's body-parsing errors, turned into what was
+wrong, what was expected and what to do (the page shows ``detail`` as it is); the
+:class:`Refusal` the explorer raises; and :func:`shorten_echoes`, which cuts any user value an
+answer repeats to a short prefix with its length."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
+
+
+class Refusal(Exception):
+    """A request the explorer will not answer: ``status`` (404, 413, 415, 422, ...) and why."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.detail = status, detail
+
 
 # pydantic's error type -> what was expected
 EXPECTED = {
@@ -25,6 +37,32 @@ EXPECTED = {
 }
 WHERE = {"body": "the request body", "query": "query parameter", "path": "path parameter"}
 MAX_ECHO = 40  # characters of a rejected value repeated in the answer
+ECHO_PREFIX = 12  # characters kept of a longer one
+# a quoted value (as repr() writes it; not an apostrophe inside a word) or a long bare token
+_QUOTED = re.compile(r"""(?<![\w])(['"])((?:(?!\1)[^\\]|\\.)*)\1(?![\w])""")
+_BARE = re.compile(rf"\S{{{3 * MAX_ECHO},}}")
+# what Starlette says when it cannot parse a body (FastAPI's catch-all, python-multipart's)
+PARSE_ERRORS = ("There was an error parsing the body", "multipart", "Content-Disposition")
+
+
+def echo(text: str) -> str:
+    """A user's value as an answer repeats it: quoted, cut to a prefix with its length when
+    longer than :data:`MAX_ECHO` (``'aaaaaaaaaaaa...' (10000 characters)``)."""
+    if len(text) <= MAX_ECHO:
+        return repr(text)
+    return f"'{repr(text[:ECHO_PREFIX])[1:-1]}...' ({len(text)} characters)"
+
+
+def shorten_echoes(detail: str) -> str:
+    """``detail`` with every quoted value (and any bare token) longer than :data:`MAX_ECHO` cut
+    by :func:`echo`: however a message was written, an answer never repeats a long input."""
+
+    def quoted(match: re.Match[str]) -> str:
+        inner = match.group(2)
+        return match.group(0) if len(inner) <= MAX_ECHO else echo(inner)
+
+    detail = _QUOTED.sub(quoted, detail)
+    return _BARE.sub(lambda m: m.group(0) if "..." in m.group(0) else echo(m.group(0)), detail)
 
 
 def _field(loc: Sequence[Any]) -> str:
@@ -40,7 +78,7 @@ def _got(value: Any) -> str:
     if isinstance(value, (int, float)):
         text = repr(value)
     elif isinstance(value, str):
-        text = repr(value) if len(value) <= MAX_ECHO else f"text of {len(value)} characters"
+        text = echo(value)
     elif isinstance(value, list):
         text = f"a list of {len(value)}"
     elif isinstance(value, dict):
@@ -84,8 +122,27 @@ def validation_sentence(problems: Sequence[dict[str, Any]]) -> str:
     return ("; ".join(parts) or "the request is not valid (see /docs)") + more
 
 
-def http_error_sentence(status: int, detail: Any, method: str, path: str) -> str:
-    """A routing error as one sentence naming the method and path."""
+def body_error_sentence(content_type: str, why: str) -> str:
+    """A body Starlette could not parse (``why``: its reason) as one sentence: what the
+    endpoint expected, by the ``content_type`` the client declared."""
+    if content_type.startswith("multipart/"):
+        return (
+            f"the request body is not a readable multipart/form-data upload ({why.rstrip('.')}); "
+            'expected a form with the image file in the field "file"; send it as a browser form '
+            "does (curl -F file=@photo.png)"
+        )
+    return (
+        "the request body could not be read as JSON (it is not UTF-8 text); expected a JSON "
+        "object in UTF-8; send the fields listed at /docs"
+    )
+
+
+def http_error_sentence(
+    status: int, detail: Any, method: str, path: str, content_type: str = ""
+) -> str:
+    """A routing or body-parsing error as one sentence naming the method and path."""
+    if status == 400 and any(part in str(detail) for part in PARSE_ERRORS):
+        return body_error_sentence(content_type, str(detail))
     if status == 404 and detail == "Not Found":
         return (
             f"no endpoint at {method} {path}: a part of the address is missing or misspelled "

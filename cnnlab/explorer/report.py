@@ -1,6 +1,7 @@
-"""The practitioner's view of one trained run: its learning curves (metrics.csv), and on up to
-:data:`REPORT_IMAGES` test images the confusion matrix, the accuracy per class and the most
-confident mistakes (with their pictures)."""
+"""The practitioner's view of one trained run: its learning curves (metrics.csv), and on the
+first :data:`REPORT_IMAGES` test images (the answer says how many of how many) the overall
+accuracy, the confusion matrix, the accuracy per class and the most confident mistakes (with
+their pictures and test-image numbers, which ``/sample/{index}`` loads)."""
 
 from __future__ import annotations
 
@@ -32,8 +33,10 @@ def curves(metrics: Path) -> list[dict[str, float | int]]:
 def build_report(
     source: ModelSource, images: torch.Tensor, labels: torch.Tensor, metrics: Path
 ) -> dict[str, Any]:
-    """The report's numbers, computed on the first :data:`REPORT_IMAGES` test images. The
-    caller holds the run's lock (the model is called here)."""
+    """The report's numbers, computed on the first :data:`REPORT_IMAGES` test images
+    (``images`` of ``test_images``, said in ``note``). The caller holds the run's lock (the
+    model is called here)."""
+    total = len(images)
     images, labels = images[:REPORT_IMAGES], labels[:REPORT_IMAGES].long()
     classes = source.classes
     outputs = []
@@ -60,11 +63,16 @@ def build_report(
         }
         for i in worst
     ]
+    accuracy = float((predicted == labels).float().mean())
+    used = "all" if len(images) == total else f"the first {len(images):,} of"
     return {
         "curves": curves(metrics) if metrics.is_file() else [],
         "classes": classes,
         "images": len(images),
-        "accuracy": float((predicted == labels).float().mean()),
+        "test_images": total,
+        "accuracy": accuracy,
+        "note": f"on {used} {total:,} test images: accuracy {accuracy:.1%} "
+        f"({int((predicted == labels).sum()):,} right); mistakes are numbered as test images",
         "confusion": confusion.tolist(),
         "per_class_accuracy": per_class.tolist(),
         "mistakes": mistakes,

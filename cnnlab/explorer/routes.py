@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, File, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from .playground import OutOfBounds, conv_arithmetic, presets
-from .service import DEFAULT_CHANNELS, MAX_CHANNELS, Explorer, Refusal
+from .problems import Refusal
+from .service import DEFAULT_CHANNELS, MAX_CHANNELS, Explorer
+from .uploads import FITS, MAX_UPLOAD_BYTES, MAX_UPLOAD_PIXELS, formats, mib
 
 router = APIRouter()
 
@@ -49,8 +51,14 @@ class KernelRequest(Pixels):
     x: int = Field(..., ge=0, description="column (0 for 1-D layers)")
 
 
+class ContributionsRequest(Pixels):
+    layer: str = Field(..., description="a convolution step")
+    channel: int = Field(..., ge=0, description="its output channel")
+    limit: int = Field(16, ge=1, le=64, description="input channels shown (the largest first)")
+
+
 class GradientRequest(Pixels):
-    layer: str = Field(..., description="a convolution")
+    layer: str = Field(..., description="a convolution or linear step (or a pooling module)")
     channel: int = Field(..., ge=0, description="its output channel")
     class_index: int | None = Field(None, description="the loss's target; default: predicted")
 
@@ -73,13 +81,28 @@ def sample(name: str, index: int, service: Explorer = Depends(explorer)) -> dict
     return service.sample(name, index)
 
 
-@router.post("/api/runs/{name}/upload")
+FIT = (
+    "crop (default): keep the aspect ratio, resize the shorter side and cut out the centre, as "
+    "`cnnlab predict` reads photos; squash: resize the whole picture to the input's square"
+)
+
+
+@router.post(
+    "/api/runs/{name}/upload",
+    description=f"Decode an uploaded {formats()} picture (at most {mib(MAX_UPLOAD_BYTES)}, "
+    f"{MAX_UPLOAD_PIXELS:,} pixels) into this run's input: transparent pixels laid on white, "
+    "colours converted, resized and centre-cropped (or squashed with ``fit=squash``), with a "
+    "note on each change.",
+)
 def upload(
-    name: str, file: UploadFile = File(...), service: Explorer = Depends(explorer)
+    name: str,
+    file: UploadFile = File(...),
+    fit: Literal[FITS] | None = Query(None, description=FIT),  # type: ignore[valid-type]
+    fit_field: Literal[FITS] | None = Form(None, alias="fit", description=FIT),  # type: ignore[valid-type]
+    service: Explorer = Depends(explorer),
 ) -> dict[str, Any]:
-    """Decode an uploaded PNG/JPEG into this run's input format (converted and resized
-    with notes)."""
-    return service.upload(name, file.file)
+    """Decode an uploaded picture into this run's input format."""
+    return service.upload(name, file.file, fit or fit_field or "crop")
 
 
 @router.post("/api/runs/{name}/analyze", response_model=None)
@@ -105,8 +128,21 @@ def explain(
     (convolution: every input channel's products and subtotal; ReLU/activation: before and
     after; pooling: the window and its winner or mean; batch norm: its affine and statistics;
     linear: the largest terms of the dot product; flatten: the source position; softmax: logits
-    to probabilities), with its window on the previous layer and its receptive field."""
+    to probabilities; a residual add: its terms; a concatenation: the input a channel came
+    from), with its window on each input and its receptive field on the image (``unknown`` with
+    the reason when a step on the way cannot be followed). Step names are those of /analyze: a
+    module called twice is two steps, ``name#1`` and ``name#2``."""
     return service.explain(name, body.pixels, body.layer, body.channel, body.y, body.x)
+
+
+@router.post("/api/runs/{name}/contributions")
+def contributions(
+    name: str, body: ContributionsRequest, service: Explorer = Depends(explorer)
+) -> dict[str, Any]:
+    """A convolution's output map taken apart: each input channel's map (that channel
+    correlated with its kernel slice), the bias, and their sum, which is the output map; the
+    ``limit`` input channels that contribute most, as one sprite on one shared scale."""
+    return service.contributions(name, body.pixels, body.layer, body.channel, body.limit)
 
 
 @router.post("/api/runs/{name}/gradient")
@@ -121,7 +157,8 @@ def gradient(
 @router.get("/api/runs/{name}/report")
 def report(name: str, service: Explorer = Depends(explorer)) -> dict[str, Any]:
     """A trained run's learning curves, confusion matrix, accuracy per class and most
-    confident mistakes (on up to 2,000 test images; computed once)."""
+    confident mistakes on the first ``images`` of the ``test_images`` test images, with their
+    overall ``accuracy`` and each mistake's test-image ``index`` (computed once)."""
     return service.report(name)
 
 

@@ -15,7 +15,6 @@ runs while ``torch.fx`` traces a model for the layer table (the trace swaps
 
 from __future__ import annotations
 
-import io
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,36 +22,27 @@ from typing import Any, BinaryIO
 
 import numpy as np
 import torch
-from PIL import Image
 
 from .. import runs as run_files
 from .._tracing import model_call
 from ..errors import CnnlabError
-from ..images import DECODE_ERRORS, fit_resized_crop
-from ..inspect import capture, grad_cam
+from ..inspect import grad_cam
 from ..inspect.summary import summary
+from ..inspect.trace import Trace, record_trace
+from ..inspect.trace_explain import channel_contributions, explain_value
+from ..inspect.trace_gradient import step_gradient
 from ..models import names_a_model
 from ..models.binary import class_probabilities
 from ..trained import ModelSource, load_source
-from .explain import SOFTMAX, Unexplained, explain, softmax_layer
-from .gradient import kernel_gradient
-from .layers import layer_kind, layer_label, record
-from .pictures import COLORMAPS, colour, image_png, legend, overlay, png, sprite
+from .pictures import COLORMAPS, colour, image_png, legend, overlay, png, sprite_on_scale
+from .problems import Refusal
 from .report import build_report
+from .step_views import step_view
+from .uploads import read_upload
 
-MAX_UPLOAD_BYTES = 5 * 2**20  # 5 MiB
-MAX_UPLOAD_PIXELS = 25_000_000  # width x height; larger files are decompression bombs here
-UPLOAD_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP")
 DEFAULT_CHANNELS = 16  # maps per layer in /analyze unless the request asks for more
 MAX_CHANNELS = 1024
-
-
-class Refusal(Exception):
-    """A request the explorer will not answer: ``status`` (404, 413, 415, 422, ...) and why."""
-
-    def __init__(self, status: int, detail: str) -> None:
-        super().__init__(detail)
-        self.status, self.detail = status, detail
+TRACES_KEPT = 3  # recorded forward passes kept per run
 
 
 @dataclass
@@ -65,7 +55,20 @@ class LoadedRun:
     data_lock: threading.Lock = field(default_factory=threading.Lock)  # the test set, once
     test_images: torch.Tensor | None = None
     test_labels: torch.Tensor | None = None
-    cache: dict[str, Any] = field(default_factory=dict)  # the report, once
+    cache: dict[str, Any] = field(default_factory=dict)  # the report, summary, modules
+
+    def kept(self, key: str, make: Any) -> Any:
+        """``make()`` computed once per model object (a run re-opened, or its model swapped for
+        other weights, computes it again: the entry names the model it was made from)."""
+        entry = self.cache.get(key)
+        if entry is None or entry[0] is not self.source.model:
+            entry = self.cache[key] = (self.source.model, make())
+        return entry[1]
+
+    @property
+    def modules(self) -> dict[str, torch.nn.Module]:
+        """The model's layers by name, listed once."""
+        return self.kept("modules", lambda: dict(self.source.model.named_modules()))
 
     @property
     def trained(self) -> ModelSource:  # the name the views below were written with
@@ -176,11 +179,12 @@ class Explorer:
         return out
 
     def summary(self, name: str) -> dict[str, Any]:
+        """The layer table, traced once per model (:meth:`LoadedRun.kept`)."""
         run = self.get(name)
         t = run.trained
+        shape = f"{t.in_channels}x{t.input_size}x{t.input_size}"
         with run.lock:  # summary() traces under tracing(): never beside a model call
-            report = summary(t.model, f"{t.in_channels}x{t.input_size}x{t.input_size}", name)
-        return report.to_dict()
+            return run.kept(f"summary {shape}", lambda: summary(t.model, shape, name).to_dict())
 
     def test_set(self, run: LoadedRun) -> tuple[torch.Tensor, torch.Tensor]:
         """The run's test images and labels, read once."""
@@ -236,26 +240,9 @@ class Explorer:
                 run.cache["report"] = built
         return built
 
-    def upload(self, name: str, stream: BinaryIO) -> dict[str, Any]:
-        run = self.get(name)
-        data = stream.read(MAX_UPLOAD_BYTES + 1)
-        if len(data) > MAX_UPLOAD_BYTES:
-            raise Refusal(413, f"upload larger than {MAX_UPLOAD_BYTES // 2**20} MiB")
-        try:
-            with Image.open(io.BytesIO(data)) as image:
-                if image.format not in UPLOAD_FORMATS:
-                    raise Refusal(415, f"{image.format} images are not accepted")
-                width, height = image.size
-                if width * height > MAX_UPLOAD_PIXELS:
-                    raise Refusal(413, f"image of {width}x{height} pixels is too large")
-                image.load()
-                t = run.trained
-                array, notes = fit_resized_crop(image, t.in_channels, t.input_size, t.resize)
-        except Image.DecompressionBombError:
-            raise Refusal(413, "the image has too many pixels (decompression bomb)") from None
-        except DECODE_ERRORS:
-            raise Refusal(400, "the upload is not a readable PNG or JPEG image") from None
-        return {"pixels": array.tolist(), "notes": notes}
+    def upload(self, name: str, stream: BinaryIO, fit: str = "crop") -> dict[str, Any]:
+        """An uploaded picture as this run's input (:func:`.uploads.read_upload`)."""
+        return read_upload(stream, self.get(name).source, fit)
 
     def as_input(self, run: LoadedRun, pixels: list[Any]) -> torch.Tensor:
         """The client's 0..255 pixels as this run's uint8 ``C x H x W`` input."""
@@ -286,24 +273,17 @@ class Explorer:
         run = self.get(name)
         image = self.as_input(run, pixels)
         t = run.trained
-        modules = dict(t.model.named_modules())
-        with run.lock, model_call(), torch.no_grad(), capture(t.model) as recorded:
-            logits = t.model(t.preprocess(image[None]))
-        probs = class_probabilities(logits)[0]  # a binary head: 2 classes
-        layers = [
-            layer_view(layer, modules.get(layer), out[0], channels)
-            for layer, out in recorded["outputs"].items()
-            if out[0].ndim in (1, 3)
-        ]
-        if softmax_layer(t.model) is None:
-            layers.append(layer_view(SOFTMAX, None, probs, channels))
+        trace = self.trace(run, image)
+        probs = class_probabilities(trace.logits)[0]  # a binary head: 2 classes
+        shown = [s for s in trace.steps.values() if s.output.ndim in (1, 3)]
+        layers = [step_view(step, channels, len(shown)) for step in shown]
         ranked = [
             {"class": c, "index": i, "p": float(p)}
             for i, (c, p) in enumerate(zip(t.classes, probs))
         ]
         return {
             "probabilities": ranked,
-            "logits": logits[0].tolist(),
+            "logits": trace.logits[0].tolist(),
             "predicted": int(probs.argmax()),
             "prediction": {
                 "index": int(probs.argmax()),
@@ -311,6 +291,7 @@ class Explorer:
                 "p": float(probs.max()),
             },
             "input": image_png(image),
+            "normalisation": normalisation(run.trained.preprocess, run.trained.in_channels),
             "layers": layers,
         }
 
@@ -331,7 +312,7 @@ class Explorer:
                 f"class_index {class_index}: expected 0..{len(t.classes) - 1}; leave it out for "
                 "the predicted class",
             )
-        if layer is not None and layer not in dict(t.model.named_modules()):
+        if layer is not None and layer not in run.modules:
             raise Refusal(
                 422,
                 f"layer {layer!r}: no layer of that name; leave it out for the last convolution",
@@ -351,33 +332,66 @@ class Explorer:
             "legend": legend(colormap),
         }
 
+    def trace(self, run: LoadedRun, image: torch.Tensor) -> Trace:
+        """Every step of ``run``'s model on ``image`` (uint8 C x H x W), recorded once per image
+        (the last few kept: the page asks about one image many times)."""
+        key = image.numpy().tobytes()
+        traces = run.kept("traces", dict)
+        found = traces.get(key)
+        if found is None:
+            with run.lock:
+                found = record_trace(run.trained.model, run.trained.preprocess(image[None]))
+            while len(traces) >= TRACES_KEPT:
+                traces.pop(next(iter(traces)), None)
+            traces[key] = found
+        return found
+
     def explain(
         self, name: str, pixels: list[Any], layer: str, channel: int, y: int, x: int
     ) -> dict[str, Any]:
-        """One output number of ``layer`` computed in the open (:func:`.explain.explain`)."""
+        """One output number of step ``layer`` computed in the open
+        (:func:`cnnlab.inspect.trace_explain.explain_value`)."""
         run = self.get(name)
-        image = self.as_input(run, pixels)
-        t = run.trained
-        with run.lock, model_call():
-            recording = record(t.model, t.preprocess(image[None]))
+        trace = self.trace(run, self.as_input(run, pixels))
         try:
-            return explain(t.model, recording, layer, channel, y, x)
-        except Unexplained as why:
+            return explain_value(trace, layer, channel, y, x)
+        except CnnlabError as why:
             raise Refusal(422, str(why)) from None
+
+    def contributions(
+        self, name: str, pixels: list[Any], layer: str, channel: int, limit: int
+    ) -> dict[str, Any]:
+        """One convolution output map as the sum of its input channels' maps plus the bias
+        (:func:`cnnlab.inspect.trace_explain.channel_contributions`), drawn on one scale."""
+        run = self.get(name)
+        trace = self.trace(run, self.as_input(run, pixels))
+        try:
+            parts = channel_contributions(trace, layer, channel, limit)
+        except CnnlabError as why:
+            raise Refusal(422, str(why)) from None
+        maps = parts.pop("maps")
+        together = torch.cat([maps, parts["sum"][None], parts["output"][None]])
+        low, high = float(together.min()), float(together.max())
+        return parts | {
+            "sum": png(parts["sum"].numpy(), low, high),
+            "output": png(parts["output"].numpy(), low, high),
+            "sprite": png(sprite_on_scale(maps.numpy()), low, high),
+            "ranges": [{"min": float(m.min()), "max": float(m.max())} for m in maps],
+            "min": low,
+            "max": high,
+        }
 
     def gradient(
         self, name: str, pixels: list[Any], layer: str, channel: int, class_index: int | None
     ) -> dict[str, Any]:
-        """dLoss/dKernel of one convolution output channel (:func:`.explain.kernel_gradient`)."""
+        """The backward view of one convolution channel, linear output or pooling channel
+        (:func:`cnnlab.inspect.trace_gradient.step_gradient`)."""
         run = self.get(name)
-        image = self.as_input(run, pixels)
-        t = run.trained
+        trace = self.trace(run, self.as_input(run, pixels))
         try:
-            with run.lock, model_call():
-                return kernel_gradient(
-                    t.model, t.preprocess(image[None]), layer, channel, class_index
-                )
-        except Unexplained as why:
+            with run.lock:
+                return step_gradient(trace, layer, channel, class_index)
+        except CnnlabError as why:
             raise Refusal(422, str(why)) from None
 
     def kernel(
@@ -410,32 +424,14 @@ class Explorer:
         }
 
 
-def layer_view(name: str, module: torch.nn.Module | None, out: torch.Tensor, channels: int):
-    """One layer of /analyze: kind, label, shape, and its maps (or values) up to ``channels``."""
-    shape = list(out.shape)
-    shown = out[:channels]
-    view: dict[str, Any] = {
-        "name": name,
-        "kind": layer_kind(module) if module is not None else "softmax",
-        "label": layer_label(name, module, shape),
-        "shape": shape,
-        "channels_total": shape[0],
-        "channels_shown": len(shown),
-        "count": len(shown),
-        "layer_min": float(out.min()),
-        "layer_max": float(out.max()),
-        "min": float(out.min()),
-        "max": float(out.max()),
+def normalisation(preprocess: Any, channels: int) -> dict[str, Any] | None:
+    """How the 0..255 pixels become the model's input: ``(x / 255 - mean) / std`` per channel,
+    or ``None`` for a preprocessing cnnlab cannot describe."""
+    mean, std = getattr(preprocess, "mean", None), getattr(preprocess, "std", None)
+    if mean is None or std is None:
+        return None
+    return {
+        "mean": list(mean)[:channels],
+        "std": list(std)[:channels],
+        "formula": "(x / 255 - mean) / std",
     }
-    if out.ndim == 3:
-        lows, highs = shown.amin((1, 2)), shown.amax((1, 2))
-        view["maps"] = [
-            {"min": float(lo), "max": float(hi), "constant": bool(lo == hi)}
-            for lo, hi in zip(lows, highs)
-        ]
-        view["sprite"] = png(sprite(shown.numpy()))
-    else:  # a vector: each value a 1x1 tile, on the layer's one scale
-        view["maps"] = []
-        view["values"] = shown.tolist()
-        view["sprite"] = png(shown.numpy()[None].astype(np.float32), view["min"], view["max"])
-    return view
