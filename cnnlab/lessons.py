@@ -1,7 +1,7 @@
 """The lesson index: every concept of the course, in teaching order, with the one command that
 shows it and what to look for in the result. The one source of ``cnnlab lessons`` and of
-``docs/lessons.md`` (written by ``cnnlab lessons --markdown``; a test checks it is current and
-runs every command at small sizes, so the index cannot rot).
+``docs/lessons.md`` (written by ``cnnlab lessons --markdown``, :mod:`cnnlab.cli.lessons`; a
+test checks it is current and runs every command at small sizes, so the index cannot rot).
 
 Commands name the runs the training lessons make: ``lenet`` (LeNet-5 on MNIST) and ``cifar``
 (a residual CNN on CIFAR-10), and read photos from ``$CNNLAB_DATA/photos``.
@@ -230,6 +230,14 @@ LESSONS = (
         "multiply-adds ~10x, the whole model's ~2.4x",
     ),
     Lesson(
+        "inception-arithmetic",
+        "architectures",
+        "Inception's 5x5 branch, by hand",
+        "cnnlab example inception-5x5",
+        "120,422,400 multiply-adds straight from 192 channels, 12,443,648 through a 1x1 "
+        "reduction to 16: 9.7x fewer for the same 32x28x28 output, every number derived",
+    ),
+    Lesson(
         "resnet",
         "architectures",
         "ResNet: identity and projection blocks",
@@ -281,6 +289,16 @@ LESSONS = (
         "It takes 2-3 hours on two CPU cores (about 50 images/s); add --train-subset 5000 for "
         "a first look in about 15-20 minutes",
         CIFAR,
+    ),
+    Lesson(
+        "reproduce",
+        "training",
+        "The course's experiments beside its logged numbers",
+        "cnnlab reproduce --quick --only e7-fashion-dnn",
+        "the course's figure, cnnlab's and the difference, with the reason for it; without "
+        "--quick every experiment runs its full recipe (hours on two CPU cores; the report "
+        "says how long first)",
+        "--runs-dir {scratch} --out reproduce.md",
     ),
     Lesson(
         "curves",
@@ -380,6 +398,17 @@ LESSONS = (
         "--name transfer-quick --overwrite",
     ),
     Lesson(
+        "transfer-advisor",
+        "transfer and graphs",
+        "Which layers to retrain: the four-quadrant rule",
+        "cnnlab transfer --from lenet --dataset fashion-mnist --strategy auto",
+        "the rule's choice and its reason, printed before training: 6,000 images per class "
+        "counts as large, so the later blocks retrain with the head; with --train-subset 600 "
+        "(60 per class, small) it keeps the features and trains only the head",
+        "--runs-dir {runs} --epochs 1 --train-subset 600 --test-subset 200 --no-progress "
+        "--name advisor-quick --overwrite",
+    ),
+    Lesson(
         "graph-convolution",
         "transfer and graphs",
         "Graph convolution on the karate club",
@@ -396,50 +425,3 @@ LESSONS = (
         "--epochs 1 --runs-dir {scratch} --no-progress",
     ),
 )
-
-
-def lesson(name: str) -> Lesson:
-    """The lesson called ``name`` (KeyError when there is none)."""
-    return {item.name: item for item in LESSONS}[name]
-
-
-def lesson_text(item: Lesson, number: int) -> str:
-    """One lesson in full, as ``cnnlab lessons NAME`` prints it."""
-    lines = [f"{number}. {item.title} [{item.name}, {item.part}]", f"   $ {item.command}"]
-    if item.pending:
-        lines.append("   (not available yet: this feature is being added)")
-    lines.append(f"   look for: {item.look_for}")
-    if item.explorer:
-        lines.append(f"   also in the explorer: {item.explorer}")
-    return "\n".join(lines)
-
-
-def lessons_markdown() -> str:
-    """``docs/lessons.md``: the index as Markdown, one table per part."""
-    out = [
-        "# Lessons",
-        "",
-        "Every concept of the course, in teaching order, with the one command that shows it",
-        "and what to look for. Generated from `cnnlab/lessons.py` by",
-        "`cnnlab lessons --markdown > docs/lessons.md`; `cnnlab lessons NAME` prints one.",
-        "Run the training lessons first: later commands read the runs `lenet` (LeNet-5 on",
-        "MNIST) and `cifar` (CIFAR-10). Photos come from `$CNNLAB_DATA/photos`.",
-    ]
-    part = None
-    for number, item in enumerate(LESSONS, start=1):
-        if item.part != part:
-            part = item.part
-            out += [
-                "",
-                f"## {part[0].upper()}{part[1:]}",
-                "",
-                "| # | lesson | command | look for |",
-                "|---|---|---|---|",
-            ]
-        note = " *(coming)*" if item.pending else ""
-        also = f" Explorer: {item.explorer}." if item.explorer else ""
-        out.append(
-            f"| {number} | {item.title} (`{item.name}`){note} | `{item.command}` | "
-            f"{item.look_for}.{also} |"
-        )
-    return "\n".join(out) + "\n"

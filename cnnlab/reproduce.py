@@ -168,7 +168,8 @@ def config_for(
     train_subset: int | None = None,
 ) -> TrainConfig:
     """The experiment's recipe as a :class:`TrainConfig`; ``train_subset`` keeps the recipe
-    but trains on the first N training images (for a machine too slow for the full run)."""
+    but trains on N training images drawn at random with a fixed seed (for a machine too slow
+    for the full run)."""
     settings = {**exp.settings, **(exp.quick if quick else {})}
     if train_subset:
         settings["train_subset"] = train_subset

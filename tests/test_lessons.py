@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 
 from cnnlab.cli import build_parser, main
-from cnnlab.lessons import LESSONS, lessons_markdown
+from cnnlab.cli.lessons import lessons_markdown
+from cnnlab.lessons import LESSONS
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "lessons.md"
 

@@ -7,6 +7,7 @@ import argparse
 import difflib
 
 from ..errors import UnknownNameError
+from ..lessons import LESSONS, Lesson
 
 
 def add_lessons(sub: argparse._SubParsersAction) -> None:
@@ -24,7 +25,6 @@ def add_lessons(sub: argparse._SubParsersAction) -> None:
 
 
 def _lessons(args: argparse.Namespace) -> int:
-    from ..lessons import LESSONS, lesson_text, lessons_markdown
 
     if args.markdown:
         print(lessons_markdown(), end="")
@@ -49,3 +49,45 @@ def _lessons(args: argparse.Namespace) -> int:
         print(f"{number:>3}. {item.name:<24} {item.command}{coming}")
     print("\n`cnnlab lessons NAME` says what to look for; docs/lessons.md holds the same index.")
     return 0
+
+
+def lesson_text(item: Lesson, number: int) -> str:
+    """One lesson in full, as ``cnnlab lessons NAME`` prints it."""
+    lines = [f"{number}. {item.title} [{item.name}, {item.part}]", f"   $ {item.command}"]
+    if item.pending:
+        lines.append("   (not available yet: this feature is being added)")
+    lines.append(f"   look for: {item.look_for}")
+    if item.explorer:
+        lines.append(f"   also in the explorer: {item.explorer}")
+    return "\n".join(lines)
+
+
+def lessons_markdown() -> str:
+    """``docs/lessons.md``: the index as Markdown, one table per part."""
+    out = [
+        "# Lessons",
+        "",
+        "Every concept of the course, in teaching order, with the one command that shows it",
+        "and what to look for. Generated from `cnnlab/lessons.py` by",
+        "`cnnlab lessons --markdown > docs/lessons.md`; `cnnlab lessons NAME` prints one.",
+        "Run the training lessons first: later commands read the runs `lenet` (LeNet-5 on",
+        "MNIST) and `cifar` (CIFAR-10). Photos come from `$CNNLAB_DATA/photos`.",
+    ]
+    part = None
+    for number, item in enumerate(LESSONS, start=1):
+        if item.part != part:
+            part = item.part
+            out += [
+                "",
+                f"## {part[0].upper()}{part[1:]}",
+                "",
+                "| # | lesson | command | look for |",
+                "|---|---|---|---|",
+            ]
+        note = " *(coming)*" if item.pending else ""
+        also = f" Explorer: {item.explorer}." if item.explorer else ""
+        out.append(
+            f"| {number} | {item.title} (`{item.name}`){note} | `{item.command}` | "
+            f"{item.look_for}.{also} |"
+        )
+    return "\n".join(out) + "\n"

@@ -29,8 +29,9 @@ def add_reproduce(sub: argparse._SubParsersAction) -> None:
         type=int,
         default=None,
         metavar="N",
-        help="keep each recipe but train on the first N training images (a slow machine's "
-        "stand-in for the full run; the report says so)",
+        help="keep each recipe but train on N training images drawn at random (seeded, so "
+        "the same N images every time): a slow machine's stand-in for the full run; the "
+        "report says so",
     )
     add_out_option(p, Path("reproduce.md"))
     add_run_options(p)
