@@ -2,8 +2,11 @@
 // `state` (state.js); this module holds the run choice, the inputs, the prediction and Grad-CAM.
 "use strict";
 
-import { $, STALE, announce, element, fmt, note, onReset, post, request, reset, runPath, showImage, state } from "./state.js";
+import {
+  $, STALE, announce, element, fmt, inputTicket, note, onReset, post, request, reset, runPath, showImage, state, stillWanted,
+} from "./state.js";
 import { renderOverview } from "./maps.js";
+import { renderGraph } from "./graph.js";
 import { loadReport, setupPlayground } from "./practice.js";
 import { compareCurrent, setupCompare } from "./compare.js";
 
@@ -165,18 +168,26 @@ $("load-sample").onclick = async () => {
     announce("The test image number is not a whole number.");
     return;
   }
+  const ticket = inputTicket(); // a run switch or clear meanwhile makes the answer unwanted
   let data;
   try {
     data = await request("input", runPath(`sample/${index}`));
   } catch (error) {
+    if (!stillWanted(ticket)) return;
     note("input-note", `test image ${index}: ${error.message}`, true);
     announce(`Test image ${index} could not be loaded.`);
     return;
   }
-  if (data === STALE) return;
+  if (data === STALE || !stillWanted(ticket)) return;
   clearCanvas();
   useInput(data.pixels, `test image ${index}`, `test image ${index}, true class: ${data.class}`);
 };
+
+$("sample-index").addEventListener("keydown", (event) => { // Enter loads, like the button
+  if (event.key !== "Enter") return;
+  event.preventDefault();
+  $("load-sample").click();
+});
 
 $("upload").onchange = async () => {
   const input = $("upload");
@@ -185,14 +196,15 @@ $("upload").onchange = async () => {
   if (!file) return;
   const form = new FormData();
   form.append("file", file);
+  const ticket = inputTicket();
   let data;
   try {
     data = await request("input", runPath("upload"), { method: "POST", body: form });
   } catch (error) {
-    note("input-note", `${file.name}: ${error.message}`, true);
+    if (stillWanted(ticket)) note("input-note", `${file.name}: ${error.message}`, true);
     return;
   }
-  if (data === STALE) return;
+  if (data === STALE || !stillWanted(ticket)) return;
   clearCanvas();
   useInput(data.pixels, file.name, `${file.name}: ${data.notes.length ? data.notes.join("; ") : "used as is"}`);
 };
@@ -235,6 +247,7 @@ async function analyze() {
       element("span", { className: "bar", style: `width:${Math.round(120 * p.p)}px`, "aria-hidden": "true" }))));
   announce(`Prediction for ${state.inputLabel}: ${best.class}, ${(100 * best.p).toFixed(1)}%.`);
   renderOverview();
+  renderGraph();
   compareCurrent();
   showCam();
 }

@@ -4,11 +4,12 @@
 "use strict";
 
 import { $, STALE, announce, cancel, element, fmt, post, runPath, state } from "./state.js";
-import { drawSelectedMap, layerByName, movePixel, paintMap } from "./maps.js";
+import { drawSelectedMap, layerByName, paintMap } from "./maps.js";
 import { gradientButton } from "./practice.js";
+import { animationControls, stopAnimation as stopRunningSum } from "./running.js";
+import { linearTerms, linkGrids, softmaxBars } from "./numbers.js";
 
 let traceChannel = 0; // which input channel the previous-layer view shows (conv)
-let animation = null; // { terms, step, timer, sliding }
 
 export function clearTrace() {
   stopAnimation();
@@ -33,8 +34,9 @@ export async function explainSelected() {
   const selected = state.selected;
   if (!selected || !state.pixels) return;
   stopAnimation();
-  state.explanation = null;
-  $("kernel").replaceChildren(element("p", { className: "note", text: "computing…" }));
+  state.explanation = null; // no number or window of the previous pixel while this one loads
+  $("trace-views").replaceChildren();
+  $("kernel").replaceChildren(element("p", { className: "note", id: "explain-loading", text: "computing…" }));
   const body = { pixels: state.pixels, layer: selected.layer, channel: selected.channel, y: selected.y, x: selected.x };
   const layer = layerByName(selected.layer);
   let data;
@@ -72,13 +74,15 @@ function showProblem(selected, message) {
 
 // ---------------------------------------------------------------- number grids
 
-function grid(values, { caption, highlight = null, termBase = null } = {}) {
+function grid(values, { caption, highlight = null, termBase = null, padded = null } = {}) {
   const rows = Array.isArray(values[0]) ? values : [values];
   const table = element("table", { className: "grid" });
   if (caption) table.append(element("caption", { text: caption }));
   rows.forEach((row, i) => {
     table.append(element("tr", {}, ...row.map((v, j) => {
-      const cell = element("td", { text: fmt(v, 3) });
+      const pad = padded && padded[i] && padded[i][j];
+      const cell = element("td", { text: pad ? (v === null ? "pad −∞" : `pad ${fmt(v, 3)}`) : fmt(v, 3) });
+      if (pad) cell.className = "padded";
       if (highlight && highlight[0] === i && highlight[1] === j) cell.className = "winner";
       if (termBase !== null) cell.dataset.term = String(termBase + i * row.length + j);
       return cell;
@@ -131,8 +135,10 @@ function drawTrace(data) {
   }
   if (state.analysis && state.analysis.input && data.kind !== "softmax") {
     const rf = data.receptive_field;
-    const caption = rf ? `receptive field on the input: rows ${rf.y0}–${rf.y1 - 1}, columns ${rf.x0}–${rf.x1 - 1}` : "receptive field: the whole input image";
-    views.push(element("figure", {}, pictureOf("input", 0, rf, "#e91e63"), element("figcaption", { text: caption })));
+    const caption = !rf ? "receptive field: not given by this server"
+      : rf.unknown ? `receptive field: unknown — ${rf.unknown}`
+      : `receptive field on the input: rows ${rf.y0}–${rf.y1 - 1}, columns ${rf.x0}–${rf.x1 - 1}${rf.whole ? " (the whole input image)" : ` (${rf.y1 - rf.y0}×${rf.x1 - rf.x0} pixels)`}`;
+    views.push(element("figure", {}, pictureOf("input", 0, rf && !rf.unknown ? rf : null, "#e91e63"), element("figcaption", { text: caption })));
   }
   $("trace-views").replaceChildren(...views);
 }
@@ -147,14 +153,15 @@ function explainConv(data, parts) {
   const details = [];
   channels.forEach((channel, i) => {
     const base = i * size;
+    const grids = element("div", { className: "grids" },
+      grid(channel.patch, { caption: "input patch" }),
+      element("span", { className: "op", text: "×" }),
+      grid(channel.kernel, { caption: "kernel weights" }),
+      element("span", { className: "op", text: "=" }),
+      grid(channel.products, { caption: "products", termBase: base }));
     const box = element("details", { className: "channel", "data-index": String(channel.index) },
       element("summary", { text: `input channel ${channel.index}: ${size} products, subtotal ${fmt(channel.subtotal, 4)}` }),
-      element("div", { className: "grids" },
-        grid(channel.patch, { caption: "input patch" }),
-        element("span", { className: "op", text: "×" }),
-        grid(channel.kernel, { caption: "kernel weights" }),
-        element("span", { className: "op", text: "=" }),
-        grid(channel.products, { caption: "products", termBase: base })));
+      grids, linkGrids(grids, channel, data)); // one cell lit in all three grids
     box.open = channels.length <= 4 || i < 2;
     box.querySelector("summary").addEventListener("click", () => {
       if (!box.open && traceChannel !== i) { // the user opens it: show its window
@@ -188,22 +195,29 @@ function explainKind(data, parts) {
     const result = op === "avg" ? `mean ${fmt(data.mean ?? data.value, 4)}` : `${op} ${fmt(data.value, 4)}`;
     parts.head = `${op} pooling over the window: ${result}`;
     const patch = Array.isArray(data.patch?.[0]?.[0]) ? data.patch[0] : data.patch;
-    if (patch) parts.body.push(grid(patch, { caption: data.winner ? `window; the winner is at row ${data.winner[0]}, column ${data.winner[1]} of it` : "window", highlight: data.winner }));
+    if (patch) parts.body.push(grid(patch, { caption: data.winner ? `window; the winner is at row ${data.winner[0]}, column ${data.winner[1]} of it` : "window", highlight: data.winner, padded: data.padded }));
   } else if (kind === "batchnorm") {
     parts.head = `${fmt(data.gamma, 4)} × (${fmt(data.x, 4)} − ${fmt(data.mean, 4)}) / √(${fmt(data.var, 4)} + ${fmt(data.eps, 6)}) + ${fmt(data.beta, 4)} = ${fmt(data.y, 4)}`;
     parts.body.push(element("p", { className: "note", text: "batch norm: subtract the running mean of this channel, divide by its running standard deviation, then scale by γ and shift by β (learned)." }));
   } else if (kind === "linear") {
     parts.head = `sum of ${data.count} products + bias ${fmt(data.bias, 4)} = ${fmt(data.sum, 4)}`;
-    const table = element("table", { className: "grid wide" },
-      element("caption", { text: `the ${data.top_terms.length} largest of ${data.count} products (by size)` }),
-      element("tr", {}, ...["input index", "weight", "input", "product"].map((h) => element("th", { scope: "col", text: h }))),
-      ...data.top_terms.map((t) => element("tr", {}, ...[t.index, fmt(t.weight, 4), fmt(t.input, 4), fmt(t.product, 4)].map((v) => element("td", { text: String(v) })))));
-    parts.body.push(table);
-  } else if (kind === "flatten") {
+    parts.body.push(linearTerms(data, state.selected.layer)); // each term from a flattened map links to its pixel
+  } else if (kind === "flatten" || kind === "reshape" || kind === "concat") {
     const s = data.source || {};
-    parts.head = `copied from channel ${s.channel}, row ${s.y}, column ${s.x} of the previous layer`;
+    const where = s.y !== undefined ? `channel ${s.channel}, row ${s.y}, column ${s.x}` : `index ${s.index ?? s.channel}`;
+    parts.head = `copied from ${where} of ${s.step ?? "the previous step"}`;
+  } else if (kind === "add" || kind === "multiply") {
+    const sign = kind === "add" ? " + " : " × ";
+    const terms = (data.terms || []).map((t) => `${t.source} ${fmt(t.value, 4)}`);
+    parts.head = `${terms.concat((data.constants || []).map((c) => fmt(c, 4))).join(sign)} = ${fmt(data.computed, 4)}`;
+    parts.body.push(element("p", { className: "note", text: kind === "add" && terms.length === 2
+      ? "a residual add: the block's branch plus the values it skipped over (the identity), position by position; the gradient flows back through both unchanged."
+      : "the step combines its inputs position by position." }));
+  } else if (kind === "dropout" || kind === "identity" || kind === "fit" || kind === "lrn") {
+    parts.head = data.text ? data.text.split(": ").slice(1).join(": ").replace(/ The step gave .*$/, "") : "";
   } else if (kind === "softmax") {
     parts.head = `exp(logit) / sum of exps (${fmt(data.sum_exp, 4)})`;
+    parts.body.push(softmaxBars(data));
     const classes = state.run ? state.run.classes : [];
     const table = element("table", { className: "grid wide" },
       element("tr", {}, ...["class", "logit", "exp(logit)", "probability"].map((h) => element("th", { scope: "col", text: h }))),
@@ -228,79 +242,13 @@ function renderExplanation(data) {
   const head = element("p", { id: "kernel-sum", text: `${where(selected, layer)}: ${parts.head}; the map holds ${fmt(value, 4)}` });
   const text = data.text && data.kind !== "other" ? element("p", { className: "explain-text", text: data.text }) : null;
   const fallback = data.fallback ? element("p", { className: "note", text: "This server explains convolutions only (no /explain): the window and receptive field are not shown." }) : null;
-  $("kernel").replaceChildren(...[head, text, ...parts.body, fallback, data.kind === "conv" ? gradientButton() : null].filter(Boolean));
+  $("kernel").replaceChildren(...[head, text, ...parts.body, fallback, data.kind === "conv" || data.kind === "linear" ? gradientButton(data.kind) : null].filter(Boolean));
   drawTrace(data);
   drawSelectedMap();
   announce(`${where(selected, layer)} = ${fmt(value, 4)}: ${parts.head}.`);
 }
 
-// ---------------------------------------------------------------- the running sum, animated
-
-function animationControls(data, size) {
-  const terms = [];
-  (data.channels || []).forEach((channel, c) => {
-    channel.products.flat().forEach((product, k) => {
-      terms.push({ c, k, product, weight: channel.kernel.flat()[k], input: channel.patch.flat()[k], index: c * size + k });
-    });
-  });
-  const readout = element("p", { className: "running", id: "running-sum", "aria-live": "off", text: `${terms.length} products to add; press play or step.` });
-  const play = element("button", { type: "button", id: "anim-play", text: "▶ play", onclick: () => (animation?.timer ? pause() : start()) });
-  animation = { terms, step: 0, sum: 0, timer: null, readout, play, bias: data.bias };
-  const step = () => advance();
-  const slide = element("button", { type: "button", id: "anim-slide", text: "slide the window →",
-    "aria-label": "slide the window one column to the right", onclick: () => movePixel(0, 1) });
-  return element("div", { className: "animation" },
-    element("div", { className: "row" }, play,
-      element("button", { type: "button", id: "anim-step", text: "step", onclick: () => { pause(); step(); } }),
-      element("button", { type: "button", text: "reset", onclick: () => { pause(); rewind(); } }),
-      slide),
-    readout);
-}
-
-function rewind() {
-  if (!animation) return;
-  animation.step = 0;
-  animation.sum = 0;
-  document.querySelectorAll("#kernel td.current, #kernel td.done").forEach((td) => td.classList.remove("current", "done"));
-  animation.readout.textContent = `${animation.terms.length} products to add; press play or step.`;
-}
-
-function advance() {
-  const a = animation;
-  if (!a) return;
-  if (a.step >= a.terms.length) {
-    a.readout.textContent = `all ${a.terms.length} products added: ${fmt(a.sum, 4)} + bias ${fmt(a.bias, 4)} = ${fmt(a.sum + a.bias, 4)}`;
-    pause();
-    return;
-  }
-  const term = a.terms[a.step];
-  a.sum += term.product;
-  document.querySelectorAll("#kernel td.current").forEach((td) => { td.classList.remove("current"); td.classList.add("done"); });
-  const cell = document.querySelector(`#kernel td[data-term="${term.index}"]`);
-  if (cell) {
-    cell.classList.add("current");
-    cell.closest("details").open = true;
-  }
-  a.step += 1;
-  a.readout.textContent = `product ${a.step} of ${a.terms.length} (channel ${term.c}): ${fmt(term.input, 3)} × ${fmt(term.weight, 3)} = ${fmt(term.product, 4)}; running sum ${fmt(a.sum, 4)}`;
-}
-
-function start() {
-  if (!animation) return;
-  if (animation.step >= animation.terms.length) rewind();
-  animation.play.textContent = "❚❚ pause";
-  animation.timer = setInterval(advance, 250);
-}
-
-function pause() {
-  if (!animation) return;
-  clearInterval(animation.timer);
-  animation.timer = null;
-  animation.play.textContent = "▶ play";
-}
-
 function stopAnimation() {
-  if (animation) clearInterval(animation.timer);
-  animation = null;
+  stopRunningSum();
   cancel("gradient");
 }

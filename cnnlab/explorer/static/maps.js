@@ -4,6 +4,7 @@
 
 import { $, announce, element, fmt, onReset, reset, state } from "./state.js";
 import { explainSelected, clearTrace } from "./explain.js";
+import { showContributions } from "./contrib.js";
 
 const planes = new Map(); // layer name -> { height, width, values: [Float32Array per shown map] }
 const MAX_CHANNELS = 1024;
@@ -17,21 +18,57 @@ function layerKind(layer) {
   return /conv/i.test(layer.name) || /^features\.\d+$/.test(layer.name) ? "conv" : "other";
 }
 
+/** A 1x1 map holds one value: "constant" says nothing about it, and its own range is empty. */
+function isSingle(layer) {
+  return layer.shape.length === 3 && layer.shape[1] * layer.shape[2] === 1;
+}
+
 function mapStats(layer, channel) {
-  if (layer.maps && layer.maps[channel]) return layer.maps[channel];
+  if (layer.maps && layer.maps[channel]) {
+    const stats = layer.maps[channel];
+    return isSingle(layer) ? { ...stats, constant: false, single: true } : stats;
+  }
   return { min: layer.min ?? 0, max: layer.max ?? 1, constant: false, unknown: true };
 }
 
-/** The colour scale of one map: its own range, or the layer's when the scale is shared. */
+/** The colour scale of one map: its own range, or the layer's when the scale is shared (and
+ * always for a 1x1 map, whose own range is one number). */
 export function scaleOf(layer, channel) {
   const own = mapStats(layer, channel);
-  if (state.sharedScale && layer.layer_min !== undefined) return { low: layer.layer_min, high: layer.layer_max, own };
+  if (state.scale === "all" && state.analysis) return { ...allRange(), own };
+  if ((state.sharedScale || own.single) && layer.layer_min !== undefined) return { low: layer.layer_min, high: layer.layer_max, own };
   return { low: own.min, high: own.max, own };
 }
 
-/** RGB of `value` on [low, high]: grey for one-signed ranges, blue-white-red around 0. */
+/** The one range of every step's values (the scale "across all layers"). */
+export function allRange() {
+  const layers = (state.analysis?.layers || []).filter((l) => l.layer_min !== undefined);
+  return { low: Math.min(...layers.map((l) => l.layer_min)), high: Math.max(...layers.map((l) => l.layer_max)) };
+}
+
+/** The colour range of a vector step's values: the layer's own, or all layers' one. */
+export function vectorScale(layer) {
+  return state.scale === "all" ? allRange() : { low: layer.layer_min, high: layer.layer_max };
+}
+
+const SCALE_WORDS = {
+  map: "Colour scale in force: each map on its own range (compare places within a map, not across maps).",
+  layer: "Colour scale in force: one per layer, the maps of a step share that step's range (compare channels).",
+  all: "Colour scale in force: one for every map of every step",
+};
+
+function scaleLegend() {
+  const words = SCALE_WORDS[state.scale] || SCALE_WORDS.map;
+  if (state.scale !== "all" || !state.analysis) return words;
+  const { low, high } = allRange();
+  return `${words}, ${fmt(low, 3)} … ${fmt(high, 3)} (compare steps).`;
+}
+
+/** RGB of `value` on [low, high]: grey when no value is below 0 (black = lowest, white =
+ * highest); blue-white-red as soon as one is (blue below 0, white = 0, red above), so an
+ * all-negative map is blue, never grey. The legend in index.html says the same. */
 export function colourOf(value, low, high) {
-  if (low < 0 && high > 0) {
+  if (low < 0) {
     const reach = Math.max(-low, high);
     const t = Math.max(-1, Math.min(1, value / reach));
     const [r, g, b] = t < 0 ? [33, 102, 172] : [178, 24, 43];
@@ -43,8 +80,11 @@ export function colourOf(value, low, high) {
   return [v, v, v];
 }
 
+/** The CSS gradient of the colour scale on [low, high], as colourOf paints it. */
 export function gradientOf(low, high) {
-  return low < 0 && high > 0 ? "linear-gradient(to right, #2166ac, #ffffff, #b2182b)" : "linear-gradient(to right, #000000, #ffffff)";
+  if (low < 0 && high > 0) return "linear-gradient(to right, #2166ac, #ffffff, #b2182b)";
+  if (low < 0) return `linear-gradient(to right, #2166ac, rgb(${colourOf(high, low, high).map(Math.round).join(", ")}))`;
+  return "linear-gradient(to right, #000000, #ffffff)";
 }
 
 /** Paint map `channel` of `layer` into `canvas` (at its own size); false until its sprite is read. */
@@ -102,19 +142,26 @@ function labelParts(layer) {
 
 function tileLabel(layer, channel) {
   const stats = mapStats(layer, channel);
-  const range = stats.constant ? `constant ${fmt(stats.min, 3)}` : `values ${fmt(stats.min, 3)} to ${fmt(stats.max, 3)}`;
+  const range = stats.single ? `value ${fmt(stats.min, 3)}` : stats.constant ? `constant ${fmt(stats.min, 3)}` : `values ${fmt(stats.min, 3)} to ${fmt(stats.max, 3)}`;
   return `${layer.name} channel ${channel}, ${range}; press to trace its pixels`;
 }
 
-function short(value) {
-  return Math.abs(value) >= 100 || (value !== 0 && Math.abs(value) < 0.01) ? value.toExponential(0) : Number(value.toPrecision(2)).toString();
+/** A tile's number: two significant digits, written out whole (0.018, 0.95, -3.2, 1234). */
+export function short(value) {
+  const size = Math.abs(value);
+  if (value === 0) return "0";
+  if (size >= 1e4 || size < 1e-3) return value.toExponential(1);
+  if (size >= 100) return String(Math.round(value));
+  return String(Number(value.toPrecision(2)));
 }
 
+/** The caption lines of a tile; a range may wrap after its "…", it is never cut. */
 function tileCaption(layer, channel) {
   const stats = mapStats(layer, channel);
-  if (stats.unknown) return [`${channel}`];
-  if (stats.constant) return [`${channel}: constant`, `= ${short(stats.min)}`];
-  return [`${channel}`, `${short(stats.min)}…${short(stats.max)}`];
+  if (stats.unknown) return [[`${channel}`]];
+  if (stats.single) return [[`${channel}`], [`= ${short(stats.min)}`]];
+  if (stats.constant) return [[`${channel}: constant`], [`= ${short(stats.min)}`]];
+  return [[`${channel}`], [`${short(stats.min)}…`, element("wbr"), short(stats.max)]];
 }
 
 function mapTile(layer, channel) {
@@ -124,18 +171,31 @@ function mapTile(layer, channel) {
     type: "button", className: "tile", "data-channel": String(channel), "aria-label": tileLabel(layer, channel),
     "aria-pressed": "false", title: tileLabel(layer, channel),
     onclick: (event) => selectMap(layer.name, channel, { focus: event.detail === 0 }),
-  }, canvas, ...tileCaption(layer, channel).map((text) => element("span", { className: "range", text })));
+  }, canvas, ...tileCaption(layer, channel).map((parts) => element("span", { className: "range" }, ...parts)));
   if (stats.constant) tile.classList.add("constant");
   return tile;
 }
 
-function outputTile(layer, index) {
-  const label = state.run && layer.kind === "softmax" && state.run.classes[index] !== undefined ? `${index}: ${state.run.classes[index]}` : `${index}`;
+function outputTile(layer, position) {
+  // a vector's value: its index (a softmax's rows come sorted by probability), the class name
+  // for a softmax, the value itself, coloured on the layer's one scale
+  const index = layer.indices ? layer.indices[position] : position;
+  const value = layer.values ? layer.values[position] : undefined;
+  const name = state.run && layer.kind === "softmax" && state.run.classes[index] !== undefined ? `${index}: ${state.run.classes[index]}` : `${index}`;
+  const shown = value === undefined ? "" : layer.kind === "softmax" ? ` ${fmt(100 * value, 3)}%` : ` = ${fmt(value, 3)}`;
+  const swatch = value === undefined ? null : element("span", {
+    className: "swatch", "aria-hidden": "true",
+    style: `background:${cssColour(colourOf(value, vectorScale(layer).low, vectorScale(layer).high))}`,
+  });
   return element("button", {
     type: "button", className: "tile output", "data-channel": String(index), "aria-pressed": "false",
-    "aria-label": `${layer.name} output ${label}; press to explain it`,
+    "aria-label": `${layer.name} output ${name}${shown}; press to explain it`,
     onclick: () => selectMap(layer.name, index, { focus: false }),
-  }, element("span", { text: label }));
+  }, ...(swatch ? [swatch] : []), element("span", { className: "value-label", text: name + shown }));
+}
+
+function cssColour([r, g, b]) {
+  return `rgb(${r},${g},${b})`;
 }
 
 function layerRow(layer) {
@@ -167,6 +227,7 @@ function layerRow(layer) {
         paintMap(layer, channel, tile.querySelector("canvas"));
         tiles.append(tile);
       }
+      document.dispatchEvent(new CustomEvent("map-read", { detail: layer.name })); // graph.js paints its thumbnail
     };
     strip.src = layer.sprite;
   } else if (layer.shape.length === 1) {
@@ -180,6 +241,7 @@ export function renderOverview() {
   planes.clear();
   const overview = $("overview");
   overview.replaceChildren(...state.analysis.layers.map(layerRow));
+  $("scale-legend").textContent = scaleLegend();
 }
 
 export function repaint() {
@@ -188,24 +250,33 @@ export function repaint() {
     const row = document.querySelector(`#overview .layer[data-layer="${CSS.escape(layer.name)}"]`);
     if (!row) continue;
     row.querySelectorAll(".tile canvas").forEach((canvas) => paintMap(layer, Number(canvas.parentElement.dataset.channel), canvas));
+    row.querySelectorAll(".tile .swatch").forEach((swatch, position) => {
+      const { low, high } = vectorScale(layer);
+      if (layer.values && layer.values[position] !== undefined) swatch.style.background = cssColour(colourOf(layer.values[position], low, high));
+    });
   }
+  $("scale-legend").textContent = scaleLegend();
+  document.dispatchEvent(new CustomEvent("maps-repainted"));
   if (state.selected) drawSelectedMap();
 }
 
 // ---------------------------------------------------------------- the selected map and pixel
 
-export function selectMap(layerName, channel, { focus = false } = {}) {
+export function selectMap(layerName, channel, { focus = false, at = null } = {}) {
   const layer = layerByName(layerName);
   if (!layer) return;
   const [height, width] = layer.shape.length === 3 ? [layer.shape[1], layer.shape[2]] : [1, 1];
-  state.selected = { layer: layerName, channel, y: Math.floor(height / 2), x: Math.floor(width / 2) };
+  const [y, x] = at ? [at.y, at.x] : [Math.floor(height / 2), Math.floor(width / 2)];
+  state.selected = { layer: layerName, channel, y, x };
+  state.explanation = null; // the previous map's numbers are never drawn on this one
   document.querySelectorAll("#overview .tile[aria-pressed='true']").forEach((t) => t.setAttribute("aria-pressed", "false"));
-  const tile = document.querySelector(`#overview .layer[data-layer="${CSS.escape(layerName)}"] .tile[data-channel="${channel}"]`);
+  const tile = document.querySelector(`#overview .layer[data-layer="${CSS.escape(layerName)}"] .tile[data-channel="${CSS.escape(String(channel))}"]`);
   if (tile) tile.setAttribute("aria-pressed", "true");
   buildSelectedMap(layer);
   $("kernel-panel").scrollIntoView({ block: "start", behavior: "instant" });
   if (focus) document.querySelector("#kernel-map .mapbox")?.focus();
   explainSelected();
+  showContributions();
 }
 
 export function movePixel(dy, dx) {
@@ -215,35 +286,74 @@ export function movePixel(dy, dx) {
   const y = Math.max(0, Math.min(layer.shape[1] - 1, selected.y + dy));
   const x = Math.max(0, Math.min(layer.shape[2] - 1, selected.x + dx));
   if (y === selected.y && x === selected.x) return;
-  state.selected = { ...selected, y, x };
+  pickPixel(y, x);
+}
+
+/** A new pixel of the selected map: the old pixel's exact value and windows go first, so
+ * nothing stale is drawn while its explanation loads. */
+function pickPixel(y, x) {
+  state.selected = { ...state.selected, y, x };
+  state.explanation = null;
+  clearTrace();
   drawSelectedMap();
   explainSelected();
 }
 
+/** Slide on like the kernel does: the next column, at a row's end the next row's first. */
+function slide() {
+  const selected = state.selected;
+  const layer = selected && layerByName(selected.layer);
+  if (!layer || layer.shape.length !== 3) return;
+  const [height, width] = [layer.shape[1], layer.shape[2]];
+  if (selected.x + 1 < width) pickPixel(selected.y, selected.x + 1);
+  else if (selected.y + 1 < height) pickPixel(selected.y + 1, 0);
+  else announce("The window is at the last position of this map.");
+}
+
+/** Back from the trace to the traced map's tile (on a phone the trace is far below it). */
+function backToTile() {
+  const selected = state.selected;
+  if (!selected) return;
+  const row = document.querySelector(`#overview .layer[data-layer="${CSS.escape(selected.layer)}"]`);
+  const tile = row && row.querySelector(`.tile[data-channel="${selected.channel}"]`);
+  if (!tile) return;
+  tile.scrollIntoView({ block: "center", behavior: "instant" });
+  tile.focus({ preventScroll: true });
+}
+
 const KEYS = { ArrowUp: [-1, 0], ArrowDown: [1, 0], ArrowLeft: [0, -1], ArrowRight: [0, 1] };
+
+/** The cell under the pointer becomes the selected pixel (a hover only when it changes). */
+function pointAt(event, hover) {
+  const selected = state.selected;
+  const layer = selected && layerByName(selected.layer);
+  const big = document.querySelector("#kernel-map .mapbox img");
+  if (!layer || !big || layer.shape.length !== 3) return;
+  const rect = big.getBoundingClientRect();
+  const x = Math.floor((event.clientX - rect.left) * layer.shape[2] / rect.width);
+  const y = Math.floor((event.clientY - rect.top) * layer.shape[1] / rect.height);
+  if (x < 0 || y < 0 || x >= layer.shape[2] || y >= layer.shape[1]) return;
+  if (hover && y === selected.y && x === selected.x) return;
+  pickPixel(y, x);
+}
 
 function buildSelectedMap(layer) {
   const holder = $("kernel-map");
   $("trace-hint").hidden = true;
   const [name, kind, shape] = labelParts(layer);
   const { channel } = state.selected;
+  const back = element("button", { type: "button", id: "back-to-maps", className: "back-to-maps", text: "↑ back to the maps",
+    "aria-label": `back to ${layer.name} ${layer.shape.length === 3 ? "channel" : "output"} ${channel} among the maps`, onclick: backToTile });
   if (layer.shape.length !== 3) {
-    holder.replaceChildren(element("p", { className: "map-title", text: `${name} · ${kind} · ${shape}, output ${channel}` }));
+    holder.replaceChildren(element("p", { className: "map-title", text: `${name} · ${kind} · ${shape}, output ${channel}` }), back);
     return;
   }
   const big = element("img", { className: "big", alt: "" });
   const marks = element("canvas", { className: "marks", width: 560, height: 560, "aria-hidden": "true" });
   const box = element("div", {
     className: "mapbox", tabindex: "0", role: "group",
-    onclick: (event) => {
-      const rect = big.getBoundingClientRect();
-      const x = Math.floor((event.clientX - rect.left) * layer.shape[2] / rect.width);
-      const y = Math.floor((event.clientY - rect.top) * layer.shape[1] / rect.height);
-      if (x < 0 || y < 0 || x >= layer.shape[2] || y >= layer.shape[1]) return;
-      state.selected = { ...state.selected, y, x };
-      drawSelectedMap();
-      explainSelected();
-    },
+    onclick: (event) => pointAt(event, false),
+    onmousemove: (event) => pointAt(event, true), // hovering a cell moves the window too
     onkeydown: (event) => {
       const step = KEYS[event.key];
       if (!step) return;
@@ -251,11 +361,16 @@ function buildSelectedMap(layer) {
       movePixel(...step);
     },
   }, big, marks);
+  // the slide button lives here, not in the explanation that every move redraws: focus stays on it
+  const slider = element("button", { type: "button", id: "anim-slide", text: "slide the window →",
+    "aria-label": "slide the window one column to the right (at the end of a row, to the next row)", onclick: slide });
   holder.replaceChildren(
-    element("p", { className: "map-title", text: `${name} · ${kind} · ${shape}, channel ${channel}` }),
+    element("div", { className: "row map-head" },
+      element("p", { className: "map-title", text: `${name} · ${kind} · ${shape}, channel ${channel}` }), back),
     box,
     element("div", { className: "colourbar" }),
     element("p", { className: "pixel-label", id: "pixel-label" }),
+    element("div", { className: "row" }, slider),
   );
   drawSelectedMap();
 }
@@ -283,6 +398,7 @@ export function drawSelectedMap() {
   const value = valueAt(layer, selected.channel, selected.y, selected.x);
   const { low, high, own } = scaleOf(layer, selected.channel);
   const bar = document.querySelector("#kernel-map .colourbar");
+  if (!bar) return;
   bar.replaceChildren(
     element("span", { text: fmt(low, 3) }),
     element("span", { className: "legend-bar", style: `background:${own.constant && !state.sharedScale ? "#a0a0a0" : gradientOf(low, high)}`,
@@ -297,11 +413,13 @@ export function drawSelectedMap() {
   box.setAttribute("aria-label", `${layer.name} channel ${selected.channel}; selected pixel at ${where}; arrow keys move it`);
 }
 
-$("shared-scale").addEventListener("change", () => {
-  state.sharedScale = $("shared-scale").checked;
+document.querySelectorAll("input[name='colour-scale']").forEach((radio) => radio.addEventListener("change", () => {
+  if (!radio.checked) return;
+  state.scale = radio.value; // "map", "layer" or "all"
+  state.sharedScale = state.scale !== "map";
   repaint();
-  announce(state.sharedScale ? "Each layer's maps now share one colour scale." : "Each map now has its own colour scale.");
-});
+  announce(scaleLegend());
+}));
 
 onReset("selection", () => {
   $("kernel-map").replaceChildren();

@@ -2,7 +2,7 @@
 // arithmetic playground and the gradient of the loss with respect to one kernel.
 "use strict";
 
-import { $, STALE, element, fmt, note, onReset, post, request, runPath, state } from "./state.js";
+import { $, STALE, cancel, element, fmt, note, onReset, post, request, runPath, state } from "./state.js";
 
 // ---------------------------------------------------------------- report
 
@@ -65,6 +65,12 @@ function confusionTable(report) {
 
 export async function loadReport() {
   const holder = $("report");
+  if (state.run && state.run.has_history === false) { // nothing to ask: the server would refuse
+    cancel("report");
+    holder.replaceChildren(element("p", { className: "note", id: "report-note",
+      text: `${state.run.name} has no training history (it was not trained by cnnlab): no curves, confusion matrix or mistakes to show.` }));
+    return;
+  }
   holder.replaceChildren(element("p", { className: "note", text: "loading…" }));
   let report;
   try {
@@ -105,9 +111,10 @@ onReset("run", () => $("report").replaceChildren());
 
 // ---------------------------------------------------------------- gradient
 
-export function gradientButton() {
+export function gradientButton(kind = "conv") {
   const holder = element("div", { id: "gradient" });
-  const button = element("button", { type: "button", text: "gradient: from the loss back to this kernel", onclick: () => showGradient(holder) });
+  const what = kind === "linear" ? "this output's weights" : "this kernel";
+  const button = element("button", { type: "button", text: `gradient: from the loss back to ${what}`, onclick: () => showGradient(holder) });
   return element("div", { className: "gradient" }, button, holder);
 }
 
@@ -125,6 +132,17 @@ async function showGradient(holder) {
   }
   if (data === STALE) return;
   const cls = state.run.classes[data.class_index] ?? data.class_index;
+  if (data.kind === "linear") {
+    const rows = data.top.map((t) => [t.index, t.input, t.grad]);
+    const table = element("table", { className: "grid gradient-grid" },
+      element("caption", { text: `largest dL/dW[${data.channel}, k] = dL/dz x input k` }),
+      element("tr", {}, ...["input k", "input value", "dL/dW"].map((h) => element("th", { text: h, scope: "col" }))),
+      ...rows.map((row) => element("tr", {}, ...row.map((v, i) => element("td", { text: i === 0 ? String(v) : fmt(v, 4) })))));
+    holder.replaceChildren(element("div", {},
+      element("p", { text: `loss ${fmt(data.loss, 4)} (class ${cls}); dL/dz = dL/d(bias) = ${fmt(data.upstream, 5)}` }),
+      element("p", { className: "explain-text", text: data.text }), table));
+    return;
+  }
   holder.replaceChildren(element("div", {},
     element("p", { text: `loss ${fmt(data.loss, 4)} (cross-entropy against class ${cls}); dL/d(bias) = ${fmt(data.bias_grad, 5)}` }),
     data.text ? element("p", { className: "explain-text", text: data.text }) : null,
@@ -141,29 +159,54 @@ function gradGrid(values, caption) {
 
 // ---------------------------------------------------------------- presets
 
+/** A preset's number: whole numbers with thousands separators, others to 4 digits. */
+function number(v) {
+  return Number.isInteger(v) ? v.toLocaleString("en-US") : fmt(Number(v.toPrecision(4)), 4);
+}
+
 function show(value) {
+  const text = (v) => (typeof v === "number" ? number(v) : String(v));
   if (Array.isArray(value) && Array.isArray(value[0])) {
     const table = element("table", { className: "grid" });
-    for (const row of value) table.append(element("tr", {}, ...row.map((v) => element("td", { text: typeof v === "number" ? fmt(v, 3) : String(v) }))));
+    for (const row of value) table.append(element("tr", {}, ...row.map((v) => element("td", { text: text(v) }))));
     return table;
   }
   if (value && typeof value === "object" && !Array.isArray(value)) {
     return element("dl", {}, ...Object.entries(value).flatMap(([k, v]) => [element("dt", { text: k }), element("dd", {}, show(v))]));
   }
-  return element("span", { text: Array.isArray(value) ? value.join(", ") : String(value) });
+  return element("span", { text: Array.isArray(value) ? value.map(text).join(", ") : text(value) });
+}
+
+const PRESET_FIELDS = { n: "pg-n", kernel: "pg-k", stride: "pg-s", padding: "pg-p", dilation: "pg-d", in_channels: "pg-cin", out_channels: "pg-cout" };
+
+/** The playground's numbers of a preset that is one sliding window (a conv, a correlation, a
+ * pooling), or null; a matrix (an image, a kernel's weights) never goes into a number field. */
+function playgroundOf(preset) {
+  const inputs = preset.inputs || {};
+  const side = (m) => (Array.isArray(m) ? m.length : undefined);
+  const one = { dilation: 1, in_channels: 1, out_channels: 1 };
+  let fields = null;
+  if (preset.kind === "arithmetic") fields = { ...inputs };
+  else if (preset.kind === "correlate") fields = { ...one, n: side(inputs.image), kernel: side(inputs.kernel), stride: inputs.stride ?? 1, padding: inputs.padding ?? 0 };
+  else if (preset.kind === "pool") fields = { ...one, n: side(inputs.input), kernel: inputs.window, stride: inputs.stride ?? inputs.window, padding: 0 };
+  if (!fields) return null;
+  const numbers = Object.entries(fields).filter(([key, v]) => PRESET_FIELDS[key] && Number.isInteger(v));
+  return numbers.length ? Object.fromEntries(numbers) : null;
 }
 
 function openPreset(preset) {
-  const fields = { n: "pg-n", kernel: "pg-k", stride: "pg-s", padding: "pg-p", dilation: "pg-d", in_channels: "pg-cin", out_channels: "pg-cout" };
   const inputs = preset.inputs || {};
-  const given = Object.keys(fields).filter((k) => preset[k] !== undefined || inputs[k] !== undefined);
-  for (const key of given) $(fields[key]).value = String(preset[key] ?? inputs[key]);
+  const fields = playgroundOf(preset);
+  if (fields) for (const [key, v] of Object.entries(fields)) $(PRESET_FIELDS[key]).value = String(v);
   $("preset-view").replaceChildren(element("div", { className: "preset", id: "preset-open", "data-key": preset.key },
     element("h3", { text: preset.title }),
     element("pre", { className: "preset-text", tabindex: "0", text: preset.text || "" }),
     preset.kind === "arithmetic" ? null : element("div", { className: "grids" }, show(inputs)),
-    element("p", {}, element("strong", { text: "answer: " }), show(preset.answer))));
-  if (given.length) playground();
+    element("p", {}, element("strong", { text: "answer: " }), show(preset.answer)),
+    fields ? null : element("p", { className: "note", id: "preset-no-playground",
+      text: "This example is not one sliding window: the playground below keeps your numbers (change one to animate it)." })));
+  if (fields) playground();
+  else stopPlayground(); // the previous preset's animation must not pass for this one's
   $("preset-open").scrollIntoView({ block: "nearest" });
 }
 
@@ -201,11 +244,22 @@ function readFields() {
   return { values };
 }
 
+/** Stop and hide the sliding kernel until a field changes. */
+function stopPlayground() {
+  cancel("arithmetic");
+  if (pgTimer) clearInterval(pgTimer);
+  pgTimer = null;
+  const pg = $("pg-canvas");
+  pg.getContext("2d").clearRect(0, 0, pg.width, pg.height);
+  pg.hidden = true;
+}
+
 async function playground() {
   const { values, problem } = readFields();
   if (pgTimer) clearInterval(pgTimer);
   pgTimer = null;
   const pg = $("pg-canvas");
+  pg.hidden = false;
   if (problem) {
     note("pg-formula", problem, true);
     $("pg-counts").textContent = "";

@@ -12,10 +12,12 @@ export const state = {
   inputLabel: "", // where the input came from ("drawing", "test image 3 (class 7)", ...)
   analysis: null, // the /analyze answer for `pixels`
   channels: 16, // maps per layer asked of /analyze
-  sharedScale: false, // one colour scale per layer instead of per map
+  sharedScale: false, // true unless every map has its own colour scale (scale "map")
+  scale: "map", // colour scale of the maps: "map" (own range), "layer" or "all" (one for every step)
   selected: null, // { layer, channel, y, x } of the traced pixel
   explanation: null, // the /explain answer for `selected`
   camColormap: "viridis",
+  inputGeneration: 0, // bumps whenever the input is cleared or replaced (reset "input" or "run")
 };
 
 export const STALE = Symbol("stale");
@@ -70,6 +72,16 @@ export function cancel(key) {
   const previous = sequence.get(key);
   if (previous) previous.controller.abort();
   sequence.set(key, { number: (previous ? previous.number : 0) + 1, controller: new AbortController() });
+}
+
+/** Who asked for an input (a test image, an upload): its run and the input generation then. */
+export function inputTicket() {
+  return { run: state.run, generation: state.inputGeneration };
+}
+
+/** True while nothing (a run switch, clear, a newer input) has replaced what `ticket` asked for. */
+export function stillWanted(ticket) {
+  return ticket.run === state.run && ticket.generation === state.inputGeneration;
 }
 
 export function post(key, path, body) {
@@ -139,6 +151,8 @@ export function reset(level) {
   }
   if (depth >= 1) {
     state.analysis = null;
+    state.inputGeneration += 1;
+    cancel("input"); // a test image or upload still on its way belongs to the old input
     cancel("analyze");
     cancel("cam");
   }
