@@ -146,3 +146,30 @@ def test_defect_13_a_binary_head_has_a_gradient_for_each_class(ui_browser, any_s
         loss = float(text.split("loss ")[1].split()[0])
         assert loss > 0 and "dL/dW" in text, text
     assert not page.problems, page.problems
+
+
+def test_a_photo_keeps_its_shape_unless_squashed_and_alpha_lands_on_white(
+    ui_browser, any_server, data_dir, tmp_path
+):
+    from PIL import Image
+
+    page = page_on(ui_browser, any_server, "cifar")
+    photo = str(data_dir / "photos" / "chelsea.png")  # 451x300
+    page.set_input_files("#upload", photo)
+    page.wait_for_function("document.querySelector('#input-note').textContent.includes('centre')")
+    page.check("#squash")
+    page.set_input_files("#upload", photo)
+    page.wait_for_function("document.querySelector('#input-note').textContent.includes('squash')")
+    page.uncheck("#squash")
+    clear = tmp_path / "red-on-clear.png"
+    square = Image.new("RGBA", (32, 32), (255, 0, 0, 0))
+    square.paste((255, 0, 0, 255), (8, 8, 24, 24))
+    square.save(clear)
+    page.set_input_files("#upload", str(clear))
+    page.wait_for_function("document.querySelector('#input-note').textContent.includes('white')")
+    client = any_server[1]  # the same upload through the API: the corner is white, not red
+    with open(clear, "rb") as f:
+        answer = client.post("/api/runs/cifar/upload", files={"file": ("c.png", f, "image/png")})
+    corner = [channel[0][0] for channel in answer.json()["pixels"]]
+    assert corner == [255, 255, 255]
+    assert not page.problems, page.problems

@@ -25,11 +25,11 @@ TOLERANCE = 1e-5  # relative to the value's size (at least 1; a long sum: a tent
 
 
 def positions(step) -> list[tuple[int, int, int]]:
-    """A corner, the far corner and a middle position of a step's output."""
+    """A corner and the far corner of a step's output (padding and ceil mode live there)."""
     out = step.output
     if out.ndim == 3:
         c, h, w = out.shape
-        return [(0, 0, 0), (c - 1, h - 1, w - 1), (c // 2, h // 2, w // 3)]
+        return [(0, 0, 0), (c - 1, h - 1, w - 1)]
     return [(0, 0, 0), (out.shape[0] - 1, 0, 0)]
 
 

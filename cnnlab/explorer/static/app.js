@@ -196,6 +196,7 @@ $("upload").onchange = async () => {
   if (!file) return;
   const form = new FormData();
   form.append("file", file);
+  form.append("fit", $("squash").checked ? "squash" : "crop");
   const ticket = inputTicket();
   let data;
   try {
