@@ -16,7 +16,7 @@ from ..inspect.trace import Step
 from .pictures import png, sprite
 
 CELLS_BUDGET = 1_500_000  # map cells (pixels) in one /analyze answer, over all steps
-VECTOR_SHOWN = 64  # at most this many values of a vector unless more channels are asked for
+VECTOR_SHOWN = 16  # values of a vector shown unless more channels are asked for
 
 
 def step_view(step: Step, channels: int, steps: int) -> dict[str, Any]:

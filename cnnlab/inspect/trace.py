@@ -183,6 +183,7 @@ class _Recorder(fx.Interpreter):
         super().__init__(gm)
         self.model_modules = dict(model.named_modules())
         self.values: dict[fx.Node, torch.Tensor] = {}  # node -> recorded output (item 0)
+        self.versions: dict[fx.Node, int] = {}  # its tensor's version counter then
         self.step_of: dict[fx.Node, str] = {}
         self.sources_of: dict[fx.Node, list[str]] = {}  # non-step nodes: the steps under them
         self.steps: list[Step] = []
@@ -195,14 +196,17 @@ class _Recorder(fx.Interpreter):
         changed = {  # inputs changed in place since their step recorded them
             i: value[0].detach().clone()
             for i, (node, value) in enumerate(zip(tensors, live))
-            if node in self.values
+            if node in self.versions
             and value.shape[0] == 1
-            and not torch.equal(value[0], self.values[node])
+            and value._version != self.versions[node]
         }
+        if len(tensors) != len(live):  # a non-tensor among the inputs: compare the values
+            changed = {}
         result = getattr(self, n.op)(n.target, args, kwargs)
         if n.op == "placeholder":
             self.step_of[n] = INPUT
             self.values[n] = result[0].detach().clone()
+            self.versions[n] = result._version
             return result
         sources: list[str] = []
         for node in tensors:
@@ -222,6 +226,7 @@ class _Recorder(fx.Interpreter):
         direct = all(node in self.step_of for node in tensors) and len(tensors) == len(live)
         overrides = changed if direct else {}
         self.values[n] = result[0].detach().clone()
+        self.versions[n] = result._version
         self._add_step(n, args, kwargs, sources, overrides, result)
         return result
 
