@@ -15,7 +15,7 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 from PIL import Image
-from test_explorer_ui import ui_app, ui_browser, ui_client, ui_server  # noqa: F401
+from test_explorer_ui import serious_axe_violations, ui_app, ui_browser, ui_client, ui_server  # noqa: F401
 
 from cnnlab.explorer import create_app
 from cnnlab.explorer.app import MAX_BODY_BYTES
@@ -217,20 +217,13 @@ def open_docs(browser, server, width, height):
 def test_the_docs_page_fits_a_phone_and_axe_finds_nothing_serious(
     ui_server, ui_browser, width, height
 ):
-    from axe_playwright_python.sync_playwright import Axe
-
     page = open_docs(ui_browser, ui_server, width, height)
     assert "width=device-width" in page.get_attribute("meta[name=viewport]", "content")
     assert page.evaluate("document.documentElement.scrollWidth") <= width
     text = page.locator("main").inner_text()
     assert "``" not in text
     assert page.locator(".operation p code", has_text="sprite").count() >= 1
-    results = Axe().run(page)
-    bad = [
-        f"{v['id']} ({v['impact']}): {[n['target'] for n in v['nodes']][:3]}"
-        for v in results.response["violations"]
-        if v["impact"] in ("critical", "serious")
-    ]
+    bad = serious_axe_violations(page)
     assert bad == [] and page.problems == []
     page.close()
 

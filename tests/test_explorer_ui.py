@@ -14,6 +14,7 @@ import shutil
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -35,16 +36,15 @@ def ui_client(ui_app):
     return TestClient(ui_app, raise_server_exceptions=False)
 
 
-@pytest.fixture(scope="module")
-def ui_server(ui_app):
+@contextlib.contextmanager
+def serving(app) -> Iterator[str]:
+    """``app`` served by uvicorn on a free loopback port in a thread; yields its URL."""
     import uvicorn
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(ui_app, host="127.0.0.1", port=port, log_level="warning")
-    )
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     for _ in range(200):
@@ -52,9 +52,17 @@ def ui_server(ui_app):
             break
         time.sleep(0.05)
     assert server.started, "the explorer did not start"
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def ui_server(ui_app):
+    with serving(ui_app) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +104,18 @@ def open_page(browser, server, width=1280, height=800, run="lenet"):
         page.wait_for_function(f"document.querySelector('#run').value === '{run}'")
         page.wait_for_selector("#summary tr:nth-child(3)")
     return page
+
+
+def serious_axe_violations(page) -> list[str]:
+    """axe-core's critical and serious findings on the page, one line each."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    results = Axe().run(page)
+    return [
+        f"{v['id']} ({v['impact']}): {[n['target'] for n in v['nodes']][:3]}"
+        for v in results.response["violations"]
+        if v["impact"] in ("critical", "serious")
+    ]
 
 
 def load_sample(page, index) -> None:

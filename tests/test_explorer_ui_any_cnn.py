@@ -7,13 +7,9 @@ gradient view for both classes."""
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
-
 import pytest
 from fastapi.testclient import TestClient
-from test_explorer_ui import load_sample, open_page, select_tile, ui_browser  # noqa: F401
+from test_explorer_ui import load_sample, open_page, select_tile, serving, ui_browser  # noqa: F401
 
 from cnnlab.explorer import create_app
 
@@ -41,23 +37,9 @@ def any_runs(runs_root, data_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def any_server(any_runs, data_dir):
-    import uvicorn
-
     app = create_app([*any_runs, "resnet18"], str(data_dir))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    for _ in range(200):
-        if server.started:
-            break
-        time.sleep(0.05)
-    assert server.started
-    yield f"http://127.0.0.1:{port}", TestClient(app)
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(app) as url:
+        yield url, TestClient(app)
 
 
 def page_on(browser, server, run, width=1280, height=800):

@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -21,6 +18,8 @@ from test_explorer_ui import (  # noqa: F401  (fixtures are used by name)
     load_sample,
     open_page,
     select_tile,
+    serious_axe_violations,
+    serving,
     ui_app,
     ui_browser,
     ui_client,
@@ -128,23 +127,8 @@ def test_the_network_picture_lights_what_a_step_reads_and_what_reads_it(
 @pytest.fixture(scope="module")
 def resnet_server():
     """An untrained resnet18 opened by name (no run folder, no test set)."""
-    import uvicorn
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    app = create_app(["resnet18"])
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    for _ in range(200):
-        if server.started:
-            break
-        time.sleep(0.05)
-    assert server.started, "the explorer did not start"
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(create_app(["resnet18"])) as url:
+        yield url
 
 
 def test_resnet18s_seventy_steps_scroll_inside_the_panel_and_adds_join_two_paths(
@@ -371,20 +355,13 @@ def test_softmax_bars_are_sorted_and_a_linear_term_selects_its_map_pixel(
 def test_axe_finds_nothing_critical_or_serious_with_the_new_panels(
     ui_server, ui_browser, width, height
 ):
-    from axe_playwright_python.sync_playwright import Axe
-
     page = watched(ui_browser, ui_server, width, height)
     load_sample(page, 0)
     page.wait_for_selector("#overview .layer[data-layer='softmax'] .tile")
     select_tile(page, "features.3", 1)
     page.wait_for_selector("#contrib-output canvas")
     page.locator("#graph .node[data-step='features.3']").hover()
-    results = Axe().run(page)
-    bad = [
-        f"{v['id']} ({v['impact']}): {[n['target'] for n in v['nodes']][:3]}"
-        for v in results.response["violations"]
-        if v["impact"] in ("critical", "serious")
-    ]
+    bad = serious_axe_violations(page)
     assert bad == []
     assert no_page_scroll(page)
     page.close()

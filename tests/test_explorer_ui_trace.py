@@ -14,6 +14,7 @@ from test_explorer_ui import (  # noqa: F401  (fixtures are used by name)
     load_sample,
     open_page,
     select_tile,
+    serious_axe_violations,
     ui_app,
     ui_browser,
     ui_client,
@@ -265,19 +266,12 @@ def test_the_readme_pictures_a_drawn_digit_and_the_cat(ui_server, ui_browser, ui
 
 @pytest.mark.parametrize("width, height", [(1280, 800), (390, 844)])
 def test_axe_finds_nothing_critical_or_serious(ui_server, ui_browser, width, height):
-    from axe_playwright_python.sync_playwright import Axe
-
     page = open_page(ui_browser, ui_server, width, height)
     load_sample(page, 0)
     page.wait_for_selector("#overview .layer[data-layer='softmax'] .tile")
     select_tile(page, "features.3", 1)
     page.wait_for_selector("#report table")
-    results = Axe().run(page)
-    bad = [
-        f"{v['id']} ({v['impact']}): {[n['target'] for n in v['nodes']][:3]}"
-        for v in results.response["violations"]
-        if v["impact"] in ("critical", "serious")
-    ]
+    bad = serious_axe_violations(page)
     assert bad == []
     page.close()
 
