@@ -107,8 +107,9 @@ def test_defect_8_a_padded_max_pool_names_its_border_cells(ui_browser, any_serve
     page.wait_for_selector("#overview .layer[data-layer='maxpool'] .tile canvas", timeout=60_000)
     select_tile(page, "maxpool", 0)
     page.locator("#kernel-map .mapbox img").click(position={"x": 1, "y": 1})  # the corner
-    page.wait_for_function(
-        "document.querySelector('#kernel-sum').textContent.includes('(row 0, column 0)')"
+    page.wait_for_function(  # the panel is empty while the new pixel's answer loads
+        "(() => { const s = document.querySelector('#kernel-sum');"
+        " return s && s.textContent.includes('(row 0, column 0)'); })()"
     )
     text = explanation(page)
     assert "padding, -inf, which never wins" in text and "null" not in text
@@ -123,7 +124,10 @@ def test_defect_13_a_binary_head_has_a_gradient_for_each_class(ui_browser, any_s
         page.select_option("#cam-class", target)
         select_tile(page, "features.0", 1)
         page.get_by_role("button", name="gradient: from the loss back to this kernel").click()
-        page.wait_for_function("document.querySelector('#gradient').textContent.startsWith('loss')")
+        page.wait_for_function(
+            "(() => { const g = document.querySelector('#gradient');"
+            " return g && g.textContent.startsWith('loss'); })()"
+        )
         text = page.locator("#gradient").inner_text()
         loss = float(text.split("loss ")[1].split()[0])
         assert loss > 0 and "dL/dW" in text, text
