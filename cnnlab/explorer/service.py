@@ -399,9 +399,9 @@ class Explorer:
     ) -> dict[str, Any]:
         """The first explorer's one-pixel arithmetic of a convolution, from :meth:`explain`:
         the kernel, patch and products as ``C x kh x kw`` lists and the sum."""
-        t = self.get(name).trained
-        if not isinstance(dict(t.model.named_modules()).get(layer), torch.nn.Conv2d):
-            convs = [n for n, m in t.model.named_modules() if isinstance(m, torch.nn.Conv2d)]
+        modules = self.get(name).modules
+        if not isinstance(modules.get(layer), torch.nn.Conv2d):
+            convs = [n for n, m in modules.items() if isinstance(m, torch.nn.Conv2d)]
             raise Refusal(
                 422, f"layer {layer!r}: expected one of the convolutions: {', '.join(convs)}"
             )

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..arithmetic import same_padding
 from .trace import INPUT, Step, Trace
 
 
@@ -29,7 +30,7 @@ def conv_padding(conv: nn.Conv2d) -> tuple[int, int]:
         if conv.padding == "valid":
             return 0, 0
         (kh, kw), (dh, dw) = conv.kernel_size, conv.dilation
-        return dh * (kh - 1) // 2, dw * (kw - 1) // 2  # 'same': torch pads the rest after
+        return same_padding(kh, dh)[0], same_padding(kw, dw)[0]  # the odd pixel goes after
     return pair(conv.padding)
 
 

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .trace import Step
+from .trace import Source, Step
 from .trace_field import adaptive_window, sliding, source_positions
 
 
@@ -153,7 +153,7 @@ def _plain_args(step: Step) -> list[Any]:
     if step.call is None:
         return []
     args, _ = step.call
-    return [a for a in args if not hasattr(a, "index") or isinstance(a, (int, float))]
+    return [a for a in args if not isinstance(a, Source)]
 
 
 def moved(step: Step, inputs: list[torch.Tensor], position: tuple[int, ...]) -> dict:
