@@ -45,7 +45,7 @@ __all__ = [  # training here; using a finished run in cnnlab.trained, re-exporte
     "evaluate_run",
     "load_data",
     "load_run",
-    "load_source",
+    "load_pretrained",
     "model_from_state",
     "predict",
     "read_image",
@@ -166,7 +166,9 @@ def _new_run_on_rank0(run_dir: Path) -> AbstractContextManager[Path]:
 # ---------------------------------------------------------------------- transfer learning
 
 
-def load_source(source: str, runs_root: Path = Path("runs")) -> tuple[nn.Module, dict[str, Any]]:
+def load_pretrained(
+    source: str, runs_root: Path = Path("runs")
+) -> tuple[nn.Module, dict[str, Any]]:
     """A pretrained network and its spec: a cnnlab run folder, or ``torchvision:NAME`` for a
     registered torchvision model with its ImageNet weights."""
     if source.startswith("torchvision:"):
@@ -195,7 +197,7 @@ def transfer_run(
     parsed = Strategy.parse(strategy)
     check_runtime(config, current_distributed().local_rank)
     seed_everything(config.seed)
-    model, spec = load_source(source, runs_root)
+    model, spec = load_pretrained(source, runs_root)
     config.model, config.model_options = spec["name"], dict(spec.get("kwargs", {}))
     config.image_channels, config.image_size = spec["in_channels"], spec["input_size"]
     config.transfer = {

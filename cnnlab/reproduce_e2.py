@@ -26,7 +26,13 @@ from .steps import TrainingDiverged
 from .train import TrainConfig
 
 KEY = "e2-relu-vs-tanh"
+# the same experiment from the AlexNet paper's own starting point: weights N(0, 0.01^2), zero
+# biases (section 5), where the default is PyTorch's fan-in-scaled uniform
+KEY_PAPER_INIT = "e2-relu-vs-tanh-paper-init"
+KEYS = (KEY, KEY_PAPER_INIT)
+INITS = {KEY: "torch", KEY_PAPER_INIT: "normal-0.01"}
 WHAT = "E2 ReLU vs tanh: epochs to 25% training error (AlexNet Figure 1)"
+WHATS = {KEY: WHAT, KEY_PAPER_INIT: WHAT + ", weights N(0, 0.01) as in the paper"}
 REFERENCE = "Krizhevsky et al. 2012: ReLU reaches 25% training error about 6x faster than tanh"
 TARGET_ERROR = 0.25
 PAPER_RATIO = 6.0
@@ -78,17 +84,24 @@ def epochs_to(errors: list[float], target: float = TARGET_ERROR) -> float | None
     return None
 
 
-def pick_rate(activation: str, plan: dict[str, Any], root: Path, data_dir: str | None, say):
+def pick_rate(
+    activation: str,
+    plan: dict[str, Any],
+    root: Path,
+    data_dir: str | None,
+    say,
+    init: str = "torch",
+):
     """One epoch per rate on the first images; the rate with the lowest training error."""
     errors = {}
-    settings = {**plan.get("settings", {}), "train_subset": plan["sweep_subset"]}
+    settings = {**plan.get("settings", {}), "train_subset": plan["sweep_subset"], "init": init}
     for lr in plan["rates"]:
         try:
             result = train_run(_config(activation, lr, 1, data_dir, **settings), root)
             errors[lr] = 1 - result.history[-1]["train_acc"]
         except TrainingDiverged:  # a rate that diverges loses the sweep
             errors[lr] = 1.0
-        say(f"{KEY}: {activation} lr {lr:g}: training error {errors[lr]:.2%} after one epoch")
+        say(f"E2 {activation} lr {lr:g}: training error {errors[lr]:.2%} after one epoch")
     return min(errors, key=errors.get), errors
 
 
@@ -98,23 +111,25 @@ def run_e2(
     data_dir: str | None = None,
     say=print,
     train_subset: int | None = None,
+    key: str = KEY,
 ) -> dict[str, Any]:
-    """Both networks, each at its own best rate, until 25% training error; one report row."""
+    """Both networks, each at its own best rate, until 25% training error; one report row.
+    ``key`` picks the starting weights (:data:`INITS`): PyTorch's default or the paper's."""
     plan = QUICK if quick else FULL
-    settings = dict(plan.get("settings", {}))
+    settings = {**plan.get("settings", {}), "init": INITS[key]}
     if train_subset:
         settings["train_subset"] = train_subset
     root = runs_root / "reproduce"
     started = time.perf_counter()
     curves: dict[str, Any] = {}
     for activation in ("relu", "tanh"):
-        lr, sweep = pick_rate(activation, plan, root / "sweep", data_dir, say)
+        lr, sweep = pick_rate(activation, plan, root / "sweep", data_dir, say, INITS[key])
         result = train_run(_config(activation, lr, 1, data_dir, **settings), root)
         history = list(result.history)
         while 1 - history[-1]["train_acc"] > TARGET_ERROR and len(history) < plan["max_epochs"]:
             history = list(resume_run(result.run_dir, epochs=len(history) + 1).history)
             error = 1 - history[-1]["train_acc"]
-            say(f"{KEY}: {activation} epoch {len(history)}: training error {error:.2%}")
+            say(f"{key}: {activation} epoch {len(history)}: training error {error:.2%}")
         errors = [1 - row["train_acc"] for row in history]
         curves[activation] = {
             "lr": lr,
@@ -127,8 +142,8 @@ def run_e2(
     relu, tanh = curves["relu"]["epochs_to_target"], curves["tanh"]["epochs_to_target"]
     ratio = tanh / relu if relu and tanh else None
     return {
-        "key": KEY,
-        "what": WHAT,
+        "key": key,
+        "what": WHATS[key],
         "reference": REFERENCE,
         "reference_ratio": PAPER_RATIO,
         "ratio": ratio,
@@ -187,7 +202,7 @@ def plot_e2(row: dict[str, Any], path: Path) -> None:
             label=f"{activation} (lr {lr:g})",
         )
     axes.axhline(100 * TARGET_ERROR, color="gray", linestyle=":", label="25% training error")
-    axes.set(xlabel="epoch", ylabel="training error (%)", title=f"{KEY}: {ratio_text(row)}")
+    axes.set(xlabel="epoch", ylabel="training error (%)", title=f"{row['key']}: {ratio_text(row)}")
     axes.title.set_fontsize(9)
     axes.legend()
     save_figure(figure, path)

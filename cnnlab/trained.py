@@ -20,6 +20,7 @@ from .images import fit_resized_crop, opened
 from .models import create_model
 from .models.binary import class_probabilities
 from .pipeline import load_data
+from .sources import which
 from .train_config import MAX_IMAGE_SIDE, TrainConfig
 
 
@@ -293,11 +294,14 @@ def resolve_model_or_run(
 
     check_num_classes(num_classes)
     shape = parse_shape(input_shape, "--input") if input_shape else None
-    if names_a_model(text):
+    meant = which(text, runs_root)
+    if not meant.is_run and names_a_model(text):
         found = resolve_model(text, shape, num_classes, options)
         return found.model, found.label, input_shape or found.made_for, found.made_for
-    trained = load_run(text, runs_root)
+    trained = load_run(meant.run or text, runs_root)
     label = f"{trained.run_dir} ({trained.spec['name']}, {len(trained.classes)} classes)"
+    if meant.note:
+        label += f"; note: {meant.note}"
     made_for = check_run_input(
         text,
         input_shape,
@@ -362,8 +366,9 @@ def load_source(
         raise CnnlabError(
             f"--input {input_shape}: expected a square image shape C x S x S, e.g. 3x224x224"
         )
-    if not names_a_model(text):
-        trained = load_run(text, runs_root)
+    meant = which(text, runs_root)
+    if meant.is_run or not names_a_model(text):
+        trained = load_run(meant.run or text, runs_root)
         made_for = (trained.in_channels, trained.input_size, trained.input_size)
         if weights or (shape and shape != made_for):
             option = "--weights" if weights else f"--input {input_shape}"
@@ -374,6 +379,7 @@ def load_source(
         label = f"run {trained.run_dir.name} ({trained.spec['name']})"
         model, preprocess = trained.model, trained.preprocess
         notes = runs.kept_note(trained.run_dir, trained.epoch)  # best.pt: say so
+        notes = [meant.note, *(notes or [])] if meant.note else notes
         return ModelSource(
             model, preprocess, trained.classes, *made_for[:2], label, trained, notes, trained.resize
         )

@@ -42,6 +42,8 @@ def test_the_schema_lists_every_endpoint(operations):
         ("POST", "/api/runs/{name}/upload"),
         ("GET", "/api/presets"),
         ("GET", "/api/arithmetic"),
+        ("GET", "/api/backprop"),
+        ("POST", "/api/runs/{name}/backprop"),
     } <= paths
 
 

@@ -1,4 +1,4 @@
-"""The lesson index: docs/lessons.md is generated from cnnlab/lessons.py and current, the
+"""The lesson index: docs/lessons.md is generated from cnnlab/lessons/ and current, the
 `cnnlab lessons` command prints it, and every command of the index runs (small sizes, real
 data), so the index cannot rot."""
 

@@ -9,7 +9,8 @@ import pytest
 
 from cnnlab.cli import main
 from cnnlab.models import create_model
-from cnnlab.reproduce import EXPERIMENTS, config_for, markdown
+from cnnlab.reproduce import EXPERIMENTS, config_for
+from cnnlab.reproduce_report import epoch_table, markdown
 
 
 def test_reproduce_quick_writes_the_report(tmp_path, data_dir, capsys):
@@ -39,6 +40,14 @@ def test_reproduce_quick_writes_the_report(tmp_path, data_dir, capsys):
     assert (tmp_path / "table-e7-fashion-dnn.png").stat().st_size > 10_000
     assert main(args) == 0  # a second run gets its own folder, nothing is overwritten
     assert len(list((tmp_path / "reproduce").iterdir())) == 2
+    # --resume reads the newest run of the same recipe instead of training a third
+    newest = max((tmp_path / "reproduce").iterdir(), key=lambda p: p.stat().st_mtime)
+    assert main([*args, "--resume"]) == 0
+    assert len(list((tmp_path / "reproduce").iterdir())) == 2
+    again = json.loads(out.with_suffix(".json").read_text())[0]
+    assert again["how"] == "read from a finished run" and again["run"] == str(newest)
+    assert [s["step"] for s in again["steps"]] == [50]
+    assert again["cnnlab_acc"] == float((newest / "metrics.csv").read_text().split(",")[-3])
     assert main(["reproduce", "--only", "nope", "--runs-dir", str(tmp_path)]) == 2
     assert "experiments are e1-lenet5-mnist" in capsys.readouterr().err
 
@@ -65,6 +74,11 @@ def test_the_recipes_are_the_materials():
             50,
         )
         assert config.input_scaling == "unit" and config.schedule == "none"
+    # E8 is the course's FashionCNN: no activation between its three fully connected layers
+    e8 = config_for(by_key["e8-fashion-cnn"], quick=False, data_dir=None, progress=False)
+    head = create_model(e8.model, **e8.model_options).classifier
+    kinds = [type(m).__name__ for m in head]
+    assert kinds == ["Flatten", "Linear", "Dropout", "Linear", "Linear"]
     lenet = config_for(by_key["e1-lenet5-mnist"], quick=False, data_dir=None, progress=False)
     model = create_model(lenet.model, **lenet.model_options)
     assert not lenet.model_options.get("modern") and lenet.model_options["c3_table"]
@@ -106,6 +120,7 @@ def test_e2_relu_vs_tanh_quick(tmp_path, data_dir):
         assert len(curve["train_error"]) == 2  # --quick stops at 2 epochs
         assert all(0 < e < 0.9 for e in curve["train_error"])  # learned something (chance 90%)
     assert row["config"]["model"] == "cifar_four" and row["config"]["optimizer"] == "sgd"
+    assert row["config"]["init"] == "torch"
     text = out.read_text()
     assert "| E2 ReLU vs tanh" in text and "| 2 |" in text
     assert (tmp_path / "e2-e2-relu-vs-tanh.png").stat().st_size > 10_000
@@ -128,3 +143,136 @@ def test_cifar_four_is_the_figure_one_network():
         assert sum(p.numel() for p in model.parameters()) == expected == 89_578
     kinds = {type(m).__name__ for m in tanh.modules()}
     assert "Tanh" in kinds and "ReLU" not in kinds
+
+
+def test_the_course_keras_code_runs_on_cnnlabs_images_and_is_kept(tmp_path, data_dir, monkeypatch):
+    """The middle column: the course's Keras code for E6 trained on the very images cnnlab's
+    config names, its log kept as JSON and reused, and the table reads three columns."""
+    from cnnlab import reproduce_keras
+
+    reproduce_keras.keras_module()  # an optional extra, installed with .[dev]: no skip
+    from cnnlab.train import TrainConfig
+
+    config = TrainConfig(
+        model="cifar_residual_pool",
+        dataset="cifar10",
+        data_variant="subset",
+        data_dir=str(data_dir),
+        train_subset=64,
+        test_subset=32,
+        epochs=1,
+        progress=False,
+    )
+    result = reproduce_keras.run_course_code("e6-cifar-residual-pool", config, tmp_path)
+    assert result["parameters"] == 1_316_746  # the course's network, as cnnlab's
+    assert (result["train_images"], result["test_images"], len(result["epochs"])) == (64, 32, 1)
+    assert 0.0 <= result["epochs"][0]["test_acc"] <= 1.0
+    assert result["epochs"][0]["train_loss"] > 0
+
+    def no_keras():
+        raise AssertionError("a kept result must not train again")
+
+    # a killed run goes on from its last epoch: asking for 2 epochs trains only the second
+    config.epochs = 2
+    longer = reproduce_keras.run_course_code("e6-cifar-residual-pool", config, tmp_path)
+    assert longer["epochs"][0] == result["epochs"][0] and len(longer["epochs"]) == 2
+    assert longer["resumed_after"] == [1]
+    monkeypatch.setattr(reproduce_keras, "keras_module", no_keras)
+    kept = reproduce_keras.run_course_code("e6-cifar-residual-pool", config, tmp_path)
+    assert kept == longer
+    config.epochs = 1
+    e6 = next(e for e in EXPERIMENTS if e.key == "e6-cifar-residual-pool")
+    ours = {"epoch": 1, "train_loss": 1.5, "train_acc": 0.4, "test_loss": 1.4, "test_acc": 0.45}
+    row = {"what": e6.what, "reference_acc": e6.reference_value, "epochs": [ours]}
+    row.update(logged=e6.logged, logged_test=e6.logged_test, course_code=result)
+    lines = epoch_table(row)
+    assert "| epoch | the material | the course's code here | cnnlab |" in lines
+    theirs = result["epochs"][0]
+    assert any(
+        line.startswith(f"| 1 | 1.3663 / 50.45% | {theirs['train_loss']:.4f} / ") for line in lines
+    )
+    assert any("the same 64 training images" in line for line in lines)
+
+
+def test_without_keras_the_column_says_how_to_get_it(tmp_path, monkeypatch):
+    from cnnlab import reproduce_keras
+    from cnnlab.errors import CnnlabError
+    from cnnlab.reproduce import course_code_column
+
+    def missing():
+        raise CnnlabError(f"the course's Keras code needs Keras: {reproduce_keras.HOW_TO_GET}")
+
+    monkeypatch.setattr(reproduce_keras, "keras_module", missing)
+    config = config_for(EXPERIMENTS[1], quick=True, data_dir=None, progress=False)
+    column = course_code_column("e4-cifar-plain7", config, tmp_path, True, False)
+    assert "pip install 'cnnlab[keras]'" in column["missing"]
+    assert (
+        "--keras"
+        in course_code_column("e4-cifar-plain7", config, tmp_path, False, False)["missing"]
+    )
+    row = {"what": "E4", "reference_acc": 0.7165, "logged": EXPERIMENTS[1].logged}
+    row["epochs"] = [
+        {"epoch": 1, "train_loss": 1, "train_acc": 0.5, "test_loss": 1, "test_acc": 0.5}
+    ]
+    row["course_code"] = column
+    assert any("pip install 'cnnlab[keras]'" in line for line in epoch_table(row))
+
+
+def test_e2_paper_init_trains_both_units_from_normal_001(tmp_path, monkeypatch):
+    """The paper-era E2 row: every training it starts (sweep and runs, ReLU and tanh) draws its
+    weights from N(0, 0.01^2) with zero biases; the default row keeps PyTorch's."""
+    from types import SimpleNamespace
+
+    from cnnlab import reproduce_e2
+
+    seen = []
+
+    def fake_train(config, root):
+        seen.append(config)
+        error = 0.2 if config.model_options["activation"] == "relu" else 0.5
+        history = [{"train_acc": 1 - error, "test_acc": 0.5}]
+        return SimpleNamespace(history=history, run_dir=root / "x")
+
+    monkeypatch.setattr(reproduce_e2, "train_run", fake_train)
+    monkeypatch.setattr(
+        reproduce_e2,
+        "resume_run",
+        lambda run, epochs: SimpleNamespace(history=[{"train_acc": 0.8, "test_acc": 0.5}] * epochs),
+    )
+    row = reproduce_e2.run_e2(True, tmp_path, key=reproduce_e2.KEY_PAPER_INIT)
+    assert seen and {c.init for c in seen} == {"normal-0.01"}
+    assert {c.model_options["activation"] for c in seen} == {"relu", "tanh"}
+    assert row["key"] == "e2-relu-vs-tanh-paper-init" and "N(0, 0.01)" in row["what"]
+    assert row["config"]["init"] == "normal-0.01"
+    seen.clear()
+    reproduce_e2.run_e2(True, tmp_path)
+    assert {c.init for c in seen} == {"torch"}
+
+
+def test_e1_pads_each_digit_with_its_own_background(data_dir):
+    """LeNet-5's 32x32 field around a normalised 28x28 MNIST digit is the digit's background
+    level (about -0.42), not a frame of zeros brighter than it; the NumPy twin pads alike."""
+    import numpy as np
+    import torch
+
+    from cnnlab.data import load_dataset
+    from cnnlab.scratch import from_torch
+
+    e1 = next(e for e in EXPERIMENTS if e.key == "e1-lenet5-mnist")
+    config = config_for(e1, quick=False, data_dir=None, progress=False)
+    assert config.model_options["pad"] == "background"
+    model = create_model("lenet5", input_size=28, **config.model_options)
+    digits = load_dataset("mnist", "test", root=data_dir).images[:8].float() / 255
+    normalised = (digits - 0.1307) / 0.3081
+    field = model.fit(normalised)
+    frame = torch.cat([field[..., :2, :].flatten(1), field[..., -2:, :].flatten(1)], 1)
+    assert torch.allclose(frame, torch.full_like(frame, -0.1307 / 0.3081), atol=1e-6)
+    assert torch.equal(field[..., 2:30, 2:30], normalised)
+    zero = create_model("lenet5", input_size=28).fit(normalised)  # the default: zeros
+    assert float(zero[..., 0, 0].abs().max()) == 0.0
+    plain = create_model("lenet5", input_size=28, pad="background").double()
+    twin = from_torch(plain)
+    x = normalised.double()
+    assert np.abs(twin.forward(x.numpy()) - plain(x).detach().numpy()).max() < 1e-10
+    with pytest.raises(Exception, match="pad='edge': expected one of zero, background"):
+        create_model("lenet5", pad="edge")

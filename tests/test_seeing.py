@@ -228,6 +228,10 @@ def test_robustness_and_translation_of_a_trained_lenet(lenet, mnist_test):
     assert pool.cells == 1 and pool.error < 1e-5  # pooling 2: by 1 cell, still exact
     assert deeper.error > 0.05  # the second pooling would need half a cell: broken
     assert int(before.argmax()) == int(after.argmax()) == 7
+    # a shift wider than a small map's compared columns leaves it out instead of failing
+    layers, _, _ = translation(lenet.model, lenet.preprocess, image, 6)
+    by_name = {layer.name: layer for layer in layers}
+    assert by_name["features.0"].cells == 6 and by_name["features.2"].cells == 3
     odd = {layer.name: layer for layer in translation(lenet.model, lenet.preprocess, image, 1)[0]}
     assert odd["features.0"].error < 1e-5 and odd["features.2"].error > 0.05
     assert torch.equal(shift_image(image, 2)[..., 2:], image[..., :-2])

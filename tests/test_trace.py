@@ -286,3 +286,21 @@ def test_cnnlab_trace_on_a_run_a_name_and_torchvision(lenet, runs_root, capsys, 
     assert "the residual add sums" in capsys.readouterr().out
     assert main(["trace", "lenet", "test:0", "--step", "features.3", "--at", "1,2", *args]) == 2
     assert "--at '1,2': step features.3 has output [16, 10, 10]" in capsys.readouterr().err
+
+
+def test_lenets_background_pad_is_explained_with_the_level_it_used():
+    """E1's LeNet-5 pads a 28x28 digit with the digit's own background level; a frame value is
+    that level (the median of the image's border), an inner value is the pixel itself."""
+    from cnnlab.models import create_model
+
+    torch.manual_seed(0)
+    image = torch.full((1, 1, 28, 28), -0.42)
+    image[..., 6:20, 8:18] = torch.rand(14, 10) * 2  # a bright stroke inside
+    for pad, level in (("background", -0.42), ("zero", 0.0)):
+        model = create_model("lenet5", input_size=28, pad=pad).eval()
+        trace = record_trace(model, image)
+        frame = explain_value(trace, "fit", 0, 0, 5)
+        assert frame["computed"] == pytest.approx(level) == frame["value"]
+        assert ("background level" in frame["text"]) == (pad == "background")
+        inner = explain_value(trace, "fit", 0, 10, 12)
+        assert inner["computed"] == pytest.approx(float(image[0, 0, 8, 10]))

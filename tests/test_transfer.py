@@ -248,7 +248,7 @@ def test_transfer_refuses_a_bad_backbone_lr_factor_before_loading(
         raise AssertionError("loaded before the options were checked")
 
     monkeypatch.setattr(cnnlab.experiment, "load_data", must_not_load)
-    monkeypatch.setattr(cnnlab.experiment, "load_source", must_not_load)
+    monkeypatch.setattr(cnnlab.experiment, "load_pretrained", must_not_load)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "runs").mkdir()
     before = _tree(tmp_path)
@@ -279,7 +279,7 @@ def test_transfer_checks_strategy_and_run_folder_before_loading(tmp_path, monkey
         raise AssertionError("loaded before the options were checked")
 
     monkeypatch.setattr(cnnlab.experiment, "load_data", must_not_load)
-    monkeypatch.setattr(cnnlab.experiment, "load_source", must_not_load)
+    monkeypatch.setattr(cnnlab.experiment, "load_pretrained", must_not_load)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "a-file").write_text("not a folder")
     before = _tree(tmp_path)

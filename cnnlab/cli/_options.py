@@ -160,28 +160,16 @@ def load_any(args: argparse.Namespace, notes_to_stderr: bool = False) -> ModelSo
 def input_image(
     source: ModelSource, text: str, data_dir: str | None, squash: bool = False
 ) -> tuple[Any, str, Any, str]:
-    """The image a ``show`` view reads: ``test:N`` (test image N of the source's data set) or an
-    image file converted to the source's input format (notes printed; the aspect ratio kept by
-    a centre crop unless ``squash``). Returns the uint8
+    """The image a view reads, by the one image grammar of :func:`cnnlab.sources.source_image`
+    (``test:N``, ``DATASET:N`` or a file; conversion notes printed). Returns the uint8
     ``1 x C x H x W`` batch, a label for titles, the true class (or ``None``) and a file-name
     stem."""
-    if text.startswith("test:"):
-        test = source.test_split(data_dir)
-        try:
-            index = int(text[5:])
-        except ValueError:
-            raise CnnlabError(f"{text!r}: expected test:N with a number N") from None
-        if not 0 <= index < len(test):
-            raise CnnlabError(f"{text}: the test set has images 0..{len(test) - 1}")
-        image, true = test[index]  # in memory or streamed from an image folder
-        label = f"test image {index} (true: {test.classes[true]})"
-        return image[None], label, true, f"test-{index}"
-    from ..trained import read_image
+    from ..sources import source_image
 
-    image, notes = read_image(text, source.in_channels, source.input_size, source.resize, squash)
+    image, label, true, stem, notes = source_image(source, text, data_dir, squash)
     for note in notes:
         print(f"note: {text}: {note}")
-    return image, Path(text).name, None, Path(text).stem
+    return image, label, true, stem
 
 
 def add_view_arguments(

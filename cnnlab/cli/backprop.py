@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from ..errors import CnnlabError
-from ._options import DefaultsFormatter
+from ._options import SOURCE_HELP, DefaultsFormatter, add_data_options, add_run_options
 
 
 def _numbers(text: str) -> list[float]:
@@ -30,8 +31,30 @@ def add_backprop(sub: argparse._SubParsersAction) -> None:
         "output, BP3/BP4 for its weights, the delta through flatten and pooling (up-sampling), "
         "BP2 at the convolution, and its filter, bias and input gradients (the delta map "
         "convolved with the filter rotated by 180 degrees). Every gradient is checked against "
-        "torch autograd.",
+        "torch autograd. With SOURCE and IMAGE: one real SGD step of a trained run (or any "
+        "model) on that image, layer by layer from the output down: the delta's size, the "
+        "up-sampling at each pool, the filter rotated 180 degrees at each convolution, the "
+        "update's size per layer, each rule checked against autograd, and the loss after the "
+        "step.",
         formatter_class=DefaultsFormatter,
+    )
+    p.add_argument("source", nargs="?", metavar="SOURCE", help=SOURCE_HELP)
+    p.add_argument(
+        "image", nargs="?", help="with SOURCE: a PNG/JPEG file, or test:N for a run's test image"
+    )
+    p.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help="with SOURCE: the SGD step's learning rate (default: the run's, else 0.01)",
+    )
+    p.add_argument(
+        "--class",
+        dest="class_index",
+        type=int,
+        default=None,
+        help="with SOURCE: the class the loss is for (default: test:N's true class, else the "
+        "predicted one)",
     )
     p.add_argument("--size", type=int, default=6, metavar="N", help="input side N")
     p.add_argument("--outputs", type=int, default=2, metavar="R", help="output units R")
@@ -55,11 +78,48 @@ def add_backprop(sub: argparse._SubParsersAction) -> None:
         help="the filter's 9 values row by row (instead of random ones)",
     )
     p.add_argument("--json", action="store_true", help="every number as JSON")
+    add_run_options(p)
+    add_data_options(p, "data folder for test:N")
     p.set_defaults(handler=_backprop)
+
+
+def _real_step(args: argparse.Namespace) -> int:
+    """``cnnlab backprop SOURCE IMAGE``: one SGD step of a real model on one image."""
+    from ..inspect.backprop_step import sgd_step, step_lines
+    from ..trained import load_source
+    from ._options import input_image
+
+    if args.image is None:
+        raise CnnlabError(
+            f"backprop {args.source}: give an image too, e.g. cnnlab backprop {args.source} "
+            "test:0 (or leave both out for the course's small example network)"
+        )
+    source = load_source(args.source, Path(args.runs_dir), args.seed, False, None)
+    for note in source.notes or []:
+        print(f"note: {note}")
+    image, label, true, _ = input_image(source, args.image, args.data_dir)
+    lr = args.lr if args.lr is not None else (source.run.config.lr if source.run else 0.01)
+    if not lr > 0:
+        raise CnnlabError(f"--lr {lr}: expected a positive learning rate, e.g. --lr 0.01")
+    if args.lr is None and source.run and source.run.config.optimizer != "sgd":
+        print(
+            f"note: the run trained with {source.run.config.optimizer}; this is one plain SGD "
+            f"step at its rate {lr:g} (--lr to choose another)"
+        )
+    target = args.class_index if args.class_index is not None else true
+    step = sgd_step(source.model, source.preprocess(image), target, lr)
+    if args.json:
+        print(json.dumps(step.to_dict()))
+    else:
+        print("\n".join(step_lines(step, list(source.classes), f"{source.label}, {label}")))
+    return 0
 
 
 def _backprop(args: argparse.Namespace) -> int:
     import numpy as np
+
+    if args.source is not None:
+        return _real_step(args)
 
     from ..inspect.backprop_walk import example_network, walk, walk_lines
 

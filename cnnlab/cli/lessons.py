@@ -7,7 +7,8 @@ import argparse
 import difflib
 
 from ..errors import UnknownNameError
-from ..lessons import LESSONS, Lesson
+from ..lessons import LESSONS
+from ..lessons.lesson import Lesson
 
 
 def add_lessons(sub: argparse._SubParsersAction) -> None:
@@ -68,7 +69,7 @@ def lessons_markdown() -> str:
         "# Lessons",
         "",
         "Every concept of the course, in teaching order, with the one command that shows it",
-        "and what to look for. Generated from `cnnlab/lessons.py` by",
+        "and what to look for. Generated from `cnnlab/lessons/` by",
         "`cnnlab lessons --markdown > docs/lessons.md`; `cnnlab lessons NAME` prints one.",
         "Run the training lessons first: later commands read the runs `lenet` (LeNet-5 on",
         "MNIST) and `cifar` (CIFAR-10). Photos come from `$CNNLAB_DATA/photos`.",

@@ -33,6 +33,20 @@ def add_reproduce(sub: argparse._SubParsersAction) -> None:
         "the same N images every time): a slow machine's stand-in for the full run; the "
         "report says so",
     )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue each experiment's newest run of the same recipe under --runs-dir "
+        "(or read it, when it finished) instead of starting again; kept Keras results are "
+        "reused too",
+    )
+    p.add_argument(
+        "--keras",
+        action="store_true",
+        help="also run the course's own Keras code for E4-E6 on the same images (Keras 3 on "
+        "torch: pip install 'cnnlab[keras]'; about 2x cnnlab's time): the report's middle "
+        "column",
+    )
     add_out_option(p, Path("reproduce.md"))
     add_run_options(p)
     add_data_options(p)
@@ -40,7 +54,8 @@ def add_reproduce(sub: argparse._SubParsersAction) -> None:
 
 
 def _reproduce(args: argparse.Namespace) -> int:
-    from ..reproduce import KEYS, run, write_report
+    from ..reproduce import KEYS, run
+    from ..reproduce_report import write_report
 
     keys = KEYS
     unknown = [k for k in args.only or [] if k not in keys]
@@ -58,6 +73,8 @@ def _reproduce(args: argparse.Namespace) -> int:
         args.only,
         progress=not args.quick,
         train_subset=args.train_subset,
+        resume=args.resume,
+        keras=args.keras,
     )
     print(write_report(rows, args.quick, args.out))
     return wrote(args.out)

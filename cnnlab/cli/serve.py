@@ -75,16 +75,22 @@ def _listening_socket(host: str, port: int) -> socket.socket:
 
 
 def serve_sources(given: list[str], runs_dir: Path) -> list[Path | str]:
-    """Run folders as paths, model names as text (an existing run folder wins a name)."""
+    """Run folders as paths, model names as text, by :func:`cnnlab.sources.which` (an
+    existing run folder wins a name; a note says so)."""
     from ..models import names_a_model
-    from ..runs import CHECKPOINT, list_runs
+    from ..runs import list_runs
+    from ..sources import which
 
     if not given:
         return list(list_runs([], runs_dir))
     out: list[Path | str] = []
     for text in given:
-        is_run = any((p / CHECKPOINT).is_file() for p in (Path(text), runs_dir / text))
-        out.append(text if names_a_model(text) and not is_run else list_runs([text], runs_dir)[0])
+        meant = which(text, runs_dir)
+        if meant.note:
+            print(f"note: {meant.note}")
+        out.append(
+            text if names_a_model(text) and not meant.is_run else list_runs([text], runs_dir)[0]
+        )
     return out
 
 

@@ -404,9 +404,10 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
         "--squash: the whole image), with a notice.",
     )
     p.add_argument("run", metavar="SOURCE", help=SOURCE_HELP)
-    p.add_argument("images", nargs="+", help="PNG/JPEG files")
+    p.add_argument("images", nargs="+", help="files, test:N or DATASET:N (e.g. mnist:1)")
     add_source_options(p)
     add_run_options(p)
+    add_data_options(p, "data folder for test:N and DATASET:N")
     p.add_argument("-k", "--top-k", type=int, default=3)
     p.add_argument(
         "--squash",
@@ -421,23 +422,23 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
 def _predict(args: argparse.Namespace) -> int:
     import torch
 
-    from ..experiment import predict, read_image
+    from ..experiment import predict
+    from ..sources import source_image
 
     if args.top_k < 1:
         raise CnnlabError(f"--top-k {args.top_k}: expected a positive number")
     trained = load_any(args, notes_to_stderr=args.json)
     k = min(args.top_k, len(trained.classes))
-    size, resize = trained.input_size, trained.resize  # resize: ImageNet models' 256 for 224
-    batch = [
-        read_image(path, trained.in_channels, size, resize, args.squash) for path in args.images
-    ]
-    probabilities = predict(trained, torch.cat([image for image, _ in batch]))
+    batch = [source_image(trained, text, args.data_dir, args.squash) for text in args.images]
+    probabilities = predict(trained, torch.cat([image for image, *_ in batch]))
     results = []
-    for path, (_, notes), row in zip(args.images, batch, probabilities):
+    for path, (_, label, true, _, notes), row in zip(args.images, batch, probabilities):
         top = row.topk(k)
         results.append(
             {
                 "image": path,
+                "label": label,
+                "true": None if true is None else trained.classes[true],
                 "notes": notes,
                 "top": [
                     {"class": trained.classes[i], "index": int(i), "probability": float(p)}
@@ -450,7 +451,8 @@ def _predict(args: argparse.Namespace) -> int:
         return 0
     for item in results:
         notes = f"  ({'; '.join(item['notes'])})" if item["notes"] else ""
-        print(f"{item['image']}{notes}")
+        named = item["label"] if item["label"] != Path(item["image"]).name else item["image"]
+        print(f"{named}{notes}")
         for rank, guess in enumerate(item["top"], 1):
             print(f"  {rank}. {guess['class']:<14} {guess['probability']:7.2%}")
     return 0

@@ -70,7 +70,7 @@ def add_transfer(sub: argparse._SubParsersAction) -> None:
 
 
 def _transfer(args: argparse.Namespace) -> int:
-    from ..experiment import load_data, load_source, transfer_run
+    from ..experiment import load_data, load_pretrained, transfer_run
     from ..runs import plan_run_dir
     from ..train import TrainConfig
     from ..transfer import Strategy, advise, backbone_blocks, check_backbone_lr_factor
@@ -99,7 +99,7 @@ def _transfer(args: argparse.Namespace) -> int:
     plan_run_dir(Path(args.runs_dir), args.name, "transfer", args.overwrite)  # creates nothing
     if strategy == "auto":
         train, _ = load_data(config)
-        source_model, _ = load_source(args.source, Path(args.runs_dir))  # to count its blocks
+        source_model, _ = load_pretrained(args.source, Path(args.runs_dir))  # to count its blocks
         blocks = backbone_blocks(source_model)
         chosen, why = advise(len(train), train.num_classes, not args.different, blocks)
         strategy = str(chosen)

@@ -13,6 +13,8 @@ from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from ..inspect.backprop_walk import ACTIVATIONS, COSTS, POOLS
+from .backprop import MAX_LR, OUTPUTS, SEED_LIMIT, SIZES, example_walk, one_sgd_step
 from .playground import OutOfBounds, conv_arithmetic, presets
 from .problems import Refusal
 from .service import DEFAULT_CHANNELS, MAX_CHANNELS, Explorer
@@ -61,6 +63,13 @@ class GradientRequest(Pixels):
     layer: str = Field(..., description="a convolution or linear step (or a pooling module)")
     channel: int = Field(..., ge=0, description="its output channel")
     class_index: int | None = Field(None, description="the loss's target; default: predicted")
+
+
+class BackpropRequest(Pixels):
+    class_index: int | None = Field(None, description="the loss's target; default: predicted")
+    lr: float | None = Field(
+        None, gt=0, le=MAX_LR, description="the step's learning rate; default: the run's"
+    )
 
 
 @router.get("/api/runs")
@@ -191,3 +200,32 @@ def arithmetic(
         return conv_arithmetic(n, kernel, stride, padding, dilation, in_channels, out_channels)
     except OutOfBounds as error:
         raise Refusal(422, str(error)) from None
+
+
+@router.get("/api/backprop")
+def backprop_walk(
+    size: int = Query(6, ge=SIZES[0], le=SIZES[1], description="input side N (even)"),
+    outputs: int = Query(2, ge=OUTPUTS[0], le=OUTPUTS[1], description="output units R"),
+    activation: Literal[ACTIVATIONS] = "sigmoid",  # type: ignore[valid-type]
+    pool: Literal[POOLS] = Query("mean", description="2x2 pooling"),  # type: ignore[valid-type]
+    cost: Literal[COSTS] = "squared",  # type: ignore[valid-type]
+    target: int = Query(0, ge=0, description="the true class r, 0..R-1"),
+    seed: int = Query(0, ge=0, lt=SEED_LIMIT, description="picks the example's numbers"),
+) -> dict[str, Any]:
+    """The course's small example network (an N x N input, one 3x3 filter as a correlation,
+    the activation, 2x2 pooling, flatten, a fully connected output layer) through the forward
+    pass and steps 1-5 of the backward pass (CBP1, BP1-BP4, up-sampling through the pooling,
+    the filter rotated by 180 degrees), every number, each gradient checked against torch
+    (``cnnlab backprop --json``)."""
+    return example_walk(size, outputs, activation, pool, cost, target, seed)
+
+
+@router.post("/api/runs/{name}/backprop")
+def backprop_step(
+    name: str, body: BackpropRequest, service: Explorer = Depends(explorer)
+) -> dict[str, Any]:
+    """One SGD step of the run on one image, layer by layer from the output down: each
+    layer's delta size, its rule in words, the rule checked against torch's gradient, the
+    update size lr x |dL/dW| beside |W|, for convolutions a filter and its 180-degree rotation,
+    and the loss before and after the step (taken on a copy of the model)."""
+    return one_sgd_step(service, name, body.pixels, body.class_index, body.lr)

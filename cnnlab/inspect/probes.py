@@ -217,6 +217,8 @@ def _shift_error(before: torch.Tensor, after: torch.Tensor, cells: int) -> float
     # (an eighth of the width each side), where zero padding differs from the image
     width = before.shape[-1]
     trim = width // 8
+    if cells >= width - 2 * trim:  # a shift past the compared columns: nothing to compare
+        return float("nan")
     a = before[..., trim : width - cells - trim]
     b = after[..., trim + cells : width - trim]
     rows = before.shape[-2]

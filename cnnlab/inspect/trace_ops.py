@@ -213,13 +213,24 @@ def fit(step: Step, inputs: list[torch.Tensor], position: tuple[int, ...]) -> di
         }
     if (oh - h, ow - w) == (4, 4):
         inside = 2 <= y < h + 2 and 2 <= x < w + 2
-        value = float(given[channel, y - 2, x - 2]) if inside else 0.0
-        where = f"input row {y - 2}, column {x - 2}" if inside else "the 2-pixel zero border"
+        zero = getattr(step.module, "pad", "zero") == "zero"
+        if zero:
+            level, how = 0.0, "2 zeros on each side"
+        else:
+            plane = given[channel]
+            ring = torch.cat([plane[0], plane[-1], plane[1:-1, 0], plane[1:-1, -1]])
+            level = float(ring.median())  # the lower median, as the fit takes it
+            how = (
+                f"2 pixels of the image's background level on each side ({_n(level)}, the "
+                "median of its border pixels)"
+            )
+        value = float(given[channel, y - 2, x - 2]) if inside else level
+        where = f"input row {y - 2}, column {x - 2}" if inside else "the 2-pixel border"
         return {
-            "function": "zero-pad 2",
+            "function": "zero-pad 2" if zero else "background-pad 2",
             "computed": value,
-            "text": "the 28x28 image is padded to 32x32 with 2 zeros on each side: this value "
-            f"comes from {where}: {_n(value)}.",
+            "text": f"the 28x28 image is padded to 32x32 with {how}: this value comes from "
+            f"{where}: {_n(value)}.",
         }
     (y0, y1, fy), (x0, x1, fx) = _bilinear(y, h, oh), _bilinear(x, w, ow)
     corners = [[float(given[channel, a, b]) for b in (x0, x1)] for a in (y0, y1)]

@@ -14,32 +14,53 @@ from ._registry import register_model
 LENET_INPUT_SIZE = 32  # the paper's input field: 28x28 digits centred in 32x32
 
 
+PADS = ("zero", "background")
+
+
+def border_level(x: torch.Tensor) -> torch.Tensor:
+    """Each image's background level per channel: the (lower) median of its outermost ring of
+    pixels, ``N x C x 1 x 1``, treated as a constant (no gradient flows through it)."""
+    ring = torch.cat([x[..., 0, :], x[..., -1, :], x[..., 1:-1, 0], x[..., 1:-1, -1]], dim=-1)
+    return ring.median(dim=-1).values.detach()[..., None, None]
+
+
 class FitTo32(nn.Module):
     """Bring an image to LeNet-5's 32x32 input field without learning anything.
 
-    28x28 images are zero-padded by 2 on each side, as in the paper. Any other size is resized
-    bilinearly (e.g. scikit-learn's 8x8 digits are enlarged 4x).
+    28x28 images are padded by 2 on each side, as in the paper: with zeros (``pad="zero"``), or
+    with the image's own background level (``pad="background"``: the median of its border
+    pixels), so a normalised digit, whose background is below zero, gets no bright frame. Any
+    other size is resized bilinearly (e.g. scikit-learn's 8x8 digits are enlarged 4x).
     """
 
     fx_leaf = True  # branches on the image size: torch.fx traces it as one call
     numpy_twin = "fit_to_32"  # cnnlab.scratch builds its NumPy twin by this name
 
-    def __init__(self, input_size: int) -> None:
+    def __init__(self, input_size: int, pad: str = "zero") -> None:
         super().__init__()
+        if pad not in PADS:
+            raise CnnlabError(f"lenet5 pad={pad!r}: expected one of {', '.join(PADS)}")
         self.input_size = input_size
+        self.pad = pad
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         side = x.shape[-1]
         if side == LENET_INPUT_SIZE:
             return x
         if side == 28:
-            return F.pad(x, (2, 2, 2, 2))
+            if self.pad == "zero":
+                return F.pad(x, (2, 2, 2, 2))
+            level = border_level(x)
+            field = level.expand(*x.shape[:-2], LENET_INPUT_SIZE, LENET_INPUT_SIZE).clone()
+            field[..., 2:-2, 2:-2] = x
+            return field
         return F.interpolate(
             x, size=(LENET_INPUT_SIZE, LENET_INPUT_SIZE), mode="bilinear", align_corners=False
         )
 
     def extra_repr(self) -> str:
-        how = {32: "unchanged", 28: "zero-pad 2"}.get(self.input_size, "bilinear resize")
+        padded = "zero-pad 2" if self.pad == "zero" else "pad 2 with the border's median"
+        how = {32: "unchanged", 28: padded}.get(self.input_size, "bilinear resize")
         return f"{self.input_size}x{self.input_size} -> 32x32 ({how})"
 
 
@@ -89,11 +110,12 @@ class LeNet5(nn.Module):
         input_size: int = 32,
         modern: bool = False,
         c3_table: bool = False,
+        pad: str = "zero",
     ) -> None:
         super().__init__()
         activation: type[nn.Module] = nn.ReLU if modern else nn.Tanh
         pool: type[nn.Module] = nn.MaxPool2d if modern else nn.AvgPool2d
-        self.fit = FitTo32(input_size)
+        self.fit = FitTo32(input_size, pad)
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, 6, kernel_size=5),  # C1: N x 6 x 28 x 28
             activation(),
@@ -122,6 +144,7 @@ def lenet5(
     input_size: int = 32,
     modern: bool = False,
     c3_table: bool = False,
+    pad: str = "zero",
 ) -> LeNet5:
     """LeNet-5, LeCun et al. 1998: two 5x5 conv + subsampling stages, C5, F6, output.
 
@@ -135,8 +158,13 @@ def lenet5(
 
     ``modern=True`` swaps tanh for ReLU and average for max pooling, the variant most tutorials
     train today; it learns faster with the same parameter count (61,706 for 10 classes).
+
+    ``pad`` says how a 28x28 image is padded to 32x32: ``"zero"`` adds zeros (after
+    normalisation, a frame brighter than an MNIST digit's background, which lies at about
+    -0.42); ``"background"`` adds the image's own background level, as the paper's 32x32 field
+    of normalised background around each digit.
     """
-    return LeNet5(num_classes, in_channels, input_size, modern, c3_table)
+    return LeNet5(num_classes, in_channels, input_size, modern, c3_table, pad)
 
 
 class LeNet1(nn.Module):

@@ -198,14 +198,27 @@ for _torch_type, _scratch_type in [
 
 
 class FitTo32Twin(L.Layer):
-    """LeNet-5's stem: 32x32 unchanged, 28x28 zero-padded by 2, anything else resized."""
+    """LeNet-5's stem: 32x32 unchanged, 28x28 padded by 2 (zeros, or each image's background
+    level: the lower median of its border ring, a constant for the backward pass), anything
+    else resized."""
+
+    def __init__(self, module: nn.Module) -> None:
+        self.pad = getattr(module, "pad", "zero")  # FitTo32's own setting
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         side = x.shape[-1]
         self.op = (
             L.Identity() if side == 32 else L.ZeroPad2d(2) if side == 28 else L.Resize2d((32, 32))
         )
-        return self.op.forward(x)
+        if side != 28 or self.pad == "zero":
+            return self.op.forward(x)
+        ring = np.concatenate(
+            [x[..., 0, :], x[..., -1, :], x[..., 1:-1, 0], x[..., 1:-1, -1]], axis=-1
+        )
+        level = np.sort(ring, axis=-1)[..., (ring.shape[-1] - 1) // 2][..., None, None]
+        field = np.broadcast_to(level, (*x.shape[:-2], 32, 32)).copy()
+        field[..., 2:-2, 2:-2] = x
+        return field  # backward: the zero pad's (the border's level is a constant)
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         return self.op.backward(dout)
@@ -213,7 +226,7 @@ class FitTo32Twin(L.Layer):
 
 # twins of modules that name them: a module class (a model's part, which the engine never
 # imports) sets ``numpy_twin = "<name>"`` and stays one call in the trace (``fx_leaf = True``)
-NAMED_TWINS: dict[str, Callable[[], L.Layer]] = {"fit_to_32": FitTo32Twin}
+NAMED_TWINS: dict[str, Callable[[nn.Module], L.Layer]] = {"fit_to_32": FitTo32Twin}
 
 
 def supported_layers() -> list[str]:
@@ -228,7 +241,9 @@ def module_converter(module: nn.Module) -> ModuleConverter | None:
     if convert is not None:
         return convert
     named = NAMED_TWINS.get(getattr(module, "numpy_twin", None))
-    return None if named is None else lambda m, name, dtype: named()
+    if named is None:
+        return None
+    return lambda m, name, dtype: named(m)
 
 
 # ---------------------------------------------------------------------------- function twins

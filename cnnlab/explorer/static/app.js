@@ -9,6 +9,7 @@ import { renderOverview } from "./maps.js";
 import { renderGraph } from "./graph.js";
 import { loadReport, setupPlayground } from "./practice.js";
 import { compareCurrent, setupCompare } from "./compare.js";
+import { setupBackprop } from "./backprop.js";
 
 // ---------------------------------------------------------------- runs
 
@@ -311,4 +312,5 @@ document.addEventListener("reanalyze", () => analyze());
 clearCanvas();
 setupPlayground();
 setupCompare();
+setupBackprop();
 loadRuns();

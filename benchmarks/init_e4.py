@@ -1,0 +1,88 @@
+"""What initialisation does to a plain 7-layer stack: the course's E4 (seven 3x3 convolutions of
+128 channels, no skips) with PyTorch's default initialisation against Keras' (Glorot-uniform,
+zero biases), over seeds, on the same 10,000 CIFAR-10 training images and the whole test set.
+
+Everything else is the course's Keras recipe (Adam 0.001, eps 1e-7, batch 32, x / 255,
+shuffled). Each run's per-epoch training accuracy (averaged over the epoch, as Keras logs it)
+and test accuracy go to benchmarks/results/init_e4.json.
+
+    python benchmarks/init_e4.py [--seeds 0 1 2] [--epochs 1] [--train-subset 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import data_dir, write_results  # noqa: E402
+
+from cnnlab.experiment import train_run  # noqa: E402
+from cnnlab.reproduce import EXPERIMENTS, config_for  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--train-subset", type=int, default=10_000)
+    parser.add_argument("--name", default="init_e4")
+    args = parser.parse_args()
+    e4 = next(e for e in EXPERIMENTS if e.key == "e4-cifar-plain7")
+    runs = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for init in ("torch", "keras"):
+            for seed in args.seeds:
+                config = config_for(e4, False, str(data_dir()), False, args.train_subset)
+                config.init, config.seed, config.epochs = init, seed, args.epochs
+                started = time.perf_counter()
+                history = train_run(config, Path(scratch), f"{init}-{seed}").history
+                row = {
+                    "init": init,
+                    "seed": seed,
+                    "seconds": time.perf_counter() - started,
+                    "epochs": [
+                        {k: h[k] for k in ("epoch", "train_loss", "train_acc", "test_acc")}
+                        for h in history
+                    ],
+                }
+                runs.append(row)
+                last = history[-1]
+                print(
+                    f"E4 --init {init} seed {seed}: train {last['train_acc']:.2%}, test "
+                    f"{last['test_acc']:.2%} after {args.epochs} epoch(s), {row['seconds']:.0f} s"
+                )
+    summary = {}
+    for init in ("torch", "keras"):
+        tests = [r["epochs"][-1]["test_acc"] for r in runs if r["init"] == init]
+        trains = [r["epochs"][-1]["train_acc"] for r in runs if r["init"] == init]
+        summary[init] = {
+            "test_acc_mean": statistics.mean(tests),
+            "test_acc_min": min(tests),
+            "test_acc_max": max(tests),
+            "train_acc_mean": statistics.mean(trains),
+        }
+        print(
+            f"--init {init}: test {statistics.mean(tests):.2%} (min {min(tests):.2%}, max "
+            f"{max(tests):.2%}), train {statistics.mean(trains):.2%} over seeds {args.seeds}"
+        )
+    write_results(
+        args.name,
+        {
+            "command": "python benchmarks/init_e4.py " + " ".join(sys.argv[1:]),
+            "recipe": "the course's E4 Keras recipe (Adam 0.001, eps 1e-7, batch 32, x/255, "
+            "shuffled); only --init and the seed change",
+            "train_images": args.train_subset,
+            "epochs": args.epochs,
+            "runs": runs,
+            "summary": summary,
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()

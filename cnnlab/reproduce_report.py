@@ -1,0 +1,152 @@
+"""The report of ``cnnlab reproduce``: a Markdown table (per experiment: the material's figure
+and cnnlab's; per epoch: the material's log, the course's own code run here and cnnlab), the
+rows as JSON, and one PNG per experiment that overlays the curves."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from . import reproduce_e2, runs
+from .train_config import TrainConfig
+
+
+def data_description(config: TrainConfig) -> str:
+    if config.dataset != "cifar10":
+        what = config.dataset
+    elif config.data_variant == "subset":
+        what = "CIFAR-10 exact-pixel 4,000/1,000 subset"
+    else:
+        what = "CIFAR-10 JPEG copy (lossy), 50,000/10,000"
+    cut = [
+        f"{n:,} {split}"
+        for split, n in (("train", config.train_subset), ("test", config.test_subset))
+        if n
+    ]
+    return what + (f", cut to {' / '.join(cut)} images" if cut else "")
+
+
+def markdown(rows: list[dict[str, Any]], quick: bool) -> str:
+    lines = [
+        f"# cnnlab reproduce{' --quick' if quick else ''}",
+        "",
+        "| experiment | the material | cnnlab | difference | data | time |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if r["key"] in reproduce_e2.KEYS:
+            lines.append(
+                f"| {r['what']} | {r['reference']} | {reproduce_e2.ratio_text(r)} | - | "
+                f"{data_description(TrainConfig(**r['config']))} | {r['seconds']:.0f} s |"
+            )
+            continue
+        lines.append(
+            f"| {r['what']} | {r['reference']} | {r['cnnlab_acc']:.2%} | "
+            f"{100 * r['difference']:+.2f} points | {r['data']} | {r['seconds']:.0f} s |"
+        )
+    for r in rows:
+        if r["key"] in reproduce_e2.KEYS:
+            lines += reproduce_e2.markdown_lines(r)
+        if r.get("logged"):
+            lines += epoch_table(r)
+    notes = [f"- {r['what']}: {r['note']}" for r in rows if r.get("note")]
+    if quick:
+        notes.append(
+            "- --quick trains one epoch on small subsets: it checks the pipeline, not the figures"
+        )
+    if notes:
+        lines += ["", "Why the figures differ:", "", *notes]
+    return "\n".join(lines) + "\n"
+
+
+def _pair(loss: float, acc: float) -> str:
+    return f"{loss:.4f} / {acc:.2%}"
+
+
+def epoch_table(r: dict[str, Any]) -> list[str]:
+    """Per epoch, train loss / accuracy: the material's log, the course's code run here (where
+    it ran) and cnnlab; then the test figures after the last epoch, and what the gaps mean."""
+    code = r.get("course_code") or {}
+    column = bool(code.get("epochs"))
+    head = "| epoch | the material | " + ("the course's code here | " if column else "")
+    lines = ["", f"{r['what']}, per epoch (train loss / train accuracy):", ""]
+    lines += [head + "cnnlab |", "|---|---|" + ("---|" if column else "") + "---|"]
+    for i, ours in enumerate(r["epochs"]):
+        theirs = r["logged"][i] if i < len(r["logged"]) else None
+        cells = [_pair(*theirs) if theirs else "-"]
+        if column:
+            keras = code["epochs"][i] if i < len(code["epochs"]) else None
+            cells.append(_pair(keras["train_loss"], keras["train_acc"]) if keras else "-")
+        cells.append(_pair(ours["train_loss"], ours["train_acc"]))
+        lines.append(f"| {ours['epoch']:.0f} | " + " | ".join(cells) + " |")
+    last = r["epochs"][-1]
+    cells = [_pair(*r["logged_test"]) if r.get("logged_test") else "-"]
+    if column:
+        cells.append(_pair(code["epochs"][-1]["test_loss"], code["epochs"][-1]["test_acc"]))
+    cells.append(_pair(last["test_loss"], last["test_acc"]))
+    lines.append("| test | " + " | ".join(cells) + " |")
+    if column:
+        keras_acc = code["epochs"][-1]["test_acc"]
+        lines += [
+            "",
+            f"The course's Keras code ran here on the same {code['train_images']:,} training "
+            f"images (Keras {code['keras']}, torch backend, {code['seconds'] / 60:.0f} min): "
+            f"{keras_acc:.2%} test, {100 * (keras_acc - r['reference_acc']):+.2f} points from the "
+            "course's log (that gap is the data and the machine: the same code, other images, "
+            "order and random numbers), and cnnlab "
+            f"{100 * (last['test_acc'] - keras_acc):+.2f} points from it.",
+        ]
+    elif code.get("missing"):
+        lines += ["", f"The course's code run here: {code['missing']}."]
+    return lines
+
+
+def plot(row: dict[str, Any], path: Path) -> None:
+    """Test (and, where logged, train) accuracy per epoch: the material's against ours; for
+    per-iteration logs, test accuracy per iteration with the material's final figure."""
+    from .inspect.plots import save_figure, subplots
+
+    figure, axes = subplots(1, 1, figsize=(6, 4))
+    if row["steps"]:
+        axes.plot(
+            [s["step"] for s in row["steps"]],
+            [100 * s["test_acc"] for s in row["steps"]],
+            "-",
+            label="cnnlab test",
+        )
+        axes.set_xlabel("iteration")
+    else:
+        epochs = [e["epoch"] for e in row["epochs"]]
+        axes.plot(epochs, [100 * e["train_acc"] for e in row["epochs"]], "-o", label="cnnlab train")
+        axes.plot(epochs, [100 * e["test_acc"] for e in row["epochs"]], "-s", label="cnnlab test")
+        if row["logged"]:
+            logged = range(1, len(row["logged"]) + 1)
+            axes.plot(logged, [100 * a for _, a in row["logged"]], "--o", label="material train")
+        code = (row.get("course_code") or {}).get("epochs")
+        if code:
+            keras_epochs = [e["epoch"] for e in code]
+            for what, marker in (("train", "^"), ("test", "v")):
+                axes.plot(
+                    keras_epochs,
+                    [100 * e[f"{what}_acc"] for e in code],
+                    f":{marker}",
+                    label=f"course's code here, {what}",
+                )
+        axes.set_xlabel("epoch")
+    axes.axhline(100 * row["reference_acc"], color="gray", linestyle=":", label="material test")
+    axes.set(ylabel="accuracy (%)", title=row["key"])
+    axes.legend()
+    save_figure(figure, path)
+
+
+def write_report(rows: list[dict[str, Any]], quick: bool, path: Path) -> str:
+    """The Markdown table at ``path``, the rows as JSON beside it (same name, ``.json``), and
+    one PNG per experiment (``NAME-KEY.png``)."""
+    text = markdown(rows, quick)
+    runs.write_text(path, text)
+    runs.write_text(path.with_suffix(".json"), json.dumps(rows, indent=2) + "\n")
+    for row in rows:
+        draw = reproduce_e2.plot_e2 if row["key"] in reproduce_e2.KEYS else plot
+        draw(row, path.with_name(f"{path.stem}-{row['key']}.png"))
+    return text
