@@ -35,3 +35,12 @@ def reason(err: BaseException) -> str:
     """An exception as one short line: its type, and its message with line breaks folded."""
     text = " ".join(str(err).split())
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+def first_line(err: BaseException, default: str = "", limit: int | None = None) -> str:
+    """The first non-empty line of an exception's message (``default`` when it has none), cut
+    to ``limit`` characters: how a foreign error (torch's, a user's model's) is quoted in one
+    of cnnlab's one-line messages."""
+    lines = str(err).strip().splitlines()
+    text = lines[0] if lines else default
+    return text[:limit] if limit else text

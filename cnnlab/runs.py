@@ -21,7 +21,7 @@ from typing import Any, BinaryIO
 
 import torch
 
-from .errors import CnnlabError, RunFolderError
+from .errors import CnnlabError, RunFolderError, first_line
 from .outputs import check_writable_folder, name_fits
 
 CHECKPOINT = "checkpoint.pt"
@@ -231,7 +231,7 @@ def load_checkpoint(
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # unpickling errors come in many types
-        reason = (str(err).strip().splitlines() or ["the file is empty or cut short"])[0]
+        reason = first_line(err, "the file is empty or cut short")
         if path.is_file() and path.stat().st_size == 0:
             reason = "the file is empty (0 bytes)"
         raise RunFolderError(

@@ -23,10 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .data import DATASET_NAMES
 from .errors import CnnlabError
 from .runs import CHECKPOINT
 
-DATASET_IMAGES = ("mnist", "fashion-mnist", "cifar10", "digits")  # DATASET:N
+# DATASET:N: every named data set but an image folder (which has no name of its own)
+DATASET_IMAGES = tuple(name for name in DATASET_NAMES if name != "imagefolder")
 
 
 def find_run(text: str, runs_root: Path = Path("runs")) -> Path | None:

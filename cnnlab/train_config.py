@@ -22,7 +22,7 @@ from . import runs
 from .data import ImageDataset
 from .data.batches import INPUT_SCALINGS
 from .distributed import parse_device, resolve_device
-from .errors import CnnlabError
+from .errors import CnnlabError, first_line
 from .models.init import INIT_SCHEMES
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -295,7 +295,7 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         else:
             values = json.loads(text)
     except Exception as err:  # json.JSONDecodeError, yaml.YAMLError
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        first = first_line(err, type(err).__name__)
         kind = "YAML" if yaml_file else "JSON (name a YAML file .yaml or .yml)"
         raise CnnlabError(f"--config {path}: not valid {kind}: {first}; fix the file") from None
     if not isinstance(values, dict):
@@ -394,8 +394,7 @@ def check_model_input(model: nn.Module, dataset: ImageDataset) -> None:
             out = model(probe)
     except RuntimeError as err:
         raise CnnlabError(
-            f"the model cannot take {dataset.name} images of shape {got}: "
-            f"{str(err).splitlines()[0]}"
+            f"the model cannot take {dataset.name} images of shape {got}: {first_line(err)}"
         ) from None
     finally:
         model.train(was_training)

@@ -15,7 +15,7 @@ from torch import nn
 
 from . import runs
 from .data import ImageDataset, Preprocess
-from .errors import CnnlabError, RunFolderError
+from .errors import CnnlabError, RunFolderError, first_line
 from .images import fit_resized_crop, opened
 from .models import create_model
 from .models.binary import class_probabilities
@@ -437,7 +437,7 @@ def _output_count(model: nn.Module, channels: int, size: int) -> int:
     try:
         out = model(torch.zeros(1, channels, size, size))
     except Exception as error:  # the user's own model: its first line, not a traceback
-        first = (str(error).strip().splitlines() or [""])[0][:160]
+        first = first_line(error, limit=160)
         raise CnnlabError(
             f"the model does not take a 1x{channels}x{size}x{size} batch ({type(error).__name__}: "
             f"{first}); give the input it takes with --input, e.g. --input 1x28x28"

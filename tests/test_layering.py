@@ -227,3 +227,30 @@ def test_the_explorer_computes_nothing_of_its_own():
                 if "functional" in names:
                     found.append(f"{path.name}: from {node.module} import functional")
     assert not found, found
+
+
+def test_the_pages_modules_import_no_circle():
+    """The explorer's ES modules (static/*.js) form no import cycle either: panels that react
+    to a selection are handed to maps.js by app.js instead of imported by it."""
+    import re
+
+    static = PACKAGE / "explorer" / "static"
+    graph = {
+        path.name: set(
+            re.findall(r'^import [^;]*? from "\./([\w.-]+\.js)";', path.read_text(), re.M | re.S)
+        )
+        for path in static.glob("*.js")
+    }
+    assert graph["app.js"] >= {"maps.js", "explain.js"}  # the parser sees real imports
+
+    def cycle_from(start: str, path: list[str]) -> list[str] | None:
+        for nxt in sorted(graph.get(start, ())):
+            if nxt in path:
+                return [*path[path.index(nxt) :], nxt]
+            found = cycle_from(nxt, [*path, nxt])
+            if found:
+                return found
+        return None
+
+    cycles = [c for name in graph if (c := cycle_from(name, [name]))]
+    assert not cycles, cycles[0]

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError, reason
-from .sources import Expected, Found
+from .catalog import Expected, Found
 
 
 def user_cache_dir() -> Path:

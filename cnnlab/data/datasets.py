@@ -22,7 +22,7 @@ import torch
 from ..errors import DataError
 from . import _readers
 from ._cache import cached, user_cache_dir
-from .sources import (
+from .catalog import (
     CIFAR_VARIANTS,
     DATASET_NAMES,
     MNIST_CLASSES,

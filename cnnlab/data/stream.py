@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..errors import CnnlabError, DataError
 from ..images import opened, resize_and_crop
 from . import _readers
-from .sources import SPLITS
+from .catalog import SPLITS
 
 STREAM_ABOVE_ENV = "CNNLAB_STREAM_ABOVE_BYTES"
 MEMORY_FRACTION = 0.25  # stream when the decoded images would take more of the machine's memory

@@ -10,11 +10,10 @@ from typing import Any
 
 import torch
 
-from .._tracing import model_call
-from ..models.binary import class_probabilities
+from ..inspect.views import class_probabilities_of, mistakes_by_confidence
 from ..runs import read_metrics
 from ..trained import ModelSource
-from .pictures import image_png
+from .png import image_png
 
 REPORT_IMAGES = 2000
 MISTAKES = 16
@@ -39,29 +38,22 @@ def build_report(
     total = len(images)
     images, labels = images[:REPORT_IMAGES], labels[:REPORT_IMAGES].long()
     classes = source.classes
-    outputs = []
-    with model_call(), torch.no_grad():
-        for start in range(0, len(images), BATCH):
-            logits = source.model(source.preprocess(images[start : start + BATCH]))
-            outputs.append(class_probabilities(logits))
-    probs = torch.cat(outputs)
-    confidence, predicted = probs.max(1)
+    probs = class_probabilities_of(source.model, images, source.preprocess, BATCH)
+    predicted = probs.argmax(1)
     confusion = torch.zeros(len(classes), len(classes), dtype=torch.long)
     confusion.index_put_((labels, predicted), torch.ones_like(labels), accumulate=True)
     per_class = confusion.diag() / confusion.sum(1).clamp(min=1)
-    wrong = (predicted != labels).nonzero().flatten()
-    worst = wrong[confidence[wrong].argsort(descending=True)][:MISTAKES].tolist()
     mistakes = [
         {
-            "index": i,
-            "true": int(labels[i]),
-            "predicted": int(predicted[i]),
-            "true_class": classes[int(labels[i])],
-            "predicted_class": classes[int(predicted[i])],
-            "confidence": float(confidence[i]),
-            "image": image_png(images[i]),
+            "index": m.index,
+            "true": m.true,
+            "predicted": m.predicted,
+            "true_class": classes[m.true],
+            "predicted_class": classes[m.predicted],
+            "confidence": m.confidence,
+            "image": image_png(images[m.index]),
         }
-        for i in worst
+        for m in mistakes_by_confidence(probs, labels, MISTAKES)
     ]
     accuracy = float((predicted == labels).float().mean())
     used = "all" if len(images) == total else f"the first {len(images):,} of"

@@ -34,7 +34,7 @@ from ..inspect.trace_gradient import step_gradient
 from ..models import names_a_model
 from ..models.binary import class_probabilities
 from ..trained import ModelSource, load_source
-from .pictures import COLORMAPS, colour, image_png, legend, overlay, png, sprite_on_scale
+from .png import COLORMAPS, colour, image_png, legend, overlay, png, sprite_on_scale
 from .problems import Refusal
 from .report import build_report
 from .step_views import step_view

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..inspect.trace import Step
-from .pictures import png, sprite
+from .png import png, sprite
 
 CELLS_BUDGET = 1_500_000  # map cells (pixels) in one /analyze answer, over all steps
 VECTOR_SHOWN = 16  # values of a vector shown unless more channels are asked for

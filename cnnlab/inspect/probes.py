@@ -17,7 +17,7 @@ from ..errors import CnnlabError
 from ..models.binary import class_probabilities
 from .hooks import capture, evaluating, resolve_layer
 
-Preprocess = Callable[[torch.Tensor], torch.Tensor]
+ToInput = Callable[[torch.Tensor], torch.Tensor]  # uint8 images -> the model's input
 
 
 # ------------------------------------------------------------------------- top activations
@@ -68,7 +68,7 @@ def receptive_box(
 def top_activations(
     model: nn.Module,
     images: torch.Tensor,
-    preprocess: Preprocess,
+    preprocess: ToInput,
     layer: str,
     per_channel: int = 4,
     max_channels: int = 16,
@@ -167,7 +167,7 @@ class RobustnessStep:
 @torch.no_grad()
 def robustness(
     model: nn.Module,
-    preprocess: Preprocess,
+    preprocess: ToInput,
     image: torch.Tensor,
     levels: dict[str, list[float]] | None = None,
     seed: int = 0,
@@ -230,7 +230,7 @@ def _shift_error(before: torch.Tensor, after: torch.Tensor, cells: int) -> float
 
 @torch.no_grad()
 def translation(
-    model: nn.Module, preprocess: Preprocess, image: torch.Tensor, pixels: int
+    model: nn.Module, preprocess: ToInput, image: torch.Tensor, pixels: int
 ) -> tuple[list[LayerShift], torch.Tensor, torch.Tensor]:
     """Shift ``image`` (uint8 ``C x H x W``) ``pixels`` to the right and compare every layer's
     maps: for each, the whole-cell shift (0 .. ``pixels``) that explains the change best and

@@ -31,7 +31,7 @@ import torch.fx as fx
 from torch import nn
 
 from .._tracing import model_call, tracing
-from ..errors import CnnlabError, UnknownNameError
+from ..errors import CnnlabError, UnknownNameError, first_line
 from .hooks import evaluating
 from .trace_kinds import MODULE_KINDS, function_step, module_kind
 
@@ -155,7 +155,7 @@ def _graph(model: nn.Module) -> fx.GraphModule | str:
             graph = _LeafTracer().trace(model)
         found: fx.GraphModule | str = fx.GraphModule(model, graph)
     except Exception as error:  # any failure of fx: fall back to module hooks
-        found = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+        found = f"{type(error).__name__}: {first_line(error)}"
     _GRAPHS[model] = found
     return found
 

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .._tracing import model_call
 from ..errors import CnnlabError
 from ..models.binary import class_probabilities
 from .hooks import as_batch, capture, conv_layers, evaluating, resolve_layer
@@ -95,6 +96,30 @@ class Mistake:
 
 
 @torch.no_grad()
+def class_probabilities_of(
+    model: nn.Module, images: torch.Tensor, preprocess=None, batch_size: int = 500
+) -> torch.Tensor:
+    """``N x classes`` probabilities of uint8 (``preprocess``) or ready ``images``, in eval mode
+    and in batches (the model's train/eval flags are left as they were)."""
+    probabilities = []
+    with model_call(), evaluating(model):
+        for start in range(0, len(images), batch_size):
+            batch = images[start : start + batch_size]
+            batch = preprocess(batch) if preprocess else batch
+            probabilities.append(class_probabilities(model(batch)))
+    return torch.cat(probabilities)
+
+
+def mistakes_by_confidence(
+    probabilities: torch.Tensor, labels: torch.Tensor, k: int = 16
+) -> list[Mistake]:
+    """The ``k`` wrong predictions of ``probabilities`` made with the highest probability."""
+    confidence, predicted = probabilities.max(dim=1)
+    wrong = (predicted != labels).nonzero().flatten()
+    order = wrong[confidence[wrong].argsort(descending=True)][:k]
+    return [Mistake(int(i), int(labels[i]), int(predicted[i]), float(confidence[i])) for i in order]
+
+
 def confident_mistakes(
     model: nn.Module,
     images: torch.Tensor,
@@ -105,14 +130,5 @@ def confident_mistakes(
 ) -> list[Mistake]:
     """The ``k`` wrong predictions made with the highest probability (the model's train/eval
     flags are left as they were)."""
-    probabilities = []
-    with evaluating(model):
-        for start in range(0, len(images), batch_size):
-            batch = images[start : start + batch_size]
-            batch = preprocess(batch) if preprocess else batch
-            probabilities.append(class_probabilities(model(batch)))
-    probs = torch.cat(probabilities)
-    confidence, predicted = probs.max(dim=1)
-    wrong = (predicted != labels).nonzero().flatten()
-    order = wrong[confidence[wrong].argsort(descending=True)][:k]
-    return [Mistake(int(i), int(labels[i]), int(predicted[i]), float(confidence[i])) for i in order]
+    probabilities = class_probabilities_of(model, images, preprocess, batch_size)
+    return mistakes_by_confidence(probabilities, labels, k)

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import CnnlabError
+from ..errors import CnnlabError, first_line
 from ._registry import create_model, get_model_entry, list_models
 
 TORCHVISION = "torchvision:"
@@ -184,7 +184,7 @@ def _user_model(text: str, shape: tuple[int, ...] | None, options: dict[str, Any
         try:
             model = factory(**options)
         except Exception as error:  # the user's own code: its first line, not a traceback
-            first = (str(error).strip().splitlines() or [""])[0][:200]
+            first = first_line(error, limit=200)
             raise CnnlabError(
                 f"{text}({', '.join(f'{k}={v!r}' for k, v in options.items())}) failed: "
                 f"{type(error).__name__}: {first}"

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import CnnlabError
+from ..errors import CnnlabError, first_line
 from ..outputs import progress_bars_shown
 from ._registry import register_model
 
@@ -88,7 +88,7 @@ def _downloaded(name: str, weights: Any, path: Path, instead: str = "") -> dict[
                 break
         if not isinstance(error, Exception):  # Ctrl-C: cleaned up, still an interrupt
             raise
-        first = (str(error).strip().splitlines() or [""])[0][:200]
+        first = first_line(error, limit=200)
         raise CnnlabError(
             f"torchvision:{name}: cannot download its ImageNet weights ({type(error).__name__}:"
             f" {first}); fetch {weights.url} on a machine with internet access and put the "

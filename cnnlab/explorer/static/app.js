@@ -5,11 +5,15 @@
 import {
   $, STALE, announce, element, fmt, inputTicket, note, onReset, post, request, reset, runPath, showImage, state, stillWanted,
 } from "./state.js";
-import { renderOverview } from "./maps.js";
+import { onSelection, renderOverview } from "./maps.js";
+import { clearTrace, explainSelected } from "./explain.js";
+import { showContributions } from "./contrib.js";
 import { renderGraph } from "./graph.js";
 import { loadReport, setupPlayground } from "./practice.js";
 import { compareCurrent, setupCompare } from "./compare.js";
 import { setupBackprop } from "./backprop.js";
+
+onSelection({ explain: explainSelected, contributions: showContributions, clear: clearTrace });
 
 // ---------------------------------------------------------------- runs
 

@@ -3,8 +3,14 @@
 "use strict";
 
 import { $, announce, element, fmt, onReset, reset, state } from "./state.js";
-import { explainSelected, clearTrace } from "./explain.js";
-import { showContributions } from "./contrib.js";
+
+/** What a new selection asks of the panels that explain it: explain the value, show the
+ * channel contributions, clear the old trace. app.js sets them (onSelection), so this module
+ * imports none of those panels and no module imports itself in a circle. */
+const selection = { explain: () => {}, contributions: () => {}, clear: () => {} };
+export function onSelection(handlers) {
+  Object.assign(selection, handlers);
+}
 
 const planes = new Map(); // layer name -> { height, width, values: [Float32Array per shown map] }
 const MAX_CHANNELS = 1024;
@@ -275,8 +281,8 @@ export function selectMap(layerName, channel, { focus = false, at = null } = {})
   buildSelectedMap(layer);
   $("kernel-panel").scrollIntoView({ block: "start", behavior: "instant" });
   if (focus) document.querySelector("#kernel-map .mapbox")?.focus();
-  explainSelected();
-  showContributions();
+  selection.explain();
+  selection.contributions();
 }
 
 export function movePixel(dy, dx) {
@@ -294,9 +300,9 @@ export function movePixel(dy, dx) {
 function pickPixel(y, x) {
   state.selected = { ...state.selected, y, x };
   state.explanation = null;
-  clearTrace();
+  selection.clear();
   drawSelectedMap();
-  explainSelected();
+  selection.explain();
 }
 
 /** Slide on like the kernel does: the next column, at a row's end the next row's first. */
@@ -425,7 +431,7 @@ onReset("selection", () => {
   $("kernel-map").replaceChildren();
   $("trace-hint").hidden = false;
   document.querySelectorAll("#overview .tile[aria-pressed='true']").forEach((t) => t.setAttribute("aria-pressed", "false"));
-  clearTrace();
+  selection.clear();
 });
 onReset("input", () => {
   planes.clear();
