@@ -28,6 +28,7 @@ FLOORS = {
     "cnnlab.distributed": 3,
     "cnnlab.train_config": 3,
     "cnnlab.train": 3,
+    "cnnlab.train_setup": 3,
     "cnnlab.steps": 3,
     "cnnlab.validation": 3,
     "cnnlab.pipeline": 3,
