@@ -119,6 +119,19 @@ def _epoch_rows(history: dict[str, list[float]], first: int) -> list[dict[str, f
     ]
 
 
+def _model_to_train(key: str, keras, seed: int, kept: dict | None, saved: Path, say):
+    """The kept model after its last epoch (weights and Adam's moments, as they were), or the
+    course's network compiled as the course compiles it; and the kept log (None: new)."""
+    if kept and kept["epochs"] and saved.exists():
+        keras.utils.set_random_seed(seed + len(kept["epochs"]))
+        say(f"{key}: the course's Keras code, resumed after epoch {len(kept['epochs'])}")
+        return keras.models.load_model(saved), kept
+    keras.utils.set_random_seed(seed)
+    model = course_model(key, keras)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model, None
+
+
 def run_course_code(
     key: str, config, runs_root: Path, say=print, reuse: bool = True
 ) -> dict[str, Any]:
@@ -144,18 +157,8 @@ def run_course_code(
     x_train, y_train = _arrays(train)
     x_test, y_test = _arrays(test)
     saved = path.with_suffix(".keras")
-    if kept and kept["epochs"] and saved.exists():
-        model = keras.models.load_model(saved)  # weights and Adam's moments, as they were
-        done, seconds = len(kept["epochs"]), kept["seconds"]
-        keras.utils.set_random_seed(config.seed + done)
-        say(f"{key}: the course's Keras code, resumed after epoch {done} from {saved}")
-    else:
-        keras.utils.set_random_seed(config.seed)
-        model = course_model(key, keras)
-        model.compile(
-            optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"]
-        )
-        done, seconds, kept = 0, 0.0, None
+    model, kept = _model_to_train(key, keras, config.seed, kept, saved, say)
+    done, seconds = (len(kept["epochs"]), kept["seconds"]) if kept else (0, 0.0)
     result = {
         "key": key,
         "keras": keras.__version__,

@@ -4,8 +4,7 @@ of ``cnnlab backprop``), and one real SGD step of a served run on one image, lay
 from the output down (:mod:`cnnlab.inspect.backprop_step`, ``cnnlab backprop SOURCE IMAGE``).
 
 Every number comes from those inspect modules; this module checks the request, holds the run's
-lock and turns non-finite numbers (a row whose delta was overwritten in place, a step that
-overflows) into ``null``, which JSON can carry.
+lock and turns non-finite numbers (a step that overflows) into ``null``, which JSON can carry.
 """
 
 from __future__ import annotations

@@ -23,6 +23,8 @@ its inputs) have no row of their own.
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -31,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._tracing import model_call
+from ..errors import CnnlabError
 from ..models.binary import class_probabilities, classification_loss, predicted_classes
 from .trace_field import conv_padding
 
@@ -173,73 +176,63 @@ def _pool_rule(module: nn.Module, x: torch.Tensor, delta: torch.Tensor) -> torch
     return rows @ (delta / divisor) @ cols.T
 
 
-def _row(
-    name: str,
-    module: nn.Module,
-    x: torch.Tensor,
-    out: torch.Tensor,
-    delta: torch.Tensor,
-    grad_x: torch.Tensor | None,
-    lr: float,
-) -> LayerStep:
-    """The layer's rule applied to its delta, beside autograd's ``grad_x`` and its parameters'
-    ``.grad``."""
-    row = LayerStep(name, type(module).__name__, list(out.shape[1:]), float(delta.norm()), "")
-    frozen = isinstance(module, (nn.Conv2d, nn.Linear)) and module.weight.grad is None
-    if isinstance(module, (nn.Conv2d, nn.Linear)) and not frozen:
-        row.weight_norm = float(module.weight.detach().norm())
-        row.grad_norm = float(module.weight.grad.norm())
-        row.update_norm = lr * row.grad_norm
-    if isinstance(module, nn.Conv2d) and module.padding_mode == "zeros":
-        rule = _conv_rule(module, x.detach(), delta)
-        gaps = [_gap(rule["grad_x"], grad_x)]
-        if not frozen:
-            gaps.append(_gap(rule["grad_w"], module.weight.grad))
-        if module.bias is not None and module.bias.grad is not None:
-            gaps.append(_gap(rule["grad_b"], module.bias.grad))
-        row.check = max(gaps)
-        channel = int(delta[0].flatten(1).norm(dim=1).argmax())
-        row.example = {
-            "channel": channel,
-            "filter": _rounded(module.weight.detach()[channel, 0]),
-            "rotated": _rounded(module.weight.detach()[channel, 0].flip(0, 1)),
-        }
-        row.text = (
-            f"dL/dW = input correlated with delta ({tuple(module.weight.shape)}), dL/db = sum "
-            f"of delta; dL/dx = delta convolved with the filter rotated 180 degrees "
-            f"(output channel {channel}, the largest delta, input channel 0 shown)"
-            + ("; the filter is frozen (not trained), so only dL/dx is used" if frozen else "")
-        )
-    elif isinstance(module, nn.Conv2d):
-        row.text = f"{module.padding_mode}-padded convolution: autograd's gradient only"
-    elif isinstance(module, nn.Linear):
-        a, d = x.detach().reshape(-1, module.in_features), delta.reshape(-1, module.out_features)
-        gaps = [_gap(d @ module.weight.detach(), grad_x.reshape(d.shape[0], -1))]
-        if not frozen:
-            gaps.append(_gap(d.T @ a, module.weight.grad))
-        if module.bias is not None and module.bias.grad is not None:
-            gaps.append(_gap(d.sum(0), module.bias.grad))
-        row.check = max(gaps)
-        row.text = (
-            f"BP4 dL/dW = delta a^T ({module.out_features} x {module.in_features} outer "
-            "product), BP3 dL/db = delta, dL/da = W^T delta (BP2 before sigma')"
-        )
-    elif isinstance(module, POOLS):
-        up = _pool_rule(module, x.detach(), delta)
-        if up is not None:
-            row.check = _gap(up, grad_x)
-            reached = int((up != 0).sum())
-            row.text = (
-                f"up-sampling: {reached:,} of {up.numel():,} input cells receive a delta "
-                + (
-                    "(each window's winner)"
-                    if isinstance(module, nn.MaxPool2d)
-                    else "(each window's share, delta / its size)"
-                )
-            )
-        else:
-            row.text = "up-sampling of an adaptive pool with several windows: autograd's only"
-    elif isinstance(module, nn.ReLU):
+def _checked(*gaps: float | None) -> float:
+    return max(g for g in gaps if g is not None)
+
+
+def _conv_row(row: LayerStep, conv: nn.Conv2d, x, delta, grad_x, frozen: bool) -> None:
+    rule = _conv_rule(conv, x.detach(), delta)
+    has_bias = conv.bias is not None and conv.bias.grad is not None
+    row.check = _checked(
+        _gap(rule["grad_x"], grad_x),
+        None if frozen else _gap(rule["grad_w"], conv.weight.grad),
+        _gap(rule["grad_b"], conv.bias.grad) if has_bias else None,
+    )
+    channel = int(delta[0].flatten(1).norm(dim=1).argmax())
+    kernel = conv.weight.detach()[channel, 0]
+    row.example = {
+        "channel": channel,
+        "filter": _rounded(kernel),
+        "rotated": _rounded(kernel.flip(0, 1)),
+    }
+    row.text = (
+        f"dL/dW = input correlated with delta ({tuple(conv.weight.shape)}), dL/db = sum "
+        f"of delta; dL/dx = delta convolved with the filter rotated 180 degrees "
+        f"(output channel {channel}, the largest delta, input channel 0 shown)"
+        + ("; the filter is frozen (not trained), so only dL/dx is used" if frozen else "")
+    )
+
+
+def _linear_row(row: LayerStep, linear: nn.Linear, x, delta, grad_x, frozen: bool) -> None:
+    a, d = x.detach().reshape(-1, linear.in_features), delta.reshape(-1, linear.out_features)
+    has_bias = linear.bias is not None and linear.bias.grad is not None
+    row.check = _checked(
+        _gap(d @ linear.weight.detach(), grad_x.reshape(d.shape[0], -1)),
+        None if frozen else _gap(d.T @ a, linear.weight.grad),
+        _gap(d.sum(0), linear.bias.grad) if has_bias else None,
+    )
+    row.text = (
+        f"BP4 dL/dW = delta a^T ({linear.out_features} x {linear.in_features} outer "
+        "product), BP3 dL/db = delta, dL/da = W^T delta (BP2 before sigma')"
+    )
+
+
+def _pool_row(row: LayerStep, pool: nn.Module, x, delta, grad_x) -> None:
+    up = _pool_rule(pool, x.detach(), delta)
+    if up is None:
+        row.text = "up-sampling of an adaptive pool with several windows: autograd's only"
+        return
+    row.check = _gap(up, grad_x)
+    how = "each window's winner" if isinstance(pool, nn.MaxPool2d) else "delta / window size"
+    row.text = (
+        f"up-sampling: {int((up != 0).sum()):,} of {up.numel():,} input cells receive a delta "
+        f"({how})"
+    )
+
+
+def _pointwise_row(row: LayerStep, module: nn.Module, x, out, delta, grad_x) -> None:
+    """Activations (sigma'(z) read from the output), eval-mode batch norm, pass-throughs."""
+    if isinstance(module, nn.ReLU):
         passed = out.detach() > 0
         row.check = _gap(delta * passed, grad_x)
         row.text = (
@@ -248,12 +241,13 @@ def _row(
         )
     elif isinstance(module, (nn.Tanh, nn.Sigmoid)):
         a = out.detach()
-        slope = 1 - a**2 if isinstance(module, nn.Tanh) else a * (1 - a)
+        tanh = isinstance(module, nn.Tanh)
+        slope = 1 - a**2 if tanh else a * (1 - a)
         row.check = _gap(delta * slope, grad_x)
-        formula = "1 - a^2" if isinstance(module, nn.Tanh) else "a (1 - a)"
         row.text = (
-            f"sigma'(z) = {formula}, read from the output a: the delta shrinks to "
-            f"{float((delta * slope).norm()):.4g} (mean slope {float(slope.mean()):.3f})"
+            f"sigma'(z) = {'1 - a^2' if tanh else 'a (1 - a)'}, read from the output a: the "
+            f"delta shrinks to {float((delta * slope).norm()):.4g} (mean slope "
+            f"{float(slope.mean()):.3f})"
         )
     elif isinstance(module, (nn.BatchNorm2d, nn.BatchNorm1d)) and not module.training:
         scale = module.weight.detach() / torch.sqrt(module.running_var + module.eps)
@@ -265,11 +259,78 @@ def _row(
         row.text = "the delta passes back unchanged (reshaped to the input's shape)"
     else:
         row.text = "autograd's gradient (no course rule for this layer here)"
+
+
+def _row(
+    name: str,
+    module: nn.Module,
+    x: torch.Tensor,
+    out: torch.Tensor,
+    delta: torch.Tensor,
+    grad_x: torch.Tensor | None,
+    lr: float,
+) -> LayerStep:
+    """The layer's rule applied to its delta, beside autograd's ``grad_x`` (what this call
+    passes down) and its parameters' ``.grad``."""
+    row = LayerStep(name, type(module).__name__, list(out.shape[1:]), float(delta.norm()), "")
+    weighted = isinstance(module, (nn.Conv2d, nn.Linear))
+    frozen = weighted and module.weight.grad is None
+    if weighted and not frozen:
+        row.weight_norm = float(module.weight.detach().norm())
+        row.grad_norm = float(module.weight.grad.norm())
+        row.update_norm = lr * row.grad_norm
+    if isinstance(module, nn.Conv2d) and module.padding_mode == "zeros":
+        _conv_row(row, module, x, delta, grad_x, frozen)
+    elif isinstance(module, nn.Conv2d):
+        row.text = f"{module.padding_mode}-padded convolution: autograd's gradient only"
+    elif isinstance(module, nn.Linear):
+        _linear_row(row, module, x, delta, grad_x, frozen)
+    elif isinstance(module, POOLS):
+        _pool_row(row, module, x, delta, grad_x)
+    else:
+        _pointwise_row(row, module, x, out, delta, grad_x)
     return row
 
 
 def _leaves(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(name, m) for name, m in model.named_modules() if not list(m.children()) and name]
+
+
+Call = tuple[str, nn.Module, torch.Tensor, torch.Tensor]  # name, module, its input, its output
+
+
+@contextmanager
+def _recording(model: nn.Module) -> Iterator[list[Call]]:
+    """Every leaf module call of the forward passes inside the block, in order (a module
+    called twice is ``name#2``). Each output is handed on as a copy, so a later in-place step
+    (``F.relu(x, inplace=True)``) changes the copy and the recorded output keeps its own
+    gradient."""
+    calls: list[Call] = []
+    counts: dict[str, int] = {}
+
+    def hook(name: str):
+        def record(module: nn.Module, args: tuple, out: Any) -> Any:
+            if not (args and isinstance(args[0], torch.Tensor) and isinstance(out, torch.Tensor)):
+                return None
+            counts[name] = counts.get(name, 0) + 1
+            calls.append(
+                (name if counts[name] == 1 else f"{name}#{counts[name]}", module, args[0], out)
+            )
+            return out.clone()
+
+        return record
+
+    handles = [m.register_forward_hook(hook(name)) for name, m in _leaves(model)]
+    try:
+        yield calls
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _logits(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+    out = model(batch)
+    return out if isinstance(out, torch.Tensor) else out[0]  # a model with auxiliary heads
 
 
 def sgd_step(
@@ -282,88 +343,43 @@ def sgd_step(
     for module in model.modules():
         if getattr(module, "inplace", False):
             module.inplace = False  # keep each call's output as its own tensor
-    calls: list[tuple[str, nn.Module, torch.Tensor, torch.Tensor]] = []
-    versions: list[int] = []  # each output's version counter when it was made
-    counts: dict[str, int] = {}
-
-    def hook(name: str):
-        def record(module: nn.Module, args: tuple, out: Any) -> Any:
-            if args and isinstance(args[0], torch.Tensor) and isinstance(out, torch.Tensor):
-                counts[name] = counts.get(name, 0) + 1
-                label = name if counts[name] == 1 else f"{name}#{counts[name]}"
-                calls.append((label, module, args[0], out))
-                versions.append(out._version)
-                return out.clone()  # the same numbers; a later in-place step changes the copy
-            return None
-
-        return record
-
-    handles = [m.register_forward_hook(hook(name)) for name, m in _leaves(model)]
-    try:
-        with model_call(), torch.enable_grad():
-            logits = model(batch.clone().requires_grad_())
-            if not isinstance(logits, torch.Tensor):
-                logits = logits[0]
-            predicted = int(predicted_classes(logits)[0])
-            target = predicted if target is None else target
-            probabilities = class_probabilities(logits.detach())[0]
-            if not 0 <= target < probabilities.numel():
-                from ..errors import CnnlabError
-
-                raise CnnlabError(
-                    f"class {target}: expected 0..{probabilities.numel() - 1} (or leave it out "
-                    "for the predicted class)"
-                )
-            loss = classification_loss(logits, torch.tensor([target]))
-            model.zero_grad()
-            outputs = [out for _, _, _, out in calls]
-            deltas = torch.autograd.grad(loss, outputs, retain_graph=True, allow_unused=True)
-            layers, changed = [], []
-            for (name, module, x, out), delta, version in zip(calls, deltas, versions):
-                if delta is None:  # an output the loss does not read (an auxiliary head)
-                    continue
-                if out._version != version:  # changed in place later (F.relu(inplace=True))
-                    changed.append(name)
-                    continue
-                # what this call alone passes down (an input read twice, as by a residual
-                # block, gets the other reader's share elsewhere)
-                (grad_x,) = torch.autograd.grad(out, x, delta, retain_graph=True, allow_unused=True)
-                layers.append((name, module, x, out, delta, grad_x))
-            loss.backward()
-    finally:
-        for handle in handles:
-            handle.remove()
-    layers = [_row(*call, lr) for call in layers]
-    for name in changed:
-        layers.append(
-            LayerStep(
-                name,
-                "changed in place",
-                [],
-                float("nan"),
-                "its output was overwritten in place by a later functional step (such as "
-                "F.relu(x, inplace=True)), so its own delta is not kept: the next row's is it",
+    with model_call(), torch.enable_grad(), _recording(model) as calls:
+        logits = _logits(model, batch.clone().requires_grad_())
+        predicted = int(predicted_classes(logits)[0])
+        target = predicted if target is None else target
+        probabilities = class_probabilities(logits.detach())[0]
+        if not 0 <= target < probabilities.numel():
+            raise CnnlabError(
+                f"class {target}: expected 0..{probabilities.numel() - 1} (or leave it out "
+                "for the predicted class)"
             )
-        )
-    order = {name: i for i, (name, *_) in enumerate(calls)}
-    layers.sort(key=lambda row: order[row.name])
-    with torch.no_grad():
+        loss = classification_loss(logits, torch.tensor([target]))
+        model.zero_grad()
+        outputs = [out for *_, out in calls]
+        deltas = torch.autograd.grad(loss, outputs, retain_graph=True, allow_unused=True)
+        rows = []
+        for (name, module, x, out), delta in zip(calls, deltas):
+            if delta is None:  # an output the loss does not read (an auxiliary head)
+                continue
+            # what this call alone passes down (an input read twice, as by a residual block,
+            # gets the other reader's share elsewhere)
+            (grad_x,) = torch.autograd.grad(out, x, delta, retain_graph=True, allow_unused=True)
+            rows.append((name, module, x, out, delta, grad_x))
+        loss.backward()
+    layers = [_row(*row, lr) for row in rows]
+    with torch.no_grad(), model_call():
         for parameter in model.parameters():
             if parameter.grad is not None:
                 parameter -= lr * parameter.grad
-        with model_call():
-            after = model(batch)
-        after = after if isinstance(after, torch.Tensor) else after[0]
-        loss_after = float(classification_loss(after, torch.tensor([target])))
-        p_after = float(class_probabilities(after)[0, target])
+        after = _logits(model, batch)
     return SgdStep(
         target,
         predicted,
         lr,
         float(loss.detach()),
-        loss_after,
+        float(classification_loss(after, torch.tensor([target]))),
         float(probabilities[target]),
-        p_after,
+        float(class_probabilities(after)[0, target]),
         layers[::-1],
     )
 
