@@ -18,6 +18,7 @@ from . import runs
 from .data import ImageDataset, StreamedImages
 from .distributed import current_distributed, seed_everything, together
 from .errors import CnnlabError, RunFolderError
+from .model_interface import spec_of
 from .models import create_model
 from .models.init import initialize
 from .outputs import report
@@ -175,7 +176,7 @@ def load_pretrained(
         from .models import resolve_model
 
         model = resolve_model(source, pretrained=True).model
-        return model, {**model.cnnlab_spec, "kwargs": {}}
+        return model, {**spec_of(model), "kwargs": {}}
     trained = load_run(source, runs_root)
     return trained.model.train(), dict(trained.spec)
 

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from .data import BatchLoader, Preprocess
 from .distributed import current_distributed
 from .errors import CnnlabError
+from .model_interface import aux_loss_weight
 from .models.binary import classification_loss, predicted_classes
 from .outputs import progress_bars_shown
 from .train_config import TrainConfig
@@ -72,7 +73,7 @@ def training_loss(
     binary cross-entropy instead. Returns the loss and the main logits."""
     if isinstance(outputs, (tuple, list)):
         main, *aux = outputs
-        weight = float(getattr(model, "aux_loss_weight", 0.3))
+        weight = aux_loss_weight(model)
         loss = classification_loss(main, labels, label_smoothing)
         for extra in aux:
             loss = loss + weight * classification_loss(extra, labels, label_smoothing)

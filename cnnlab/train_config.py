@@ -23,6 +23,7 @@ from .data import ImageDataset
 from .data.batches import INPUT_SCALINGS
 from .distributed import parse_device, resolve_device
 from .errors import CnnlabError, first_line
+from .model_interface import spec_of
 from .models.init import INIT_SCHEMES
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -370,7 +371,7 @@ def check_runtime(config: TrainConfig, local_rank: int = 0) -> torch.device:
 
 def check_model_input(model: nn.Module, dataset: ImageDataset) -> None:
     """Fail early, with shapes, when the data does not fit the model."""
-    spec = getattr(model, "cnnlab_spec", None)
+    spec = spec_of(model)
     got = f"{dataset.channels}x{dataset.image_size}x{dataset.image_size}"
     if spec is not None:
         want = f"{spec['in_channels']}x{spec['input_size']}x{spec['input_size']}"

@@ -19,6 +19,7 @@ from .data import ImageDataset, make_loader
 from .data.batches import scaling_stats
 from .distributed import current_distributed, rng_state, set_rng_state
 from .errors import CnnlabError
+from .model_interface import initializes_from_data, own_optimizer_groups, spec_of
 from .pipeline import training_batches
 from .steps import EpochSteps, Lookahead, StepEvaluation, evaluate
 from .train_config import (
@@ -63,10 +64,9 @@ def make_optimizer(
     params: list[Any]
     if hooks.param_groups is not None:
         params = hooks.param_groups(model)
-    elif hasattr(model, "optimizer_groups"):
-        params = model.optimizer_groups(config.lr, config.weight_decay)
     else:
-        params = [p for p in model.parameters() if p.requires_grad]
+        own = own_optimizer_groups(model, config.lr, config.weight_decay)
+        params = own if own is not None else [p for p in model.parameters() if p.requires_grad]
     if config.optimizer == "sgd":
         return torch.optim.SGD(
             params,
@@ -164,7 +164,7 @@ def prepare(
             hooks.after_train_mode,
             test_flip,
         )
-    if resume_from is None and config.transfer is None and hasattr(model, "initialize_from_data"):
+    if resume_from is None and config.transfer is None and initializes_from_data(model):
         # data-dependent initialization of a new model (cifar_air's whitening layer; a
         # transferred one keeps what it learned): the same random images on every rank
         # (image folders come sorted by class), scaled as training scales them
@@ -311,7 +311,7 @@ def distributed_model(model: nn.Module, device: torch.device) -> nn.Module:
 
 def model_spec(model: nn.Module) -> dict[str, Any]:
     """How to rebuild the model: the registry spec, or just its class for user models."""
-    spec = getattr(model, "cnnlab_spec", None)
+    spec = spec_of(model)
     return dict(spec) if spec else {"name": None, "class": type(model).__qualname__}
 
 

@@ -28,7 +28,7 @@ from torch import nn
 
 from .data import ImageDataset
 from .errors import CnnlabError
-from .models import is_fixed
+from .model_interface import declared_head, is_fixed
 from .train_config import TrainConfig, TrainingHooks
 
 
@@ -74,7 +74,11 @@ def check_backbone_lr_factor(factor: Any) -> float:
 
 
 def head_path(model: nn.Module) -> str:
-    """Dotted path of the last ``nn.Linear`` (the classifier's output layer)."""
+    """Dotted path of the classifier's output layer: the one the model declares
+    (:func:`cnnlab.model_interface.declared_head`), else its last ``nn.Linear``."""
+    declared = declared_head(model)
+    if declared is not None:
+        return declared
     linears = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
     if not linears:
         raise CnnlabError(f"{type(model).__name__} has no fully connected output layer to replace")

@@ -20,6 +20,7 @@ FLOORS = {
     "cnnlab._tracing": 0,
     "cnnlab._unpickle": 0,
     "cnnlab.lessons": 0,
+    "cnnlab.model_interface": 0,
     "cnnlab.scratch": 1,
     "cnnlab.images": 1,
     "cnnlab.data": 1,
@@ -255,3 +256,22 @@ def test_the_pages_modules_import_no_circle():
 
     cycles = [c for name in graph if (c := cycle_from(name, [name]))]
     assert not cycles, cycles[0]
+
+
+def test_the_model_interface_is_read_in_one_place():
+    """Every optional model attribute of cnnlab.model_interface is read through its accessors:
+    no other module reads one by name, so the table there is the whole interface."""
+    import re
+
+    from cnnlab.model_interface import ATTRIBUTES
+
+    pattern = re.compile(r"(getattr|hasattr)\([^)]*[\"'](" + "|".join(ATTRIBUTES) + r")[\"']")
+    readers = [
+        f"{path.relative_to(PACKAGE)}:{n}"
+        for path in SOURCES
+        if path.name != "model_interface.py"
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if pattern.search(line)
+    ]
+    assert not readers, readers
+    assert pattern.search('getattr(m, "fx_leaf", False)')  # the check sees a reader

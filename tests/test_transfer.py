@@ -335,3 +335,27 @@ def test_transfer_takes_device_amp_and_augment_and_records_them(digits_source, d
     # a bad value is the training command's one-line error, before anything is loaded
     assert main([*base, *where, *sizes, "--device", "tpu", "--name", "bad"]) == 2
     assert not (digits_source / "bad").exists()
+
+
+def test_a_declared_head_is_the_one_replaced():
+    """A model may name its classifier output layer (``cnnlab_head``): transfer learning
+    replaces that one, not merely the last ``nn.Linear`` it registered."""
+    from torch import nn
+
+    from cnnlab.transfer import head_path, replace_head
+
+    class TwoHeads(nn.Module):
+        cnnlab_head = "main"
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = nn.Conv2d(1, 4, 3)
+            self.main = nn.Linear(4, 10)
+            self.probe = nn.Linear(4, 2)  # registered last, not the classifier
+
+    model = TwoHeads()
+    assert head_path(model) == "main"
+    replace_head(model, 3)
+    assert model.main.out_features == 3 and model.probe.out_features == 2
+    del TwoHeads.cnnlab_head
+    assert head_path(TwoHeads()) == "probe"  # undeclared: the last nn.Linear

@@ -34,6 +34,7 @@ from torch import nn
 from .._tracing import model_call, tracing
 from ..arithmetic import as_tuple
 from ..errors import CnnlabError
+from ..model_interface import is_fx_leaf
 from . import table as T
 from .arithmetic import axis_size
 from .layer_specs import lp_pool_text, parse_shape
@@ -126,7 +127,7 @@ class _LeafTracer(torch.fx.Tracer):
     as LeNet-5's ``FitTo32``) as single calls, so the rest of the model can still be traced."""
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return getattr(m, "fx_leaf", False) or super().is_leaf_module(m, qualname)
+        return is_fx_leaf(m) or super().is_leaf_module(m, qualname)
 
 
 class _Runner(nn.Module):

@@ -32,6 +32,7 @@ from torch import nn
 
 from .._tracing import model_call, tracing
 from ..errors import CnnlabError, UnknownNameError, first_line
+from ..model_interface import is_fx_leaf
 from .hooks import evaluating
 from .trace_kinds import MODULE_KINDS, function_step, module_kind
 
@@ -135,11 +136,7 @@ class _LeafTracer(fx.Tracer):
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
         known = tuple(t for _, types in MODULE_KINDS for t in types)  # subclasses too
-        return (
-            getattr(m, "fx_leaf", False)
-            or isinstance(m, known)
-            or super().is_leaf_module(m, qualname)
-        )
+        return is_fx_leaf(m) or isinstance(m, known) or super().is_leaf_module(m, qualname)
 
 
 _GRAPHS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from ..model_interface import numpy_twin_of
+
 ACTIVATIONS = (
     nn.Tanh,
     nn.Sigmoid,
@@ -61,7 +63,7 @@ def module_kind(module: nn.Module) -> str:
     for kind, types in MODULE_KINDS:
         if isinstance(module, types):
             return kind
-    if getattr(module, "numpy_twin", None) == "fit_to_32":
+    if numpy_twin_of(module) == "fit_to_32":
         return "fit"
     return "other"
 

@@ -15,14 +15,7 @@ from . import (  # noqa: F401  (importing registers the models)
     reference,
     tv_models,
 )
-from ._registry import (
-    create_model,
-    fix_parameter,
-    get_model_entry,
-    is_fixed,
-    list_models,
-    register_model,
-)
+from ._registry import create_model, fix_parameter, get_model_entry, list_models, register_model
 from ._resolve import (
     ResolvedModel,
     check_num_classes,
@@ -38,7 +31,6 @@ __all__ = [
     "create_model",
     "fix_parameter",
     "get_model_entry",
-    "is_fixed",
     "list_models",
     "names_a_model",
     "register_model",

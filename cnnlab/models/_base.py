@@ -1,4 +1,9 @@
-"""The shape most classic CNNs share: a feature extractor, then a classifier."""
+"""The shape most classic CNNs share: a feature extractor, then a classifier.
+
+What else a model may declare (its spec, its classifier head, fx leaves, NumPy twins, its own
+optimizer groups, a data-dependent initialisation, the weight of auxiliary losses, fixed
+parameters) is listed once in :mod:`cnnlab.model_interface`, at the ground floor because the
+NumPy engine reads it too."""
 
 from __future__ import annotations
 

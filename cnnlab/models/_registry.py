@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from ..errors import CnnlabError, UnknownNameError
+from ..model_interface import FIXED
 from .binary import BINARY_OPTION, make_binary
 
 ModelBuilder = Callable[..., nn.Module]
@@ -86,19 +87,12 @@ def register_model(
     return decorator
 
 
-FIXED = "cnnlab_fixed"  # set on a parameter the architecture keeps fixed (not trained)
-
-
 def fix_parameter(parameter: nn.Parameter) -> None:
     """Keep ``parameter`` out of training for good: ``requires_grad`` off, and marked so that
-    transfer learning's ``--strategy full`` leaves it fixed too (:func:`is_fixed`)."""
+    transfer learning's ``--strategy full`` leaves it fixed too
+    (:func:`cnnlab.model_interface.is_fixed`)."""
     parameter.requires_grad_(False)
     setattr(parameter, FIXED, True)
-
-
-def is_fixed(parameter: nn.Parameter) -> bool:
-    """Whether the architecture keeps ``parameter`` fixed (:func:`fix_parameter`)."""
-    return bool(getattr(parameter, FIXED, False))
 
 
 def _first_sentence(doc: str) -> str:

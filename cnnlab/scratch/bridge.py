@@ -24,6 +24,7 @@ from torch.nn import functional as F
 
 from .._tracing import tracing
 from ..errors import CnnlabError
+from ..model_interface import is_fx_leaf
 from .bridge_layers import (
     UnsupportedLayerError,
     argument,
@@ -54,9 +55,7 @@ TORCH_DTYPES = {np.dtype(np.float64): torch.float64, np.dtype(np.float32): torch
 class _Tracer(torch.fx.Tracer):
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
         return (
-            module_converter(m) is not None
-            or getattr(m, "fx_leaf", False)
-            or super().is_leaf_module(m, qualname)
+            module_converter(m) is not None or is_fx_leaf(m) or super().is_leaf_module(m, qualname)
         )
 
 

@@ -21,6 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import CnnlabError
+from ..model_interface import numpy_twin_of
 from . import layers as L
 from .lp_pooling import LPPool2d
 
@@ -240,7 +241,7 @@ def module_converter(module: nn.Module) -> ModuleConverter | None:
     convert = MODULES.get(type(module))
     if convert is not None:
         return convert
-    named = NAMED_TWINS.get(getattr(module, "numpy_twin", None))
+    named = NAMED_TWINS.get(numpy_twin_of(module))
     if named is None:
         return None
     return lambda m, name, dtype: named(m)
