@@ -42,6 +42,8 @@ def test_speed_benchmark_writes_one_row_per_task_run(tmp_path, data_dir, monkeyp
             "1152",
             "--mnist-epochs",
             "1",
+            "--repeats",
+            "2",
             "--gpu-epochs",
             "1",
             "--gpu-widths",
@@ -68,7 +70,13 @@ def test_speed_benchmark_writes_one_row_per_task_run(tmp_path, data_dir, monkeyp
     assert mnist["data"] == f"mnist (1,152 train, {held} / 200 test images)"
     assert mnist["val_split"] == 0.1 and 0 <= mnist["val_accuracy"] <= 1
     assert "--epochs 1" in mnist["command"]
-    assert set(mnist["bare_loop"]) == {"test_accuracy", "train_seconds"}
+    assert set(mnist["bare_loop"]) >= {"test_accuracy", "train_seconds", "seconds", "accuracy"}
+    # both sides warmed up, then timed twice in alternating order: medians with min and max
+    assert mnist["repeats"] == 2 and "alternating" in mnist["order"]
+    for spread in (mnist["trainer_seconds"], mnist["bare_loop"]["seconds"]):
+        assert 0 < spread["min"] <= spread["median"] <= spread["max"]
+    ratio = mnist["bare_loop"]["train_seconds"] / mnist["train_seconds"]
+    assert mnist["trainer_vs_bare"] == pytest.approx(ratio)
     assert cifar["data"].startswith("cifar10 subset") and cifar["budget_seconds"] == 1
     assert "--data-variant subset" in cifar["command"] and cifar["epochs"] >= 1
     assert cifar["command"].startswith("cnnlab train --recipe cifar10-air ")
