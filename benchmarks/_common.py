@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from cnnlab.runs import atomic_write
+from cnnlab.speed_probe import cpu_flags
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -55,6 +56,7 @@ def provenance() -> dict[str, object]:
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "commit": git_commit(),
         "cpu_model": cpu_model(),
+        "cpu_flags": cpu_flags(),  # bf16 fast paths: AVX-512 BF16, AMX
         "cpu_count": os.cpu_count(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),

@@ -62,6 +62,7 @@ RECIPES: dict[str, Recipe] = {
                 "label_smoothing": 0.1,
                 "amp": "bf16",  # LeNet's small convolutions: about 20% faster with AMX
                 "channels_last": True,
+                "probe": True,  # bf16 or fp32, channels_last or not: measured here
             },
         ),
         Recipe(
@@ -88,6 +89,7 @@ RECIPES: dict[str, Recipe] = {
                 "test_flip": True,
                 "amp": "bf16",
                 "channels_last": True,
+                "probe": True,  # bf16 or fp32, channels_last or not: measured here
             },
         ),
         Recipe(
@@ -120,6 +122,7 @@ RECIPES: dict[str, Recipe] = {
                 "lookahead": True,
                 "amp": "bf16",
                 "channels_last": True,
+                "probe": True,  # bf16 or fp32, channels_last or not: measured here
             },
         ),
     )
@@ -196,6 +199,8 @@ def recipe_config(name: str, **overrides: Any) -> TrainConfig:
     device = values.get("device", TrainConfig.device)
     if values.get("amp") == "bf16" and "amp" not in overrides and not bf16_is_fast(device):
         values["amp"] = "none"
+    if ("amp" in overrides or "channels_last" in overrides) and "probe" not in overrides:
+        values["probe"] = False  # what the user chose is not measured away
     epochs = values.get("epochs", TrainConfig.epochs)
     if "warmup_epochs" not in overrides and isinstance(epochs, int):
         values["warmup_epochs"] = min(values.get("warmup_epochs", 0.0), epochs / 5)

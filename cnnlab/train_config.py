@@ -104,6 +104,8 @@ class TrainConfig:
     device: str = "auto"  # auto (CUDA if present) | cpu | cuda | cuda:N
     amp: str = "none"  # autocast: none | bf16 | fp16 (CUDA)
     channels_last: bool = False  # NHWC memory order; faster convolutions on GPUs and CPUs
+    # time a second of steps with bf16 and fp32, channels_last and not; train with the fastest
+    probe: bool = False
     progress: bool = True
     tensorboard: bool = False  # TensorBoard event files in RUN/tensorboard (rank 0)
     keep: str = "last"  # best: also best.pt, the epoch of the best validation accuracy
@@ -129,6 +131,7 @@ class TrainConfig:
                 f"{', '.join(AUGMENT_STYLES)} (alexnet: scale, random crop, flip, fancy PCA)",
             ),
             (isinstance(self.tensorboard, bool), "tensorboard", self.tensorboard, "true or false"),
+            (isinstance(self.probe, bool), "probe", self.probe, "true or false"),
             (
                 is_real_in(self.adam_eps, 0, 1) and self.adam_eps > 0,
                 "adam_eps",

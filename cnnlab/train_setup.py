@@ -20,7 +20,9 @@ from .data.batches import scaling_stats
 from .distributed import current_distributed, rng_state, set_rng_state
 from .errors import CnnlabError
 from .model_interface import initializes_from_data, own_optimizer_groups, spec_of
+from .outputs import report
 from .pipeline import training_batches
+from .speed_probe import probe_settings
 from .steps import EpochSteps, Lookahead, StepEvaluation, evaluate
 from .train_config import (
     TrainConfig,
@@ -151,6 +153,10 @@ def prepare(
     common = dict(device=device, seed=config.seed, rank=ranks.rank, world_size=ranks.world_size)
     # in memory: BatchLoader; an image folder too big for memory: DataLoader workers
     preprocess, train_loader = training_batches(train_set, config, (mean, std), **common)
+    if config.probe and resume_from is None and ranks.world_size == 1:
+        found = probe_settings(config, model, preprocess, train_set, device)
+        config.amp, config.channels_last = found.amp, found.channels_last  # config.json too
+        report(found.line)
     test_loader = make_loader(test_set, config.eval_batch_size, shuffle=False, **common)
     evaluation = None
     if config.eval_every is not None:

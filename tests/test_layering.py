@@ -39,6 +39,7 @@ FLOORS = {
     "cnnlab.inspect": 3,
     "cnnlab.graph": 3,
     "cnnlab.sources": 3,
+    "cnnlab.speed_probe": 3,
     "cnnlab.trained": 4,
     "cnnlab.experiment": 4,
     "cnnlab.reproduce": 4,

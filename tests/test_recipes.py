@@ -242,3 +242,45 @@ def test_cnnlab_eval_tests_a_test_flip_run_as_training_did(tmp_path, data_dir):
     evaluation = evaluate_run(load_run(tmp_path / "flip"))
     assert evaluation.accuracy == pytest.approx(result.test_accuracy)
     assert evaluation.loss == pytest.approx(result.history[-1]["test_loss"], rel=1e-6)
+
+
+def test_the_probe_measures_each_precision_and_layout_and_trains_with_the_fastest(tmp_path, caplog):
+    """--probe (the fast recipes set it) times fp32 and bf16, standard and channels_last, on
+    the real model and batch, leaves the model as it was, and the run records what it chose."""
+    import json
+    import logging
+
+    import torch
+
+    from cnnlab.experiment import train_run
+    from cnnlab.models import create_model
+    from cnnlab.recipes import recipe_config
+    from cnnlab.speed_probe import probe
+    from cnnlab.train import TrainConfig
+
+    model = create_model("lenet5", modern=True, input_size=8)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    images, labels = torch.randn(32, 1, 8, 8), torch.randint(0, 10, (32,))
+    found = probe(model, images, labels, seconds=0.02)
+    assert set(found.speeds) == {"fp32", "fp32 channels_last", "bf16", "bf16 channels_last"}
+    fastest = max(found.speeds, key=found.speeds.get)
+    assert fastest.startswith("bf16" if found.amp == "bf16" else "fp32")
+    assert ("channels_last" in fastest) == found.channels_last
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    no_bf16 = probe(model, images, labels, bf16_ok=False, seconds=0.02)
+    assert set(no_bf16.speeds) == {"fp32", "fp32 channels_last"} and no_bf16.amp == "none"
+    assert "is fastest here" in found.line and "img/s" in found.line
+
+    config = TrainConfig(epochs=1, probe=True, progress=False, train_subset=256, batch_size=64)
+    with caplog.at_level(logging.INFO, logger="cnnlab"):
+        train_run(config, tmp_path, "probed")
+    line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("probe:"))
+    saved = json.loads((tmp_path / "probed" / "config.json").read_text())
+    chosen = ("bf16" if saved["amp"] == "bf16" else "fp32") + (
+        ", channels_last" if saved["channels_last"] else ""
+    )
+    assert line.startswith(f"probe: {chosen} is fastest here")
+    # a recipe probes unless the user chose the precision or layout
+    assert recipe_config("mnist-fast").probe
+    assert not recipe_config("mnist-fast", amp="none").probe
+    assert not recipe_config("mnist-fast", channels_last=False).probe

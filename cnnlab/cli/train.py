@@ -294,9 +294,11 @@ def train_arguments(p: argparse.ArgumentParser, typed_only: bool = False) -> Non
     hardware.add_argument(
         "--amp", default=default(d.amp), choices=AMP_MODES, help="autocast precision"
     )
-    hardware.add_argument(
-        "--channels-last", action="store_true", default=default(False), help="NHWC memory order"
-    )
+    for flag, text in (
+        ("--channels-last", "NHWC memory order"),
+        ("--probe", "time bf16/fp32 and channels_last or not for a second; train the fastest"),
+    ):
+        hardware.add_argument(flag, action="store_true", default=default(False), help=text)
 
 
 # command-line destinations that name a TrainConfig field differently
