@@ -135,12 +135,10 @@ def _model_to_train(key: str, keras, seed: int, kept: dict | None, saved: Path, 
 def run_course_code(
     key: str, config, runs_root: Path, say=print, reuse: bool = True
 ) -> dict[str, Any]:
-    """Train the course's Keras code for ``key`` on the images ``config`` names (the same
-    subset cnnlab trains on) and return its per-epoch log.
-
-    After every epoch the model (``.keras``) and the log so far are written atomically beside
-    the result, so a killed run goes on from its last epoch (``reuse``), and a finished result
-    is read instead of trained again."""
+    """Train the course's Keras code for ``key`` on the images ``config`` names (cnnlab's own)
+    and return its per-epoch log. After every epoch the model (``.keras``) and the log so far
+    are written atomically, so with ``reuse`` a killed run goes on from its last epoch and a
+    finished one is read instead of trained again."""
     path = cache_path(runs_root, key, config)
     kept = json.loads(path.read_text()) if reuse and path.exists() else None
     if kept and len(kept["epochs"]) > config.epochs:  # a longer run is not this one
