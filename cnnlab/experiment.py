@@ -34,7 +34,6 @@ from .trained import (
     model_from_state,
     predict,
     read_image,
-    resolve_model_or_run,
 )
 
 __all__ = [  # training here; using a finished run in cnnlab.trained, re-exported
@@ -50,7 +49,6 @@ __all__ = [  # training here; using a finished run in cnnlab.trained, re-exporte
     "model_from_state",
     "predict",
     "read_image",
-    "resolve_model_or_run",
     "resume_run",
     "train_run",
     "transfer_run",

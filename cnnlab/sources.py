@@ -8,8 +8,10 @@ A SOURCE is, in this order of precedence:
 3. ``torchvision:NAME`` (untrained, or its ImageNet weights);
 4. ``package.module:callable``, the user's own model.
 
-When a run folder and a registered name are spelled alike, the run wins and :func:`which`
-returns a note that names both, so no command silently means another model than its neighbour.
+:func:`load_source` loads what the text means as a :class:`ModelSource` (the model with what it
+needs to read images). When a run folder and a registered name are spelled alike, the run wins
+and :func:`which` returns a note that names both, so no command silently means another model
+than its neighbour.
 
 An IMAGE (:func:`source_image`) is, for every command that reads one: ``test:N`` (test image N
 of the run's own data set), ``DATASET:N`` (test image N of ``mnist``, ``fashion-mnist``,
@@ -23,12 +25,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .data import DATASET_NAMES
-from .errors import CnnlabError
-from .runs import CHECKPOINT
+import torch
+from torch import nn
 
-# DATASET:N: every named data set but an image folder (which has no name of its own)
-DATASET_IMAGES = tuple(name for name in DATASET_NAMES if name != "imagefolder")
+from . import runs
+from .data import TEST_IMAGE_SETS, ImageDataset, Preprocess
+from .errors import CnnlabError, first_line
+from .runs import CHECKPOINT
+from .trained import TrainedRun, load_run
 
 
 def find_run(text: str, runs_root: Path = Path("runs")) -> Path | None:
@@ -82,7 +86,7 @@ def _index(text: str, prefix: str) -> int:
 def source_image(
     source: Any, text: str, data_dir: str | os.PathLike[str] | None = None, squash: bool = False
 ) -> tuple[Any, str, int | None, str, list[str]]:
-    """The image ``text`` names for ``source`` (a :class:`cnnlab.trained.ModelSource`): the
+    """The image ``text`` names for ``source`` (a :class:`ModelSource`): the
     uint8 ``1 x C x H x W`` batch in the model's input format, a label for titles, the true
     class when known (``test:N``, or ``DATASET:N`` of the data set the run learned), a
     file-name stem, and notes on what was converted (the aspect ratio kept by a centre crop
@@ -100,7 +104,7 @@ def source_image(
         image, true = test[index]  # in memory or streamed from an image folder
         label = f"test image {index} (true: {test.classes[true]})"
         return image[None], label, true, f"test-{index}", []
-    if sep and name in DATASET_IMAGES and not Path(text).exists():
+    if sep and name in TEST_IMAGE_SETS and not Path(text).exists():
         from PIL import Image
 
         from .data import load_dataset
@@ -129,4 +133,200 @@ def source_image(
     return batch, Path(text).name, None, Path(text).stem, notes
 
 
-__all__ = ["DATASET_IMAGES", "Which", "find_run", "source_image", "which"]
+def resolve_model_or_run(
+    text: str,
+    input_shape: str | None = None,
+    num_classes: int | None = None,
+    options: dict[str, Any] | None = None,
+    runs_root: Path = Path("runs"),
+) -> tuple[nn.Module, str, str | None, str | None]:
+    """(model, label, input shape, the input the model was made for) from what
+    :func:`cnnlab.models.resolve_model` takes, or else a run folder (the trained model)."""
+    from .inspect.shapes import parse_shape
+    from .models import check_num_classes, check_run_input, names_a_model, resolve_model
+
+    check_num_classes(num_classes)
+    shape = parse_shape(input_shape, "--input") if input_shape else None
+    meant = which(text, runs_root)
+    if not meant.is_run and names_a_model(text):
+        found = resolve_model(text, shape, num_classes, options)
+        return found.model, found.label, input_shape or found.made_for, found.made_for
+    trained = load_run(meant.run or text, runs_root)
+    label = f"{trained.run_dir} ({trained.spec['name']}, {len(trained.classes)} classes)"
+    if meant.note:
+        label += f"; note: {meant.note}"
+    made_for = check_run_input(
+        text,
+        input_shape,
+        shape,
+        num_classes,
+        trained.in_channels,
+        trained.input_size,
+        len(trained.classes),
+    )
+    return trained.model, label, input_shape or made_for, made_for
+
+
+@dataclass
+class ModelSource:
+    """Any model to look inside and run on images, with what it needs to read them: a run's
+    trained model (``run`` set), or an untrained registered model, a torchvision model (its
+    ImageNet weights on request) or a user's ``module:callable``, see :func:`load_source`."""
+
+    model: nn.Module
+    preprocess: Preprocess
+    classes: list[str]
+    in_channels: int
+    input_size: int
+    label: str
+    run: TrainedRun | None = None
+    notes: list[str] | None = None
+    resize: int | None = None  # shorter side before the central crop (ImageNet models: 256)
+
+    @property
+    def run_dir(self) -> Path | None:
+        return self.run.run_dir if self.run else None
+
+    def test_split(self, data_dir: str | None = None) -> ImageDataset:
+        if self.run is None:
+            raise CnnlabError(
+                f"test:N: {self.label} is not a cnnlab run and has no test set; give an image "
+                "file (PNG/JPEG) instead"
+            )
+        return self.run.test_split(data_dir)
+
+
+def load_source(
+    text: str,
+    runs_root: Path = Path("runs"),
+    seed: int = 0,
+    weights: bool = False,
+    input_shape: str | None = None,
+) -> ModelSource:
+    """The model ``text`` names: a run folder (or its name under ``runs_root``), a registered
+    model name (untrained, its random weights drawn with ``seed``), ``torchvision:NAME``
+    (untrained, or torchvision's ImageNet weights with ``weights``: from the torch cache, else
+    downloaded) or ``package.module:callable``. ``input_shape`` (``"3x64x64"``) overrides the
+    input a non-run model is fed. Preprocessing: a run's own statistics; torchvision models
+    their weights' ImageNet mean/std, resize (256) and central crop (224); registered and user
+    models mean 0.5 and std 0.5 per channel (a random network has no statistics of its own)."""
+    from .inspect.shapes import parse_shape
+    from .models import names_a_model
+
+    shape = parse_shape(input_shape, "--input") if input_shape else None
+    if shape is not None and (len(shape) != 3 or shape[1] != shape[2]):
+        raise CnnlabError(
+            f"--input {input_shape}: expected a square image shape C x S x S, e.g. 3x224x224"
+        )
+    meant = which(text, runs_root)
+    if meant.is_run or not names_a_model(text):
+        return _run_source(meant, runs_root, weights, shape, input_shape)
+    return _model_source(text, seed, weights, shape, input_shape)
+
+
+def _run_source(meant, runs_root: Path, weights: bool, shape, input_shape) -> ModelSource:
+    """A run folder's trained model, with its own preprocessing and test split."""
+    trained = load_run(meant.run or meant.text, runs_root)
+    made_for = (trained.in_channels, trained.input_size, trained.input_size)
+    if weights or (shape and shape != made_for):
+        option = "--weights" if weights else f"--input {input_shape}"
+        raise CnnlabError(
+            f"{option}: run {trained.run_dir} has its trained weights and takes "
+            f"{'x'.join(map(str, made_for))} images; leave {option.split()[0]} out"
+        )
+    label = f"run {trained.run_dir.name} ({trained.spec['name']})"
+    notes = runs.kept_note(trained.run_dir, trained.epoch)  # best.pt: say so
+    notes = [meant.note, *(notes or [])] if meant.note else notes
+    return ModelSource(
+        trained.model,
+        trained.preprocess,
+        trained.classes,
+        *made_for[:2],
+        label,
+        trained,
+        notes,
+        trained.resize,
+    )
+
+
+def _model_source(text: str, seed: int, weights: bool, shape, input_shape) -> ModelSource:
+    """A registered, torchvision or user model: untrained (seeded) or with ImageNet weights."""
+    from .models import resolve_model
+    from .models.tv_models import imagenet_input, pretrained_model, weights_file
+
+    tv_name = text[len("torchvision:") :] if text.startswith("torchvision:") else None
+    if weights and tv_name is None:
+        raise CnnlabError(
+            f"--weights: {text} has no published weights in cnnlab; ImageNet weights come with "
+            "torchvision:NAME, e.g. torchvision:resnet18 --weights (or leave --weights out)"
+        )
+    notes, size, channels, mean, std, resize = [], 224, 3, [0.5] * 3, [0.5] * 3, None
+    if tv_name is not None:
+        import torchvision
+
+        if tv_name not in torchvision.models.list_models():
+            resolve_model(text)  # says so, with where to look
+        imagenet = imagenet_input(tv_name)  # refuses a video or detection model
+        if shape and shape[0] != 3:
+            raise CnnlabError(
+                f"--input {input_shape}: {text} takes 3-channel images, e.g. 3x224x224"
+            )
+        mean, std, size = imagenet.mean, imagenet.std, shape[1] if shape else imagenet.crop
+        resize = round(size * imagenet.resize / imagenet.crop)  # 256 for 224, as trained
+    if weights:
+        model = pretrained_model(tv_name, "leave --weights out for an untrained model")
+        label = f"{text} (ImageNet weights {imagenet.weights.name})"
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            user = shape or ((3, 224, 224) if ":" in text and tv_name is None else None)
+            found = resolve_model(text, user, materialize=True)
+        model, label = found.model, f"{text} (untrained, seed {seed})"
+        notes.append(f"{text} is untrained: its weights are random (seed {seed}, --seed)")
+        if tv_name is None:
+            made_for = shape or user or tuple(map(int, str(found.made_for).split("x")))
+            channels, size = made_for[0], made_for[1]
+            mean, std = [0.5] * channels, [0.5] * channels
+    size = shape[1] if shape else size
+    model = model.eval()
+    classes = [str(i) for i in range(_output_count(model, channels, size))]
+    if len(classes) == 1000:
+        classes = list(weights_file(tv_name or "resnet18")[0].meta["categories"])
+    notes.append(f"images are scaled to [0, 1], then normalized with mean {mean} and std {std}")
+    return ModelSource(
+        model, Preprocess(mean, std), classes, channels, size, label, None, notes, resize
+    )
+
+
+@torch.no_grad()
+def _output_count(model: nn.Module, channels: int, size: int) -> int:
+    """How many classes the model scores: its last fully connected layer's outputs, else what
+    one forward pass of a blank image gives."""
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if linears:
+        return int(linears[-1].out_features)
+    try:
+        out = model(torch.zeros(1, channels, size, size))
+    except Exception as error:  # the user's own model: its first line, not a traceback
+        first = first_line(error, limit=160)
+        raise CnnlabError(
+            f"the model does not take a 1x{channels}x{size}x{size} batch ({type(error).__name__}: "
+            f"{first}); give the input it takes with --input, e.g. --input 1x28x28"
+        ) from None
+    if not isinstance(out, torch.Tensor) or out.ndim != 2:
+        raise CnnlabError(
+            f"the model gives {type(out).__name__} {tuple(getattr(out, 'shape', ()))}, not "
+            "class scores (batch x classes); show and predict need a classifier"
+        )
+    return int(out.shape[1])
+
+
+__all__ = [
+    "ModelSource",
+    "Which",
+    "find_run",
+    "load_source",
+    "resolve_model_or_run",
+    "source_image",
+    "which",
+]

@@ -15,12 +15,11 @@ from torch import nn
 
 from . import runs
 from .data import ImageDataset, Preprocess
-from .errors import CnnlabError, RunFolderError, first_line
+from .errors import CnnlabError, RunFolderError
 from .images import fit_resized_crop, opened
 from .models import create_model
 from .models.binary import class_probabilities
 from .pipeline import load_data
-from .sources import which
 from .train_config import MAX_IMAGE_SIDE, TrainConfig
 
 
@@ -229,8 +228,9 @@ def read_image(
 
 
 @torch.no_grad()
-def predict(trained: TrainedRun | ModelSource, images: torch.Tensor) -> torch.Tensor:
-    """Class probabilities (``N x classes``) for a uint8 ``N x C x H x W`` batch."""
+def predict(trained: Any, images: torch.Tensor) -> torch.Tensor:
+    """Class probabilities (``N x classes``) for a uint8 ``N x C x H x W`` batch of a
+    :class:`TrainedRun` or a :class:`cnnlab.sources.ModelSource` (its model and preprocess)."""
     logits = trained.model(trained.preprocess(images))
     return class_probabilities(logits)  # one binary logit z: [1 - s(z), s(z)]
 
@@ -278,173 +278,3 @@ def evaluate_run(trained: TrainedRun, data_dir: str | None = None) -> RunEvaluat
         int(confusion.trace()),
         dict(zip(trained.classes, per_class)),
     )
-
-
-def resolve_model_or_run(
-    text: str,
-    input_shape: str | None = None,
-    num_classes: int | None = None,
-    options: dict[str, Any] | None = None,
-    runs_root: Path = Path("runs"),
-) -> tuple[nn.Module, str, str | None, str | None]:
-    """(model, label, input shape, the input the model was made for) from what
-    :func:`cnnlab.models.resolve_model` takes, or else a run folder (the trained model)."""
-    from .inspect.shapes import parse_shape
-    from .models import check_num_classes, check_run_input, names_a_model, resolve_model
-
-    check_num_classes(num_classes)
-    shape = parse_shape(input_shape, "--input") if input_shape else None
-    meant = which(text, runs_root)
-    if not meant.is_run and names_a_model(text):
-        found = resolve_model(text, shape, num_classes, options)
-        return found.model, found.label, input_shape or found.made_for, found.made_for
-    trained = load_run(meant.run or text, runs_root)
-    label = f"{trained.run_dir} ({trained.spec['name']}, {len(trained.classes)} classes)"
-    if meant.note:
-        label += f"; note: {meant.note}"
-    made_for = check_run_input(
-        text,
-        input_shape,
-        shape,
-        num_classes,
-        trained.in_channels,
-        trained.input_size,
-        len(trained.classes),
-    )
-    return trained.model, label, input_shape or made_for, made_for
-
-
-@dataclass
-class ModelSource:
-    """Any model to look inside and run on images, with what it needs to read them: a run's
-    trained model (``run`` set), or an untrained registered model, a torchvision model (its
-    ImageNet weights on request) or a user's ``module:callable``, see :func:`load_source`."""
-
-    model: nn.Module
-    preprocess: Preprocess
-    classes: list[str]
-    in_channels: int
-    input_size: int
-    label: str
-    run: TrainedRun | None = None
-    notes: list[str] | None = None
-    resize: int | None = None  # shorter side before the central crop (ImageNet models: 256)
-
-    @property
-    def run_dir(self) -> Path | None:
-        return self.run.run_dir if self.run else None
-
-    def test_split(self, data_dir: str | None = None) -> ImageDataset:
-        if self.run is None:
-            raise CnnlabError(
-                f"test:N: {self.label} is not a cnnlab run and has no test set; give an image "
-                "file (PNG/JPEG) instead"
-            )
-        return self.run.test_split(data_dir)
-
-
-def load_source(
-    text: str,
-    runs_root: Path = Path("runs"),
-    seed: int = 0,
-    weights: bool = False,
-    input_shape: str | None = None,
-) -> ModelSource:
-    """The model ``text`` names: a run folder (or its name under ``runs_root``), a registered
-    model name (untrained, its random weights drawn with ``seed``), ``torchvision:NAME``
-    (untrained, or torchvision's ImageNet weights with ``weights``: from the torch cache, else
-    downloaded) or ``package.module:callable``. ``input_shape`` (``"3x64x64"``) overrides the
-    input a non-run model is fed. Preprocessing: a run's own statistics; torchvision models
-    their weights' ImageNet mean/std, resize (256) and central crop (224); registered and user
-    models mean 0.5 and std 0.5 per channel (a random network has no statistics of its own)."""
-    from .inspect.shapes import parse_shape
-    from .models import names_a_model, resolve_model
-    from .models.tv_models import imagenet_input, pretrained_model, weights_file
-
-    shape = parse_shape(input_shape, "--input") if input_shape else None
-    if shape is not None and (len(shape) != 3 or shape[1] != shape[2]):
-        raise CnnlabError(
-            f"--input {input_shape}: expected a square image shape C x S x S, e.g. 3x224x224"
-        )
-    meant = which(text, runs_root)
-    if meant.is_run or not names_a_model(text):
-        trained = load_run(meant.run or text, runs_root)
-        made_for = (trained.in_channels, trained.input_size, trained.input_size)
-        if weights or (shape and shape != made_for):
-            option = "--weights" if weights else f"--input {input_shape}"
-            raise CnnlabError(
-                f"{option}: run {trained.run_dir} has its trained weights and takes "
-                f"{'x'.join(map(str, made_for))} images; leave {option.split()[0]} out"
-            )
-        label = f"run {trained.run_dir.name} ({trained.spec['name']})"
-        model, preprocess = trained.model, trained.preprocess
-        notes = runs.kept_note(trained.run_dir, trained.epoch)  # best.pt: say so
-        notes = [meant.note, *(notes or [])] if meant.note else notes
-        return ModelSource(
-            model, preprocess, trained.classes, *made_for[:2], label, trained, notes, trained.resize
-        )
-    tv_name = text[len("torchvision:") :] if text.startswith("torchvision:") else None
-    if weights and tv_name is None:
-        raise CnnlabError(
-            f"--weights: {text} has no published weights in cnnlab; ImageNet weights come with "
-            "torchvision:NAME, e.g. torchvision:resnet18 --weights (or leave --weights out)"
-        )
-    notes, size, channels, mean, std, resize = [], 224, 3, [0.5] * 3, [0.5] * 3, None
-    if tv_name is not None:
-        import torchvision
-
-        if tv_name not in torchvision.models.list_models():
-            resolve_model(text)  # says so, with where to look
-        imagenet = imagenet_input(tv_name)  # refuses a video or detection model
-        if shape and shape[0] != 3:
-            raise CnnlabError(
-                f"--input {input_shape}: {text} takes 3-channel images, e.g. 3x224x224"
-            )
-        mean, std, size = imagenet.mean, imagenet.std, shape[1] if shape else imagenet.crop
-        resize = round(size * imagenet.resize / imagenet.crop)  # 256 for 224, as trained
-    if weights:
-        model = pretrained_model(tv_name, "leave --weights out for an untrained model")
-        label = f"{text} (ImageNet weights {imagenet.weights.name})"
-    else:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            user = shape or ((3, 224, 224) if ":" in text and tv_name is None else None)
-            found = resolve_model(text, user, materialize=True)
-        model, label = found.model, f"{text} (untrained, seed {seed})"
-        notes.append(f"{text} is untrained: its weights are random (seed {seed}, --seed)")
-        if tv_name is None:
-            made_for = shape or user or tuple(map(int, str(found.made_for).split("x")))
-            channels, size = made_for[0], made_for[1]
-            mean, std = [0.5] * channels, [0.5] * channels
-    size = shape[1] if shape else size
-    model = model.eval()
-    classes = [str(i) for i in range(_output_count(model, channels, size))]
-    if len(classes) == 1000:
-        classes = list(weights_file(tv_name or "resnet18")[0].meta["categories"])
-    notes.append(f"images are scaled to [0, 1], then normalized with mean {mean} and std {std}")
-    return ModelSource(
-        model, Preprocess(mean, std), classes, channels, size, label, None, notes, resize
-    )
-
-
-@torch.no_grad()
-def _output_count(model: nn.Module, channels: int, size: int) -> int:
-    """How many classes the model scores: its last fully connected layer's outputs, else what
-    one forward pass of a blank image gives."""
-    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    if linears:
-        return int(linears[-1].out_features)
-    try:
-        out = model(torch.zeros(1, channels, size, size))
-    except Exception as error:  # the user's own model: its first line, not a traceback
-        first = first_line(error, limit=160)
-        raise CnnlabError(
-            f"the model does not take a 1x{channels}x{size}x{size} batch ({type(error).__name__}: "
-            f"{first}); give the input it takes with --input, e.g. --input 1x28x28"
-        ) from None
-    if not isinstance(out, torch.Tensor) or out.ndim != 2:
-        raise CnnlabError(
-            f"the model gives {type(out).__name__} {tuple(getattr(out, 'shape', ()))}, not "
-            "class scores (batch x classes); show and predict need a classifier"
-        )
-    return int(out.shape[1])

@@ -15,7 +15,8 @@ from PIL import Image
 from cnnlab.cli import main
 from cnnlab.errors import CnnlabError
 from cnnlab.inspect import feature_maps
-from cnnlab.trained import load_run, load_source, predict, read_image
+from cnnlab.sources import load_source
+from cnnlab.trained import load_run, predict, read_image
 
 
 @pytest.fixture(scope="module")

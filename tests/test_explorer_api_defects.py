@@ -20,7 +20,8 @@ from test_explorer_ui import serious_axe_violations, ui_app, ui_browser, ui_clie
 from cnnlab.explorer import create_app
 from cnnlab.explorer.app import MAX_BODY_BYTES
 from cnnlab.explorer.uploads import MAX_UPLOAD_BYTES, UPLOAD_FORMATS
-from cnnlab.trained import load_source, predict, read_image
+from cnnlab.sources import load_source
+from cnnlab.trained import predict, read_image
 
 
 def encoded(image: Image.Image, fmt: str) -> bytes:

@@ -38,7 +38,7 @@ FLOORS = {
     "cnnlab.tensorboard_log": 3,
     "cnnlab.inspect": 3,
     "cnnlab.graph": 3,
-    "cnnlab.sources": 3,
+    "cnnlab.sources": 4,
     "cnnlab.speed_probe": 3,
     "cnnlab.trained": 4,
     "cnnlab.experiment": 4,
@@ -292,7 +292,6 @@ DECLARATION_TABLES = {
 TO_SPLIT = {
     "scratch/bridge.py:compare",
     "scratch/bridge.py:from_torch",
-    "trained.py:load_source",
     "inspect/trace_ops.py:pool",
     "train_setup.py:prepare",
     "inspect/summary.py:_module_row",

@@ -17,7 +17,8 @@ from PIL import Image
 import cnnlab.experiment
 from cnnlab.cli import main
 from cnnlab.errors import CnnlabError
-from cnnlab.trained import load_run, load_source
+from cnnlab.sources import load_source
+from cnnlab.trained import load_run
 
 WEIGHTS = torchvision.models.ResNet18_Weights.DEFAULT
 

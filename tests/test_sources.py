@@ -11,8 +11,7 @@ import pytest
 
 from cnnlab.cli import main
 from cnnlab.cli.serve import serve_sources
-from cnnlab.sources import find_run, which
-from cnnlab.trained import load_source, resolve_model_or_run
+from cnnlab.sources import find_run, load_source, resolve_model_or_run, which
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from ..errors import CnnlabError
 
 if TYPE_CHECKING:
-    from ..trained import ModelSource
+    from ..sources import ModelSource
 
 
 class Parser(argparse.ArgumentParser):
@@ -147,9 +147,9 @@ def add_source_options(p: argparse.ArgumentParser) -> None:
 
 
 def load_any(args: argparse.Namespace, notes_to_stderr: bool = False) -> ModelSource:
-    """The model ``args.run`` names, as :func:`cnnlab.trained.load_source` loads it; its
+    """The model ``args.run`` names, as :func:`cnnlab.sources.load_source` loads it; its
     notes printed."""
-    from ..trained import load_source
+    from ..sources import load_source
 
     source = load_source(args.run, Path(args.runs_dir), args.seed, args.weights, args.input)
     for note in source.notes or []:

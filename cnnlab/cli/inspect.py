@@ -126,8 +126,8 @@ def add_summary(sub: argparse._SubParsersAction) -> None:
 
 
 def _summary(args: argparse.Namespace) -> int:
-    from ..experiment import resolve_model_or_run
     from ..inspect.summary import summary
+    from ..sources import resolve_model_or_run
 
     try:
         options = dict(option_value(o) for o in args.model_option)

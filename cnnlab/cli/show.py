@@ -1,6 +1,6 @@
 """``cnnlab show VIEW``: pictures of a trained run (feature maps, filters, Grad-CAM,
 saliency, mistakes, curves, confusion), the first four also of any model
-(:func:`cnnlab.trained.load_source`), and the gradient flow of models side by side."""
+(:func:`cnnlab.sources.load_source`), and the gradient flow of models side by side."""
 
 from __future__ import annotations
 

@@ -2,11 +2,13 @@
 from disk), and whole-batch augmentation on the training device."""
 
 from .batches import BatchLoader, Preprocess, make_loader
+from .catalog import TEST_IMAGE_SETS
 from .datasets import DATASET_NAMES, ImageDataset, find_datasets, load_dataset
 from .stream import StreamedImages, StreamLoader
 
 __all__ = [
     "DATASET_NAMES",
+    "TEST_IMAGE_SETS",
     "BatchLoader",
     "ImageDataset",
     "Preprocess",

@@ -329,6 +329,8 @@ SPECS = {
     ),
 }
 DATASET_NAMES = tuple(SPECS)
+# DATASET:N names test image N: every named data set but an image folder (no name of its own)
+TEST_IMAGE_SETS = tuple(name for name in DATASET_NAMES if name != "imagefolder")
 CIFAR_VARIANTS = ("official", "jpeg", "subset")
 
 MNIST_COUNTS = {"train": 60000, "test": 10000}

@@ -12,7 +12,7 @@ import torch
 
 from ..inspect.views import class_probabilities_of, mistakes_by_confidence
 from ..runs import read_metrics
-from ..trained import ModelSource
+from ..sources import ModelSource
 from .png import image_png
 
 REPORT_IMAGES = 2000

@@ -11,9 +11,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from ..data import load_dataset
+from ..data import TEST_IMAGE_SETS, load_dataset
 from ..errors import CnnlabError
-from ..sources import DATASET_IMAGES
 from .image_filters import kernel, load_image
 
 MAX_PIXEL_CELLS = 64  # a table of more than 64 x 64 numbers is no longer read, only scrolled
@@ -33,7 +32,7 @@ def load_picture(
     """An image file, or ``DATASET:N`` (``mnist:1``: image 1 of MNIST's test split, a
     handwritten 2), as uint8 ``H x W`` or ``H x W x 3``."""
     name, sep, index_text = text.partition(":")
-    if sep and name in DATASET_IMAGES:
+    if sep and name in TEST_IMAGE_SETS:
         try:
             index = int(index_text)
         except ValueError:
