@@ -231,7 +231,9 @@ def kept_run(runs_root: Path, config: TrainConfig) -> Path | None:
             saved = runs.read_config(folder)
         except RunFolderError:
             continue
-        if all(saved.get(k) == v for k, v in wanted.items()):
+        # a setting newer than the run's config.json was its default then
+        defaults = json.loads(json.dumps(asdict(TrainConfig())))
+        if all(saved.get(k, defaults.get(k)) == v for k, v in wanted.items()):
             return folder
     return None
 

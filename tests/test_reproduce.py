@@ -276,3 +276,25 @@ def test_e1_pads_each_digit_with_its_own_background(data_dir):
     assert np.abs(twin.forward(x.numpy()) - plain(x).detach().numpy()).max() < 1e-10
     with pytest.raises(Exception, match="pad='edge': expected one of zero, background"):
         create_model("lenet5", pad="edge")
+
+
+def test_a_kept_run_matches_its_recipe_even_from_before_a_setting_existed(tmp_path):
+    """--resume finds the newest run of the same recipe; a setting added to TrainConfig after
+    the run was made (absent from its config.json) counts as its default, any other difference
+    as another recipe."""
+    from dataclasses import asdict
+
+    from cnnlab.reproduce import kept_run
+
+    e6 = next(e for e in EXPERIMENTS if e.key == "e6-cifar-residual-pool")
+    config = config_for(e6, quick=False, data_dir="/somewhere", progress=True)
+    folder = tmp_path / "reproduce" / "cifar_residual_pool-cifar10"
+    folder.mkdir(parents=True)
+    (folder / "checkpoint.pt").write_bytes(b"x")
+    saved = {k: v for k, v in json.loads(json.dumps(asdict(config))).items() if k != "probe"}
+    saved.update(data_dir="/elsewhere", progress=False)  # where and how it was watched
+    (folder / "config.json").write_text(json.dumps(saved))
+    assert kept_run(tmp_path, config) == folder
+    saved["lr"] = 0.01
+    (folder / "config.json").write_text(json.dumps(saved))
+    assert kept_run(tmp_path, config) is None
