@@ -155,7 +155,8 @@ def prepare(
     preprocess, train_loader = training_batches(train_set, config, (mean, std), **common)
     if config.probe and resume_from is None and ranks.world_size == 1:
         found = probe_settings(config, model, preprocess, train_set, device)
-        config.amp, config.channels_last = found.amp, found.channels_last  # config.json too
+        # config.json records the choice, not the probe: a rerun from it trains the same way
+        config.amp, config.channels_last, config.probe = found.amp, found.channels_last, False
         report(found.line)
     test_loader = make_loader(test_set, config.eval_batch_size, shuffle=False, **common)
     evaluation = None

@@ -130,6 +130,8 @@ def test_cifar10_air_recipe_learns_real_cifar_and_resumes_exactly(
         "0.4",
         "-O",
         "widths=[16,32,32]",
+        "--amp",  # chosen here, not by the probe's clock: both runs train alike
+        "none",
         "--no-progress",
         "--runs-dir",
         str(tmp_path),

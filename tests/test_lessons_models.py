@@ -73,7 +73,7 @@ def test_binary_option_is_checked():
         create_model("lenet5", num_classes=10, binary=True)
     with pytest.raises(CnnlabError, match="binary='yes': expected true or false"):
         create_model("lenet5", num_classes=2, binary="yes")
-    with pytest.raises(CnnlabError, match="its options are: modern, c3_table, binary"):
+    with pytest.raises(CnnlabError, match="its options are: modern, c3_table, pad, binary"):
         create_model("lenet5", wings=3)
     assert get_model_entry("mnist_cnn").options() == {
         "downsample": "pool",

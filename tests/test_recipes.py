@@ -280,6 +280,7 @@ def test_the_probe_measures_each_precision_and_layout_and_trains_with_the_fastes
         ", channels_last" if saved["channels_last"] else ""
     )
     assert line.startswith(f"probe: {chosen} is fastest here")
+    assert saved["probe"] is False  # the choice is recorded: a rerun from config.json keeps it
     # a recipe probes unless the user chose the precision or layout
     assert recipe_config("mnist-fast").probe
     assert not recipe_config("mnist-fast", amp="none").probe
