@@ -292,34 +292,48 @@ def run(
         seconds = time.perf_counter() - started
         if how != "trained":  # the seconds the run itself logged, over all its sittings
             seconds = sum(row.get("train_seconds", 0.0) for row in result.history)
-        last = result.history[-1]
-        row = {
-            "key": exp.key,
-            "what": exp.what,
-            "reference": exp.reference,
-            "reference_acc": exp.reference_value,
-            "cnnlab_acc": last["test_acc"],
-            "cnnlab_loss": last["test_loss"],
-            "difference": last["test_acc"] - exp.reference_value,
-            "seconds": seconds,
-            "how": how,
-            "settings": {
-                **exp.settings,
-                **(exp.quick if quick else {}),
-                **({"train_subset": train_subset} if train_subset else {}),
-            },
-            "data": data_description(config),
-            "epochs": [{k: row[k] for k in EPOCH_KEYS} for row in result.history],
-            "steps": list(getattr(result, "steps", []) or []),
-            "logged": exp.logged,
-            "logged_test": exp.logged_test,
-            "run": str(result.run_dir),
-            "note": exp.note,
-        }
+        row = report_row(exp, config, result, how, seconds, quick, train_subset)
         if key in reproduce_keras.KEYS:
             row["course_code"] = course_code_column(key, config, runs_root, keras, resume, say)
         rows.append(row)
     return rows
+
+
+def report_row(
+    exp: Experiment,
+    config: TrainConfig,
+    result: FitResult,
+    how: str,
+    seconds: float,
+    quick: bool,
+    train_subset: int | None,
+) -> dict[str, Any]:
+    """One experiment's row of the report: the material's figures beside the run's, per epoch
+    and (with ``eval_every``) per iteration, the recipe, the data and the run folder."""
+    last = result.history[-1]
+    return {
+        "key": exp.key,
+        "what": exp.what,
+        "reference": exp.reference,
+        "reference_acc": exp.reference_value,
+        "cnnlab_acc": last["test_acc"],
+        "cnnlab_loss": last["test_loss"],
+        "difference": last["test_acc"] - exp.reference_value,
+        "seconds": seconds,
+        "how": how,
+        "settings": {
+            **exp.settings,
+            **(exp.quick if quick else {}),
+            **({"train_subset": train_subset} if train_subset else {}),
+        },
+        "data": data_description(config),
+        "epochs": [{k: row[k] for k in EPOCH_KEYS} for row in result.history],
+        "steps": list(getattr(result, "steps", []) or []),
+        "logged": exp.logged,
+        "logged_test": exp.logged_test,
+        "run": str(result.run_dir),
+        "note": exp.note,
+    }
 
 
 def course_code_column(

@@ -122,16 +122,22 @@ class Loop:
     lookahead: Lookahead | None = None
 
 
-def prepare(
-    model: nn.Module,
-    data: tuple[ImageDataset, ImageDataset],
-    config: TrainConfig,
-    resume_from: dict[str, Any] | None,
-    hooks: TrainingHooks,
-) -> Loop:
-    """Check the model and data, build the loaders (batches on the device, scaled as
-    ``config.input_scaling`` says; a resumed run keeps its saved scale), the step tests, the
-    data-dependent initialisation of a new model, the optimizer, schedule and scaler."""
+def input_scale(
+    config: TrainConfig, train_set: ImageDataset, resume_from: dict[str, Any] | None
+) -> tuple[Any, Any]:
+    """The mean and std inputs are scaled by: a resumed run's saved ones, an ImageNet model's
+    (transfer learning), else the training images' as ``config.input_scaling`` says."""
+    if resume_from is not None:
+        return resume_from["normalization"]["mean"], resume_from["normalization"]["std"]
+    if (config.transfer or {}).get("normalization"):
+        return tuple(config.transfer["normalization"][key] for key in ("mean", "std"))
+    return scaling_stats(train_set, config.input_scaling)
+
+
+def checked(model: nn.Module, data: tuple[ImageDataset, ImageDataset], config: TrainConfig):
+    """The training split less its validation split, the validation and test splits, the
+    device (``model`` moved there) and test-time flipping, once the model, data, device and
+    batch size are checked against each other."""
     train_set, test_set = data
     train_set, val_set = validation_split(train_set, config.val_split, config.seed)
     ranks = current_distributed()
@@ -143,13 +149,23 @@ def prepare(
         raise CnnlabError(
             f"train split has {train_set.num_classes} classes, test split {test_set.num_classes}"
         )
-    if resume_from is not None:
-        mean, std = resume_from["normalization"]["mean"], resume_from["normalization"]["std"]
-    elif (config.transfer or {}).get("normalization"):  # from an ImageNet model: ImageNet's
-        mean, std = (config.transfer["normalization"][key] for key in ("mean", "std"))
-    else:
-        mean, std = scaling_stats(train_set, config.input_scaling)
     check_batch_size(config, len(train_set), ranks.world_size)
+    return train_set, val_set, test_set, device, test_flip
+
+
+def prepare(
+    model: nn.Module,
+    data: tuple[ImageDataset, ImageDataset],
+    config: TrainConfig,
+    resume_from: dict[str, Any] | None,
+    hooks: TrainingHooks,
+) -> Loop:
+    """Check the model and data, build the loaders (batches on the device, scaled as
+    ``config.input_scaling`` says; a resumed run keeps its saved scale), the step tests, the
+    data-dependent initialisation of a new model, the optimizer, schedule and scaler."""
+    ranks = current_distributed()
+    train_set, val_set, test_set, device, test_flip = checked(model, data, config)
+    mean, std = input_scale(config, train_set, resume_from)
     common = dict(device=device, seed=config.seed, rank=ranks.rank, world_size=ranks.world_size)
     # in memory: BatchLoader; an image folder too big for memory: DataLoader workers
     preprocess, train_loader = training_batches(train_set, config, (mean, std), **common)
@@ -160,17 +176,9 @@ def prepare(
         report(found.line)
     test_loader = make_loader(test_set, config.eval_batch_size, shuffle=False, **common)
     evaluation = None
-    if config.eval_every is not None:
-        evaluation = StepEvaluation(
-            config.eval_every,
-            model,
-            test_loader,
-            preprocess,
-            train_set.num_classes,
-            config.amp,
-            hooks.after_train_mode,
-            test_flip,
-        )
+    if config.eval_every is not None:  # the step tests (after the probe: its precision)
+        args = (preprocess, train_set.num_classes, config.amp, hooks.after_train_mode, test_flip)
+        evaluation = StepEvaluation(config.eval_every, model, test_loader, *args)
     if resume_from is None and config.transfer is None and initializes_from_data(model):
         # data-dependent initialization of a new model (cifar_air's whitening layer; a
         # transferred one keeps what it learned): the same random images on every rank
