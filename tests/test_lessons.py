@@ -1,4 +1,4 @@
-"""The lesson index: docs/lessons.md is generated from cnnlab/lessons/ and current, the
+"""The lesson index: docs/lessons.md is generated from cnnlab/course/lessons/ and current, the
 `cnnlab lessons` command prints it, and every command of the index runs (small sizes, real
 data), so the index cannot rot."""
 
@@ -13,7 +13,7 @@ from PIL import Image
 
 from cnnlab.cli import build_parser, main
 from cnnlab.cli.lessons import lessons_markdown
-from cnnlab.lessons import LESSONS
+from cnnlab.course.lessons import LESSONS
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "lessons.md"
 

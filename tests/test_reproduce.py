@@ -8,9 +8,9 @@ import json
 import pytest
 
 from cnnlab.cli import main
+from cnnlab.course.report import epoch_table, markdown
+from cnnlab.course.reproduce import EXPERIMENTS, config_for
 from cnnlab.models import create_model
-from cnnlab.reproduce import EXPERIMENTS, config_for
-from cnnlab.reproduce_report import epoch_table, markdown
 
 
 def test_reproduce_quick_writes_the_report(tmp_path, data_dir, capsys):
@@ -127,7 +127,7 @@ def test_e2_relu_vs_tanh_quick(tmp_path, data_dir):
 
 
 def test_epochs_to_target_interpolates():
-    from cnnlab.reproduce_e2 import epochs_to
+    from cnnlab.course.e2 import epochs_to
 
     assert epochs_to([0.5, 0.3, 0.2]) == pytest.approx(2.5)  # 0.3 -> 0.2 crosses 0.25 halfway
     assert epochs_to([0.2]) == pytest.approx(0.65 / 0.7)  # from chance (0.9) at epoch 0
@@ -148,9 +148,9 @@ def test_cifar_four_is_the_figure_one_network():
 def test_the_course_keras_code_runs_on_cnnlabs_images_and_is_kept(tmp_path, data_dir, monkeypatch):
     """The middle column: the course's Keras code for E6 trained on the very images cnnlab's
     config names, its log kept as JSON and reused, and the table reads three columns."""
-    from cnnlab import reproduce_keras
+    from cnnlab.course import keras_code
 
-    reproduce_keras.keras_module()  # an optional extra, installed with .[dev]: no skip
+    keras_code.keras_module()  # an optional extra, installed with .[dev]: no skip
     from cnnlab.train import TrainConfig
 
     config = TrainConfig(
@@ -163,7 +163,7 @@ def test_the_course_keras_code_runs_on_cnnlabs_images_and_is_kept(tmp_path, data
         epochs=1,
         progress=False,
     )
-    result = reproduce_keras.run_course_code("e6-cifar-residual-pool", config, tmp_path)
+    result = keras_code.run_course_code("e6-cifar-residual-pool", config, tmp_path)
     assert result["parameters"] == 1_316_746  # the course's network, as cnnlab's
     assert (result["train_images"], result["test_images"], len(result["epochs"])) == (64, 32, 1)
     assert 0.0 <= result["epochs"][0]["test_acc"] <= 1.0
@@ -174,11 +174,11 @@ def test_the_course_keras_code_runs_on_cnnlabs_images_and_is_kept(tmp_path, data
 
     # a killed run goes on from its last epoch: asking for 2 epochs trains only the second
     config.epochs = 2
-    longer = reproduce_keras.run_course_code("e6-cifar-residual-pool", config, tmp_path)
+    longer = keras_code.run_course_code("e6-cifar-residual-pool", config, tmp_path)
     assert longer["epochs"][0] == result["epochs"][0] and len(longer["epochs"]) == 2
     assert longer["resumed_after"] == [1]
-    monkeypatch.setattr(reproduce_keras, "keras_module", no_keras)
-    kept = reproduce_keras.run_course_code("e6-cifar-residual-pool", config, tmp_path)
+    monkeypatch.setattr(keras_code, "keras_module", no_keras)
+    kept = keras_code.run_course_code("e6-cifar-residual-pool", config, tmp_path)
     assert kept == longer
     config.epochs = 1
     e6 = next(e for e in EXPERIMENTS if e.key == "e6-cifar-residual-pool")
@@ -195,14 +195,14 @@ def test_the_course_keras_code_runs_on_cnnlabs_images_and_is_kept(tmp_path, data
 
 
 def test_without_keras_the_column_says_how_to_get_it(tmp_path, monkeypatch):
-    from cnnlab import reproduce_keras
+    from cnnlab.course import keras_code
+    from cnnlab.course.reproduce import course_code_column
     from cnnlab.errors import CnnlabError
-    from cnnlab.reproduce import course_code_column
 
     def missing():
-        raise CnnlabError(f"the course's Keras code needs Keras: {reproduce_keras.HOW_TO_GET}")
+        raise CnnlabError(f"the course's Keras code needs Keras: {keras_code.HOW_TO_GET}")
 
-    monkeypatch.setattr(reproduce_keras, "keras_module", missing)
+    monkeypatch.setattr(keras_code, "keras_module", missing)
     config = config_for(EXPERIMENTS[1], quick=True, data_dir=None, progress=False)
     column = course_code_column("e4-cifar-plain7", config, tmp_path, True, False)
     assert "pip install 'cnnlab[keras]'" in column["missing"]
@@ -223,7 +223,7 @@ def test_e2_paper_init_trains_both_units_from_normal_001(tmp_path, monkeypatch):
     weights from N(0, 0.01^2) with zero biases; the default row keeps PyTorch's."""
     from types import SimpleNamespace
 
-    from cnnlab import reproduce_e2
+    from cnnlab.course import e2
 
     seen = []
 
@@ -233,19 +233,19 @@ def test_e2_paper_init_trains_both_units_from_normal_001(tmp_path, monkeypatch):
         history = [{"train_acc": 1 - error, "test_acc": 0.5}]
         return SimpleNamespace(history=history, run_dir=root / "x")
 
-    monkeypatch.setattr(reproduce_e2, "train_run", fake_train)
+    monkeypatch.setattr(e2, "train_run", fake_train)
     monkeypatch.setattr(
-        reproduce_e2,
+        e2,
         "resume_run",
         lambda run, epochs: SimpleNamespace(history=[{"train_acc": 0.8, "test_acc": 0.5}] * epochs),
     )
-    row = reproduce_e2.run_e2(True, tmp_path, key=reproduce_e2.KEY_PAPER_INIT)
+    row = e2.run_e2(True, tmp_path, key=e2.KEY_PAPER_INIT)
     assert seen and {c.init for c in seen} == {"normal-0.01"}
     assert {c.model_options["activation"] for c in seen} == {"relu", "tanh"}
     assert row["key"] == "e2-relu-vs-tanh-paper-init" and "N(0, 0.01)" in row["what"]
     assert row["config"]["init"] == "normal-0.01"
     seen.clear()
-    reproduce_e2.run_e2(True, tmp_path)
+    e2.run_e2(True, tmp_path)
     assert {c.init for c in seen} == {"torch"}
 
 
@@ -284,7 +284,7 @@ def test_a_kept_run_matches_its_recipe_even_from_before_a_setting_existed(tmp_pa
     as another recipe."""
     from dataclasses import asdict
 
-    from cnnlab.reproduce import kept_run
+    from cnnlab.course.reproduce import kept_run
 
     e6 = next(e for e in EXPERIMENTS if e.key == "e6-cifar-residual-pool")
     config = config_for(e6, quick=False, data_dir="/somewhere", progress=True)

@@ -6,9 +6,9 @@ from __future__ import annotations
 import argparse
 import difflib
 
+from ..course.lessons import LESSONS
+from ..course.lessons.lesson import Lesson
 from ..errors import UnknownNameError
-from ..lessons import LESSONS
-from ..lessons.lesson import Lesson
 
 
 def add_lessons(sub: argparse._SubParsersAction) -> None:
@@ -69,7 +69,7 @@ def lessons_markdown() -> str:
         "# Lessons",
         "",
         "Every concept of the course, in teaching order, with the one command that shows it",
-        "and what to look for. Generated from `cnnlab/lessons/` by",
+        "and what to look for. Generated from `cnnlab/course/lessons/` by",
         "`cnnlab lessons --markdown > docs/lessons.md`; `cnnlab lessons NAME` prints one.",
         "Run the training lessons first: later commands read the runs `lenet` (LeNet-5 on",
         "MNIST) and `cifar` (CIFAR-10). Photos come from `$CNNLAB_DATA/photos`.",

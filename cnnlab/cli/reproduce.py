@@ -54,8 +54,8 @@ def add_reproduce(sub: argparse._SubParsersAction) -> None:
 
 
 def _reproduce(args: argparse.Namespace) -> int:
-    from ..reproduce import KEYS, run
-    from ..reproduce_report import write_report
+    from ..course.report import write_report
+    from ..course.reproduce import KEYS, run
 
     keys = KEYS
     unknown = [k for k in args.only or [] if k not in keys]

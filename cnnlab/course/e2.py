@@ -21,9 +21,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from .experiment import resume_run, train_run
-from .steps import TrainingDiverged
-from .train import TrainConfig
+from ..experiment import resume_run, train_run
+from ..steps import TrainingDiverged
+from ..train import TrainConfig
 
 KEY = "e2-relu-vs-tanh"
 # the same experiment from the AlexNet paper's own starting point: weights N(0, 0.01^2), zero
@@ -189,7 +189,7 @@ def markdown_lines(row: dict[str, Any]) -> list[str]:
 
 def plot_e2(row: dict[str, Any], path: Path) -> None:
     """Training error against epochs for both units, with the 25% line (the paper's Figure 1)."""
-    from .inspect.plots import save_figure, subplots
+    from ..inspect.plots import save_figure, subplots
 
     figure, axes = subplots(1, 1, figsize=(6, 4))
     for activation, style in (("relu", "-o"), ("tanh", "--s")):

@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import runs
-from .errors import CnnlabError
+from .. import runs
+from ..errors import CnnlabError
 
 KEYS = ("e4-cifar-plain7", "e5-cifar-residual", "e6-cifar-residual-pool")
 HOW_TO_GET = "pip install 'cnnlab[keras]' (Keras 3; it runs on torch, already installed)"
@@ -149,7 +149,7 @@ def run_course_code(
     keras = keras_module()
     import torch
 
-    from .pipeline import load_data
+    from ..pipeline import load_data
 
     train, test = load_data(config)
     x_train, y_train = _arrays(train)

@@ -8,8 +8,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from . import reproduce_e2, runs
-from .train_config import TrainConfig
+from .. import runs
+from ..train_config import TrainConfig
+from . import e2
 
 
 def data_description(config: TrainConfig) -> str:
@@ -35,9 +36,9 @@ def markdown(rows: list[dict[str, Any]], quick: bool) -> str:
         "|---|---|---|---|---|---|",
     ]
     for r in rows:
-        if r["key"] in reproduce_e2.KEYS:
+        if r["key"] in e2.KEYS:
             lines.append(
-                f"| {r['what']} | {r['reference']} | {reproduce_e2.ratio_text(r)} | - | "
+                f"| {r['what']} | {r['reference']} | {e2.ratio_text(r)} | - | "
                 f"{data_description(TrainConfig(**r['config']))} | {r['seconds']:.0f} s |"
             )
             continue
@@ -46,8 +47,8 @@ def markdown(rows: list[dict[str, Any]], quick: bool) -> str:
             f"{100 * r['difference']:+.2f} points | {r['data']} | {r['seconds']:.0f} s |"
         )
     for r in rows:
-        if r["key"] in reproduce_e2.KEYS:
-            lines += reproduce_e2.markdown_lines(r)
+        if r["key"] in e2.KEYS:
+            lines += e2.markdown_lines(r)
         if r.get("logged"):
             lines += epoch_table(r)
     notes = [f"- {r['what']}: {r['note']}" for r in rows if r.get("note")]
@@ -105,7 +106,7 @@ def epoch_table(r: dict[str, Any]) -> list[str]:
 def plot(row: dict[str, Any], path: Path) -> None:
     """Test (and, where logged, train) accuracy per epoch: the material's against ours; for
     per-iteration logs, test accuracy per iteration with the material's final figure."""
-    from .inspect.plots import save_figure, subplots
+    from ..inspect.plots import save_figure, subplots
 
     figure, axes = subplots(1, 1, figsize=(6, 4))
     if row["steps"]:
@@ -147,6 +148,6 @@ def write_report(rows: list[dict[str, Any]], quick: bool, path: Path) -> str:
     runs.write_text(path, text)
     runs.write_text(path.with_suffix(".json"), json.dumps(rows, indent=2) + "\n")
     for row in rows:
-        draw = reproduce_e2.plot_e2 if row["key"] in reproduce_e2.KEYS else plot
+        draw = e2.plot_e2 if row["key"] in e2.KEYS else plot
         draw(row, path.with_name(f"{path.stem}-{row['key']}.png"))
     return text

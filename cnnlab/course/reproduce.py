@@ -16,11 +16,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import reproduce_e2, reproduce_keras, runs
-from .errors import CnnlabError, RunFolderError
-from .experiment import resume_run, train_run
-from .reproduce_report import data_description
-from .train import FitResult, TrainConfig
+from .. import runs
+from ..errors import CnnlabError, RunFolderError
+from ..experiment import resume_run, train_run
+from ..train import FitResult, TrainConfig
+from . import e2, keras_code
+from .report import data_description
 
 # The Keras recipe of E4-E6: Adam 0.001 constant (Keras' epsilon 1e-7), batch 32, x / 255, no
 # augmentation, shuffled; every Conv2D and Dense starts from Keras' glorot_uniform with zero biases.
@@ -165,7 +166,7 @@ EXPERIMENTS = [
 ]
 
 
-KEYS = [EXPERIMENTS[0].key, *reproduce_e2.KEYS] + [e.key for e in EXPERIMENTS[1:]]
+KEYS = [EXPERIMENTS[0].key, *e2.KEYS] + [e.key for e in EXPERIMENTS[1:]]
 
 
 def config_for(
@@ -189,7 +190,7 @@ def estimate_seconds(config: TrainConfig, train_images: int) -> float:
     the data set's shape, times the steps of the run (evaluation not included)."""
     import torch
 
-    from .models import create_model
+    from ..models import create_model
 
     channels, side = (3, 32) if config.dataset == "cifar10" else (1, 28)
     model = create_model(
@@ -272,14 +273,14 @@ def run(
 
     ``resume`` continues (or reads) the newest kept run of each recipe instead of starting
     again; ``keras`` also runs the course's own Keras code for E4-E6 on the same images
-    (:mod:`cnnlab.reproduce_keras`), whose per-epoch log becomes the report's middle column."""
+    (:mod:`cnnlab.course.keras_code`), whose per-epoch log becomes the report's middle column."""
     rows = []
     by_key = {exp.key: exp for exp in EXPERIMENTS}
     for key in KEYS:  # the report's order: E1, E2, E4, ...
         if only and key not in only:
             continue
-        if key in reproduce_e2.KEYS:  # two trainings and a ratio: a row of its own kind
-            rows.append(reproduce_e2.run_e2(quick, runs_root, data_dir, say, train_subset, key))
+        if key in e2.KEYS:  # two trainings and a ratio: a row of its own kind
+            rows.append(e2.run_e2(quick, runs_root, data_dir, say, train_subset, key))
             continue
         exp = by_key[key]
         config = config_for(exp, quick, data_dir, progress, train_subset)
@@ -293,7 +294,7 @@ def run(
         if how != "trained":  # the seconds the run itself logged, over all its sittings
             seconds = sum(row.get("train_seconds", 0.0) for row in result.history)
         row = report_row(exp, config, result, how, seconds, quick, train_subset)
-        if key in reproduce_keras.KEYS:
+        if key in keras_code.KEYS:
             row["course_code"] = course_code_column(key, config, runs_root, keras, resume, say)
         rows.append(row)
     return rows
@@ -341,11 +342,11 @@ def course_code_column(
 ) -> dict[str, Any]:
     """The course's Keras code run here (with ``keras``; a kept result with ``resume``), or a
     line that says how to get the column."""
-    kept = reproduce_keras.cache_path(runs_root, key, config)
+    kept = keras_code.cache_path(runs_root, key, config)
     if not keras and not (resume and kept.exists()):
         return {"missing": "run with --keras for the course's own Keras code on the same images"}
     try:
-        return reproduce_keras.run_course_code(key, config, runs_root, say, reuse=resume)
+        return keras_code.run_course_code(key, config, runs_root, say, reuse=resume)
     except CnnlabError as err:
         return {"missing": str(err)}
 
