@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from cnnlab.runs import atomic_write
-from cnnlab.speed_probe import cpu_flags
+from cnnlab.train.probe import cpu_flags
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"

@@ -22,9 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, data_dir, write_json  # noqa: E402
 
 from cnnlab.experiment import build_model  # noqa: E402
-from cnnlab.pipeline import load_data  # noqa: E402
-from cnnlab.recipes import recipe_config  # noqa: E402
 from cnnlab.train import fit  # noqa: E402
+from cnnlab.train.pipeline import load_data
+from cnnlab.train.recipes import recipe_config
 
 VARIANTS = {"cifar10-air": {"data_variant": "jpeg"}}
 

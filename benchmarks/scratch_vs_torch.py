@@ -19,7 +19,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_results  # noqa: E402
 
-from cnnlab import scratch as S  # noqa: E402
+from cnnlab import scratch as S
 
 
 def best_times(steps, budget_s: float = 3.0, min_rounds: int = 7) -> list[float]:

@@ -43,12 +43,12 @@ from torch.nn import functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, write_json  # noqa: E402
 
-from cnnlab.distributed import resolve_device  # noqa: E402
 from cnnlab.experiment import build_model  # noqa: E402
-from cnnlab.pipeline import load_data  # noqa: E402
-from cnnlab.recipes import recipe_config  # noqa: E402
 from cnnlab.train import TrainConfig, fit  # noqa: E402
-from cnnlab.validation import validation_split  # noqa: E402
+from cnnlab.train.distributed import resolve_device
+from cnnlab.train.pipeline import load_data
+from cnnlab.train.recipes import recipe_config
+from cnnlab.train.validation import validation_split
 
 TASKS = ("mnist-lenet5", "cifar10-cpu", "cifar10-gpu")
 # the full widths and epochs per recipe: airbench94 reaches 94% in 9.9 epochs (3.09 s on an

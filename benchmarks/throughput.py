@@ -31,7 +31,7 @@ from _common import RESULTS, write_json  # noqa: E402
 
 from cnnlab.inspect import summary  # noqa: E402
 from cnnlab.models import create_model, get_model_entry, list_models  # noqa: E402
-from cnnlab.steps import training_loss  # noqa: E402
+from cnnlab.train.steps import training_loss
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -16,13 +16,15 @@ from torch import nn
 
 from . import runs
 from .data import ImageDataset, StreamedImages
-from .distributed import current_distributed, seed_everything, together
 from .errors import CnnlabError, RunFolderError
 from .model_interface import spec_of
 from .models import create_model
 from .models.init import initialize
 from .outputs import report
-from .train import FitResult, TrainConfig, check_batch_size, check_model_input, check_runtime, fit
+from .train.config import TrainConfig, check_batch_size, check_model_input, check_runtime
+from .train.distributed import current_distributed, seed_everything, together
+from .train.loop import fit
+from .train.setup import FitResult
 from .trained import (
     RunEvaluation,
     TrainedRun,
@@ -189,9 +191,9 @@ def transfer_run(
     overwrite: bool = False,
 ) -> tuple[FitResult, dict[str, Any]]:
     """Train ``source``'s network on ``config.dataset`` with a transfer strategy
-    (:mod:`cnnlab.transfer`) into a new run folder. Images are converted to the source's
+    (:mod:`cnnlab.train.transfer`) into a new run folder. Images are converted to the source's
     channels and size. Returns the fit result and what was frozen and trained."""
-    from .transfer import Strategy, imagenet_view, replace_head, trainable_groups
+    from .train.transfer import Strategy, imagenet_view, replace_head, trainable_groups
 
     parsed = Strategy.parse(strategy)
     check_runtime(config, current_distributed().local_rank)

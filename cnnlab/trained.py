@@ -19,8 +19,8 @@ from .errors import CnnlabError, RunFolderError
 from .images import fit_resized_crop, opened
 from .models import create_model
 from .models.binary import class_probabilities
-from .pipeline import load_data
-from .train_config import MAX_IMAGE_SIDE, TrainConfig
+from .train.config import MAX_IMAGE_SIDE, TrainConfig
+from .train.pipeline import load_data
 
 
 @dataclass
@@ -261,7 +261,8 @@ class RunEvaluation:
 def evaluate_run(trained: TrainedRun, data_dir: str | None = None) -> RunEvaluation:
     """Test a run's model on its test split (from ``data_dir`` when given)."""
     from .data import make_loader
-    from .train import check_model_input, evaluate
+    from .train.config import check_model_input
+    from .train.steps import evaluate
 
     test = trained.test_split(data_dir)
     check_model_input(trained.model, test)

@@ -14,11 +14,11 @@ from cnnlab.cli import main
 from cnnlab.data import Preprocess, load_dataset
 from cnnlab.errors import CnnlabError
 from cnnlab.models import create_model
-from cnnlab.recipes import recipe_config
 from cnnlab.runs import load_checkpoint
-from cnnlab.steps import Lookahead
 from cnnlab.train import make_optimizer
-from cnnlab.validation import validation_split
+from cnnlab.train.recipes import recipe_config
+from cnnlab.train.steps import Lookahead
+from cnnlab.train.validation import validation_split
 
 
 @pytest.fixture(scope="module")
@@ -179,7 +179,7 @@ def test_transfer_keeps_the_whitening_and_the_fixed_scales(cifar):
     """A transferred cifar_air keeps the whitening it learned (fit does not recompute it from
     the new data), and --strategy full leaves what the architecture fixes untrained."""
     from cnnlab.train import TrainConfig, fit
-    from cnnlab.transfer import Strategy, replace_head, trainable_groups
+    from cnnlab.train.transfer import Strategy, replace_head, trainable_groups
 
     train, test = cifar
     model = create_model("cifar_air", widths=[8, 8, 8])

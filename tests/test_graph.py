@@ -310,9 +310,9 @@ def test_graph_classification_stops_when_the_loss_is_nan(data_dir):
 
 def test_graph_runs_seed_like_image_training(data_dir):
     import cnnlab.graph.train as graph_train
-    from cnnlab import train
+    from cnnlab.train import distributed
 
-    assert graph_train.seed_everything is train.seed_everything
+    assert graph_train.seed_everything is distributed.seed_everything
     assert not hasattr(graph_train, "seed_all")
     karate = load_karate(data_dir)
     config = GraphConfig.for_dataset("karate", progress=False, epochs=20, seed=2**32 - 1)

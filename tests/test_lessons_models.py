@@ -377,7 +377,7 @@ def test_models_options_lists_every_option_with_its_default(capsys):
 def test_auxiliary_outputs_of_a_binary_model_are_scored_with_bce():
     from types import SimpleNamespace
 
-    from cnnlab.steps import training_loss
+    from cnnlab.train.steps import training_loss
 
     torch.manual_seed(0)
     main, aux = torch.randn(8, 1), torch.randn(8, 1)

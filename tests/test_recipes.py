@@ -9,13 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from cnnlab import recipes
 from cnnlab.cli import main
 from cnnlab.data import BatchLoader, Preprocess, load_dataset
 from cnnlab.errors import CnnlabError
 from cnnlab.models import create_model
-from cnnlab.recipes import RECIPES, recipe_config
-from cnnlab.train import TrainConfig, evaluate, fit
+from cnnlab.train import TrainConfig, evaluate, fit, recipes
+from cnnlab.train.recipes import RECIPES, recipe_config
 
 
 def _train(tmp_path: Path, *flags: str) -> dict:
@@ -254,9 +253,9 @@ def test_the_probe_measures_each_precision_and_layout_and_trains_with_the_fastes
 
     from cnnlab.experiment import train_run
     from cnnlab.models import create_model
-    from cnnlab.recipes import recipe_config
-    from cnnlab.speed_probe import probe
     from cnnlab.train import TrainConfig
+    from cnnlab.train.probe import probe
+    from cnnlab.train.recipes import recipe_config
 
     model = create_model("lenet5", modern=True, input_size=8)
     before = {k: v.clone() for k, v in model.state_dict().items()}

@@ -35,6 +35,8 @@ def test_reproduce_quick_writes_the_report(tmp_path, data_dir, capsys):
     assert 0.55 < accuracy < 0.95  # 50 steps on 5,000 real images (chance: 10%)
     report = json.loads(out.with_suffix(".json").read_text())[0]
     assert report["settings"]["shuffle"] is False and report["settings"]["batch_size"] == 100
+    made = report["provenance"]  # when, from which commit, on what
+    assert {"date", "commit", "cpu_model", "cpu_flags", "cpu_count", "torch"} <= set(made)
     # test accuracy every 50 iterations, as the material measures it: 5,000 / 100 = 50 steps
     assert [s["step"] for s in report["steps"]] == [50]
     assert (tmp_path / "table-e7-fashion-dnn.png").stat().st_size > 10_000

@@ -15,10 +15,11 @@ import pytest
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from cnnlab import runs, tensorboard_log
+from cnnlab import runs
 from cnnlab.cli import main
 from cnnlab.errors import CnnlabError
 from cnnlab.train import TrainConfig, check_runtime
+from cnnlab.train import tensorboard as tensorboard_log
 
 STEPS_PER_EPOCH = 24  # 192 training images, batch 8
 FLUSH_EVERY = 10  # steps between the step scalars' writes, here (50 by default)

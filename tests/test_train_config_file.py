@@ -17,8 +17,8 @@ import cnnlab
 from cnnlab import runs
 from cnnlab.cli import build_parser, main
 from cnnlab.cli.train import train_settings
-from cnnlab.recipes import RECIPES
 from cnnlab.train import TrainConfig
+from cnnlab.train.recipes import RECIPES
 
 SMALL = ["--train-subset", "400", "--test-subset", "100", "--batch-size", "32", "--no-progress"]
 TIMING = ("train_seconds", "images_per_second")

@@ -13,7 +13,7 @@ from cnnlab.errors import CnnlabError
 from cnnlab.experiment import load_run, train_run
 from cnnlab.models import create_model
 from cnnlab.train import TrainConfig, make_optimizer
-from cnnlab.transfer import (
+from cnnlab.train.transfer import (
     Strategy,
     advise,
     backbone_blocks,
@@ -342,7 +342,7 @@ def test_a_declared_head_is_the_one_replaced():
     replaces that one, not merely the last ``nn.Linear`` it registered."""
     from torch import nn
 
-    from cnnlab.transfer import head_path, replace_head
+    from cnnlab.train.transfer import head_path, replace_head
 
     class TwoHeads(nn.Module):
         cnnlab_head = "main"

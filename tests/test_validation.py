@@ -15,7 +15,7 @@ from cnnlab.cli import main
 from cnnlab.data import load_dataset
 from cnnlab.errors import CnnlabError
 from cnnlab.train import TrainConfig
-from cnnlab.validation import best_epoch, keep_best, split_indices, validation_split
+from cnnlab.train.validation import best_epoch, keep_best, split_indices, validation_split
 
 TIMING = ("train_seconds", "images_per_second")
 
@@ -102,7 +102,7 @@ def test_val_columns_only_with_a_split_and_in_the_epoch_line_and_curves(
     tmp_path, monkeypatch, capsys
 ):
     from cnnlab.inspect import plots
-    from cnnlab.train import _epoch_line
+    from cnnlab.train.loop import _epoch_line
 
     monkeypatch.chdir(tmp_path)
     figures = []
@@ -193,7 +193,7 @@ def test_a_run_killed_before_best_pt_gets_it_on_resume(tmp_path, monkeypatch):
 
 
 def test_recipes_hold_out_a_tenth_and_typed_flags_change_it():
-    from cnnlab.recipes import RECIPES, recipe_config
+    from cnnlab.train.recipes import RECIPES, recipe_config
 
     assert all(recipe.settings["val_split"] == 0.1 for recipe in RECIPES.values())
     assert TrainConfig().val_split == 0.0  # plain `cnnlab train` and the course keep none

@@ -22,6 +22,7 @@ from . import (
     inspect,
     lessons,
     reproduce,
+    run,
     serve,
     show,
     show_lessons,
@@ -43,8 +44,8 @@ def add_show_views(sub: argparse._SubParsersAction) -> None:
 
 COMMANDS = (
     train.add_train,
-    train.add_eval,
-    train.add_predict,
+    run.add_eval,
+    run.add_predict,
     catalog.add_models,
     catalog.add_data,
     inspect.add_shapes,

@@ -264,7 +264,7 @@ def _show_run_figure(args: argparse.Namespace) -> int:
         import torch
 
         from ..data import BatchLoader
-        from ..train import evaluate
+        from ..train.steps import evaluate
 
         test = trained.test_split(args.data_dir)
         loader = BatchLoader(test, 500, shuffle=False)

@@ -9,7 +9,7 @@ from ._options import add_data_options, add_run_options
 
 
 def add_transfer(sub: argparse._SubParsersAction) -> None:
-    from ..train_config import AMP_MODES
+    from ..train.config import AMP_MODES
 
     p = sub.add_parser(
         "transfer",
@@ -72,8 +72,8 @@ def add_transfer(sub: argparse._SubParsersAction) -> None:
 def _transfer(args: argparse.Namespace) -> int:
     from ..experiment import load_data, load_pretrained, transfer_run
     from ..runs import plan_run_dir
-    from ..train import TrainConfig
-    from ..transfer import Strategy, advise, backbone_blocks, check_backbone_lr_factor
+    from ..train.config import TrainConfig
+    from ..train.transfer import Strategy, advise, backbone_blocks, check_backbone_lr_factor
 
     # every option first: nothing is loaded, trained or written for a run that cannot start
     config = TrainConfig(

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from ..experiment import resume_run, train_run
-from ..steps import TrainingDiverged
-from ..train import TrainConfig
+from ..train.config import TrainConfig
+from ..train.steps import TrainingDiverged
 
 KEY = "e2-relu-vs-tanh"
 # the same experiment from the AlexNet paper's own starting point: weights N(0, 0.01^2), zero

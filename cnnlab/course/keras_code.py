@@ -149,7 +149,7 @@ def run_course_code(
     keras = keras_module()
     import torch
 
-    from ..pipeline import load_data
+    from ..train.pipeline import load_data
 
     train, test = load_data(config)
     x_train, y_train = _arrays(train)

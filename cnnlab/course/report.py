@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import runs
-from ..train_config import TrainConfig
+from ..train.config import TrainConfig
 from . import e2
 
 
@@ -141,12 +141,53 @@ def plot(row: dict[str, Any], path: Path) -> None:
     save_figure(figure, path)
 
 
+def provenance() -> dict[str, Any]:
+    """When, from which commit and on what a report was made: its date, the git commit of
+    cnnlab's source tree ("+dirty" with uncommitted changes; "not recorded" outside a git
+    checkout), the CPU model and its bf16 fast paths, the cores, torch and its threads."""
+    import datetime
+    import os
+    import platform
+    import subprocess
+
+    import torch
+
+    from ..train.probe import cpu_flags
+
+    def git(*args: str) -> str:
+        where = str(Path(__file__).resolve().parents[2])
+        done = subprocess.run(["git", "-C", where, *args], capture_output=True, text=True)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    commit = git("rev-parse", "--short", "HEAD") or "not recorded"
+    if commit != "not recorded" and git("status", "--porcelain", "--untracked-files=no"):
+        commit += "+dirty"
+    cpu = platform.processor() or "not recorded"
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        cpu = next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "commit": commit,
+        "cpu_model": cpu,
+        "cpu_flags": cpu_flags(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
 def write_report(rows: list[dict[str, Any]], quick: bool, path: Path) -> str:
-    """The Markdown table at ``path``, the rows as JSON beside it (same name, ``.json``), and
-    one PNG per experiment (``NAME-KEY.png``)."""
+    """The Markdown table at ``path``, the rows as JSON beside it (same name, ``.json``; each
+    with the :func:`provenance` of the report), and one PNG per experiment
+    (``NAME-KEY.png``)."""
     text = markdown(rows, quick)
     runs.write_text(path, text)
-    runs.write_text(path.with_suffix(".json"), json.dumps(rows, indent=2) + "\n")
+    made = provenance()
+    records = [{"provenance": made, **row} for row in rows]
+    runs.write_text(path.with_suffix(".json"), json.dumps(records, indent=2) + "\n")
     for row in rows:
         draw = e2.plot_e2 if row["key"] in e2.KEYS else plot
         draw(row, path.with_name(f"{path.stem}-{row['key']}.png"))

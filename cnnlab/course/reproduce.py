@@ -19,7 +19,8 @@ from typing import Any
 from .. import runs
 from ..errors import CnnlabError, RunFolderError
 from ..experiment import resume_run, train_run
-from ..train import FitResult, TrainConfig
+from ..train.config import TrainConfig
+from ..train.setup import FitResult
 from . import e2, keras_code
 from .report import data_description
 
@@ -239,6 +240,14 @@ def kept_run(runs_root: Path, config: TrainConfig) -> Path | None:
     return None
 
 
+def _epochs_done(folder: Path) -> int:
+    """The epochs a run folder's metrics.csv records (0 when it has none yet)."""
+    try:
+        return len(runs.read_metrics(folder / runs.METRICS))
+    except (OSError, RunFolderError):
+        return 0
+
+
 def train_or_resume(
     config: TrainConfig, runs_root: Path, resume: bool, say=print
 ) -> tuple[FitResult, str]:
@@ -284,7 +293,9 @@ def run(
             continue
         exp = by_key[key]
         config = config_for(exp, quick, data_dir, progress, train_subset)
-        if not quick:
+        kept = kept_run(runs_root, config) if resume else None
+        finished = kept is not None and _epochs_done(kept) >= config.epochs
+        if not quick and not finished:
             images = config.train_subset or (50_000 if config.dataset == "cifar10" else 60_000)
             minutes = estimate_seconds(config, images) / 60
             say(f"{exp.key}: about {minutes:.0f} min of training on this device")

@@ -18,8 +18,9 @@ from tqdm import tqdm
 from .. import runs
 from ..errors import CnnlabError
 from ..outputs import progress_bars_shown
-from ..train import TrainingDiverged, seed_everything
-from ..train_config import LR_MAX, SEED_MAX, is_count, is_real_in
+from ..train.config import LR_MAX, SEED_MAX, is_count, is_real_in
+from ..train.distributed import seed_everything
+from ..train.steps import TrainingDiverged
 from .data import Graph, GraphSet, load_graph
 from .models import GCN, GraphClassifier
 from .ops import normalized_adjacency

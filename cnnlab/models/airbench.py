@@ -158,6 +158,6 @@ def cifar_air(
     """airbench94's network (Jordan 2024) for CPUs: a fixed whitening layer, three conv groups.
 
     Widths 32/128/128 by default; airbench94's own are ``-O widths=[64,256,256]``. The
-    ``cifar10-air`` recipe (:mod:`cnnlab.recipes`) trains it.
+    ``cifar10-air`` recipe (:mod:`cnnlab.train.recipes`) trains it.
     """
     return AirNet(num_classes, in_channels, input_size, tuple(widths))

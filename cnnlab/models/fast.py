@@ -4,7 +4,7 @@
 convolution, max pooling to go down in size, two residual pairs, a max-pooled head and a
 scaled linear classifier. With widths 32/64/128/256 (a quarter of ResNet-9's multiply-adds)
 it trains at a few thousand images per second on two CPU cores with bf16 autocast and
-channels_last; the ``cifar10-fast`` recipe (:mod:`cnnlab.recipes`) trains it."""
+channels_last; the ``cifar10-fast`` recipe (:mod:`cnnlab.train.recipes`) trains it."""
 
 from __future__ import annotations
 

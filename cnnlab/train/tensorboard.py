@@ -17,7 +17,7 @@ runs`` shows one curve per run):
 
 A resumed run appends: its writer starts with ``purge_step`` at its first step, so TensorBoard
 drops what a killed run had logged past its last checkpoint. The hooks compose with the others
-of :class:`~cnnlab.train_config.TrainingHooks` (:func:`with_tensorboard`).
+of :class:`~cnnlab.train.config.TrainingHooks` (:func:`with_tensorboard`).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .train_config import TrainConfig, TrainingHooks
+from .config import TrainConfig, TrainingHooks
 
 TENSORBOARD_DIR = "tensorboard"  # in the run folder
 FLUSH_EVERY = 50  # optimizer steps between reads of the buffered losses (one host sync each)
@@ -106,9 +106,9 @@ class TensorBoardLog:
 
     def after_fit(self, result: Any) -> None:
         """The first convolution's filters and the confusion matrix as images; close."""
-        from .inspect.hooks import conv_layers
-        from .inspect.plots import plot_confusion, plot_filters
-        from .inspect.views import filters
+        from ..inspect.hooks import conv_layers
+        from ..inspect.plots import plot_confusion, plot_filters
+        from ..inspect.views import filters
 
         steps = self.step
         writer = self.open(steps)

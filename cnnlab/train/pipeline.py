@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .data import (
+from ..data import (
     BatchLoader,
     ImageDataset,
     Preprocess,
@@ -21,7 +21,7 @@ from .data import (
     load_dataset,
     make_loader,
 )
-from .train_config import TrainConfig
+from .config import TrainConfig
 
 PCA_IMAGES = 5000  # the images of a streamed folder its fancy-PCA colour basis comes from
 
@@ -58,7 +58,7 @@ def alexnet_augmentation(train_set: ImageDataset | StreamedImages) -> Callable:
     """``--augment-style alexnet``: AlexNet's scale, crop, flip and (on RGB data) fancy PCA with
     the principal components of this training set's pixels (:mod:`cnnlab.data.augment`; a
     streamed folder's from :data:`PCA_IMAGES` random images)."""
-    from .data.augment import AlexNetTraining, pca_basis
+    from ..data.augment import AlexNetTraining, pca_basis
 
     if isinstance(train_set, ImageDataset):
         images = train_set.images

@@ -18,13 +18,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import runs
-from .data import ImageDataset
-from .data.batches import INPUT_SCALINGS
+from .. import runs
+from ..data import ImageDataset
+from ..data.batches import INPUT_SCALINGS
+from ..errors import CnnlabError, first_line
+from ..model_interface import spec_of
+from ..models.init import INIT_SCHEMES
 from .distributed import parse_device, resolve_device
-from .errors import CnnlabError, first_line
-from .model_interface import spec_of
-from .models.init import INIT_SCHEMES
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("none", "cosine", "linear", "step")

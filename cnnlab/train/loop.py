@@ -3,9 +3,8 @@
 It runs on one CPU or GPU, or as one of N processes under ``torchrun`` (PyTorch DDP: gloo on
 CPU, NCCL on GPU), where each rank trains on its own shard and only rank 0 writes files.
 Features that change the loop (transfer learning's parameter groups and frozen batch norms,
-a run's figures) come in through :class:`~cnnlab.train_config.TrainingHooks`; the settings,
-their checks and the device/rank helpers live in :mod:`cnnlab.train_config` and
-:mod:`cnnlab.distributed` and are importable from here as well.
+a run's figures) come in through :class:`~cnnlab.train.config.TrainingHooks`; what the loop is
+built from is in :mod:`cnnlab.train.setup`.
 """
 
 from __future__ import annotations
@@ -18,98 +17,13 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from . import runs
-from .data import ImageDataset
-from .data.batches import INPUT_SCALINGS
-from .distributed import (
-    Distributed,
-    current_distributed,
-    init_distributed,
-    parse_device,
-    resolve_device,
-    rng_state,
-    seed_everything,
-    set_rng_state,
-)
-from .outputs import report
-from .pipeline import alexnet_augmentation, crop_padding_for
-from .steps import StepEvaluation, TrainingDiverged, autocast, diverged, evaluate, training_loss
-from .train_config import (
-    AMP_MODES,
-    AUGMENT_STYLES,
-    LR_MAX,
-    MAX_IMAGE_SIDE,
-    OPTIMIZERS,
-    SCHEDULES,
-    SEED_MAX,
-    TrainConfig,
-    TrainingHooks,
-    check_batch_size,
-    check_model_input,
-    check_runtime,
-    check_test_flip,
-    is_count,
-    is_real_in,
-)
-from .train_setup import (
-    STEPS_CSV,
-    FitResult,
-    draw_run_figures,
-    lr_factor,
-    make_optimizer,
-    model_spec,
-    prepare,
-    resume,
-    save_epoch,
-    standard_hooks,
-    test_epoch,
-    train_epoch,
-)
+from .. import runs
+from ..data import ImageDataset
+from ..outputs import report
+from .config import TrainConfig, TrainingHooks
+from .distributed import current_distributed
+from .setup import FitResult, prepare, resume, save_epoch, standard_hooks, test_epoch, train_epoch
 from .validation import validation_scores
-
-__all__ = [  # the settings, checks and rank helpers are re-exported from their modules
-    "AMP_MODES",
-    "AUGMENT_STYLES",
-    "INPUT_SCALINGS",
-    "LR_MAX",
-    "MAX_IMAGE_SIDE",
-    "OPTIMIZERS",
-    "SCHEDULES",
-    "SEED_MAX",
-    "STEPS_CSV",
-    "Distributed",
-    "FitResult",
-    "StepEvaluation",
-    "TrainConfig",
-    "TrainingDiverged",
-    "TrainingHooks",
-    "alexnet_augmentation",
-    "autocast",
-    "check_batch_size",
-    "check_model_input",
-    "check_runtime",
-    "check_test_flip",
-    "crop_padding_for",
-    "current_distributed",
-    "diverged",
-    "draw_run_figures",
-    "evaluate",
-    "fit",
-    "init_distributed",
-    "is_count",
-    "is_real_in",
-    "lr_factor",
-    "make_optimizer",
-    "model_spec",
-    "parse_device",
-    "resolve_device",
-    "rng_state",
-    "seed_everything",
-    "set_rng_state",
-    "standard_hooks",
-    "training_loss",
-]
-
 
 # ---------------------------------------------------------------------------------- training
 

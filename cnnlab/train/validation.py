@@ -16,11 +16,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import runs
-from .data import BatchLoader, ImageDataset, Preprocess, StreamedImages, StreamLoader, make_loader
-from .errors import CnnlabError
+from .. import runs
+from ..data import BatchLoader, ImageDataset, Preprocess, StreamedImages, StreamLoader, make_loader
+from ..errors import CnnlabError
+from .config import KEEP_CHOICES, TrainConfig
 from .steps import evaluate
-from .train_config import KEEP_CHOICES, TrainConfig
 
 __all__ = [
     "BEST_KEYS",

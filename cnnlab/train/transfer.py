@@ -26,10 +26,10 @@ from typing import Any
 
 from torch import nn
 
-from .data import ImageDataset
-from .errors import CnnlabError
-from .model_interface import declared_head, is_fixed
-from .train_config import TrainConfig, TrainingHooks
+from ..data import ImageDataset
+from ..errors import CnnlabError
+from ..model_interface import declared_head, is_fixed
+from .config import TrainConfig, TrainingHooks
 
 
 @dataclass(frozen=True)
@@ -264,7 +264,7 @@ def imagenet_view(source: str, image_size: int) -> dict[str, Any]:
     statistics, as it was trained)."""
     if not source.startswith("torchvision:"):
         return {}
-    from .models.tv_models import imagenet_input
+    from ..models.tv_models import imagenet_input
 
     imagenet = imagenet_input(source[len("torchvision:") :])
     return {
@@ -286,7 +286,7 @@ def source_view(data: ImageDataset, config: TrainConfig) -> ImageDataset:
             f"(shorter side {resize}, centre {config.image_size}); transfer from "
             "torchvision:NAME with a folder that fits in memory (without --stream)"
         )
-    from .data.augment import center_crop
+    from ..data.augment import center_crop
 
     data = data.converted(config.image_channels, resize)
     size = config.image_size

@@ -19,9 +19,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from .models.binary import classification_loss
+from ..models.binary import classification_loss
 
 PROBE_SECONDS = 0.25  # timed steps per candidate, after one untimed warm-up step
+PROBE_BATCH = 64  # images per probe step
 
 
 def cpu_flags() -> dict[str, bool]:
@@ -100,9 +101,10 @@ def probe(
 
 
 def probe_settings(config: Any, model: nn.Module, preprocess, train_set, device) -> Probe:
-    """The probe for a run: one batch of ``config.batch_size`` training images (at most 256),
-    scaled as training scales them; bf16 is a candidate on a CPU or a bf16-capable GPU."""
-    count = min(config.batch_size, 256, len(train_set))
+    """The probe for a run: one batch of training images (the run's batch, at most
+    :data:`PROBE_BATCH`, so the probe stays about a second on a CPU), scaled as training
+    scales them; bf16 is a candidate on a CPU or a bf16-capable GPU."""
+    count = min(config.batch_size, PROBE_BATCH, len(train_set))
     images = train_set.sample(count, config.seed).to(device)
     labels = torch.zeros(count, dtype=torch.int64, device=device)
     batch = preprocess(images, augment=False)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .errors import CnnlabError
+from ..errors import CnnlabError
 
 T = TypeVar("T")
 

@@ -1,4 +1,4 @@
-"""Recipes: named presets of :class:`~cnnlab.train_config.TrainConfig` settings that reach a
+"""Recipes: named presets of :class:`~cnnlab.train.config.TrainConfig` settings that reach a
 known accuracy fast (``cnnlab train --recipe NAME``; flags given beside it win).
 
 A recipe is data: the settings it changes from TrainConfig's defaults, and a line saying what
@@ -19,8 +19,8 @@ from typing import Any
 
 import torch
 
-from .errors import CnnlabError, UnknownNameError
-from .train_config import TrainConfig, read_config_file
+from ..errors import CnnlabError, UnknownNameError
+from .config import TrainConfig, read_config_file
 
 
 @dataclass(frozen=True)
@@ -168,7 +168,7 @@ def layered_settings(
     typed: dict[str, Any], config_file: str | None = None, recipe: str | None = None
 ) -> dict[str, Any]:
     """TrainConfig settings in layers, each over the one before: TrainConfig's defaults, the
-    ``recipe``'s, the ``config_file``'s (:func:`~cnnlab.train_config.read_config_file`), then
+    ``recipe``'s, the ``config_file``'s (:func:`~cnnlab.train.config.read_config_file`), then
     ``typed`` (what the command line said); ``model_options`` merge key by key."""
     settings = read_config_file(config_file) if config_file else {}
     options = {**settings.get("model_options", {}), **typed.get("model_options", {})}

@@ -14,17 +14,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import runs
-from .data import ImageDataset, make_loader
-from .data.batches import scaling_stats
-from .distributed import current_distributed, rng_state, set_rng_state
-from .errors import CnnlabError
-from .model_interface import initializes_from_data, own_optimizer_groups, spec_of
-from .outputs import report
-from .pipeline import training_batches
-from .speed_probe import probe_settings
-from .steps import EpochSteps, Lookahead, StepEvaluation, evaluate
-from .train_config import (
+from .. import runs
+from ..data import ImageDataset, make_loader
+from ..data.batches import scaling_stats
+from ..errors import CnnlabError
+from ..model_interface import initializes_from_data, own_optimizer_groups, spec_of
+from ..outputs import report
+from .config import (
     TrainConfig,
     TrainingHooks,
     check_batch_size,
@@ -32,6 +28,10 @@ from .train_config import (
     check_runtime,
     check_test_flip,
 )
+from .distributed import current_distributed, rng_state, set_rng_state
+from .pipeline import training_batches
+from .probe import probe_settings
+from .steps import EpochSteps, Lookahead, StepEvaluation, evaluate
 from .validation import keep_best, validation_loader, validation_split
 
 STEPS_CSV = "steps.csv"  # the tests every --eval-every steps, beside metrics.csv per epoch
@@ -335,9 +335,10 @@ def model_spec(model: nn.Module) -> dict[str, Any]:
 
 def standard_hooks(config: TrainConfig, run_dir: Path | None = None) -> TrainingHooks:
     """The hooks :func:`fit` uses when given none: the transfer strategy's parameter groups and
-    frozen batch norms when ``config.transfer`` is set (:func:`cnnlab.transfer.training_hooks`),
-    :func:`draw_run_figures` after the last epoch, and with ``config.tensorboard`` TensorBoard
-    event files in ``run_dir/tensorboard`` (:func:`cnnlab.tensorboard_log.with_tensorboard`)."""
+    frozen batch norms when ``config.transfer`` is set
+    (:func:`cnnlab.train.transfer.training_hooks`), :func:`draw_run_figures` after the last
+    epoch, and with ``config.tensorboard`` TensorBoard event files in ``run_dir/tensorboard``
+    (:func:`cnnlab.train.tensorboard.with_tensorboard`)."""
     hooks = TrainingHooks()
     if config.transfer:
         from .transfer import training_hooks
@@ -346,7 +347,7 @@ def standard_hooks(config: TrainConfig, run_dir: Path | None = None) -> Training
     title = f"{config.model} on {config.dataset}"
     hooks = replace(hooks, after_fit=lambda result: draw_run_figures(result, title))
     if config.tensorboard and run_dir is not None:
-        from .tensorboard_log import with_tensorboard
+        from .tensorboard import with_tensorboard
 
         hooks = with_tensorboard(hooks, run_dir, config)
     return hooks
@@ -356,7 +357,7 @@ def draw_run_figures(result: FitResult, title: str) -> None:
     """curves.png (loss and accuracy per epoch) and confusion.png in the run folder, if any."""
     if result.run_dir is None:
         return
-    from .inspect.plots import plot_confusion, plot_curves
+    from ..inspect.plots import plot_confusion, plot_curves
 
     plot_curves(result.history, result.run_dir / "curves.png", title=title)
     plot_confusion(result.confusion, result.classes, result.run_dir / "confusion.png")

@@ -17,13 +17,13 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
-from .data import BatchLoader, Preprocess
+from ..data import BatchLoader, Preprocess
+from ..errors import CnnlabError
+from ..model_interface import aux_loss_weight
+from ..models.binary import classification_loss, predicted_classes
+from ..outputs import progress_bars_shown
+from .config import TrainConfig
 from .distributed import current_distributed
-from .errors import CnnlabError
-from .model_interface import aux_loss_weight
-from .models.binary import classification_loss, predicted_classes
-from .outputs import progress_bars_shown
-from .train_config import TrainConfig
 
 
 @torch.no_grad()
