@@ -1,6 +1,7 @@
-"""From a config to a finished run folder, and from a run folder back to a working model.
+"""From a config to a finished run folder: a new run, a resumed one, a transferred one.
 
-This is what the CLI calls; the pieces (`load_dataset`, `create_model`, `fit`) stay usable alone.
+This is what the CLI calls; the pieces (`load_dataset`, `create_model`, `fit`) stay usable alone,
+and a finished run folder is read back by :mod:`cnnlab.trained`.
 """
 
 from __future__ import annotations
@@ -24,37 +25,11 @@ from .outputs import report
 from .train.config import TrainConfig, check_batch_size, check_model_input, check_runtime
 from .train.distributed import current_distributed, seed_everything, together
 from .train.loop import fit
+from .train.pipeline import load_data
 from .train.setup import FitResult
-from .trained import (
-    RunEvaluation,
-    TrainedRun,
-    check_run_state,
-    config_from_state,
-    evaluate_run,
-    load_data,
-    load_run,
-    model_from_state,
-    predict,
-    read_image,
-)
+from .trained import check_run_state, config_from_state, load_run, model_from_state
 
-__all__ = [  # training here; using a finished run in cnnlab.trained, re-exported
-    "RunEvaluation",
-    "TrainedRun",
-    "build_model",
-    "check_run_state",
-    "config_from_state",
-    "evaluate_run",
-    "load_data",
-    "load_run",
-    "load_pretrained",
-    "model_from_state",
-    "predict",
-    "read_image",
-    "resume_run",
-    "train_run",
-    "transfer_run",
-]
+__all__ = ["build_model", "load_pretrained", "resume_run", "train_run", "transfer_run"]
 
 
 def build_model(config: TrainConfig, train: ImageDataset) -> nn.Module:

@@ -63,6 +63,6 @@ def runs_root(tmp_path_factory, data_dir) -> Path:
 
 @pytest.fixture(scope="session")
 def lenet(runs_root):
-    from cnnlab.experiment import load_run
+    from cnnlab.trained import load_run
 
     return load_run(runs_root / "lenet")

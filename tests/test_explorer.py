@@ -293,8 +293,8 @@ def test_tracing_excludes_model_calls_in_other_threads(runs_root, slow_tracing):
     trace, then a run of the traced graph) while two others call other copies of the models
     (a model's own calls and its summary are kept apart by the explorer's lock per run)."""
     from cnnlab._tracing import model_call
-    from cnnlab.experiment import load_run
     from cnnlab.inspect.summary import summary
+    from cnnlab.trained import load_run
 
     shapes = {"1x28x28": "lenet", "3x32x32": "cifar"}
     traced = {shape: load_run(runs_root / run).model for shape, run in shapes.items()}

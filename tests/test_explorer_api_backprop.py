@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from fastapi.testclient import TestClient
 
-from cnnlab.experiment import load_run
 from cnnlab.explorer import create_app
+from cnnlab.trained import load_run
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,10 @@ import torch
 
 from cnnlab import __version__
 from cnnlab.cli import main
-from cnnlab.experiment import evaluate_run, load_run, train_run
+from cnnlab.experiment import train_run
 from cnnlab.export import read_onnx_metadata
 from cnnlab.train import TrainConfig
+from cnnlab.trained import evaluate_run, load_run
 
 
 @pytest.fixture(scope="module")

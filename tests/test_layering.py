@@ -324,3 +324,18 @@ def test_no_new_function_outgrows_a_screen():
     assert long.get("train/loop.py:fit", 0) <= 80
     done = sorted(TO_SPLIT - set(long))
     assert not done, f"no longer over 60 lines, take them off TO_SPLIT: {done}"
+
+
+def test_inside_cnnlab_training_names_come_from_their_homes():
+    """``cnnlab.train`` is the public API (``from cnnlab.train import TrainConfig, fit``);
+    inside the package every name is imported from the module that defines it, so no name
+    has two doors."""
+    submodules = {p.stem for p in (PACKAGE / "train").glob("*.py")}
+    doors = []
+    for path in SOURCES:
+        if path.parent.name == "train" and path.name == "__init__.py":
+            continue
+        for target, names, line in imports(path):
+            if target == "cnnlab.train" and set(names) - submodules:
+                doors.append(f"{path.relative_to(PACKAGE)}:{line} {sorted(names)}")
+    assert not doors, doors

@@ -128,7 +128,7 @@ def test_classes_setting_is_checked():
 def test_binary_run_learns_two_mnist_digits_and_predicts(tmp_path, data_dir):
     """A real training through the CLI: lenet5 with one sigmoid logit on MNIST 4 vs 9."""
     from cnnlab.cli import main
-    from cnnlab.experiment import evaluate_run, load_run, predict
+    from cnnlab.trained import evaluate_run, load_run, predict
 
     args = ["train", "--model", "lenet5", "-O", "modern=true", "-O", "binary=true"]
     args += ["--dataset", "mnist", "--classes", "4,9", "--data-dir", str(data_dir)]

@@ -14,7 +14,7 @@ import torch
 import torchvision
 from PIL import Image
 
-import cnnlab.experiment
+import cnnlab.trained
 from cnnlab.cli import main
 from cnnlab.errors import CnnlabError
 from cnnlab.sources import load_source
@@ -117,13 +117,13 @@ def test_predict_reads_a_photo_as_imagenet_models_do(cat, tmp_path, monkeypatch,
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     _offline(monkeypatch)  # untrained: nothing is downloaded
     given: list[torch.Tensor] = []
-    original = cnnlab.experiment.predict
+    original = cnnlab.trained.predict
 
     def recording(source, images):
         given.append(source.preprocess(images))
         return original(source, images)
 
-    monkeypatch.setattr(cnnlab.experiment, "predict", recording)
+    monkeypatch.setattr(cnnlab.trained, "predict", recording)
     assert main(["predict", "torchvision:resnet18", str(cat), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)[0]
     assert any(

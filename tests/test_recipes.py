@@ -222,7 +222,8 @@ def test_the_training_steps_never_wait_for_the_device(monkeypatch, data_dir):
 
 
 def test_cnnlab_eval_tests_a_test_flip_run_as_training_did(tmp_path, data_dir):
-    from cnnlab.experiment import evaluate_run, load_run, train_run
+    from cnnlab.experiment import train_run
+    from cnnlab.trained import evaluate_run, load_run
 
     config = recipe_config(
         "cifar10-fast",

@@ -168,7 +168,7 @@ def test_dash_o_is_model_option_everywhere_and_option_stays_an_alias(capsys):
 
 def test_an_old_run_without_records_or_validation_settings_still_loads(tmp_path, monkeypatch):
     """config.json and the checkpoint as a run from before --val-split wrote them."""
-    from cnnlab.experiment import load_run
+    from cnnlab.trained import load_run
 
     monkeypatch.chdir(tmp_path)
     assert main(["train", *SMALL, "--epochs", "1", "--name", "old"]) == 0

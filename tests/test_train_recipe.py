@@ -54,7 +54,7 @@ def test_input_scaling_sets_what_the_model_sees_and_what_the_run_saves(tmp_path:
         assert torch.equal(firsts[0], expected[:64])  # the stored order, scaled as asked
         state = runs.load_checkpoint(tmp_path / scaling / "checkpoint.pt")
         assert state["config"]["input_scaling"] == scaling
-        from cnnlab.experiment import evaluate_run, load_run
+        from cnnlab.trained import evaluate_run, load_run
 
         trained = load_run(tmp_path / scaling)  # read back with the same scale, unchanged
         assert torch.equal(trained.preprocess(train.images[:64]), expected[:64])

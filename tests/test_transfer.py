@@ -10,7 +10,7 @@ import torch
 
 from cnnlab.cli import main
 from cnnlab.errors import CnnlabError
-from cnnlab.experiment import load_run, train_run
+from cnnlab.experiment import train_run
 from cnnlab.models import create_model
 from cnnlab.train import TrainConfig, make_optimizer
 from cnnlab.train.transfer import (
@@ -22,6 +22,7 @@ from cnnlab.train.transfer import (
     replace_head,
     trainable_groups,
 )
+from cnnlab.trained import load_run
 
 
 def test_strategies_parse_and_explain_errors():

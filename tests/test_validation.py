@@ -165,7 +165,7 @@ def test_keep_best_picks_the_best_epoch_survives_resume_and_eval_uses_it(
     record = json.loads((resumed / runs.CONFIG).read_text())
     assert record["command"] == started and record["resumed_with"] == [["cnnlab", *resuming]]
 
-    from cnnlab.experiment import load_run
+    from cnnlab.trained import load_run
 
     trained = load_run(resumed)  # the run's weights for use are best.pt's
     assert trained.epoch == best

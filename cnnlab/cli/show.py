@@ -219,9 +219,9 @@ def _show_explanation(args: argparse.Namespace) -> int:
 def _show_mistakes(args: argparse.Namespace) -> int:
     import torch
 
-    from ..experiment import load_run
     from ..inspect.plots import plot_mistakes
     from ..inspect.views import confident_mistakes
+    from ..trained import load_run
 
     trained = load_run(args.run, Path(args.runs_dir))
     if args.k < 1:
@@ -244,8 +244,8 @@ def _show_mistakes(args: argparse.Namespace) -> int:
 
 def _show_run_figure(args: argparse.Namespace) -> int:
     from .. import runs
-    from ..experiment import load_run
     from ..inspect.plots import plot_confusion, plot_curves
+    from ..trained import load_run
 
     trained = load_run(args.run, Path(args.runs_dir))
     path = _out(args, trained, args.figure)
@@ -313,7 +313,7 @@ def _show_gradflow(args: argparse.Namespace) -> int:
                 **option_dict(option_text),
             )
         else:
-            from ..experiment import load_run
+            from ..trained import load_run
 
             model = load_run(text, Path(args.runs_dir)).model
         flows[text] = gradient_flow(model, batches, args.steps, args.lr)

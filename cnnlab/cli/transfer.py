@@ -70,9 +70,10 @@ def add_transfer(sub: argparse._SubParsersAction) -> None:
 
 
 def _transfer(args: argparse.Namespace) -> int:
-    from ..experiment import load_data, load_pretrained, transfer_run
+    from ..experiment import load_pretrained, transfer_run
     from ..runs import plan_run_dir
     from ..train.config import TrainConfig
+    from ..train.pipeline import load_data
     from ..train.transfer import Strategy, advise, backbone_blocks, check_backbone_lr_factor
 
     # every option first: nothing is loaded, trained or written for a run that cannot start
