@@ -15,44 +15,19 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from keras import layers  # noqa: E402
 
+from cnnlab.course import keras_code  # noqa: E402
 from cnnlab.models import create_model  # noqa: E402
 from cnnlab.models.init import INIT_SCHEMES, glorot_limit, initialize  # noqa: E402
 
 
-# ---- the course's code, as it is written (E4 Sequential, E5/E6 functional)
+# ---- the course's code, as it is written (E4 Sequential, E5/E6 functional), from the one copy
+# cnnlab keeps of it (the network `cnnlab reproduce --keras` trains)
 def course_e4() -> keras.Model:
-    model = keras.models.Sequential()
-    model.add(keras.Input(shape=(32, 32, 3)))
-    model.add(layers.Conv2D(128, (3, 3), activation="relu"))
-    for _ in range(6):
-        model.add(layers.Conv2D(128, (3, 3), activation="relu"))
-    model.add(layers.MaxPooling2D((2, 2)))
-    model.add(layers.Flatten())
-    model.add(layers.Dense(128, activation="relu"))
-    model.add(layers.Dense(128, activation="relu"))
-    model.add(layers.Dense(10, activation="softmax"))
-    return model
+    return keras_code.course_e4(keras)
 
 
 def course_residual(pool_each: bool) -> keras.Model:
-    inputs = keras.Input(shape=(32, 32, 3))
-    x = inputs
-    _x = layers.Conv2D(128, 3, activation="relu", padding="same")(x)
-    _x = layers.Conv2D(128, 3, activation="relu", padding="same")(_x)
-    x = _x
-    for _ in range(3):
-        _x = layers.Conv2D(128, 3, activation="relu", padding="same")(x)
-        _x = layers.Conv2D(128, 3, activation="relu", padding="same")(_x)
-        x = x + _x
-        if pool_each:
-            x = layers.MaxPooling2D(2)(x)
-    if not pool_each:
-        x = layers.MaxPooling2D(2)(x)
-    x = layers.Flatten()(x)
-    x = layers.Dense(128)(x)
-    x = layers.Dense(128)(x)
-    outputs = layers.Dense(10, activation="softmax")(x)
-    return keras.Model(inputs, outputs)
+    return keras_code.course_residual(keras, pool_each)
 
 
 EXPERIMENTS = {
