@@ -295,7 +295,6 @@ TO_SPLIT = {
     "graph/train.py:train_nodes",
     "data/datasets.py:load_dataset",
     "train/loop.py:fit",
-    "cli/inspect.py:_filter",
     "inspect/summary.py:summary",
     "trained.py:check_run_state",
     "models/_registry.py:create_model",

@@ -223,20 +223,12 @@ def add_filter(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_filter)
 
 
-def _filter(args: argparse.Namespace) -> int:
-    import numpy as np
-
+def _checked_filter_options(args: argparse.Namespace) -> str:
+    """Every option of ``cnnlab filter`` checked before any work (the border mode returned)."""
     from ..inspect import image_filters
 
-    if args.list:
-        for name in image_filters.KERNEL_NAMES:
-            weights = image_filters.kernel(name)
-            print(f"{name}: {image_filters.describe(name)}")
-            print("  " + image_filters.kernel_text(weights).replace("\n", "\n  "))
-        return 0
     if not args.image:
         raise CnnlabError("give an image: cnnlab filter photo.png --kernel sobel-x")
-    # every input is checked before the work, and the output path before anything is read
     if args.size is not None and args.kernel not in ("box", "gaussian"):
         raise CnnlabError(
             f"--size {args.size}: only box and gaussian kernels have a size; {args.kernel!r} is "
@@ -252,6 +244,21 @@ def _filter(args: argparse.Namespace) -> int:
         raise CnnlabError(f"--{error}") from None
     if args.side_by_side and args.compare:
         raise CnnlabError("--side-by-side and --compare both draw a figure: give one of them")
+    return border
+
+
+def _filter(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ..inspect import image_filters
+
+    if args.list:
+        for name in image_filters.KERNEL_NAMES:
+            weights = image_filters.kernel(name)
+            print(f"{name}: {image_filters.describe(name)}")
+            print("  " + image_filters.kernel_text(weights).replace("\n", "\n  "))
+        return 0
+    border = _checked_filter_options(args)
     weights = image_filters.kernel(args.kernel, args.size, args.sigma)
     stem = f"{Path(args.image).stem}-{'magnitude' if args.magnitude else args.kernel}"
     suffix = "-compare" if args.compare else "-side-by-side" if args.side_by_side else ""
