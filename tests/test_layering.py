@@ -297,7 +297,6 @@ TO_SPLIT = {
     "train/loop.py:fit",
     "inspect/summary.py:summary",
     "trained.py:check_run_state",
-    "models/_registry.py:create_model",
     "inspect/plots.py:plot_feature_maps",
     "graph/data.py:load_mutag",
 }

@@ -121,6 +121,18 @@ def get_model_entry(name: str) -> ModelEntry:
     return _REGISTRY[key]
 
 
+def _check_options(entry: ModelEntry, kwargs: dict[str, object]) -> None:
+    """Every option is one the builder takes (or a generic one), of the type it takes."""
+    unknown = [k for k in kwargs if not entry.accepts(k)]
+    if unknown:
+        raise CnnlabError(
+            f"model {entry.name!r} has no option {', '.join(map(repr, unknown))}; "
+            f"its options are: {', '.join(entry.options())}"
+        )
+    for key, value in kwargs.items():
+        _check_option_type(entry, key, value)
+
+
 def create_model(
     name: str,
     num_classes: int | None = None,
@@ -152,14 +164,7 @@ def create_model(
         raise CnnlabError(
             f"in_channels={in_channels}, input_size={input_size}: both must be positive"
         )
-    unknown = [k for k in kwargs if not entry.accepts(k)]
-    if unknown:
-        raise CnnlabError(
-            f"model {entry.name!r} has no option {', '.join(map(repr, unknown))}; "
-            f"its options are: {', '.join(entry.options())}"
-        )
-    for key, value in kwargs.items():
-        _check_option_type(entry, key, value)
+    _check_options(entry, kwargs)
     own = {k: v for k, v in kwargs.items() if k not in GENERIC_OPTIONS}
     try:
         model = entry.builder(
