@@ -32,7 +32,7 @@ from . import runs
 from .data import TEST_IMAGE_SETS, ImageDataset, Preprocess
 from .errors import CnnlabError, first_line
 from .runs import CHECKPOINT
-from .trained import TrainedRun, load_run
+from .trained import TrainedRun, load_run, read_image
 
 
 def find_run(text: str, runs_root: Path = Path("runs")) -> Path | None:
@@ -93,7 +93,7 @@ def source_image(
     unless ``squash``)."""
     import torch
 
-    from .images import fit_resized_crop, opened
+    from .images import fit_resized_crop
 
     name, sep, _ = text.partition(":")
     if text.startswith("test:"):
@@ -125,11 +125,7 @@ def source_image(
         label = f"{name} test image {index} (true: {data.classes[label_index]})"
         batch = torch.from_numpy(array.copy()).unsqueeze(0)
         return batch, label, true, f"{name}-{index}", notes
-    with opened(text) as picture:
-        array, notes = fit_resized_crop(
-            picture, source.in_channels, source.input_size, source.resize, squash
-        )
-    batch = torch.from_numpy(array.copy()).unsqueeze(0)
+    batch, notes = read_image(text, source.in_channels, source.input_size, source.resize, squash)
     return batch, Path(text).name, None, Path(text).stem, notes
 
 
