@@ -22,6 +22,7 @@ FLOORS = {
     "cnnlab.course": 4,
     "cnnlab.course.lessons": 0,
     "cnnlab.model_interface": 0,
+    "cnnlab.machine": 0,
     "cnnlab.scratch": 1,
     "cnnlab.images": 1,
     "cnnlab.data": 1,

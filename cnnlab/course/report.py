@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import runs
+from ..machine import provenance
 from ..train.config import TrainConfig
 from . import e2
 
@@ -141,47 +142,9 @@ def plot(row: dict[str, Any], path: Path) -> None:
     save_figure(figure, path)
 
 
-def provenance() -> dict[str, Any]:
-    """When, from which commit and on what a report was made: its date, the git commit of
-    cnnlab's source tree ("+dirty" with uncommitted changes; "not recorded" outside a git
-    checkout), the CPU model and its bf16 fast paths, the cores, torch and its threads."""
-    import datetime
-    import os
-    import platform
-    import subprocess
-
-    import torch
-
-    from ..train.probe import cpu_flags
-
-    def git(*args: str) -> str:
-        where = str(Path(__file__).resolve().parents[2])
-        done = subprocess.run(["git", "-C", where, *args], capture_output=True, text=True)
-        return done.stdout.strip() if done.returncode == 0 else ""
-
-    commit = git("rev-parse", "--short", "HEAD") or "not recorded"
-    if commit != "not recorded" and git("status", "--porcelain", "--untracked-files=no"):
-        commit += "+dirty"
-    cpu = platform.processor() or "not recorded"
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        cpu = next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {
-        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "commit": commit,
-        "cpu_model": cpu,
-        "cpu_flags": cpu_flags(),
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-    }
-
-
 def write_report(rows: list[dict[str, Any]], quick: bool, path: Path) -> str:
     """The Markdown table at ``path``, the rows as JSON beside it (same name, ``.json``; each
-    with the :func:`provenance` of the report), and one PNG per experiment
+    with the :func:`cnnlab.machine.provenance` of the report), and one PNG per experiment
     (``NAME-KEY.png``)."""
     text = markdown(rows, quick)
     runs.write_text(path, text)

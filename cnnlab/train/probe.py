@@ -13,25 +13,16 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from ..machine import cpu_flags
 from ..models.binary import classification_loss
 
 PROBE_SECONDS = 0.25  # timed steps per candidate, after one untimed warm-up step
 PROBE_BATCH = 64  # images per probe step
-
-
-def cpu_flags() -> dict[str, bool]:
-    """Whether this CPU has AVX-512 BF16 and AMX (bf16 tiles): /proc/cpuinfo's flags."""
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:  # not Linux
-        flags = set()
-    return {"avx512_bf16": "avx512_bf16" in flags, "amx_bf16": "amx_bf16" in flags}
 
 
 @dataclass
@@ -112,4 +103,4 @@ def probe_settings(config: Any, model: nn.Module, preprocess, train_set, device)
     return probe(model, batch, labels, bf16_ok=device.type == "cpu" or cuda_bf16)
 
 
-__all__ = ["Probe", "cpu_flags", "probe", "probe_settings"]
+__all__ = ["Probe", "probe", "probe_settings"]
