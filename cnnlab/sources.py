@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from . import runs
-from .data import TEST_IMAGE_SETS, ImageDataset, Preprocess
+from .data import ImageDataset, Preprocess, named_test_image
 from .errors import CnnlabError, first_line
 from .runs import CHECKPOINT
 from .trained import TrainedRun, load_run, read_image
@@ -95,7 +95,6 @@ def source_image(
 
     from .images import fit_resized_crop
 
-    name, sep, _ = text.partition(":")
     if text.startswith("test:"):
         test = source.test_split(data_dir)
         index = _index(text, "test")
@@ -104,15 +103,12 @@ def source_image(
         image, true = test[index]  # in memory or streamed from an image folder
         label = f"test image {index} (true: {test.classes[true]})"
         return image[None], label, true, f"test-{index}", []
-    if sep and name in TEST_IMAGE_SETS and not Path(text).exists():
+    found = named_test_image(text, data_dir)
+    if found is not None:
         from PIL import Image
 
-        from .data import load_dataset
-
-        data = load_dataset(name, "test", root=data_dir)
-        index = _index(text, name)
-        if not 0 <= index < len(data):
-            raise CnnlabError(f"{text}: the {name} test split has images 0..{len(data) - 1}")
+        data, index = found
+        name = data.name
         pixels = data.images[index].permute(1, 2, 0).numpy()
         picture = Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels)
         array, notes = fit_resized_crop(

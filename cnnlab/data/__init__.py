@@ -3,7 +3,7 @@ from disk), and whole-batch augmentation on the training device."""
 
 from .batches import BatchLoader, Preprocess, make_loader
 from .catalog import TEST_IMAGE_SETS
-from .datasets import DATASET_NAMES, ImageDataset, find_datasets, load_dataset
+from .datasets import DATASET_NAMES, ImageDataset, find_datasets, load_dataset, named_test_image
 from .stream import StreamedImages, StreamLoader
 
 __all__ = [
@@ -17,4 +17,5 @@ __all__ = [
     "find_datasets",
     "load_dataset",
     "make_loader",
+    "named_test_image",
 ]

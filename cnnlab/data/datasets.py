@@ -373,3 +373,23 @@ def find_datasets(root: str | os.PathLike[str] | None = None) -> list[dict[str, 
                 row.update(status="missing", where=" | ".join(spec.where(r) for r, _ in roots))
         rows.append(row)
     return rows
+
+
+def named_test_image(
+    text: str, root: str | os.PathLike[str] | None = None
+) -> tuple[ImageDataset, int] | None:
+    """``DATASET:N`` (``mnist:1``: test image 1 of MNIST) as the test split and N, checked
+    (None for any other text, such as a file name)."""
+    from .catalog import TEST_IMAGE_SETS
+
+    name, sep, index_text = text.partition(":")
+    if not sep or name not in TEST_IMAGE_SETS or Path(text).exists():
+        return None
+    try:
+        index = int(index_text)
+    except ValueError:
+        raise DataError(f"{text!r}: expected {name}:N with a number N, e.g. {name}:1") from None
+    data = load_dataset(name, "test", root=root)
+    if not 0 <= index < len(data):
+        raise DataError(f"{text}: the {name} test split has images 0..{len(data) - 1}")
+    return data, index

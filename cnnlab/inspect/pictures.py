@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from ..data import TEST_IMAGE_SETS, load_dataset
+from ..data import named_test_image
 from ..errors import CnnlabError
 from .image_filters import kernel, load_image
 
@@ -31,17 +31,10 @@ def load_picture(
 ) -> Picture:
     """An image file, or ``DATASET:N`` (``mnist:1``: image 1 of MNIST's test split, a
     handwritten 2), as uint8 ``H x W`` or ``H x W x 3``."""
-    name, sep, index_text = text.partition(":")
-    if sep and name in TEST_IMAGE_SETS:
-        try:
-            index = int(index_text)
-        except ValueError:
-            raise CnnlabError(
-                f"{text!r}: expected {name}:N with a number N, e.g. {name}:1"
-            ) from None
-        data = load_dataset(name, "test", root=data_dir)
-        if not 0 <= index < len(data):
-            raise CnnlabError(f"{text}: the {name} test split has images 0..{len(data) - 1}")
+    found = named_test_image(text, data_dir)
+    if found is not None:
+        data, index = found
+        name = data.name
         image = data.images[index].permute(1, 2, 0).numpy()
         if gray and image.shape[2] == 3:
             image = (
