@@ -22,7 +22,8 @@ from .model_interface import spec_of
 from .models import create_model
 from .models.init import initialize
 from .outputs import report
-from .train.config import TrainConfig, check_batch_size, check_model_input, check_runtime
+from .train.checks import check_batch_size, check_model_input, check_runtime
+from .train.config import TrainConfig
 from .train.distributed import current_distributed, seed_everything, together
 from .train.loop import fit
 from .train.pipeline import load_data

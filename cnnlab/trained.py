@@ -261,7 +261,7 @@ class RunEvaluation:
 def evaluate_run(trained: TrainedRun, data_dir: str | None = None) -> RunEvaluation:
     """Test a run's model on its test split (from ``data_dir`` when given)."""
     from .data import make_loader
-    from .train.config import check_model_input
+    from .train.checks import check_model_input
     from .train.steps import evaluate
 
     test = trained.test_split(data_dir)

@@ -58,8 +58,9 @@ class EveryDefaultFormatter(argparse.HelpFormatter):
         if action.default is argparse.SUPPRESS or "default" in text or not action.option_strings:
             return text
         value = action.default
-        if isinstance(value, bool):
-            shown = "on" if value else "off"
+        if isinstance(value, bool):  # a switch: on when its default is what it sets
+            is_set = value if action.const is None else value == action.const
+            shown = "on" if is_set else "off"
         else:
             shown = "none" if value in (None, []) else str(value)
         return f"{text} (default: {shown})".strip()

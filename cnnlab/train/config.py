@@ -1,17 +1,15 @@
-"""What decides a training run, checked before anything is loaded or written: the settings
-(:class:`TrainConfig`, saved as ``config.json`` and in each checkpoint), the checks that
-depend on the machine and the data, and :class:`TrainingHooks`, the small interface through
-which a feature (transfer learning, a run's figures) adds to the trainer's loop without the
-loop knowing the feature."""
+"""What decides a training run: the settings (:class:`TrainConfig`, saved as ``config.json``
+and in each checkpoint), each declared once with its default, check, flag and help; the
+``--config FILE`` reader; and :class:`TrainingHooks`, the small interface through which a
+feature (transfer learning, a run's figures) adds to the trainer's loop without the loop
+knowing the feature. The checks that need the machine or the data are in :mod:`.checks`."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +17,23 @@ import torch
 from torch import nn
 
 from .. import runs
-from ..data import ImageDataset
 from ..data.batches import INPUT_SCALINGS
+from ..data.datasets import CIFAR_VARIANTS, DATASET_NAMES
 from ..errors import CnnlabError, first_line
-from ..model_interface import spec_of
 from ..models.init import INIT_SCHEMES
-from .distributed import parse_device, resolve_device
+from .distributed import parse_device
+from .options import (
+    BOOLEAN,
+    POSITIVE,
+    boolean,
+    class_list,
+    comma_list,
+    count,
+    is_count,
+    is_real_in,
+    option,
+    real,
+)
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("none", "cosine", "linear", "step")
@@ -36,239 +45,312 @@ LR_MAX = 100.0  # far above any working rate; 1e308 or inf only train to NaN
 MAX_IMAGE_SIDE = 4096
 
 
-def is_count(value: Any, low: int, high: int | None = None) -> bool:
-    """An integer (not a bool) with ``low <= value`` and, when given, ``value <= high``."""
-    return (
-        isinstance(value, int)
-        and not isinstance(value, bool)
-        and value >= low
-        and (high is None or value <= high)
-    )
-
-
-def is_real_in(value: Any, low: float, high: float) -> bool:
-    """A real number (not NaN, not inf) with ``low <= value <= high``."""
-    return (
-        isinstance(value, (int, float))
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and low <= value <= high
-    )
+def _known_device(value: Any, config: Any) -> bool:
+    parse_device(value)  # refuses an unknown device in its own words
+    return True
 
 
 @dataclass
 class TrainConfig:
-    """Everything that decides a training run; saved as ``config.json`` and in each checkpoint."""
+    """Everything that decides a training run; saved as ``config.json`` and in each checkpoint.
 
-    model: str = "lenet5"
-    model_options: dict[str, Any] = field(default_factory=dict)  # e.g. {"modern": True}
-    dataset: str = "digits"
-    data_dir: str | None = None  # else $CNNLAB_DATA, else ~/.cache/cnnlab/data
-    data_variant: str | None = None  # cifar10 only: official | jpeg | subset
-    train_subset: int | None = None  # train on a random subset of this many images
-    test_subset: int | None = None
-    # hold out this fraction of the training images (stratified, seeded by seed) for validation
-    val_split: float = 0.0
-    image_channels: int | None = None  # convert images to 1 (gray) or 3 (RGB) channels
-    image_size: int | None = None  # resize images to this side (mixed sizes: shorter side + crop)
-    stream: bool = False  # imagefolder: read images from disk per batch (also when too big)
-    classes: list[str] | None = None  # keep only these classes, relabelled 0.. in this order
-    transfer: dict[str, Any] | None = None  # {"strategy", "backbone_lr_factor", "source"}
-    epochs: int = 30
-    batch_size: int = 64  # images per optimizer step, summed over all DDP processes
-    eval_batch_size: int = 500
-    optimizer: str = "adam"
-    lr: float = 1e-3  # peak learning rate, reached after the warm-up
-    momentum: float = 0.9  # SGD only
-    nesterov: bool = False
-    weight_decay: float = 0.0
-    adam_eps: float = 1e-8  # Adam/AdamW epsilon: PyTorch's default 1e-8; Keras' is 1e-7
-    # weights of the new model's conv and linear layers: torch (PyTorch's layer defaults),
-    # keras (glorot_uniform, zero biases) or normal-0.01 (AlexNet's paper): cnnlab.models.init
-    init: str = "torch"
-    schedule: str = "cosine"  # per step: none | cosine | linear (to 0) | step
-    warmup_epochs: float = 0.0  # linear warm-up from 0, in (fractional) epochs
-    step_epochs: int = 10  # schedule "step": multiply by step_gamma every this many epochs
-    step_gamma: float = 0.1
-    label_smoothing: float = 0.0
-    test_flip: bool = False  # test-time augmentation: average the logits of image and mirror
-    lookahead: bool = False  # airbench's lookahead: pull the weights to a slow copy every 5 steps
-    augment: bool = False  # random crop (pad 2 for 28/32 px, 1 for 8 px) + flip where allowed
-    # with augment: standard (the line above) | alexnet (scale up by 256/224, random crop back
-    # to size, flip where allowed, fancy PCA colour on RGB data: cnnlab.data.augment)
-    augment_style: str = "standard"
-    input_scaling: str = "standard"  # none (0..255) | unit (x / 255) | standard (mean/std)
-    shuffle: bool = True  # a new order of the training images every epoch, else stored order
-    eval_every: int | None = None  # also test every N optimizer steps (FitResult.steps)
-    seed: int = 0
-    device: str = "auto"  # auto (CUDA if present) | cpu | cuda | cuda:N
-    amp: str = "none"  # autocast: none | bf16 | fp16 (CUDA)
-    channels_last: bool = False  # NHWC memory order; faster convolutions on GPUs and CPUs
-    # time a second of steps with bf16 and fp32, channels_last and not; train with the fastest
-    probe: bool = False
-    progress: bool = True
-    tensorboard: bool = False  # TensorBoard event files in RUN/tensorboard (rank 0)
-    keep: str = "last"  # best: also best.pt, the epoch of the best validation accuracy
+    Each field is declared once, by :func:`option`: its default, its check, its ``cnnlab
+    train`` flag and help (the parser is generated from these fields, in this order)."""
+
+    model: str = option("lenet5", group="model", help="a name from `cnnlab models`")
+    model_options: dict[str, Any] = option(
+        factory=dict,
+        group="model",
+        flag="-O",
+        help="a builder option, e.g. -O modern=true for lenet5 (`cnnlab models --options` lists "
+        "them), or -O binary=true with two --classes",
+        check=lambda value, config: isinstance(value, dict),
+        expected="a dict of builder options",
+    )
+    init: str = option(
+        "torch",
+        group="model",
+        choices=INIT_SCHEMES,
+        help="conv/linear weights: torch, keras (glorot-uniform, zero bias), normal-0.01",
+    )
+    dataset: str = option(
+        "digits",
+        group="data",
+        choices=DATASET_NAMES,
+        check_choices=False,  # load_data names the data sets and how to add one
+        help="what to train on (`cnnlab data` shows where each is found)",
+    )
+    data_dir: str | None = option(
+        group="data", help="data folder (default: $CNNLAB_DATA, else the cache)"
+    )
+    data_variant: str | None = option(
+        group="data",
+        choices=CIFAR_VARIANTS,
+        check_choices=False,  # load_data says which variants are found
+        help="cifar10 source (default: the first found of official, jpeg, subset)",
+    )
+    image_channels: int | None = option(
+        group="data",
+        choices=(1, 3),
+        expected="1 (gray) or 3 (RGB)",
+        help="convert the images to 1 (gray) or 3 (RGB) channels; the multiply-adds this saves "
+        "or costs are printed before training (default: the data set's)",
+    )
+    image_size: int | None = option(
+        group="data",
+        metavar="N",
+        check=count(1, MAX_IMAGE_SIDE),
+        expected=f"an integer 1..{MAX_IMAGE_SIDE}",
+        help="resize the images to N x N (bilinear; an image folder of mixed sizes: each "
+        "image's shorter side to N, then the centre N x N); the model is built for that size "
+        "(default: the data set's)",
+    )
+    stream: bool = option(
+        False,
+        group="data",
+        switch="on",
+        check=lambda value, config: (
+            isinstance(value, bool) and (not value or config.dataset == "imagefolder")
+        ),
+        expected=lambda config: (
+            f"false for --dataset {config.dataset}: only an image folder "
+            "(--dataset imagefolder) streams from disk; the built-in data sets are held in memory, "
+            "drop --stream"
+        ),
+        help="imagefolder: read the images from disk batch by batch (DataLoader workers) instead "
+        "of holding them in memory; chosen by itself when they would not fit",
+    )
+    train_subset: int | None = option(
+        group="data",
+        metavar="N",
+        check=count(1),
+        expected=POSITIVE,
+        help="train on N random images (default: all)",
+    )
+    test_subset: int | None = option(
+        group="data",
+        metavar="N",
+        check=count(1),
+        expected=POSITIVE,
+        help="test on N random images (default: all)",
+    )
+    val_split: float = option(
+        0.0,
+        group="data",
+        metavar="FRACTION",
+        check=real(0, 1, open_high=True),
+        expected="a fraction 0 <= f < 1 of the training images, e.g. 0.1 (0: no validation)",
+        help="hold out this fraction of the training images for validation (stratified, "
+        "seeded by --seed): val_loss and val_acc each epoch; 0: none",
+    )
+    classes: list[str] | None = option(
+        group="data",
+        metavar="A,B,...",
+        parse=comma_list,
+        check=class_list,
+        expected="two or more distinct class names of the data set, e.g. --classes cat,dog",
+        help="keep only these classes (names or numbers), relabelled 0, 1, ... in this order, "
+        "e.g. --classes cat,dog; with two, -O binary=true trains a one-logit sigmoid head "
+        "(default: all)",
+    )
+    augment: bool = option(
+        False, group="data", switch="both", help="random crops and flips of the training images"
+    )
+    augment_style: str = option(
+        "standard",
+        group="data",
+        choices=AUGMENT_STYLES,
+        expected=f"{', '.join(AUGMENT_STYLES)} (alexnet: scale, random crop, flip, fancy PCA)",
+        help="with --augment: standard (pad-and-crop + flip) or alexnet (scale up by 256/224, "
+        "random crop back, flip, fancy PCA colour on RGB data, as AlexNet did)",
+    )
+    input_scaling: str = option(
+        "standard",
+        group="data",
+        choices=INPUT_SCALINGS,
+        expected=f"{', '.join(INPUT_SCALINGS)} (unit: x / 255 in 0..1, as Keras and ToTensor())",
+        help="pixels as none: 0..255, unit: x/255 (Keras, ToTensor()), standard: per-channel "
+        "mean/std of the training images",
+    )
+    shuffle: bool = option(
+        True,
+        group="data",
+        switch="both",
+        check=boolean,
+        expected=BOOLEAN,
+        help="a new training order every epoch (--no-shuffle: the stored order, as a DataLoader "
+        "without shuffle=True)",
+    )
+    test_flip: bool = option(
+        False,
+        group="data",
+        switch="both",
+        check=boolean,
+        expected=BOOLEAN,
+        help="test-time augmentation: score each test image by the mean logits of it and its "
+        "mirror image (photos; refused for digits)",
+    )
+    epochs: int = option(
+        30,
+        group="optimisation",
+        check=count(1),
+        expected=POSITIVE,
+        help="total epochs (with --resume: raise the run's total)",
+    )
+    batch_size: int = option(
+        64, group="optimisation", check=count(1), expected=POSITIVE, help="global, over all ranks"
+    )
+    optimizer: str = option(
+        "adam", group="optimisation", choices=OPTIMIZERS, help="the update rule"
+    )
+    lr: float = option(
+        1e-3,
+        group="optimisation",
+        check=real(0, LR_MAX, open_low=True),
+        expected=f"a finite number in (0, {LR_MAX}]; typical: 1e-3 for Adam, 0.01-0.1 for SGD",
+        help="peak learning rate",
+    )
+    momentum: float = option(
+        0.9,
+        group="optimisation",
+        check=real(0, 1, open_high=True),
+        expected="0 <= momentum < 1 (0.9 is usual)",
+        help="SGD momentum",
+    )
+    nesterov: bool = option(
+        False,
+        group="optimisation",
+        switch="on",
+        check=lambda value, config: (
+            not value or (config.optimizer == "sgd" and config.momentum > 0)
+        ),
+        expected=lambda config: (
+            "--optimizer sgd and --momentum > 0 for Nesterov momentum "
+            f"(here: {config.optimizer}, momentum {config.momentum}); e.g. --momentum 0.9"
+        ),
+        help="Nesterov momentum (SGD)",
+    )
+    weight_decay: float = option(
+        0.0,
+        group="optimisation",
+        check=real(0, 1),
+        expected="a number in [0, 1] (5e-4 is usual)",
+        help="L2 penalty",
+    )
+    adam_eps: float = option(
+        1e-8,
+        group="optimisation",
+        check=real(0, 1, open_low=True),
+        expected="a small positive number (PyTorch 1e-8, Keras 1e-7)",
+        help="Adam's epsilon (PyTorch: 1e-8; Keras: 1e-7)",
+    )
+    label_smoothing: float = option(
+        0.0,
+        group="optimisation",
+        check=real(0, 1, open_high=True),
+        expected="0 <= x < 1",
+        help="share of the target spread over all classes",
+    )
+    lookahead: bool = option(
+        False,
+        group="optimisation",
+        switch="both",
+        check=boolean,
+        expected=BOOLEAN,
+        help="airbench's lookahead: every 5 steps pull the weights towards a slow copy, more "
+        "so as the run ends (calmer final weights)",
+    )
+    seed: int = option(
+        0,
+        group="optimisation",
+        check=count(0, SEED_MAX),
+        expected=f"an integer 0..{SEED_MAX}",
+        help="weights, order, augmentation, split",
+    )
+    schedule: str = option("cosine", group="schedule", choices=SCHEDULES, help="per-step LR shape")
+    warmup_epochs: float = option(
+        0.0,
+        group="schedule",
+        check=lambda value, config: is_real_in(
+            value, 0, config.epochs if is_count(config.epochs, 1) else 0
+        ),
+        expected=lambda config: f"a number of epochs from 0 to the run's {config.epochs} epochs",
+        help="linear warm-up from 0, in epochs",
+    )
+    step_epochs: int = option(
+        10,
+        group="schedule",
+        check=count(1),
+        expected=POSITIVE,
+        help="--schedule step: epochs between steps",
+    )
+    step_gamma: float = option(
+        0.1,
+        group="schedule",
+        check=real(0, 1, open_low=True),
+        expected="0 < step_gamma <= 1 (0.1 is usual)",
+        help="--schedule step: LR factor at each step",
+    )
+    keep: str = option(
+        "last",
+        group="output",
+        choices=KEEP_CHOICES,
+        check=lambda value, config: (
+            value in KEEP_CHOICES
+            and (value != "best" or bool(is_real_in(config.val_split, 0, 1) and config.val_split))
+        ),
+        expected="last, or best with a validation split to pick the best by (add --val-split 0.1)",
+        help="best: also keep best.pt, the epoch of the best validation accuracy (needs "
+        "--val-split), which eval, predict and show then use",
+    )
+    eval_every: int | None = option(
+        group="output",
+        metavar="N",
+        check=count(1),
+        expected="a positive number of optimizer steps, e.g. 50",
+        help="also test every N optimizer steps (steps.csv in the run folder)",
+    )
+    tensorboard: bool = option(
+        False,
+        group="output",
+        switch="on",
+        check=boolean,
+        expected=BOOLEAN,
+        help="write TensorBoard event files into RUN/tensorboard (view: tensorboard --logdir runs)",
+    )
+    progress: bool = option(
+        True, group="output", switch="off", flag="--no-progress", help="hide the progress bar"
+    )
+    device: str = option(
+        "auto", group="hardware", check=_known_device, help="auto, cpu, cuda or cuda:N"
+    )
+    amp: str = option("none", group="hardware", choices=AMP_MODES, help="autocast precision")
+    channels_last: bool = option(False, group="hardware", switch="on", help="NHWC memory order")
+    probe: bool = option(
+        False,
+        group="hardware",
+        switch="on",
+        check=boolean,
+        expected=BOOLEAN,
+        help="time bf16/fp32 and channels_last or not for a second; train the fastest",
+    )
+    # no flag: set by `cnnlab transfer` ({"strategy", "backbone_lr_factor", "source"}) and by
+    # the API (images per evaluation batch)
+    transfer: dict[str, Any] | None = option()
+    eval_batch_size: int = option(500, check=count(1), expected=POSITIVE)
 
     def __post_init__(self) -> None:
-        """Refuse every setting that cannot train, before anything is loaded or written."""
-        positive_int = "a positive integer"
-        checks = [
-            (self.optimizer in OPTIMIZERS, "optimizer", self.optimizer, ", ".join(OPTIMIZERS)),
-            (self.schedule in SCHEDULES, "schedule", self.schedule, ", ".join(SCHEDULES)),
-            (self.amp in AMP_MODES, "amp", self.amp, ", ".join(AMP_MODES)),
-            (
-                self.input_scaling in INPUT_SCALINGS,
-                "input_scaling",
-                self.input_scaling,
-                f"{', '.join(INPUT_SCALINGS)} (unit: x / 255 in 0..1, as Keras and ToTensor())",
-            ),
-            (isinstance(self.shuffle, bool), "shuffle", self.shuffle, "true or false"),
-            (
-                self.augment_style in AUGMENT_STYLES,
-                "augment_style",
-                self.augment_style,
-                f"{', '.join(AUGMENT_STYLES)} (alexnet: scale, random crop, flip, fancy PCA)",
-            ),
-            (isinstance(self.tensorboard, bool), "tensorboard", self.tensorboard, "true or false"),
-            (isinstance(self.probe, bool), "probe", self.probe, "true or false"),
-            (
-                is_real_in(self.adam_eps, 0, 1) and self.adam_eps > 0,
-                "adam_eps",
-                self.adam_eps,
-                "a small positive number (PyTorch 1e-8, Keras 1e-7)",
-            ),
-            (self.init in INIT_SCHEMES, "init", self.init, ", ".join(INIT_SCHEMES)),
-            (
-                is_real_in(self.val_split, 0, 1) and self.val_split < 1,
-                "val_split",
-                self.val_split,
-                "a fraction 0 <= f < 1 of the training images, e.g. 0.1 (0: no validation)",
-            ),
-            (
-                self.keep in KEEP_CHOICES
-                and (self.keep != "best" or (is_real_in(self.val_split, 0, 1) and self.val_split)),
-                "keep",
-                self.keep,
-                "last, or best with a validation split to pick the best by (add --val-split 0.1)",
-            ),
-            (isinstance(self.test_flip, bool), "test_flip", self.test_flip, "true or false"),
-            (isinstance(self.lookahead, bool), "lookahead", self.lookahead, "true or false"),
-            (
-                self.eval_every is None or is_count(self.eval_every, 1),
-                "eval_every",
-                self.eval_every,
-                "a positive number of optimizer steps, e.g. 50",
-            ),
-            (is_count(self.epochs, 1), "epochs", self.epochs, positive_int),
-            (is_count(self.batch_size, 1), "batch_size", self.batch_size, positive_int),
-            (
-                is_count(self.eval_batch_size, 1),
-                "eval_batch_size",
-                self.eval_batch_size,
-                positive_int,
-            ),
-            (is_count(self.seed, 0, SEED_MAX), "seed", self.seed, f"an integer 0..{SEED_MAX}"),
-            (
-                is_real_in(self.lr, 0, LR_MAX) and self.lr > 0,
-                "lr",
-                self.lr,
-                f"a finite number in (0, {LR_MAX}]; typical: 1e-3 for Adam, 0.01-0.1 for SGD",
-            ),
-            (
-                is_real_in(self.momentum, 0, 1) and self.momentum < 1,
-                "momentum",
-                self.momentum,
-                "0 <= momentum < 1 (0.9 is usual)",
-            ),
-            (
-                not self.nesterov or (self.optimizer == "sgd" and self.momentum > 0),
-                "nesterov",
-                self.nesterov,
-                f"--optimizer sgd and --momentum > 0 for Nesterov momentum (here: "
-                f"{self.optimizer}, momentum {self.momentum}); e.g. --momentum 0.9",
-            ),
-            (
-                is_real_in(self.weight_decay, 0, 1),
-                "weight_decay",
-                self.weight_decay,
-                "a number in [0, 1] (5e-4 is usual)",
-            ),
-            (
-                is_real_in(self.warmup_epochs, 0, self.epochs if is_count(self.epochs, 1) else 0),
-                "warmup_epochs",
-                self.warmup_epochs,
-                f"a number of epochs from 0 to the run's {self.epochs} epochs",
-            ),
-            (is_count(self.step_epochs, 1), "step_epochs", self.step_epochs, positive_int),
-            (
-                is_real_in(self.step_gamma, 0, 1) and self.step_gamma > 0,
-                "step_gamma",
-                self.step_gamma,
-                "0 < step_gamma <= 1 (0.1 is usual)",
-            ),
-            (
-                is_real_in(self.label_smoothing, 0, 1) and self.label_smoothing < 1,
-                "label_smoothing",
-                self.label_smoothing,
-                "0 <= x < 1",
-            ),
-            (
-                self.train_subset is None or is_count(self.train_subset, 1),
-                "train_subset",
-                self.train_subset,
-                positive_int,
-            ),
-            (
-                self.test_subset is None or is_count(self.test_subset, 1),
-                "test_subset",
-                self.test_subset,
-                positive_int,
-            ),
-            (
-                self.image_channels in (None, 1, 3),
-                "image_channels",
-                self.image_channels,
-                "1 (gray) or 3 (RGB)",
-            ),
-            (
-                isinstance(self.stream, bool)
-                and (not self.stream or self.dataset == "imagefolder"),
-                "stream",
-                self.stream,
-                f"false for --dataset {self.dataset}: only an image folder (--dataset imagefolder) "
-                "streams from disk; the built-in data sets are held in memory, drop --stream",
-            ),
-            (
-                self.image_size is None or is_count(self.image_size, 1, MAX_IMAGE_SIDE),
-                "image_size",
-                self.image_size,
-                f"an integer 1..{MAX_IMAGE_SIDE}",
-            ),
-            (
-                self.classes is None
-                or (
-                    isinstance(self.classes, (list, tuple))
-                    and len(self.classes) >= 2
-                    and all(isinstance(c, str) and c for c in self.classes)
-                    and len(set(self.classes)) == len(self.classes)
-                ),
-                "classes",
-                self.classes,
-                "two or more distinct class names of the data set, e.g. --classes cat,dog",
-            ),
-            (
-                isinstance(self.model_options, dict),
-                "model_options",
-                self.model_options,
-                "a dict of builder options",
-            ),
-        ]
-        for ok, name, value, expected in checks:
-            if not ok:
-                flag = "-O" if name == "model_options" else f"--{name.replace('_', '-')}"
-                raise CnnlabError(f"{name}={value!r} ({flag}): expected {expected}")
-        parse_device(self.device)
+        """Refuse every setting that cannot train, before anything is loaded or written: each
+        field's check, in the order declared."""
+        for spec in fields(self):
+            value, meta = getattr(self, spec.name), spec.metadata
+            check = meta.get("check")
+            if check is None or (value is None and spec.default is None) or check(value, self):
+                continue
+            expected = meta["expected"]
+            expected = expected(self) if callable(expected) else expected
+            flag = meta["flag"] or f"--{spec.name.replace('_', '-')}"
+            raise CnnlabError(f"{spec.name}={value!r} ({flag}): expected {expected}")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
@@ -351,86 +433,3 @@ class TrainingHooks:
     after_fit: Callable[[Any], None] | None = None
     after_step: Callable[[int, torch.Tensor, float, int], None] | None = None
     after_epoch: Callable[[dict[str, float], int], None] | None = None
-
-
-def check_runtime(config: TrainConfig, local_rank: int = 0) -> torch.device:
-    """The checks that depend on this machine (device, precision); returns the device."""
-    device = resolve_device(config.device, local_rank)
-    if config.tensorboard and importlib.util.find_spec("tensorboard") is None:
-        raise CnnlabError(
-            "--tensorboard: the tensorboard package is not installed; pip install "
-            "'cnnlab[tensorboard]' (or train without --tensorboard)"
-        )
-    if config.amp == "fp16" and device.type != "cuda":
-        raise CnnlabError(
-            f"--amp fp16 on device {device.type!r}: fp16 autocast needs a CUDA GPU; use --amp "
-            "bf16 on the CPU, or --amp none"
-        )
-    return device
-
-
-# ------------------------------------------------------------------------------ input checks
-
-
-def check_model_input(model: nn.Module, dataset: ImageDataset) -> None:
-    """Fail early, with shapes, when the data does not fit the model."""
-    spec = spec_of(model)
-    got = f"{dataset.channels}x{dataset.image_size}x{dataset.image_size}"
-    if spec is not None:
-        want = f"{spec['in_channels']}x{spec['input_size']}x{spec['input_size']}"
-        if (spec["in_channels"], spec["input_size"]) != (dataset.channels, dataset.image_size):
-            raise CnnlabError(
-                f"model {spec['name']} was built for {want} input (channels x height x width) but "
-                f"{dataset.name} images are {got}; build it with in_channels={dataset.channels}, "
-                f"input_size={dataset.image_size} (the CLI does this unless told otherwise)"
-            )
-        if spec["num_classes"] < dataset.num_classes:
-            raise CnnlabError(
-                f"model {spec['name']} has {spec['num_classes']} outputs but {dataset.name} has "
-                f"{dataset.num_classes} classes; build it with num_classes={dataset.num_classes}"
-            )
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            images = dataset.images[:2] if isinstance(dataset, ImageDataset) else dataset.sample(2)
-            probe = images.float().to(next(model.parameters()).device)
-            out = model(probe)
-    except RuntimeError as err:
-        raise CnnlabError(
-            f"the model cannot take {dataset.name} images of shape {got}: {first_line(err)}"
-        ) from None
-    finally:
-        model.train(was_training)
-    binary = out.dim() == 2 and out.shape[1] == 1 and dataset.num_classes == 2
-    if out.dim() != 2 or (out.shape[1] < dataset.num_classes and not binary):
-        raise CnnlabError(
-            f"the model returns shape {tuple(out.shape)} for a batch of 2; expected "
-            f"(2, {dataset.num_classes}) class scores for {dataset.name}"
-        )
-
-
-def check_test_flip(config: TrainConfig, dataset: ImageDataset) -> bool:
-    """``config.test_flip``, refused where a mirror image is another thing (digits)."""
-    if config.test_flip and not dataset.flip_ok:
-        raise CnnlabError(
-            f"--test-flip on {dataset.name}: a mirrored image of this data set is not the same "
-            "class (digits, letters), so averaging over mirrors would hurt; drop --test-flip"
-        )
-    return config.test_flip
-
-
-def check_batch_size(config: TrainConfig, train_images: int, world_size: int = 1) -> None:
-    """The global batch must split evenly over the DDP processes and fit in the training set."""
-    batch = config.batch_size
-    if batch % world_size:
-        fits = max(world_size, batch // world_size * world_size)
-        raise CnnlabError(
-            f"--batch-size {batch} does not split evenly over {world_size} processes (it is the "
-            f"global batch); use a multiple of {world_size}, e.g. {fits}"
-        )
-    if batch > train_images:
-        raise CnnlabError(
-            f"--batch-size {batch} is larger than the {train_images} training images, so an "
-            f"epoch would have no full batch; use --batch-size {train_images} or less"
-        )

@@ -20,14 +20,8 @@ from ..data.batches import scaling_stats
 from ..errors import CnnlabError
 from ..model_interface import initializes_from_data, own_optimizer_groups, spec_of
 from ..outputs import report
-from .config import (
-    TrainConfig,
-    TrainingHooks,
-    check_batch_size,
-    check_model_input,
-    check_runtime,
-    check_test_flip,
-)
+from .checks import check_batch_size, check_model_input, check_runtime, check_test_flip
+from .config import TrainConfig, TrainingHooks
 from .distributed import current_distributed, rng_state, set_rng_state
 from .pipeline import training_batches
 from .probe import probe_settings
