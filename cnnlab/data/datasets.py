@@ -227,14 +227,32 @@ def load_dataset(
     if spec.name == "digits":
         return _load_digits(split)
     if spec.name == "imagefolder":
-        if root is None:
-            raise DataError("imagefolder needs root= (CLI: --data-dir) pointing at the image tree")
-        if stream or (stream is None and too_big_for_memory(Path(root).expanduser(), image_size)):
-            return StreamedImages.open(Path(root).expanduser(), split, image_size)
-        return _load_image_folder(Path(root).expanduser(), split, image_size)
+        return _load_image_tree(root, split, image_size, stream)
     if stream:
         raise DataError(f"stream: {spec.name} is held in memory; only imagefolder streams")
+    return _load_catalogued(spec, split, root, download, variant)
 
+
+def _load_image_tree(
+    root: str | os.PathLike[str] | None, split: str, image_size: int | None, stream: bool | None
+) -> ImageDataset | StreamedImages:
+    """An image folder, in memory or streamed from disk when asked (or when it would not fit)."""
+    if root is None:
+        raise DataError("imagefolder needs root= (CLI: --data-dir) pointing at the image tree")
+    if stream or (stream is None and too_big_for_memory(Path(root).expanduser(), image_size)):
+        return StreamedImages.open(Path(root).expanduser(), split, image_size)
+    return _load_image_folder(Path(root).expanduser(), split, image_size)
+
+
+def _load_catalogued(
+    spec: DatasetSpec,
+    split: str,
+    root: str | os.PathLike[str] | None,
+    download: bool,
+    variant: str | None,
+) -> ImageDataset:
+    """A data set of the catalog: its files found in the data roots (or downloaded), decoded
+    through the cache."""
     roots = data_roots(root)
     finder = finder_for(spec.name, variant)
     found = next((f for r, _ in roots if (f := finder(r, split)) is not None), None)

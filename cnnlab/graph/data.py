@@ -258,6 +258,22 @@ def load_mutag(root: str | Path | None = None) -> GraphSet:
     path = folder / "MUTAG.txt"
     if not path.is_file():
         raise DataError(f"{path}: file missing")
+    raw = _read_mutag(path)
+    all_tags = sorted({t for tags, *_ in raw for t in tags})
+    labels = sorted({label for *_, label, _ in raw})
+    graphs = []
+    for tags, pairs, label, line in raw:
+        x = torch.zeros(len(tags), len(all_tags))
+        x[torch.arange(len(tags)), torch.as_tensor([all_tags.index(t) for t in tags])] = 1
+        edges = undirected(pairs, len(tags), f"{path}, graph ending at line {line}")
+        graphs.append(Graph(x, edges, torch.tensor(labels.index(label)), "mutag"))
+    folds = _mutag_folds(folder, len(graphs))
+    classes = ["non-mutagenic", "mutagenic"] if len(labels) == 2 else [str(v) for v in labels]
+    return GraphSet(graphs, classes, folds, "mutag")
+
+
+def _read_mutag(path: Path) -> list[tuple[list[int], np.ndarray, int, int]]:
+    """Each molecule of ``MUTAG.txt`` as (atom tags, bond pairs, label, its last line)."""
     lines = path.read_text().splitlines()
     position = 0
 
@@ -290,14 +306,12 @@ def load_mutag(root: str | Path | None = None) -> GraphSet:
             tags.append(tag)
             pairs += [(node, t) for t in neighbours]
         raw.append((tags, np.array(pairs, dtype=np.int64).reshape(-1, 2), label, position))
-    all_tags = sorted({t for tags, *_ in raw for t in tags})
-    labels = sorted({label for *_, label, _ in raw})
-    graphs = []
-    for tags, pairs, label, line in raw:
-        x = torch.zeros(len(tags), len(all_tags))
-        x[torch.arange(len(tags)), torch.as_tensor([all_tags.index(t) for t in tags])] = 1
-        edges = undirected(pairs, len(tags), f"{path}, graph ending at line {line}")
-        graphs.append(Graph(x, edges, torch.tensor(labels.index(label)), "mutag"))
+    return raw
+
+
+def _mutag_folds(folder: Path, count: int) -> list[tuple[list[int], list[int]]]:
+    """The 10 fixed (train, test) splits of ``10fold_idx``, each index checked against
+    ``count`` graphs."""
     folds = []
     for k in range(1, 11):
         split = []
@@ -306,12 +320,11 @@ def load_mutag(root: str | Path | None = None) -> GraphSet:
             if not file.is_file():
                 raise DataError(f"{file}: fold file missing")
             ids = [int(v) for v in file.read_text().split()]
-            if ids and (min(ids) < 0 or max(ids) >= len(graphs)):
-                raise DataError(f"{file}: graph index out of range 0..{len(graphs) - 1}")
+            if ids and (min(ids) < 0 or max(ids) >= count):
+                raise DataError(f"{file}: graph index out of range 0..{count - 1}")
             split.append(ids)
         folds.append((split[0], split[1]))
-    classes = ["non-mutagenic", "mutagenic"] if len(labels) == 2 else [str(v) for v in labels]
-    return GraphSet(graphs, classes, folds, "mutag")
+    return folds
 
 
 def load_graph(name: str, root: str | Path | None = None) -> Graph | GraphSet:

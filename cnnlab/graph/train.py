@@ -18,8 +18,9 @@ from tqdm import tqdm
 from .. import runs
 from ..errors import CnnlabError
 from ..outputs import progress_bars_shown
-from ..train.config import LR_MAX, SEED_MAX, is_count, is_real_in
+from ..train.config import LR_MAX, SEED_MAX
 from ..train.distributed import seed_everything
+from ..train.options import is_count, is_real_in
 from ..train.steps import TrainingDiverged
 from .data import Graph, GraphSet, load_graph
 from .models import GCN, GraphClassifier
@@ -160,18 +161,7 @@ def train_nodes(graph: Graph, config: GraphConfig) -> NodeResult:
     seed_everything(config.seed)
     a_hat = normalized_adjacency(graph.edge_index, graph.num_nodes, config.sparse)
     x = graph.x.to_sparse() if config.sparse else graph.x
-    model = GCN(
-        graph.x.shape[1],
-        len(graph.classes),
-        tuple(config.hidden),
-        config.dropout,
-        config.activation,
-    )
-    # weight decay on the first layer only, as in the paper
-    first, rest = list(model.layers[0].parameters()), list(model.layers[1:].parameters())
-    optimizer = torch.optim.Adam(
-        [{"params": first, "weight_decay": config.weight_decay}, {"params": rest}], lr=config.lr
-    )
+    model, optimizer = _node_model(graph, config)
     masks = {k: getattr(graph, f"{k}_mask") for k in ("train", "val", "test")}
     history, best, best_state, since_best = [], math.inf, None, 0
     bar = tqdm(
@@ -182,23 +172,7 @@ def train_nodes(graph: Graph, config: GraphConfig) -> NodeResult:
     )
     best_epoch = config.epochs
     for epoch in bar:
-        model.train()
-        optimizer.zero_grad()
-        logits = model(x, a_hat)
-        loss = F.cross_entropy(logits[masks["train"]], graph.y[masks["train"]])
-        if not math.isfinite(loss.item()):
-            raise _diverged(config, epoch)
-        loss.backward()
-        optimizer.step()
-        model.eval()
-        with torch.no_grad():
-            logits = model(x, a_hat)
-        row = {"epoch": epoch, "train_loss": loss.item()}
-        for split, mask in masks.items():
-            if mask is not None and mask.any():
-                row[f"{split}_acc"] = _accuracy(logits[mask], graph.y[mask])
-                if split == "val":
-                    row["val_loss"] = float(F.cross_entropy(logits[mask], graph.y[mask]))
+        row = _node_epoch(model, optimizer, graph, (x, a_hat), masks, config, epoch)
         history.append(row)
         bar.set_postfix(loss=f"{row['train_loss']:.3f}", val=f"{row.get('val_acc', 0):.3f}")
         watched = row.get("val_loss")
@@ -223,6 +197,54 @@ def train_nodes(graph: Graph, config: GraphConfig) -> NodeResult:
         _accuracy(logits[val], graph.y[val]) if val is not None and val.any() else float("nan"),
         best_epoch,
     )
+
+
+def _node_model(graph: Graph, config: GraphConfig) -> tuple[GCN, torch.optim.Optimizer]:
+    """The GCN for ``graph``'s features and classes, and its Adam optimizer."""
+    model = GCN(
+        graph.x.shape[1],
+        len(graph.classes),
+        tuple(config.hidden),
+        config.dropout,
+        config.activation,
+    )
+    # weight decay on the first layer only, as in the paper
+    first, rest = list(model.layers[0].parameters()), list(model.layers[1:].parameters())
+    optimizer = torch.optim.Adam(
+        [{"params": first, "weight_decay": config.weight_decay}, {"params": rest}], lr=config.lr
+    )
+    return model, optimizer
+
+
+def _node_epoch(
+    model: GCN,
+    optimizer: torch.optim.Optimizer,
+    graph: Graph,
+    inputs: tuple[torch.Tensor, torch.Tensor],
+    masks: dict[str, torch.Tensor | None],
+    config: GraphConfig,
+    epoch: int,
+) -> dict[str, Any]:
+    """One full-batch step on the training nodes, then the history row: the training loss and
+    every split's accuracy (and the validation loss)."""
+    model.train()
+    optimizer.zero_grad()
+    logits = model(*inputs)
+    loss = F.cross_entropy(logits[masks["train"]], graph.y[masks["train"]])
+    if not math.isfinite(loss.item()):
+        raise _diverged(config, epoch)
+    loss.backward()
+    optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        logits = model(*inputs)
+    row = {"epoch": epoch, "train_loss": loss.item()}
+    for split, mask in masks.items():
+        if mask is not None and mask.any():
+            row[f"{split}_acc"] = _accuracy(logits[mask], graph.y[mask])
+            if split == "val":
+                row["val_loss"] = float(F.cross_entropy(logits[mask], graph.y[mask]))
+    return row
 
 
 def batch_graphs(graphs: list[Graph], sparse: bool = True):

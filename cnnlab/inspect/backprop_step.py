@@ -35,6 +35,7 @@ from torch import nn
 from .._tracing import model_call
 from ..errors import CnnlabError
 from ..models.binary import class_probabilities, classification_loss, predicted_classes
+from .hooks import forward_hooks
 from .trace_field import conv_padding
 
 POOLS = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
@@ -320,12 +321,8 @@ def _recording(model: nn.Module) -> Iterator[list[Call]]:
 
         return record
 
-    handles = [m.register_forward_hook(hook(name)) for name, m in _leaves(model)]
-    try:
+    with forward_hooks((m, hook(name)) for name, m in _leaves(model)):
         yield calls
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 def _logits(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:

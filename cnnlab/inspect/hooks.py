@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -51,6 +52,28 @@ def as_batch(image: torch.Tensor) -> torch.Tensor:
     return image
 
 
+Hook = Callable[..., Any]
+
+
+@contextlib.contextmanager
+def forward_hooks(
+    after: Iterable[tuple[nn.Module, Hook]], before: Iterable[tuple[nn.Module, Hook]] = ()
+) -> Iterator[None]:
+    """Each ``(module, hook)`` of ``after`` a forward hook (``hook(module, args, output)``)
+    and each of ``before`` a forward pre-hook (``hook(module, args)``) inside the ``with``
+    block; every hook is removed on exit, errors included. The one place cnnlab hooks a model."""
+    handles = []
+    try:
+        for module, hook in before:
+            handles.append(module.register_forward_pre_hook(hook))
+        for module, hook in after:
+            handles.append(module.register_forward_hook(hook))
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 @contextlib.contextmanager
 def capture(
     model: nn.Module,
@@ -72,7 +95,6 @@ def capture(
     record: dict[str, dict[str, torch.Tensor]] = {"outputs": {}, "gradients": {}}
     if inputs:
         record["inputs"] = {}
-    handles = []
 
     def make_hook(name: str):
         def hook(module: nn.Module, args, output):
@@ -91,13 +113,8 @@ def capture(
 
         return hook
 
-    try:
-        for name, module in targets.items():
-            handles.append(module.register_forward_hook(make_hook(name)))
+    with forward_hooks((module, make_hook(name)) for name, module in targets.items()):
         yield record
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 @contextlib.contextmanager

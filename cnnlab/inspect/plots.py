@@ -9,6 +9,7 @@ as it was. :func:`save_figure` writes any of them (graph and image-filter figure
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from matplotlib.figure import Figure
@@ -114,57 +115,71 @@ def plot_feature_maps(
     Each map is scaled to its own range (the colour bar is per map: dark = low)."""
     names = list(maps)
     if len(names) == 1:
-        name = names[0]
-        channels = maps[name][:max_channels]
-        rows, cols = _grid(len(channels))
-        figure, axes = subplots(rows, cols, figsize=(1.6 * cols, 1.6 * rows + 0.6), squeeze=False)
-        for i, ax in enumerate(axes.flat):
-            ax.axis("off")
-            if i < len(channels):
-                ax.imshow(channels[i].float().cpu().numpy(), cmap="viridis")
-                ax.set_title(f"{i}", fontsize=7)
-        shape = "x".join(map(str, maps[name].shape))
-        shown = f", first {len(channels)}" if len(channels) < len(maps[name]) else ""
-        figure.suptitle(title or f"feature maps of {name} ({shape}{shown})")
+        figure = _channel_grid(names[0], maps[names[0]], max_channels, title)
     else:
-        per_row = min(16, max(m.shape[0] for m in maps.values()))
-        extra = 1 if image is not None else 0
-        figure, axes = subplots(
-            len(names),
-            per_row + extra,
-            figsize=(1.1 * (per_row + extra), 1.2 * len(names) + 0.6),
-            squeeze=False,
-        )
-        for r, name in enumerate(names):
-            for c in range(per_row + extra):
-                ax = axes[r, c]
-                ax.axis("off")
-                if extra and c == 0:
-                    if r == 0:
-                        ax.imshow(image_array(image), cmap="gray")
-                        ax.set_title("input", fontsize=7)
-                    continue
-                channel = c - extra
-                layer = maps[name].float().cpu()
-                if channel < layer.shape[0]:
-                    # 1x1 maps (after the last convolution) share the layer's colour scale,
-                    # otherwise each single pixel would be scaled to itself
-                    scale = {"vmin": float(layer.min()), "vmax": float(layer.max())}
-                    single = layer.shape[-1] * layer.shape[-2] == 1
-                    ax.imshow(layer[channel].numpy(), cmap="viridis", **(scale if single else {}))
-            label = f"{name}\n{'x'.join(map(str, maps[name].shape))}"
-            axes[r, extra].text(
-                -0.1,
-                0.5,
-                label,
-                transform=axes[r, extra].transAxes,
-                ha="right",
-                va="center",
-                fontsize=7,
-            )
-        figure.suptitle(title or "feature maps, layer by layer (first channels of each)")
+        figure = _layer_rows(maps, image, title)
     figure.tight_layout()
     save_figure(figure, path)
+
+
+def _channel_grid(name: str, maps: torch.Tensor, max_channels: int, title: str) -> Figure:
+    """The first ``max_channels`` channels of one layer, in a grid, numbered."""
+    channels = maps[:max_channels]
+    rows, cols = _grid(len(channels))
+    figure, axes = subplots(rows, cols, figsize=(1.6 * cols, 1.6 * rows + 0.6), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < len(channels):
+            ax.imshow(channels[i].float().cpu().numpy(), cmap="viridis")
+            ax.set_title(f"{i}", fontsize=7)
+    shape = "x".join(map(str, maps.shape))
+    shown = f", first {len(channels)}" if len(channels) < len(maps) else ""
+    figure.suptitle(title or f"feature maps of {name} ({shape}{shown})")
+    return figure
+
+
+def _layer_rows(maps: dict[str, torch.Tensor], image: torch.Tensor | None, title: str) -> Figure:
+    """One row per layer, up to 16 channels each, named on the left; the input image first
+    when given."""
+    names = list(maps)
+    per_row = min(16, max(m.shape[0] for m in maps.values()))
+    extra = 1 if image is not None else 0
+    figure, axes = subplots(
+        len(names),
+        per_row + extra,
+        figsize=(1.1 * (per_row + extra), 1.2 * len(names) + 0.6),
+        squeeze=False,
+    )
+    for r, name in enumerate(names):
+        if extra:
+            axes[r, 0].axis("off")
+            if r == 0:
+                axes[r, 0].imshow(image_array(image), cmap="gray")
+                axes[r, 0].set_title("input", fontsize=7)
+        _draw_channels(axes[r, extra:], maps[name].float().cpu())
+        label = f"{name}\n{'x'.join(map(str, maps[name].shape))}"
+        axes[r, extra].text(
+            -0.1,
+            0.5,
+            label,
+            transform=axes[r, extra].transAxes,
+            ha="right",
+            va="center",
+            fontsize=7,
+        )
+    figure.suptitle(title or "feature maps, layer by layer (first channels of each)")
+    return figure
+
+
+def _draw_channels(axes: Any, layer: torch.Tensor) -> None:
+    """A layer's channels along a row of axes, each scaled to itself; 1x1 maps (after the last
+    convolution) share the layer's scale, otherwise each single pixel would be scaled to itself."""
+    for channel, ax in enumerate(axes):
+        ax.axis("off")
+        if channel < layer.shape[0]:
+            scale = {"vmin": float(layer.min()), "vmax": float(layer.max())}
+            single = layer.shape[-1] * layer.shape[-2] == 1
+            ax.imshow(layer[channel].numpy(), cmap="viridis", **(scale if single else {}))
 
 
 def plot_filters(weight: torch.Tensor, path: Path, name: str, max_filters: int = 64) -> None:

@@ -15,7 +15,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from ..errors import CnnlabError
 from ..models.binary import class_probabilities
-from .hooks import capture, evaluating, resolve_layer
+from .hooks import capture, evaluating, forward_hooks, resolve_layer
 
 ToInput = Callable[[torch.Tensor], torch.Tensor]  # uint8 images -> the model's input
 
@@ -49,14 +49,9 @@ def receptive_box(
     bottom and right exclusive."""
     x_in = image[None].clone().requires_grad_(True)
     kept: dict[str, torch.Tensor] = {}  # capture() detaches; this hook keeps the graph
-    handle = resolve_layer(model, layer).register_forward_hook(
-        lambda module, args, output: kept.setdefault("out", output)
-    )
-    try:
-        with evaluating(model), torch.enable_grad():
-            model(x_in)
-    finally:
-        handle.remove()
+    keep = (resolve_layer(model, layer), lambda m, args, output: kept.setdefault("out", output))
+    with forward_hooks([keep]), evaluating(model), torch.enable_grad():
+        model(x_in)
     (grad,) = torch.autograd.grad(kept["out"][0, channel, y, x], x_in)
     nonzero = grad[0].abs().sum(0).nonzero()
     if len(nonzero) == 0:  # a dead unit: every input pixel could be behind it

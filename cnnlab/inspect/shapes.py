@@ -71,8 +71,13 @@ def shape_table(
     return ShapeReport(parse_shape(input_shape), rows, problems)
 
 
-def _layer(spec: LayerSpec, name: str, shape: tuple[int, ...], field_state: T.Field):
-    a, kind = spec.args, spec.kind
+_Built = tuple[T.Row, tuple[int, ...] | None, T.Field]  # row, shape after (None: skipped), field
+
+
+def _layer(spec: LayerSpec, name: str, shape: tuple[int, ...], field_state: T.Field) -> _Built:
+    """One layer's row, the shape after it (None when it does not fit) and the receptive field
+    after it."""
+    kind = spec.kind
     windowed = kind == "conv" or kind.endswith("pool") and kind != "adaptiveavgpool"
     if (windowed or kind in ("gap", "adaptiveavgpool")) and len(shape) < 2:
         problem = (
@@ -80,70 +85,117 @@ def _layer(spec: LayerSpec, name: str, shape: tuple[int, ...], field_state: T.Fi
             "flatten/fc"
         )
         return T.Row(name, kind, shape, None, problems=[problem]), None, field_state
-    if windowed:
-        conv = kind == "conv"
-        if "kernel" not in a or (conv and "out" not in a):
-            need = "out channels and kernel" if conv else "kernel"
-            row = T.Row(name, kind, shape, None, problems=[f"{kind} needs {need}"])
-            return row, None, field_state
-        label = f"Conv{len(shape) - 1}d" if conv else kind
-        stride, pad = a.get("stride", 1 if conv else None), a.get("padding", 0)
-        out, groups, bias = (a["out"] if conv else None), a.get("groups", 1), a.get("bias", True)
-        dilation = a.get("dilation", 1)
-        row, new_field = T.window_row(
-            name, label, shape, a["kernel"], stride, pad, dilation, field_state, out, groups, bias
+    build = _window_layer if windowed else _LAYERS.get(kind, _shape_keeping_layer)
+    return build(name, kind, shape, spec.args, field_state)
+
+
+def _window_layer(
+    name: str, kind: str, shape: tuple[int, ...], a: dict[str, Any], field_state: T.Field
+) -> _Built:
+    """A convolution or a pooling window (max, average, Lp)."""
+    conv = kind == "conv"
+    if "kernel" not in a or (conv and "out" not in a):
+        need = "out channels and kernel" if conv else "kernel"
+        row = T.Row(name, kind, shape, None, problems=[f"{kind} needs {need}"])
+        return row, None, field_state
+    label = f"Conv{len(shape) - 1}d" if conv else kind
+    stride, pad = a.get("stride", 1 if conv else None), a.get("padding", 0)
+    out, groups, bias = (a["out"] if conv else None), a.get("groups", 1), a.get("bias", True)
+    dilation = a.get("dilation", 1)
+    row, new_field = T.window_row(
+        name, label, shape, a["kernel"], stride, pad, dilation, field_state, out, groups, bias
+    )
+    if kind == "lppool":
+        row.notes.append(lp_pool_text(a.get("norm", 2)))
+    return row, row.output_shape, new_field
+
+
+def _gap_layer(
+    name: str, kind: str, shape: tuple[int, ...], a: dict[str, Any], field_state: T.Field
+) -> _Built:
+    row = T.Row(name, "global avg pool", shape, (shape[0],))
+    row.formula = f"mean over {dims_text(shape[1:])} per channel"
+    return row, row.output_shape, None
+
+
+def _adaptive_avg_layer(
+    name: str, kind: str, shape: tuple[int, ...], a: dict[str, Any], field_state: T.Field
+) -> _Built:
+    """Adaptive average pooling to ``out`` bins per axis (the field is kept when nothing moves)."""
+    outs = as_tuple(a.get("out", 1), len(shape) - 1, "out")
+    row = T.Row(name, "adaptive avg pool", shape, (shape[0], *outs))
+    bins = f"bins of about {shape[1] / outs[0]:.3g}"
+    row.formula = f"{dims_text(shape[1:])} -> {dims_text(outs)} ({bins})"
+    return row, row.output_shape, None if outs != shape[1:] else field_state
+
+
+def _flatten_layer(
+    name: str, kind: str, shape: tuple[int, ...], a: dict[str, Any], field_state: T.Field
+) -> _Built:
+    size = _size(shape)
+    row = T.Row(name, "flatten", shape, (size,))
+    row.formula = " * ".join(map(str, shape)) + f" = {fmt(size)}"
+    return row, row.output_shape, None
+
+
+def _fc_layer(
+    name: str, kind: str, shape: tuple[int, ...], a: dict[str, Any], field_state: T.Field
+) -> _Built:
+    """A fully connected layer; on a spatial input it assumes a flatten first and says so."""
+    if "out" not in a:
+        return (
+            T.Row(name, "fc", shape, None, problems=["fc needs its output size"]),
+            None,
+            field_state,
         )
-        if kind == "lppool":
-            row.notes.append(lp_pool_text(a.get("norm", 2)))
-        return row, row.output_shape, new_field
-    if kind == "gap":
-        row = T.Row(name, "global avg pool", shape, (shape[0],))
-        row.formula = f"mean over {dims_text(shape[1:])} per channel"
-        return row, row.output_shape, None
-    if kind == "adaptiveavgpool":
-        out = a.get("out", 1)
-        outs = as_tuple(out, len(shape) - 1, "out")
-        row = T.Row(name, "adaptive avg pool", shape, (shape[0], *outs))
-        bins = f"bins of about {shape[1] / outs[0]:.3g}"
-        row.formula = f"{dims_text(shape[1:])} -> {dims_text(outs)} ({bins})"
-        return row, row.output_shape, None if outs != shape[1:] else field_state
-    if kind == "flatten":
-        size = 1
-        for s in shape:
-            size *= s
-        row = T.Row(name, "flatten", shape, (size,))
-        row.formula = " * ".join(map(str, shape)) + f" = {fmt(size)}"
-        return row, row.output_shape, None
-    if kind == "fc":
-        if "out" not in a:
-            return (
-                T.Row(name, "fc", shape, None, problems=["fc needs its output size"]),
-                None,
-                field_state,
-            )
-        features = 1
-        for s in shape:
-            features *= s
-        row = T.linear_row(name, features, int(a["out"]), a.get("bias", True))
-        row.input_shape = shape
-        if len(shape) > 1:
-            row.problems.append(
-                f"fc on a {dims_text(shape)} input: flatten it first (assumed here, "
-                f"{fmt(features)} inputs)"
-            )
-        return row, row.output_shape, None
-    if kind == "batchnorm":
-        row = T.Row(name, "batch norm", shape, shape)
-        row.params = 2 * shape[0]
-        row.params_formula = (
-            f"2*{shape[0]} = {fmt(row.params)} (scale and shift per channel; running "
-            "mean/variance are buffers, not learned)"
+    features = _size(shape)
+    row = T.linear_row(name, features, int(a["out"]), a.get("bias", True))
+    row.input_shape = shape
+    if len(shape) > 1:
+        row.problems.append(
+            f"fc on a {dims_text(shape)} input: flatten it first (assumed here, "
+            f"{fmt(features)} inputs)"
         )
-        return row, shape, field_state
+    return row, row.output_shape, None
+
+
+def _batchnorm_layer(
+    name: str, kind: str, shape: tuple[int, ...], a: dict[str, Any], field_state: T.Field
+) -> _Built:
+    row = T.Row(name, "batch norm", shape, shape)
+    row.params = 2 * shape[0]
+    row.params_formula = (
+        f"2*{shape[0]} = {fmt(row.params)} (scale and shift per channel; running "
+        "mean/variance are buffers, not learned)"
+    )
+    return row, shape, field_state
+
+
+def _shape_keeping_layer(
+    name: str, kind: str, shape: tuple[int, ...], a: dict[str, Any], field_state: T.Field
+) -> _Built:
+    """An activation, a dropout or any layer that keeps its input's shape and field."""
     row = T.Row(name, kind, shape, shape)
     if kind == "dropout":
         row.formula = f"p = {a.get('p', 0.5)} (training only)"
     return row, shape, field_state
+
+
+_LAYERS = {
+    "gap": _gap_layer,
+    "adaptiveavgpool": _adaptive_avg_layer,
+    "flatten": _flatten_layer,
+    "fc": _fc_layer,
+    "batchnorm": _batchnorm_layer,
+}
+
+
+def _size(shape: tuple[int, ...]) -> int:
+    """The number of values in ``shape``."""
+    size = 1
+    for s in shape:
+        size *= s
+    return size
 
 
 NONLINEAR_KINDS = ("relu", "leakyrelu", "tanh", "sigmoid")

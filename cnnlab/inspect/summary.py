@@ -37,6 +37,7 @@ from ..errors import CnnlabError
 from ..model_interface import is_fx_leaf
 from . import table as T
 from .arithmetic import axis_size
+from .hooks import forward_hooks
 from .layer_specs import lp_pool_text, parse_shape
 from .macs import ShapeRecorder, count_products, node_values, numel
 
@@ -199,19 +200,7 @@ def summary(
             recorder = runner.recorder
             rows = _rows_from_graph(gm, recorder.outputs, len(shape) - 1, recorder.flops)
             notes = []
-            own = dict(gm.named_parameters())
-            direct = {
-                node.target: own[node.target].numel()
-                for node in gm.graph.nodes
-                if node.op == "get_attr" and node.target in own
-            }
-    called = {row.name for row in rows}
-    unused = {}
-    for module_name, module in model.named_children():
-        if not any(c == module_name or c.startswith(module_name + ".") for c in called):
-            count = sum(p.numel() for p in module.parameters())
-            if count:
-                unused[module_name] = count
+            direct = _direct_parameters(gm)
     params = {id(p): p for p in model.parameters()}
     return SummaryReport(
         label,
@@ -219,15 +208,37 @@ def summary(
         rows,
         total_params=sum(p.numel() for p in params.values()),
         trainable_params=sum(p.numel() for p in params.values() if p.requires_grad),
-        unused=unused,
+        unused=_unused_children(model, {row.name for row in rows}),
         notes=notes,
         direct=direct,
     )
 
 
+def _direct_parameters(gm: torch.fx.GraphModule) -> dict[str, int]:
+    """The parameters the forward reads itself (``get_attr``), not through a layer: sizes."""
+    own = dict(gm.named_parameters())
+    return {
+        node.target: own[node.target].numel()
+        for node in gm.graph.nodes
+        if node.op == "get_attr" and node.target in own
+    }
+
+
+def _unused_children(model: nn.Module, called: set[str]) -> dict[str, int]:
+    """The model's children with parameters that no row called, and their parameter counts."""
+    unused = {}
+    for module_name, module in model.named_children():
+        if not any(c == module_name or c.startswith(module_name + ".") for c in called):
+            count = sum(p.numel() for p in module.parameters())
+            if count:
+                unused[module_name] = count
+    return unused
+
+
 def _module_row(
     name: str, module: nn.Module, in_shape, out_shape, field_in: T.Field, first_call: bool
 ) -> tuple[T.Row, T.Field]:
+    """One layer call's row and the receptive field after it (a repeat shares parameters)."""
     kind = type(module).__name__
     conv = isinstance(module, nn.modules.conv._ConvNd) and not module.transposed
     pools = nn.modules.pooling
@@ -247,23 +258,7 @@ def _module_row(
             bias=module.bias is not None,
         )
     elif pool and in_shape is not None:
-        dims = len(in_shape) - 1
-        stride = module.stride if module.stride is not None else module.kernel_size
-        row, field_out = T.window_row(
-            name,
-            kind,
-            in_shape,
-            as_tuple(module.kernel_size, dims, "kernel"),
-            as_tuple(stride, dims, "stride"),
-            as_tuple(getattr(module, "padding", 0), dims, "padding"),  # LPPool has none
-            as_tuple(getattr(module, "dilation", 1), dims, "dilation"),
-            field_in,
-        )
-        if isinstance(module, nn.LPPool2d):
-            row.notes.append(lp_pool_text(module.norm_type))
-        if getattr(module, "ceil_mode", False):
-            row.formula += "  [ceil_mode: rounded up]"
-            row.problems = [p for p in row.problems if "not a whole number" not in p]
+        row, field_out = _pool_row(name, module, in_shape, field_in)
     elif isinstance(module, nn.Linear):
         positions = numel(in_shape[:-1]) if in_shape and len(in_shape) > 1 else 1
         row = T.linear_row(
@@ -271,26 +266,7 @@ def _module_row(
         )
         field_out = None if positions == 1 else field_in  # per position: the field stays
     else:
-        row, field_out = T.Row(name, kind, in_shape, out_shape), field_in
-        own = sum(p.numel() for p in module.parameters())
-        if isinstance(module, nn.modules.batchnorm._NormBase) and module.affine:
-            row.params = own
-            row.params_formula = (
-                f"2*{module.num_features} = {T.fmt(own)} (scale and shift per channel; running "
-                "mean/variance are buffers)"
-            )
-        elif own:
-            row.params, row.params_formula = own, f"{T.fmt(own)} (not broken down)"
-        if isinstance(module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)) and in_shape:
-            row.formula = (
-                f"{T.dims_text(in_shape[1:])} -> {T.dims_text(out_shape[1:])} (adaptive bins)"
-            )
-            field_out = _adaptive_field(field_in, in_shape[1:], out_shape[1:])
-        elif isinstance(module, nn.Flatten):
-            row.formula = f"{' * '.join(map(str, in_shape))} = {T.fmt(numel(in_shape))}"
-            field_out = None
-        elif isinstance(module, nn.Dropout):
-            row.formula = f"p = {module.p} (training only)"
+        row, field_out = _plain_row(name, module, in_shape, out_shape, field_in)
     # in a built model a remainder is PyTorch's floor at work (a stride-2 layer on an even
     # size), worth knowing, not an error
     row.notes += [p for p in row.problems if "not a whole number" in p]
@@ -299,6 +275,53 @@ def _module_row(
         row.name += " (again)"
         row.params, row.params_formula = 0, "shared with the first call"
     row.input_shape, row.output_shape = in_shape, out_shape
+    return row, field_out
+
+
+def _pool_row(name: str, module: nn.Module, in_shape, field_in: T.Field) -> tuple[T.Row, T.Field]:
+    """A max, average or Lp pooling window's row; ceil_mode rounds its output size up."""
+    dims = len(in_shape) - 1
+    stride = module.stride if module.stride is not None else module.kernel_size
+    row, field_out = T.window_row(
+        name,
+        type(module).__name__,
+        in_shape,
+        as_tuple(module.kernel_size, dims, "kernel"),
+        as_tuple(stride, dims, "stride"),
+        as_tuple(getattr(module, "padding", 0), dims, "padding"),  # LPPool has none
+        as_tuple(getattr(module, "dilation", 1), dims, "dilation"),
+        field_in,
+    )
+    if isinstance(module, nn.LPPool2d):
+        row.notes.append(lp_pool_text(module.norm_type))
+    if getattr(module, "ceil_mode", False):
+        row.formula += "  [ceil_mode: rounded up]"
+        row.problems = [p for p in row.problems if "not a whole number" not in p]
+    return row, field_out
+
+
+def _plain_row(
+    name: str, module: nn.Module, in_shape, out_shape, field_in: T.Field
+) -> tuple[T.Row, T.Field]:
+    """A layer with no window and no weight matrix: its parameters and formula, if any."""
+    row, field_out = T.Row(name, type(module).__name__, in_shape, out_shape), field_in
+    own = sum(p.numel() for p in module.parameters())
+    if isinstance(module, nn.modules.batchnorm._NormBase) and module.affine:
+        row.params = own
+        row.params_formula = (
+            f"2*{module.num_features} = {T.fmt(own)} (scale and shift per channel; running "
+            "mean/variance are buffers)"
+        )
+    elif own:
+        row.params, row.params_formula = own, f"{T.fmt(own)} (not broken down)"
+    if isinstance(module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)) and in_shape:
+        row.formula = f"{T.dims_text(in_shape[1:])} -> {T.dims_text(out_shape[1:])} (adaptive bins)"
+        field_out = _adaptive_field(field_in, in_shape[1:], out_shape[1:])
+    elif isinstance(module, nn.Flatten):
+        row.formula = f"{' * '.join(map(str, in_shape))} = {T.fmt(numel(in_shape))}"
+        field_out = None
+    elif isinstance(module, nn.Dropout):
+        row.formula = f"p = {module.p} (training only)"
     return row, field_out
 
 
@@ -399,29 +422,28 @@ def _rows_from_hooks(
     calls: list[tuple[str, nn.Module, Any, Any]] = []
     notes: list[str] = []
     names = {m: n for n, m in model.named_modules()}
-    handles = []
 
     def hook(module, args, output):
         calls.append((names[module], module, args, output))
 
-    for module in model.modules():
-        if not list(module.children()) or isinstance(module, nn.MultiheadAttention):
-            handles.append(module.register_forward_hook(hook))
+    hooked = [
+        (module, hook)
+        for module in model.modules()
+        if not list(module.children()) or isinstance(module, nn.MultiheadAttention)
+    ]
     try:
-        try:
-            torch.func.functional_call(model, _meta_state(model), (x,))
-        except Exception:  # a forward that looks at values (x.item(), if x.sum() > 0) needs data
-            calls.clear()
-            notes.append("ran one real forward pass on a zero image: the forward reads values")
-            device = next((p.device for p in model.parameters()), torch.device("cpu"))
-            with torch.no_grad():
-                model(torch.zeros(x.shape, device=device))
+        with forward_hooks(hooked):
+            try:
+                torch.func.functional_call(model, _meta_state(model), (x,))
+            except Exception:  # a forward that reads values (x.item(), if x.sum() > 0)
+                calls.clear()
+                notes.append("ran one real forward pass on a zero image: the forward reads values")
+                device = next((p.device for p in model.parameters()), torch.device("cpu"))
+                with torch.no_grad():
+                    model(torch.zeros(x.shape, device=device))
     except Exception as error:
         shape = tuple(x.shape[1:])
         raise _does_not_fit(label or type(model).__name__, shape, error, expected) from error
-    finally:
-        for handle in handles:
-            handle.remove()
     rows, seen = [], set()
     for name, module, args, output in calls:
         in_shape = _shape(args[0]) if args else None

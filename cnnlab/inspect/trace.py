@@ -33,7 +33,7 @@ from torch import nn
 from .._tracing import model_call, tracing
 from ..errors import CnnlabError, UnknownNameError, first_line
 from ..model_interface import is_fx_leaf
-from .hooks import evaluating
+from .hooks import evaluating, forward_hooks
 from .trace_kinds import MODULE_KINDS, function_step, module_kind
 
 INPUT = "input"
@@ -334,16 +334,12 @@ def _record_by_hooks(model: nn.Module, batch: torch.Tensor, why: str) -> Trace:
 
         return hook
 
-    handles = []
-    try:
-        for name, module in leaves.items():
-            handles.append(module.register_forward_pre_hook(before))
-            handles.append(module.register_forward_hook(after(name)))
-        with model_call(), torch.no_grad(), evaluating(model):
-            logits = model(batch)
-    finally:
-        for handle in handles:
-            handle.remove()
+    hooks = forward_hooks(
+        [(module, after(name)) for name, module in leaves.items()],
+        [(module, before) for module in leaves.values()],
+    )
+    with hooks, model_call(), torch.no_grad(), evaluating(model):
+        logits = model(batch)
     counts = Counter(name for name, *_ in calls)
     seen: Counter = Counter()
     steps: dict[str, Step] = {}

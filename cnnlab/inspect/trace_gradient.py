@@ -20,7 +20,7 @@ from torch import nn
 
 from .._tracing import model_call
 from ..models.binary import class_logits, classification_loss, predicted_classes
-from .hooks import evaluating
+from .hooks import evaluating, forward_hooks
 from .trace import Step, Trace
 from .trace_explain import Unexplained
 from .trace_field import conv_padding
@@ -51,23 +51,20 @@ def _loss_and_call(
         if seen == wanted:
             kept["input"], kept["output"] = args[0], output
 
-    handle = module.register_forward_hook(hook)
-    try:
-        with model_call(), evaluating(trace.model), torch.enable_grad():
-            logits = trace.model(trace.batch.clone().requires_grad_())
-            if not isinstance(logits, torch.Tensor):
-                logits = logits[0]
-            classes = class_logits(logits).shape[1]
-            target = int(predicted_classes(logits)[0]) if class_index is None else class_index
-            if not 0 <= target < classes:
-                raise Unexplained(
-                    f"class_index {target}: expected 0..{classes - 1} (or leave it out for the "
-                    "predicted class)"
-                )
-            loss = classification_loss(logits, torch.tensor([target]))
-            grads = torch.autograd.grad(loss, [kept["output"], kept["input"]])
-    finally:
-        handle.remove()
+    hooked = forward_hooks([(module, hook)])
+    with hooked, model_call(), evaluating(trace.model), torch.enable_grad():
+        logits = trace.model(trace.batch.clone().requires_grad_())
+        if not isinstance(logits, torch.Tensor):
+            logits = logits[0]
+        classes = class_logits(logits).shape[1]
+        target = int(predicted_classes(logits)[0]) if class_index is None else class_index
+        if not 0 <= target < classes:
+            raise Unexplained(
+                f"class_index {target}: expected 0..{classes - 1} (or leave it out for the "
+                "predicted class)"
+            )
+        loss = classification_loss(logits, torch.tensor([target]))
+        grads = torch.autograd.grad(loss, [kept["output"], kept["input"]])
     return loss.detach(), target, kept["input"].detach(), kept["output"], grads
 
 

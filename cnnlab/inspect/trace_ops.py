@@ -21,81 +21,110 @@ def _n(value: float) -> str:
 
 
 def pool(step: Step, inputs: list[torch.Tensor], position: tuple[int, ...]) -> dict:
+    """A pooled value: the window it reads and the max, Lp norm or mean of that window."""
     given = inputs[0]
-    channel, y, x = position
     module = step.module
-    padded_mask = None
     if module is None or isinstance(module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
-        (h, w), (oh, ow) = given.shape[1:], step.output.shape[1:]
-        (top, bottom), (left, right) = adaptive_window(y, h, oh), adaptive_window(x, w, ow)
-        window, patch = (top, left, bottom, right), given[channel, top:bottom, left:right]
-        divisor = patch.numel()
+        window, patch, padded_mask, divisor = _adaptive_window(step, given, position)
     else:
-        moving = sliding(module)
-        window = moving.window(y, x, y + 1, x + 1)
-        (ph, pw), (dh, dw) = moving.padding, moving.dilation
-        (kh, kw) = moving.kernel
-        is_max = isinstance(module, nn.MaxPool2d)
-        fill = -math.inf if is_max else 0.0
-        pads = (pw, pw + dw * kw, ph, ph + dh * kh)
-        padded = F.pad(given[channel], pads, value=fill)
-        real = F.pad(torch.ones_like(given[channel]), pads)
-        top, left = window[0] + ph, window[1] + pw
-        rows = slice(top, top + dh * (kh - 1) + 1, dh)
-        cols = slice(left, left + dw * (kw - 1) + 1, dw)
-        patch, inside = padded[rows, cols], real[rows, cols]
-        # ceil_mode: a window that runs past the padded input keeps only its cells inside it
-        keep_h = max(0, min(patch.shape[0], (given.shape[1] + 2 * ph - top + dh - 1) // dh))
-        keep_w = max(0, min(patch.shape[1], (given.shape[2] + 2 * pw - left + dw - 1) // dw))
-        patch, inside = patch[:keep_h, :keep_w], inside[:keep_h, :keep_w]
-        padded_mask = (inside == 0).tolist()
-        divisor = patch.numel()
-        if isinstance(module, nn.AvgPool2d):
-            if module.divisor_override:
-                divisor = module.divisor_override
-            elif not module.count_include_pad:
-                divisor = int(inside.sum())
-            elif module.ceil_mode:  # cells past the padding never count
-                in_padded = F.pad(torch.ones_like(given[channel]), (pw, pw, ph, ph), value=1.0)
-                divisor = int(in_padded[rows, cols][:keep_h, :keep_w].numel())
+        window, patch, padded_mask, divisor = _sliding_window(module, given, position)
     where = f"rows {window[0]}..{window[2] - 1}, columns {window[1]}..{window[3] - 1}"
     pads = int(sum(sum(r) for r in padded_mask)) if padded_mask else 0
     part: dict[str, Any] = {"patch": [[_finite(v) for v in row] for row in patch.tolist()]}
     if padded_mask is not None:
         part["padded"] = padded_mask
     if isinstance(module, (nn.MaxPool2d, nn.AdaptiveMaxPool2d)):
-        flat = int(patch.argmax())
-        winner = [flat // patch.shape[1], flat % patch.shape[1]]
-        best = float(patch.max())
-        note = f" ({pads} of them padding, -inf, which never wins)" if pads else ""
-        part |= {"op": "max", "winner": winner, "computed": best}
-        part["text"] = (
-            f"max pooling keeps the largest of the {patch.numel()} values in {where}{note}: "
-            f"{_n(best)} at window row {winner[0]}, column {winner[1]}."
-        )
-    elif isinstance(module, nn.LPPool2d):
-        p = float(module.norm_type)
-        total = float(patch.double().pow(p).sum())
-        value = total ** (1 / p) if total > 0 else 0.0
-        part |= {"op": "lp", "norm_type": p, "computed": value}
-        part["text"] = (
-            f"Lp pooling (p = {_n(p)}) of the values in {where}: (sum of x^p)^(1/p) = {_n(value)}."
-        )
+        return part | _max_pool(patch, where, pads)
+    if isinstance(module, nn.LPPool2d):
+        return part | _lp_pool(module, patch, where)
+    return part | _avg_pool(module, patch, divisor, pads, where)
+
+
+def _adaptive_window(
+    step: Step, given: torch.Tensor, position: tuple[int, ...]
+) -> tuple[tuple[int, ...], torch.Tensor, None, int]:
+    """An adaptive pool's window (top, left, bottom, right), its values, no padding, and its
+    size as the divisor."""
+    channel, y, x = position
+    (h, w), (oh, ow) = given.shape[1:], step.output.shape[1:]
+    (top, bottom), (left, right) = adaptive_window(y, h, oh), adaptive_window(x, w, ow)
+    patch = given[channel, top:bottom, left:right]
+    return (top, left, bottom, right), patch, None, patch.numel()
+
+
+def _sliding_window(
+    module: nn.Module, given: torch.Tensor, position: tuple[int, ...]
+) -> tuple[tuple[int, ...], torch.Tensor, list, int]:
+    """A sliding pool's window, its values (padding included, cells past the end of a ceil_mode
+    window dropped), which of them are padding, and the divisor an average pool uses."""
+    channel, y, x = position
+    moving = sliding(module)
+    window = moving.window(y, x, y + 1, x + 1)
+    (ph, pw), (dh, dw) = moving.padding, moving.dilation
+    (kh, kw) = moving.kernel
+    fill = -math.inf if isinstance(module, nn.MaxPool2d) else 0.0
+    pads = (pw, pw + dw * kw, ph, ph + dh * kh)
+    padded = F.pad(given[channel], pads, value=fill)
+    real = F.pad(torch.ones_like(given[channel]), pads)
+    top, left = window[0] + ph, window[1] + pw
+    rows = slice(top, top + dh * (kh - 1) + 1, dh)
+    cols = slice(left, left + dw * (kw - 1) + 1, dw)
+    patch, inside = padded[rows, cols], real[rows, cols]
+    # ceil_mode: a window that runs past the padded input keeps only its cells inside it
+    keep_h = max(0, min(patch.shape[0], (given.shape[1] + 2 * ph - top + dh - 1) // dh))
+    keep_w = max(0, min(patch.shape[1], (given.shape[2] + 2 * pw - left + dw - 1) // dw))
+    patch, inside = patch[:keep_h, :keep_w], inside[:keep_h, :keep_w]
+    divisor = patch.numel()
+    if isinstance(module, nn.AvgPool2d):
+        if module.divisor_override:
+            divisor = module.divisor_override
+        elif not module.count_include_pad:
+            divisor = int(inside.sum())
+        elif module.ceil_mode:  # cells past the padding never count
+            in_padded = F.pad(torch.ones_like(given[channel]), (pw, pw, ph, ph), value=1.0)
+            divisor = int(in_padded[rows, cols][:keep_h, :keep_w].numel())
+    return window, patch, (inside == 0).tolist(), divisor
+
+
+def _max_pool(patch: torch.Tensor, where: str, pads: int) -> dict[str, Any]:
+    """The largest value of the window and where it sits."""
+    flat = int(patch.argmax())
+    winner = [flat // patch.shape[1], flat % patch.shape[1]]
+    best = float(patch.max())
+    note = f" ({pads} of them padding, -inf, which never wins)" if pads else ""
+    text = (
+        f"max pooling keeps the largest of the {patch.numel()} values in {where}{note}: "
+        f"{_n(best)} at window row {winner[0]}, column {winner[1]}."
+    )
+    return {"op": "max", "winner": winner, "computed": best, "text": text}
+
+
+def _lp_pool(module: nn.LPPool2d, patch: torch.Tensor, where: str) -> dict[str, Any]:
+    """The window's Lp norm, (sum of x^p)^(1/p)."""
+    p = float(module.norm_type)
+    total = float(patch.double().pow(p).sum())
+    value = total ** (1 / p) if total > 0 else 0.0
+    text = f"Lp pooling (p = {_n(p)}) of the values in {where}: (sum of x^p)^(1/p) = {_n(value)}."
+    return {"op": "lp", "norm_type": p, "computed": value, "text": text}
+
+
+def _avg_pool(
+    module: nn.Module | None, patch: torch.Tensor, divisor: int, pads: int, where: str
+) -> dict[str, Any]:
+    """The window's sum over its divisor, and whether the padded zeros count."""
+    total = float(patch.double().sum())
+    mean = total / divisor
+    if pads and module is not None and module.count_include_pad:
+        why = f" (the {pads} padded zeros count: count_include_pad=True)"
+    elif pads:
+        why = f" (the {divisor} real cells only: the {pads} padded ones do not count)"
     else:
-        total = float(patch.double().sum())
-        mean = total / divisor
-        if pads and module is not None and module.count_include_pad:
-            why = f" (the {pads} padded zeros count: count_include_pad=True)"
-        elif pads:
-            why = f" (the {divisor} real cells only: the {pads} padded ones do not count)"
-        else:
-            why = ""
-        part |= {"op": "avg", "mean": mean, "divisor": divisor, "computed": mean}
-        part["text"] = (
-            f"average pooling adds the values in {where} ({_n(total)}) and divides by "
-            f"{divisor}{why}: {_n(mean)}."
-        )
-    return part
+        why = ""
+    text = (
+        f"average pooling adds the values in {where} ({_n(total)}) and divides by "
+        f"{divisor}{why}: {_n(mean)}."
+    )
+    return {"op": "avg", "mean": mean, "divisor": divisor, "computed": mean, "text": text}
 
 
 def _finite(value: float) -> float | None:

@@ -82,14 +82,8 @@ def from_torch(module: nn.Module, dtype: np.dtype | type = np.float64) -> Networ
     twin for, with its type.
     """
     dtype = np.dtype(dtype)
-    convert = module_converter(module)
-    if convert is not None:  # a bare layer: a one-node network, parameters named as torch's
-        layer = convert(module, type(module).__name__, dtype)
-        layer.train(module.training)
-        kind = type(module).__name__
-        twin = Network([Node(kind.lower(), layer, ("x",), kind, "")], "x", kind.lower())
-        twin.training = module.training
-        return twin
+    if module_converter(module) is not None:
+        return _bare_layer_twin(module, dtype)
     gm = trace(module)
     modules = dict(gm.named_modules())
     nodes: list[Node] = []
@@ -101,62 +95,92 @@ def from_torch(module: nn.Module, dtype: np.dtype | type = np.float64) -> Networ
         if fx_node.op == "placeholder":
             require(name, module, input_name is None, "one input tensor")
             input_name = name
-            continue
-        if fx_node.op == "output":
+        elif fx_node.op == "output":
             out = fx_node.args[0]
             require(name, module, isinstance(out, torch.fx.Node), "one output tensor")
             output_name = out.name
-            continue
-        if fx_node.op == "get_attr":
+        elif fx_node.op == "get_attr":
             raise UnsupportedLayerError(
                 f"{name!r} reads the tensor attribute {fx_node.target!r} directly; the NumPy "
                 "twin supports parameters only inside layers"
             )
-        module_path = None
-        if fx_node.op == "call_module":
-            sub = modules[fx_node.target]
-            convert = module_converter(sub)
-            if convert is None:
-                raise UnsupportedLayerError(
-                    f"layer {fx_node.target!r} ({type(sub).__module__}.{type(sub).__name__}) "
-                    f"has no NumPy twin; supported layers: "
-                    f"{', '.join(supported_layers())}"
-                )
-            if any(True for _ in sub.parameters()):
-                require(
-                    fx_node.target,
-                    sub,
-                    fx_node.target not in used_with_parameters,
-                    "one call per module with weights (no weight sharing)",
-                )
-                used_with_parameters.add(fx_node.target)
-            layer, kind, module_path = (
-                convert(sub, fx_node.target, dtype),
-                type(sub).__name__,
-                fx_node.target,
-            )
-            layer.train(sub.training)
-        elif fx_node.op == "call_method" and fx_node.target == "size":
-            shapes[name] = (fx_node.args[0].name, argument(fx_node, 1, "dim", None))
-            continue
-        elif fx_node.op == "call_function" and fx_node.target is getattr:
-            require(name, fx_node.target, fx_node.args[1] == "shape", "x.shape")
-            shapes[name] = (fx_node.args[0].name, None)
-            continue
-        elif fx_node.op == "call_function" and fx_node.target is operator.getitem:
-            source, axis = shapes.get(fx_node.args[0].name, (None, 0))
-            require(name, fx_node.target, source is not None and axis is None, "x.shape[d]")
-            shapes[name] = (source, fx_node.args[1])
-            continue
-        elif fx_node.op == "call_method":
-            layer, kind = method_twin(fx_node, shapes)
-        else:
-            layer, kind = function_twin(fx_node)
-        inputs = _tensor_inputs(fx_node, shapes)
-        nodes.append(Node(name, layer, inputs, kind, module_path))
+        elif not _record_shape(fx_node, shapes):
+            nodes.append(_twin_node(fx_node, modules, shapes, dtype, used_with_parameters))
     twin = Network(nodes, input_name, output_name)
     twin.training = module.training
     return twin
+
+
+def _bare_layer_twin(module: nn.Module, dtype: np.dtype) -> Network:
+    """A one-node network around a bare layer, its parameters named as torch's."""
+    kind = type(module).__name__
+    layer = module_converter(module)(module, kind, dtype)
+    layer.train(module.training)
+    twin = Network([Node(kind.lower(), layer, ("x",), kind, "")], "x", kind.lower())
+    twin.training = module.training
+    return twin
+
+
+def _record_shape(fx_node: torch.fx.Node, shapes: dict[str, tuple]) -> bool:
+    """Note a size read (``x.size(d)``, ``x.shape``, ``x.shape[d]``) in ``shapes`` as (source
+    node, axis); False when the node is not one."""
+    name = fx_node.name
+    if fx_node.op == "call_method" and fx_node.target == "size":
+        shapes[name] = (fx_node.args[0].name, argument(fx_node, 1, "dim", None))
+    elif fx_node.op == "call_function" and fx_node.target is getattr:
+        require(name, fx_node.target, fx_node.args[1] == "shape", "x.shape")
+        shapes[name] = (fx_node.args[0].name, None)
+    elif fx_node.op == "call_function" and fx_node.target is operator.getitem:
+        source, axis = shapes.get(fx_node.args[0].name, (None, 0))
+        require(name, fx_node.target, source is not None and axis is None, "x.shape[d]")
+        shapes[name] = (source, fx_node.args[1])
+    else:
+        return False
+    return True
+
+
+def _twin_node(
+    fx_node: torch.fx.Node,
+    modules: dict[str, nn.Module],
+    shapes: dict[str, tuple],
+    dtype: np.dtype,
+    used_with_parameters: set[str],
+) -> Node:
+    """The engine's node for one call of a layer, a tensor method or a function."""
+    module_path = None
+    if fx_node.op == "call_module":
+        module_path = fx_node.target
+        layer, kind = _layer_twin(module_path, modules[module_path], dtype, used_with_parameters)
+    elif fx_node.op == "call_method":
+        layer, kind = method_twin(fx_node, shapes)
+    else:
+        layer, kind = function_twin(fx_node)
+    return Node(fx_node.name, layer, _tensor_inputs(fx_node, shapes), kind, module_path)
+
+
+def _layer_twin(
+    path: str, sub: nn.Module, dtype: np.dtype, used_with_parameters: set[str]
+) -> tuple[Any, str]:
+    """The twin of the layer at ``path`` with its weights copied, and its kind; a layer with
+    weights may be called once only."""
+    convert = module_converter(sub)
+    if convert is None:
+        raise UnsupportedLayerError(
+            f"layer {path!r} ({type(sub).__module__}.{type(sub).__name__}) "
+            f"has no NumPy twin; supported layers: "
+            f"{', '.join(supported_layers())}"
+        )
+    if any(True for _ in sub.parameters()):
+        require(
+            path,
+            sub,
+            path not in used_with_parameters,
+            "one call per module with weights (no weight sharing)",
+        )
+        used_with_parameters.add(path)
+    layer = convert(sub, path, dtype)
+    layer.train(sub.training)
+    return layer, type(sub).__name__
 
 
 def _tensor_inputs(node: torch.fx.Node, shapes: dict[str, tuple]) -> tuple[str, ...]:
@@ -301,6 +325,35 @@ def compare(
         raise CnnlabError(f"dtype {dtype}: expected float32 or float64")
     if module_converter(model) is not None:  # a bare layer: compare it as a one-layer network ("0")
         model = nn.Sequential(model)
+    twin_model, notes = _comparable_copy(model, dtype, train)
+    twin = from_torch(twin_model, dtype)
+
+    x_np = np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x).astype(dtype)
+    target_np = np.asarray(target.detach().cpu() if isinstance(target, torch.Tensor) else target)
+    gm = _trace_out_of_place(twin_model)
+    xt = torch.tensor(x_np, requires_grad=True)
+    recorder = _Recorder(gm)
+    out_t = recorder.run(xt)
+    out_np = twin(x_np)
+    loss_t, loss_fn, loss_np = _losses(out_t, out_np, target_np, dtype)
+    loss_t.backward()
+    dx = twin.backward(loss_fn.backward())
+
+    torch_params = dict(gm.named_parameters())
+    rows = [_layer_difference(node, twin, recorder.values, torch_params) for node in twin.nodes]
+    return Comparison(
+        dtype=str(dtype),
+        mode="train" if train else "eval",
+        loss=(loss_t.item(), float(loss_np)),
+        input_gradient=_difference(dx, xt.grad),
+        layers=rows,
+        notes=sorted(set(notes)),
+    )
+
+
+def _comparable_copy(model: nn.Module, dtype: np.dtype, train: bool) -> tuple[nn.Module, list]:
+    """A CPU copy of ``model`` in ``dtype`` and mode ``train``, with nothing in place and no
+    dropout, and the notes that say so."""
     twin_model = copy.deepcopy(model).to(device="cpu", dtype=TORCH_DTYPES[dtype])
     twin_model.train(train)
     notes = []
@@ -310,60 +363,59 @@ def compare(
         if train and isinstance(sub, nn.Dropout) and sub.p > 0:
             sub.eval()
             notes.append("dropout is off on both sides (random masks cannot be shared)")
-    twin = from_torch(twin_model, dtype)
+    return twin_model, notes
 
-    x_np = np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x).astype(dtype)
-    target_np = np.asarray(target.detach().cpu() if isinstance(target, torch.Tensor) else target)
-    gm = trace(twin_model)
+
+def _trace_out_of_place(model: nn.Module) -> torch.fx.GraphModule:
+    """The trace of ``model`` with every ``inplace=True`` call made out of place."""
+    gm = trace(model)
     for node in gm.graph.nodes:
         if "inplace" in node.kwargs:
             node.kwargs = {**node.kwargs, "inplace": False}
     gm.recompile()
-    xt = torch.tensor(x_np, requires_grad=True)
-    recorder = _Recorder(gm)
-    out_t = recorder.run(xt)
-    out_np = twin(x_np)
+    return gm
+
+
+def _losses(
+    out_t: torch.Tensor, out_np: np.ndarray, target_np: np.ndarray, dtype: np.dtype
+) -> tuple[torch.Tensor, Any, Any]:
+    """(torch loss, the engine's loss function, its loss): cross-entropy for class indices,
+    mean squared error for a float target."""
     if np.issubdtype(target_np.dtype, np.integer):
         loss_t = F.cross_entropy(out_t, torch.as_tensor(target_np, dtype=torch.long))
         loss_fn = SoftmaxCrossEntropy()
-        loss_np = loss_fn(out_np, target_np)
-    else:
-        loss_t = F.mse_loss(out_t, torch.as_tensor(target_np.astype(dtype)))
-        loss_fn = MSE()
-        loss_np = loss_fn(out_np, target_np.astype(dtype))
-    loss_t.backward()
-    dx = twin.backward(loss_fn.backward())
+        return loss_t, loss_fn, loss_fn(out_np, target_np)
+    loss_t = F.mse_loss(out_t, torch.as_tensor(target_np.astype(dtype)))
+    loss_fn = MSE()
+    return loss_t, loss_fn, loss_fn(out_np, target_np.astype(dtype))
 
-    torch_params = dict(gm.named_parameters())
-    rows = []
-    for node in twin.nodes:
-        want = recorder.values.get(node.name)
-        got = twin.values[node.name]
-        want_grad = None if want is None else want.grad
-        row = LayerDifference(
-            node.name,
-            node.kind,
-            node.module,
-            tuple(got.shape),
-            _difference(got, want),
-            _difference(twin.grads.get(node.name), want_grad),
-        )
-        # relative to the layer's largest parameter gradient: a bias in front of BatchNorm has
-        # a gradient of exactly zero in exact arithmetic, so its own magnitude is round-off
-        pairs = {
-            key: (param.grad, torch_params[f"{node.module}.{key}"].grad.numpy())
-            for key, param in node.layer.named_parameters().items()
-        }
-        scale = max((float(np.abs(want).max()) for _, want in pairs.values()), default=0.0)
-        for key, (got_grad, want_grad) in pairs.items():
-            absolute = float(np.abs(got_grad - want_grad).max())
-            row.parameters[key] = (absolute, absolute / scale if scale > 0 else absolute)
-        rows.append(row)
-    return Comparison(
-        dtype=str(dtype),
-        mode="train" if train else "eval",
-        loss=(loss_t.item(), float(loss_np)),
-        input_gradient=_difference(dx, xt.grad),
-        layers=rows,
-        notes=sorted(set(notes)),
+
+def _layer_difference(
+    node: Node,
+    twin: Network,
+    torch_values: dict[str, torch.Tensor],
+    torch_params: dict[str, nn.Parameter],
+) -> LayerDifference:
+    """One node's row: its activation, output gradient and parameter gradients, compared."""
+    want = torch_values.get(node.name)
+    got = twin.values[node.name]
+    want_grad = None if want is None else want.grad
+    row = LayerDifference(
+        node.name,
+        node.kind,
+        node.module,
+        tuple(got.shape),
+        _difference(got, want),
+        _difference(twin.grads.get(node.name), want_grad),
     )
+    # relative to the layer's largest parameter gradient: a bias in front of BatchNorm has
+    # a gradient of exactly zero in exact arithmetic, so its own magnitude is round-off
+    pairs = {
+        key: (param.grad, torch_params[f"{node.module}.{key}"].grad.numpy())
+        for key, param in node.layer.named_parameters().items()
+    }
+    scale = max((float(np.abs(want).max()) for _, want in pairs.values()), default=0.0)
+    for key, (got_grad, want_grad) in pairs.items():
+        absolute = float(np.abs(got_grad - want_grad).max())
+        row.parameters[key] = (absolute, absolute / scale if scale > 0 else absolute)
+    return row
