@@ -12,6 +12,12 @@ attribute                  meaning (reader)
                            :func:`cnnlab.models.create_model`; read by training, loading)
 ``cnnlab_head``            str: the dotted path of the classifier's output layer
                            (transfer learning replaces it; default: the last ``nn.Linear``)
+``cnnlab_input``           dict: how the model reads an image, ``mean`` and ``std`` per
+                           channel (after scaling to 0..1), input ``size`` and the shorter
+                           side to ``resize`` to before the central crop (torchvision's
+                           models: their ImageNet weights' own transforms; read when an
+                           untrained or published model is looked at; default: mean and std
+                           0.5, the model's own input size)
 ``fx_leaf``                bool, on a module: torch.fx keeps it as one call (its forward
                            branches on the input's size; the trace, summary, NumPy bridge)
 ``numpy_twin``             str, on a module: the name of its twin in the NumPy engine
@@ -33,6 +39,7 @@ from typing import Any
 ATTRIBUTES = (
     "cnnlab_spec",
     "cnnlab_head",
+    "cnnlab_input",
     "fx_leaf",
     "numpy_twin",
     "optimizer_groups",
@@ -52,6 +59,11 @@ def spec_of(model: Any) -> dict[str, Any] | None:
 def declared_head(model: Any) -> str | None:
     """The classifier output layer's path the model declares, or None (search for it)."""
     return getattr(model, "cnnlab_head", None)
+
+
+def declared_input(model: Any) -> dict[str, Any] | None:
+    """The model's own image preprocessing (``cnnlab_input``), or None (the default)."""
+    return getattr(model, "cnnlab_input", None)
 
 
 def is_fx_leaf(module: Any) -> bool:
@@ -85,6 +97,7 @@ __all__ = [
     "FIXED",
     "aux_loss_weight",
     "declared_head",
+    "declared_input",
     "initializes_from_data",
     "is_fixed",
     "is_fx_leaf",

@@ -31,6 +31,7 @@ from torch import nn
 from . import runs
 from .data import ImageDataset, Preprocess, named_test_image
 from .errors import CnnlabError, first_line
+from .model_interface import declared_input
 from .runs import CHECKPOINT
 from .trained import TrainedRun, load_run, read_image
 
@@ -252,7 +253,7 @@ def _model_source(text: str, seed: int, weights: bool, shape, input_shape) -> Mo
             f"--weights: {text} has no published weights in cnnlab; ImageNet weights come with "
             "torchvision:NAME, e.g. torchvision:resnet18 --weights (or leave --weights out)"
         )
-    notes, size, channels, mean, std, resize = [], 224, 3, [0.5] * 3, [0.5] * 3, None
+    notes, made_for = [], shape or (3, 224, 224)
     if tv_name is not None:
         import torchvision
 
@@ -263,8 +264,6 @@ def _model_source(text: str, seed: int, weights: bool, shape, input_shape) -> Mo
             raise CnnlabError(
                 f"--input {input_shape}: {text} takes 3-channel images, e.g. 3x224x224"
             )
-        mean, std, size = imagenet.mean, imagenet.std, shape[1] if shape else imagenet.crop
-        resize = round(size * imagenet.resize / imagenet.crop)  # 256 for 224, as trained
     if weights:
         model = pretrained_model(tv_name, "leave --weights out for an untrained model")
         label = f"{text} (ImageNet weights {imagenet.weights.name})"
@@ -275,11 +274,8 @@ def _model_source(text: str, seed: int, weights: bool, shape, input_shape) -> Mo
             found = resolve_model(text, user, materialize=True)
         model, label = found.model, f"{text} (untrained, seed {seed})"
         notes.append(f"{text} is untrained: its weights are random (seed {seed}, --seed)")
-        if tv_name is None:
-            made_for = shape or user or tuple(map(int, str(found.made_for).split("x")))
-            channels, size = made_for[0], made_for[1]
-            mean, std = [0.5] * channels, [0.5] * channels
-    size = shape[1] if shape else size
+        made_for = shape or user or tuple(map(int, str(found.made_for).split("x")))
+    mean, std, channels, size, resize = _input_of(model, made_for, shape)
     model = model.eval()
     classes = [str(i) for i in range(_output_count(model, channels, size))]
     if len(classes) == 1000:
@@ -288,6 +284,19 @@ def _model_source(text: str, seed: int, weights: bool, shape, input_shape) -> Mo
     return ModelSource(
         model, Preprocess(mean, std), classes, channels, size, label, None, notes, resize
     )
+
+
+def _input_of(model: nn.Module, made_for: tuple[int, ...], shape) -> tuple:
+    """mean, std, channels, size and resize of the images ``model`` is shown: what the model
+    declares (``cnnlab_input``; a ``--input`` size scales its resize), else mean and std 0.5
+    per channel at the size it was made for (a random network has no statistics of its own)."""
+    declared = declared_input(model)
+    if declared is None:
+        channels, size = made_for[0], made_for[1]
+        return [0.5] * channels, [0.5] * channels, channels, size, None
+    size = shape[1] if shape else declared["size"]
+    resize = round(size * declared["resize"] / declared["size"])  # 256 for 224, as trained
+    return declared["mean"], declared["std"], len(declared["mean"]), size, resize
 
 
 @torch.no_grad()

@@ -222,3 +222,34 @@ def test_default_output_of_a_non_run_model_is_named_after_it(cat, tmp_path, monk
     monkeypatch.chdir(tmp_path)
     assert main(["show", "filters", "torchvision:resnet18"]) == 0
     assert _png(tmp_path / "torchvision-resnet18-filters-conv1.png")
+
+
+class _DeclaresItsInput(torch.nn.Module):
+    """A user's model that says how it reads an image (``cnnlab_input``)."""
+
+    cnnlab_input = {"mean": [0.2, 0.3, 0.4], "std": [0.5, 0.6, 0.7], "size": 40, "resize": 50}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.LazyLinear(4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def test_a_model_declares_its_own_preprocessing(monkeypatch, tmp_path):
+    """The preprocessing of a model that is not a run comes from the model's declaration
+    (torchvision's from its ImageNet weights), the mean/std 0.5 default only without one."""
+    module = tmp_path / "declaring_model.py"
+    module.write_text("from tests.test_any_model import _DeclaresItsInput as Net\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))
+    loaded = load_source("declaring_model:Net", input_shape="3x40x40")
+    assert loaded.preprocess.mean == [0.2, 0.3, 0.4] and loaded.preprocess.std == [0.5, 0.6, 0.7]
+    assert (loaded.in_channels, loaded.input_size, loaded.resize) == (3, 40, 50)
+    smaller = load_source("declaring_model:Net", input_shape="3x20x20")
+    assert (smaller.input_size, smaller.resize) == (20, 25)  # the declared ratio kept
+    weights = torchvision.models.ResNet18_Weights.DEFAULT.transforms()
+    tv = load_source("torchvision:resnet18")
+    assert tv.model.cnnlab_input["mean"] == pytest.approx(list(weights.mean))
+    assert tv.preprocess.mean == pytest.approx(list(weights.mean))

@@ -20,6 +20,7 @@ from torch import nn
 
 from ..errors import CnnlabError, first_line
 from ._registry import create_model, get_model_entry, list_models
+from .tv_models import declare_imagenet_input
 
 TORCHVISION = "torchvision:"
 
@@ -164,6 +165,7 @@ def _torchvision(
         model = torchvision.models.get_model(name, weights=None, **kwargs)
     except TypeError as error:
         raise CnnlabError(f"{text} -O {' -O '.join(options)}: {error}") from None
+    declare_imagenet_input(model, name)
     classes = kwargs.get("num_classes", 1000)
     video = torchvision.models.list_models(torchvision.models.video)
     made_for = "3x16x112x112" if name in video else "3x224x224"

@@ -65,6 +65,23 @@ def imagenet_input(name: str) -> ImageNetInput:
     )
 
 
+def declare_imagenet_input(model: nn.Module, name: str) -> nn.Module:
+    """``model`` declaring (``cnnlab_input``) how torchvision's ImageNet weights of ``name``
+    read an image; a model that is not an image classifier (video, detection) declares
+    nothing."""
+    try:
+        imagenet = imagenet_input(name)
+    except CnnlabError:
+        return model
+    model.cnnlab_input = {
+        "mean": imagenet.mean,
+        "std": imagenet.std,
+        "size": imagenet.crop,
+        "resize": imagenet.resize,
+    }
+    return model
+
+
 def download(weights: Any) -> dict[str, torch.Tensor]:
     """torchvision's download into the torch cache (the only network access in cnnlab); the
     progress bar only on a terminal."""
@@ -121,7 +138,8 @@ def pretrained_model(name: str, instead: str = "") -> nn.Module:
     if not path.is_file():
         _downloaded(name, weights, path, instead)
     try:
-        return _models().get_model(name, weights=weights)  # reads the file from the cache
+        model = _models().get_model(name, weights=weights)  # reads the file from the cache
+        return declare_imagenet_input(model, name)
     except Exception as error:  # truncated, not a checkpoint, another model's weights
         raise CnnlabError(
             f"{path}: the cached ImageNet weights of {name} do not load "
