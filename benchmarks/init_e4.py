@@ -7,11 +7,17 @@ shuffled). Each run's per-epoch training accuracy (averaged over the epoch, as K
 and test accuracy go to benchmarks/results/init_e4.json.
 
     python benchmarks/init_e4.py [--seeds 0 1 2] [--epochs 1] [--train-subset 10000]
+        [--runs-dir DIR]
+
+With ``--runs-dir`` each finished run leaves ``DIR/<init>-<seed>.json``; running the same
+command again reads those and trains only the runs still missing (a killed sweep goes on).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
 import sys
 import tempfile
@@ -31,19 +37,33 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--train-subset", type=int, default=10_000)
     parser.add_argument("--name", default="init_e4")
+    parser.add_argument("--runs-dir", type=Path, default=None, help="keep runs here to resume")
     args = parser.parse_args()
     e4 = next(e for e in EXPERIMENTS if e.key == "e4-cifar-plain7")
     runs = []
     with tempfile.TemporaryDirectory() as scratch:
+        keep = args.runs_dir or Path(scratch)
+        keep.mkdir(parents=True, exist_ok=True)
         for init in ("torch", "keras"):
             for seed in args.seeds:
+                done = keep / f"{init}-{seed}.json"
+                if done.exists():
+                    row = json.loads(done.read_text())
+                    if row.get("epochs_wanted") == args.epochs and (
+                        row.get("train_images") == args.train_subset
+                    ):
+                        runs.append(row)
+                        print(f"E4 --init {init} seed {seed}: read from {done}")
+                        continue
                 config = config_for(e4, False, str(data_dir()), False, args.train_subset)
                 config.init, config.seed, config.epochs = init, seed, args.epochs
                 started = time.perf_counter()
-                history = train_run(config, Path(scratch), f"{init}-{seed}").history
+                history = train_run(config, Path(scratch), f"{init}-{seed}", overwrite=True).history
                 row = {
                     "init": init,
                     "seed": seed,
+                    "epochs_wanted": args.epochs,
+                    "train_images": args.train_subset,
                     "seconds": time.perf_counter() - started,
                     "epochs": [
                         {k: h[k] for k in ("epoch", "train_loss", "train_acc", "test_acc")}
@@ -51,6 +71,9 @@ def main() -> None:
                     ],
                 }
                 runs.append(row)
+                partial = done.with_suffix(".json.tmp")
+                partial.write_text(json.dumps(row, indent=2))
+                os.replace(partial, done)
                 last = history[-1]
                 print(
                     f"E4 --init {init} seed {seed}: train {last['train_acc']:.2%}, test "
