@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from cnnlab.machine import cpu_model, provenance
-from cnnlab.runs import atomic_write
+from cnnlab.run_folder import atomic_write
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"

@@ -31,7 +31,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import data_dir, write_results  # noqa: E402
 
-from cnnlab.experiment import train_run  # noqa: E402
+from cnnlab.runs.start import train_run  # noqa: E402
 from cnnlab.train import TrainConfig  # noqa: E402
 
 

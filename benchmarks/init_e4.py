@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import data_dir, write_results  # noqa: E402
 
 from cnnlab.course.reproduce import EXPERIMENTS, config_for  # noqa: E402
-from cnnlab.experiment import train_run  # noqa: E402
+from cnnlab.runs.start import train_run  # noqa: E402
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, data_dir, write_json  # noqa: E402
 
-from cnnlab.experiment import build_model  # noqa: E402
+from cnnlab.runs.start import build_model  # noqa: E402
 from cnnlab.train import fit  # noqa: E402
 from cnnlab.train.pipeline import load_data
 from cnnlab.train.recipes import recipe_config

@@ -43,7 +43,7 @@ from torch.nn import functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, write_json  # noqa: E402
 
-from cnnlab.experiment import build_model  # noqa: E402
+from cnnlab.runs.start import build_model  # noqa: E402
 from cnnlab.train import TrainConfig, fit  # noqa: E402
 from cnnlab.train.distributed import resolve_device
 from cnnlab.train.pipeline import load_data

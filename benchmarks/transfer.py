@@ -16,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import data_dir, write_results  # noqa: E402
 
-from cnnlab.experiment import train_run, transfer_run  # noqa: E402
+from cnnlab.runs.start import train_run, transfer_run  # noqa: E402
 from cnnlab.train import TrainConfig  # noqa: E402
 
 

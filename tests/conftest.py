@@ -35,7 +35,7 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
 @pytest.fixture(scope="session")
 def runs_root(tmp_path_factory, data_dir) -> Path:
     """Two short real trainings: LeNet-5 on MNIST and a small CIFAR-10 CNN."""
-    from cnnlab.experiment import train_run
+    from cnnlab.runs.start import train_run
     from cnnlab.train import TrainConfig
 
     root = tmp_path_factory.mktemp("runs")
@@ -63,6 +63,6 @@ def runs_root(tmp_path_factory, data_dir) -> Path:
 
 @pytest.fixture(scope="session")
 def lenet(runs_root):
-    from cnnlab.trained import load_run
+    from cnnlab.runs.load import load_run
 
     return load_run(runs_root / "lenet")

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from cnnlab import runs
+from cnnlab import run_folder
 from cnnlab.cli import main
 from cnnlab.data import Preprocess, load_dataset
 from cnnlab.errors import CnnlabError
 from cnnlab.models import create_model
-from cnnlab.runs import load_checkpoint
+from cnnlab.run_folder import load_checkpoint
 from cnnlab.train import make_optimizer
 from cnnlab.train.recipes import recipe_config
 from cnnlab.train.steps import Lookahead
@@ -164,7 +164,7 @@ def test_cifar10_air_recipe_learns_real_cifar_and_resumes_exactly(
         raise Killed
 
     with monkeypatch.context() as patch:
-        patch.setattr(runs, "write_metrics", killed)
+        patch.setattr(run_folder, "write_metrics", killed)
         with pytest.raises(Killed):
             main([*common, "--epochs", "3", "--name", "cut"])
     assert load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["epoch"] == 1

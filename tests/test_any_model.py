@@ -15,8 +15,8 @@ from PIL import Image
 from cnnlab.cli import main
 from cnnlab.errors import CnnlabError
 from cnnlab.inspect import feature_maps
-from cnnlab.sources import load_source
-from cnnlab.trained import load_run, predict, read_image
+from cnnlab.runs.load import load_run, predict, read_image
+from cnnlab.runs.sources import load_source
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def cat(data_dir) -> Path:
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory) -> Path:
     """A one-epoch LeNet-5 run on scikit-learn's digits (no download, seconds)."""
-    from cnnlab.experiment import train_run
+    from cnnlab.runs.start import train_run
     from cnnlab.train import TrainConfig
 
     root = tmp_path_factory.mktemp("runs")

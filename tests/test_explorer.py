@@ -294,7 +294,7 @@ def test_tracing_excludes_model_calls_in_other_threads(runs_root, slow_tracing):
     (a model's own calls and its summary are kept apart by the explorer's lock per run)."""
     from cnnlab._tracing import model_call
     from cnnlab.inspect.summary import summary
-    from cnnlab.trained import load_run
+    from cnnlab.runs.load import load_run
 
     shapes = {"1x28x28": "lenet", "3x32x32": "cifar"}
     traced = {shape: load_run(runs_root / run).model for shape, run in shapes.items()}

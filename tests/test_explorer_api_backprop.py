@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from fastapi.testclient import TestClient
 
 from cnnlab.explorer import create_app
-from cnnlab.trained import load_run
+from cnnlab.runs.load import load_run
 
 
 @pytest.fixture(scope="module")

@@ -20,8 +20,8 @@ from test_explorer_ui import serious_axe_violations, ui_app, ui_browser, ui_clie
 from cnnlab.explorer import create_app
 from cnnlab.explorer.app import MAX_BODY_BYTES
 from cnnlab.explorer.uploads import MAX_UPLOAD_BYTES, UPLOAD_FORMATS
-from cnnlab.sources import load_source
-from cnnlab.trained import predict, read_image
+from cnnlab.runs.load import predict, read_image
+from cnnlab.runs.sources import load_source
 
 
 def encoded(image: Image.Image, fmt: str) -> bytes:
@@ -262,7 +262,7 @@ def test_every_try_it_form_starts_with_a_request_its_endpoint_accepts(
 def test_a_binary_head_has_two_classes_in_the_gradient_view_too(tmp_path, data_dir):
     """One logit, two classes: /gradient accepts class 1, and class 0 has its own loss and
     non-zero gradients, as /analyze shows two classes."""
-    from cnnlab.experiment import train_run
+    from cnnlab.runs.start import train_run
     from cnnlab.train import TrainConfig
 
     config = TrainConfig(

@@ -14,10 +14,10 @@ import torch.nn.functional as F
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from cnnlab.experiment import train_run
 from cnnlab.explorer import create_app
+from cnnlab.runs.load import load_run
+from cnnlab.runs.start import train_run
 from cnnlab.train import TrainConfig
-from cnnlab.trained import load_run
 
 
 @pytest.fixture(scope="module")

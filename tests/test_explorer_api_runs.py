@@ -21,7 +21,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from cnnlab.cli import main
 from cnnlab.errors import CnnlabError
 from cnnlab.explorer import create_app
-from cnnlab.trained import load_run
+from cnnlab.runs.load import load_run
 
 
 @pytest.fixture(scope="module")

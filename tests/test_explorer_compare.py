@@ -15,7 +15,7 @@ from cnnlab.explorer import create_app
 @pytest.fixture(scope="module")
 def second_lenet(runs_root, data_dir):
     """A second MNIST-format run: LeNet-5 trained briefly with another seed."""
-    from cnnlab.experiment import train_run
+    from cnnlab.runs.start import train_run
     from cnnlab.train import TrainConfig
 
     config = TrainConfig(

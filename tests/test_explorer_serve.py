@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from cnnlab import runs
+from cnnlab import run_folder
 from cnnlab.cli import main
 from cnnlab.errors import CnnlabError
 from cnnlab.explorer import create_app
-from cnnlab.runs import list_runs as serve_runs
+from cnnlab.run_folder import list_runs as serve_runs
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +91,7 @@ def test_serve_looks_for_checkpoints_by_the_run_folder_names(runs_root, graph_ru
     for run in (runs_root / "lenet", graph_run):
         (folder / run.name).symlink_to(run, target_is_directory=True)
     (folder / "notes").mkdir()  # no checkpoint: not a run
-    (folder / "notes" / runs.CONFIG).write_text("{")  # and a broken config.json is not read
+    (folder / "notes" / run_folder.CONFIG).write_text("{")  # and a broken config.json is not read
     assert serve_runs([], folder) == [folder / "gcn-karate", folder / "lenet"]
     assert serve_runs(["lenet"], folder) == [folder / "lenet"]
 

@@ -17,7 +17,7 @@ from cnnlab.explorer import create_app
 @pytest.fixture(scope="module")
 def any_runs(runs_root, data_dir, tmp_path_factory):
     """The residual CIFAR run, LeNet-5 on the 8x8 digits and a binary (one-logit) LeNet-5."""
-    from cnnlab.experiment import train_run
+    from cnnlab.runs.start import train_run
     from cnnlab.train import TrainConfig
 
     root = tmp_path_factory.mktemp("any")

@@ -14,10 +14,10 @@ import torch
 
 from cnnlab import __version__
 from cnnlab.cli import main
-from cnnlab.experiment import train_run
-from cnnlab.export import read_onnx_metadata
+from cnnlab.runs.export import read_onnx_metadata
+from cnnlab.runs.load import evaluate_run, load_run
+from cnnlab.runs.start import train_run
 from cnnlab.train import TrainConfig
-from cnnlab.trained import evaluate_run, load_run
 
 
 @pytest.fixture(scope="module")

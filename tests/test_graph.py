@@ -321,10 +321,12 @@ def test_graph_runs_seed_like_image_training(data_dir):
 
 
 def test_a_graph_checkpoint_with_a_foreign_config_is_refused(data_dir, tmp_path):
-    from cnnlab import runs
+    from cnnlab import run_folder
     from cnnlab.graph.train import load_node_model
 
     for config in ("cora", {"dataset": "karate", "hidden": [4, 2], "learning_rate": 1}):
-        runs.save_checkpoint(tmp_path / runs.CHECKPOINT, {"kind": "nodes", "config": config})
+        run_folder.save_checkpoint(
+            tmp_path / run_folder.CHECKPOINT, {"kind": "nodes", "config": config}
+        )
         with pytest.raises(CnnlabError, match="the checkpoint's config is not a GCN config"):
             load_node_model(tmp_path)

@@ -265,7 +265,7 @@ def test_show_bad_input_is_explained_and_writes_nothing(
 
 
 def test_wrong_channel_images_are_converted_with_a_notice(lenet, data_dir):
-    from cnnlab.trained import read_image
+    from cnnlab.runs.load import read_image
 
     image, notes = read_image(data_dir / "photos" / "coffee.png", 1, 28)
     assert image.shape == (1, 1, 28, 28) and any("converted RGB to L" in n for n in notes)

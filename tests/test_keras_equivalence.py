@@ -149,7 +149,7 @@ def test_torch_init_is_left_alone_and_a_third_of_keras_variance_for_3x3x128():
 def test_the_course_keras_experiments_train_from_keras_defaults():
     from cnnlab.course.reproduce import KERAS_CIFAR
     from cnnlab.data import load_dataset
-    from cnnlab.experiment import build_model
+    from cnnlab.runs.start import build_model
     from cnnlab.train import TrainConfig, make_optimizer
 
     assert (KERAS_CIFAR["init"], KERAS_CIFAR["adam_eps"], KERAS_CIFAR["batch_size"]) == (

@@ -128,7 +128,7 @@ def test_classes_setting_is_checked():
 def test_binary_run_learns_two_mnist_digits_and_predicts(tmp_path, data_dir):
     """A real training through the CLI: lenet5 with one sigmoid logit on MNIST 4 vs 9."""
     from cnnlab.cli import main
-    from cnnlab.trained import evaluate_run, load_run, predict
+    from cnnlab.runs.load import evaluate_run, load_run, predict
 
     args = ["train", "--model", "lenet5", "-O", "modern=true", "-O", "binary=true"]
     args += ["--dataset", "mnist", "--classes", "4,9", "--data-dir", str(data_dir)]
@@ -194,7 +194,7 @@ def test_lenet1_is_the_4_and_12_map_network():
 
 def test_lenet1_and_lenet5_summaries_and_a_real_training(tmp_path, data_dir, capsys):
     from cnnlab.cli import main
-    from cnnlab.experiment import train_run
+    from cnnlab.runs.start import train_run
     from cnnlab.train import TrainConfig
 
     assert main(["summary", "lenet1", "--json"]) == 0

@@ -231,7 +231,7 @@ def _printed_number(line: str, after: str) -> int:
 def test_train_gray_cifar_prints_the_saving_and_trains_one_channel(data_dir, tmp_path, capsys):
     from cnnlab.inspect.summary import summary
     from cnnlab.models import create_model
-    from cnnlab.trained import load_run
+    from cnnlab.runs.load import load_run
 
     argv = ["train", "--model", "cifar_four", "--dataset", "cifar10", "--data-variant", "subset"]
     argv += ["--train-subset", "200", "--test-subset", "100", "--epochs", "1"]
@@ -262,7 +262,7 @@ def test_train_gray_cifar_prints_the_saving_and_trains_one_channel(data_dir, tmp
 
 
 def test_image_size_reaches_the_model_and_a_bad_value_is_named(data_dir, tmp_path, capsys):
-    from cnnlab.trained import load_run
+    from cnnlab.runs.load import load_run
 
     argv = ["train", "--model", "lenet5", "--dataset", "mnist", "--train-subset", "128"]
     argv += ["--test-subset", "64", "--epochs", "1", "--image-size", "32", "--image-channels"]
@@ -379,8 +379,8 @@ def test_alexnet_augmentation_trains_a_real_cifar_run(data_dir, tmp_path):
     32x32, flipped and colour-shifted by fancy PCA; test images pass unchanged."""
     from cnnlab.cli import main
     from cnnlab.data import augment as A
+    from cnnlab.runs.load import load_run
     from cnnlab.train import alexnet_augmentation
-    from cnnlab.trained import load_run
 
     args = ["train", "--model", "cifar_four", "--dataset", "cifar10", "--data-variant", "subset"]
     args += ["--data-dir", str(data_dir), "--train-subset", "512", "--test-subset", "200"]

@@ -227,7 +227,7 @@ def test_each_design_defaults_to_its_own_class_count(name: str):
 def test_training_builds_the_data_sets_class_count(name: str):
     from types import SimpleNamespace
 
-    from cnnlab.experiment import build_model
+    from cnnlab.runs.start import build_model
     from cnnlab.train import TrainConfig
 
     entry = get_model_entry(name)

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 from cnnlab.cli import main
 from cnnlab.data import ImageDataset, StreamedImages, load_dataset
 from cnnlab.images import resize_and_crop
-from cnnlab.trained import evaluate_run, load_run, read_image
+from cnnlab.runs.load import evaluate_run, load_run, read_image
 
 SOURCES = {"cat": ("chelsea.png", "astronaut.png"), "mug": ("coffee.png", "rocket.jpg")}
 

@@ -14,11 +14,11 @@ import torch
 import torchvision
 from PIL import Image
 
-import cnnlab.trained
+import cnnlab.runs.load
 from cnnlab.cli import main
 from cnnlab.errors import CnnlabError
-from cnnlab.sources import load_source
-from cnnlab.trained import load_run
+from cnnlab.runs.load import load_run
+from cnnlab.runs.sources import load_source
 
 WEIGHTS = torchvision.models.ResNet18_Weights.DEFAULT
 
@@ -117,13 +117,13 @@ def test_predict_reads_a_photo_as_imagenet_models_do(cat, tmp_path, monkeypatch,
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     _offline(monkeypatch)  # untrained: nothing is downloaded
     given: list[torch.Tensor] = []
-    original = cnnlab.trained.predict
+    original = cnnlab.runs.load.predict
 
     def recording(source, images):
         given.append(source.preprocess(images))
         return original(source, images)
 
-    monkeypatch.setattr(cnnlab.trained, "predict", recording)
+    monkeypatch.setattr(cnnlab.runs.load, "predict", recording)
     assert main(["predict", "torchvision:resnet18", str(cat), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)[0]
     assert any(
@@ -173,7 +173,7 @@ def test_transfer_from_an_imagenet_model_keeps_imagenet_preprocessing(
     notes = json.loads(capsys.readouterr().out)[0]["notes"]
     assert any("centre-cropped to 224x224" in n and "shorter side 256" in n for n in notes)
     # the exported weights carry the same preprocessing in their metadata
-    from cnnlab.export import export_safetensors
+    from cnnlab.runs.export import export_safetensors
 
     meta = export_safetensors(runs / "t").metadata
     assert meta["resize"] == "256" and meta["input_size"] == "224"

@@ -222,8 +222,8 @@ def test_the_training_steps_never_wait_for_the_device(monkeypatch, data_dir):
 
 
 def test_cnnlab_eval_tests_a_test_flip_run_as_training_did(tmp_path, data_dir):
-    from cnnlab.experiment import train_run
-    from cnnlab.trained import evaluate_run, load_run
+    from cnnlab.runs.load import evaluate_run, load_run
+    from cnnlab.runs.start import train_run
 
     config = recipe_config(
         "cifar10-fast",
@@ -252,8 +252,8 @@ def test_the_probe_measures_each_precision_and_layout_and_trains_with_the_fastes
 
     import torch
 
-    from cnnlab.experiment import train_run
     from cnnlab.models import create_model
+    from cnnlab.runs.start import train_run
     from cnnlab.train import TrainConfig
     from cnnlab.train.probe import probe
     from cnnlab.train.recipes import recipe_config

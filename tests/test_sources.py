@@ -11,7 +11,7 @@ import pytest
 
 from cnnlab.cli import main
 from cnnlab.cli.serve import serve_sources
-from cnnlab.sources import find_run, load_source, resolve_model_or_run, which
+from cnnlab.runs.sources import find_run, load_source, resolve_model_or_run, which
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from cnnlab import runs
+from cnnlab import run_folder
 from cnnlab.cli import main
 from cnnlab.errors import CnnlabError
 from cnnlab.train import TrainConfig, check_runtime
@@ -63,14 +63,14 @@ def test_tensorboard_events_match_the_run_and_resume_appends(tmp_path, monkeypat
     run = tmp_path / "runs" / "tb"
     assert (run / "curves.png").is_file()  # the standard hooks still ran
     after_two = tmp_path / "checkpoint-epoch-2.pt"
-    shutil.copy(run / runs.CHECKPOINT, after_two)
+    shutil.copy(run / run_folder.CHECKPOINT, after_two)
     assert main(["train", "--resume", "tb", "--epochs", "3", "--no-progress"]) == 0
     # a run killed after TensorBoard had logged epoch 3: back to the epoch-2 checkpoint, resume
-    shutil.copy(after_two, run / runs.CHECKPOINT)
+    shutil.copy(after_two, run / run_folder.CHECKPOINT)
     assert main(["train", "--resume", "tb", "--epochs", "3", "--no-progress"]) == 0
 
     events = read_events(run / "tensorboard")
-    rows = runs.read_metrics(run / runs.METRICS)
+    rows = run_folder.read_metrics(run / run_folder.METRICS)
     assert [row["epoch"] for row in rows] == [1, 2, 3]
     total = 3 * STEPS_PER_EPOCH
     ends = [STEPS_PER_EPOCH * e for e in (1, 2, 3)]
@@ -129,7 +129,7 @@ def test_only_rank_0_writes_under_ddp(tmp_path, data_dir):
     assert len(files) == 1 and files[0].name.startswith("events.out.tfevents"), files
     events = read_events(run / "tensorboard")
     assert sorted(scalars(events, "train/loss")) == list(range(1, 256 // 32 + 1))
-    (row,) = runs.read_metrics(run / runs.METRICS)
+    (row,) = run_folder.read_metrics(run / run_folder.METRICS)
     assert scalars(events, "epoch/test_acc") == {8: pytest.approx(row["test_acc"], rel=1e-6)}
     assert "confusion_matrix" in events.Tags()["images"]
 
@@ -145,9 +145,9 @@ def test_no_tensorboard_without_the_flag_and_on_from_a_resume(tmp_path, monkeypa
     assert main(["train", "--resume", "plain", "--epochs", "2", "--tensorboard"]) == 0
     events = read_events(run / "tensorboard")
     assert sorted(scalars(events, "train/loss")) == list(range(9, 17))
-    rows = runs.read_metrics(run / runs.METRICS)
+    rows = run_folder.read_metrics(run / run_folder.METRICS)
     assert scalars(events, "epoch/test_acc") == {16: pytest.approx(rows[1]["test_acc"], rel=1e-6)}
-    assert runs.load_checkpoint(run / runs.CHECKPOINT)["config"]["tensorboard"] is True
+    assert run_folder.load_checkpoint(run / run_folder.CHECKPOINT)["config"]["tensorboard"] is True
 
 
 def test_tensorboard_setting_is_checked(monkeypatch):

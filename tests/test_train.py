@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cnnlab import runs
+from cnnlab import run_folder
 from cnnlab.cli import main
 from cnnlab.data import load_dataset
 from cnnlab.models import create_model
@@ -25,7 +25,7 @@ TIMING = ("train_seconds", "images_per_second")
 def metrics(run_dir: Path) -> list[dict[str, float]]:
     return [
         {k: v for k, v in row.items() if k not in TIMING}
-        for row in runs.read_metrics(run_dir / "metrics.csv")
+        for row in run_folder.read_metrics(run_dir / "metrics.csv")
     ]
 
 
@@ -42,7 +42,7 @@ def test_fit_learns_digits_and_writes_a_complete_run(tmp_path: Path):
     for name in ("config.json", "metrics.csv", "checkpoint.pt", "curves.png", "confusion.png"):
         assert (tmp_path / name).stat().st_size > 0, name
     assert len(metrics(tmp_path)) == 12
-    state = runs.load_checkpoint(tmp_path / "checkpoint.pt")
+    state = run_folder.load_checkpoint(tmp_path / "checkpoint.pt")
     assert state["epoch"] == 12 and state["config"]["epochs"] == 12
     assert set(state["rng"]) >= {"torch", "numpy", "python"}
     assert int(result.confusion.sum()) == 360
@@ -65,7 +65,7 @@ def test_bad_config_values_are_named():
 
 def test_checkpoint_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     path = tmp_path / "checkpoint.pt"
-    runs.save_checkpoint(path, {"model": {}, "model_spec": {"name": "x"}, "epoch": 1})
+    run_folder.save_checkpoint(path, {"model": {}, "model_spec": {"name": "x"}, "epoch": 1})
 
     def crash(obj, handle):
         handle.write(b"half a checkpoint")
@@ -73,8 +73,8 @@ def test_checkpoint_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
     monkeypatch.setattr(torch, "save", crash)
     with pytest.raises(OSError):
-        runs.save_checkpoint(path, {"epoch": 2})
-    assert runs.load_checkpoint(path)["epoch"] == 1  # the old file is whole
+        run_folder.save_checkpoint(path, {"epoch": 2})
+    assert run_folder.load_checkpoint(path)["epoch"] == 1  # the old file is whole
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]  # no temp file left
 
 
@@ -238,7 +238,7 @@ def test_killed_run_resumes_to_the_same_metrics(tmp_path, monkeypatch, data_dir)
         time.sleep(0.005)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    done = runs.load_checkpoint(killed / "checkpoint.pt")["epoch"]
+    done = run_folder.load_checkpoint(killed / "checkpoint.pt")["epoch"]
     assert 1 <= done < 5, "the kill must land mid-run"
     assert not (killed / "curves.png").exists()
 
@@ -347,7 +347,7 @@ class _Poisoned(torch.nn.Module):
 
 
 def _poison(monkeypatch: pytest.MonkeyPatch, after: int) -> None:
-    from cnnlab import experiment
+    from cnnlab.runs import start as experiment
 
     build = experiment.build_model
     monkeypatch.setattr(experiment, "build_model", lambda *a: _Poisoned(build(*a), after))
@@ -376,7 +376,7 @@ def test_a_run_that_diverges_later_keeps_its_last_good_checkpoint(tmp_path, monk
     assert cli("--epochs", "3", "--name", "nan") == 2
     err = capsys.readouterr().err
     assert "epoch 2, step" in err and "epoch 1" in err and "Lower --lr" in err, err
-    state = runs.load_checkpoint(tmp_path / "runs" / "nan" / "checkpoint.pt")
+    state = run_folder.load_checkpoint(tmp_path / "runs" / "nan" / "checkpoint.pt")
     assert state["epoch"] == 1
     assert all(torch.isfinite(v).all() for v in state["model"].values())
     assert [row["epoch"] for row in metrics(tmp_path / "runs" / "nan")] == [1]
@@ -457,7 +457,7 @@ def test_ddp_on_three_ranks_evaluates_any_batch(tmp_path, monkeypatch, data_dir)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Grad strides" not in done.stderr
     # the 360 test digits were each evaluated once, split 120 x 3 in batches of 167 per rank
-    state = runs.load_checkpoint(tmp_path / "runs" / "three" / "checkpoint.pt")
+    state = run_folder.load_checkpoint(tmp_path / "runs" / "three" / "checkpoint.pt")
     history = state["history"][0]
     assert 0.3 < history["test_acc"] <= 1.0
     assert done.stdout.count("test accuracy") == 1

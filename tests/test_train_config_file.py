@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import cnnlab
-from cnnlab import runs
+from cnnlab import run_folder
 from cnnlab.cli import build_parser, main
 from cnnlab.cli.train import train_settings
 from cnnlab.train import TrainConfig
@@ -31,15 +31,15 @@ def _settings(*argv: str) -> dict:
 
 
 def _config(run_dir: Path) -> dict:
-    return json.loads((run_dir / runs.CONFIG).read_text())
+    return json.loads((run_dir / run_folder.CONFIG).read_text())
 
 
 def _settings_of(run_dir: Path) -> dict:
-    return {k: v for k, v in _config(run_dir).items() if k not in runs.RECORD_KEYS}
+    return {k: v for k, v in _config(run_dir).items() if k not in run_folder.RECORD_KEYS}
 
 
 def _metrics(run_dir: Path) -> list[dict]:
-    rows = runs.read_metrics(run_dir / runs.METRICS)
+    rows = run_folder.read_metrics(run_dir / run_folder.METRICS)
     return [{k: v for k, v in row.items() if k not in TIMING} for row in rows]
 
 
@@ -61,7 +61,7 @@ def test_config_file_reruns_a_run_exactly_and_records_versions(tmp_path, monkeyp
     }
     assert re.fullmatch(r"\d+\.\d+.*", record["versions"]["torchvision"])
 
-    again = ["train", "--config", str(first / runs.CONFIG), "--name", "again"]
+    again = ["train", "--config", str(first / run_folder.CONFIG), "--name", "again"]
     assert main(again) == 0
     rerun = tmp_path / "runs" / "again"
     assert _settings_of(rerun) == _settings_of(first)  # every setting, none left to defaults
@@ -168,20 +168,20 @@ def test_dash_o_is_model_option_everywhere_and_option_stays_an_alias(capsys):
 
 def test_an_old_run_without_records_or_validation_settings_still_loads(tmp_path, monkeypatch):
     """config.json and the checkpoint as a run from before --val-split wrote them."""
-    from cnnlab.trained import load_run
+    from cnnlab.runs.load import load_run
 
     monkeypatch.chdir(tmp_path)
     assert main(["train", *SMALL, "--epochs", "1", "--name", "old"]) == 0
     run = tmp_path / "runs" / "old"
     old = {k: v for k, v in _settings_of(run).items() if k not in ("val_split", "keep")}
-    (run / runs.CONFIG).write_text(json.dumps(old))
-    state = runs.load_checkpoint(run / runs.CHECKPOINT)
+    (run / run_folder.CONFIG).write_text(json.dumps(old))
+    state = run_folder.load_checkpoint(run / run_folder.CHECKPOINT)
     state["config"] = {k: v for k, v in state["config"].items() if k not in ("val_split", "keep")}
-    torch.save(state, run / runs.CHECKPOINT)
+    torch.save(state, run / run_folder.CHECKPOINT)
     trained = load_run(run)
     assert trained.config.val_split == 0.0 and trained.config.keep == "last"
     assert main(["eval", "old"]) == 0
-    assert _settings("--config", str(run / runs.CONFIG))["val_split"] == 0.0
+    assert _settings("--config", str(run / run_folder.CONFIG))["val_split"] == 0.0
     assert main(["train", "--resume", "old", "--epochs", "2", "--no-progress"]) == 0
     assert "versions" in _config(run) and [r["epoch"] for r in _metrics(run)] == [1, 2]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cnnlab import runs
+from cnnlab import run_folder
 from cnnlab.cli import main
 from cnnlab.data import load_dataset
 from cnnlab.errors import CnnlabError
@@ -52,9 +52,9 @@ def test_input_scaling_sets_what_the_model_sees_and_what_the_run_saves(tmp_path:
     for scaling, expected in (("none", train.images.float()), ("unit", train.images.float() / 255)):
         result, firsts = _fit(tmp_path / scaling, input_scaling=scaling, shuffle=False, epochs=1)
         assert torch.equal(firsts[0], expected[:64])  # the stored order, scaled as asked
-        state = runs.load_checkpoint(tmp_path / scaling / "checkpoint.pt")
+        state = run_folder.load_checkpoint(tmp_path / scaling / "checkpoint.pt")
         assert state["config"]["input_scaling"] == scaling
-        from cnnlab.trained import evaluate_run, load_run
+        from cnnlab.runs.load import evaluate_run, load_run
 
         trained = load_run(tmp_path / scaling)  # read back with the same scale, unchanged
         assert torch.equal(trained.preprocess(train.images[:64]), expected[:64])
@@ -101,7 +101,7 @@ def test_eval_every_records_steps_without_changing_the_training(tmp_path: Path):
     assert len(written) == len(often.steps)
     for row, kept in zip(written, often.steps):
         assert row == pytest.approx(kept)
-    assert len(runs.read_metrics(tmp_path / "metrics.csv")) == 3  # per epoch, as before
+    assert len(run_folder.read_metrics(tmp_path / "metrics.csv")) == 3  # per epoch, as before
 
 
 def cli(*args: str) -> int:
@@ -113,14 +113,14 @@ def test_cli_options_reach_the_run_and_resume_continues_its_steps(tmp_path, monk
     recipe = ["--schedule", "none", "--input-scaling", "unit", "--no-shuffle", "--eval-every"]
     assert cli(*recipe, "15", "--epochs", "4", "--name", "straight") == 0
     assert cli(*recipe, "15", "--epochs", "2", "--name", "resumed") == 0
-    config = runs.load_checkpoint(tmp_path / "runs" / "resumed" / "checkpoint.pt")["config"]
+    config = run_folder.load_checkpoint(tmp_path / "runs" / "resumed" / "checkpoint.pt")["config"]
     assert (config["input_scaling"], config["shuffle"], config["eval_every"]) == ("unit", False, 15)
     # step 30 of 44 is tested in epoch 2, step 45 needs 7 steps of epoch 2 and 8 of epoch 3
     assert main(["train", "--resume", "resumed", "--epochs", "4", "--no-progress"]) == 0
     straight, resumed = (tmp_path / "runs" / name for name in ("straight", "resumed"))
     assert (resumed / STEPS_CSV).read_text() == (straight / STEPS_CSV).read_text()
-    assert _epochs(runs.read_metrics(resumed / "metrics.csv")) == _epochs(
-        runs.read_metrics(straight / "metrics.csv")
+    assert _epochs(run_folder.read_metrics(resumed / "metrics.csv")) == _epochs(
+        run_folder.read_metrics(straight / "metrics.csv")
     )
 
 
@@ -128,12 +128,12 @@ def test_checkpoints_from_before_the_options_resume_with_their_defaults(tmp_path
     monkeypatch.chdir(tmp_path)
     assert cli("--epochs", "1", "--name", "old") == 0
     path = tmp_path / "runs" / "old" / "checkpoint.pt"
-    state = runs.load_checkpoint(path)
+    state = run_folder.load_checkpoint(path)
     for key in ("input_scaling", "shuffle", "eval_every"):
         del state["config"][key]
-    runs.save_checkpoint(path, state)
+    run_folder.save_checkpoint(path, state)
     assert main(["train", "--resume", "old", "--epochs", "2", "--no-progress"]) == 0
-    config = runs.load_checkpoint(path)["config"]
+    config = run_folder.load_checkpoint(path)["config"]
     assert (config["input_scaling"], config["shuffle"], config["eval_every"]) == (
         "standard",
         True,
@@ -176,9 +176,9 @@ def test_a_damaged_steps_record_is_refused_by_name(tmp_path, monkeypatch, capsys
     monkeypatch.chdir(tmp_path)
     assert cli("--epochs", "1", "--eval-every", "10", "--name", "run") == 0
     path = tmp_path / "runs" / "run" / "checkpoint.pt"
-    state = runs.load_checkpoint(path)
+    state = run_folder.load_checkpoint(path)
     state["steps"] = {"rows": "garbage"}
-    runs.save_checkpoint(path, state)
+    run_folder.save_checkpoint(path, state)
     capsys.readouterr()
     assert main(["train", "--resume", "run", "--epochs", "2", "--no-progress"]) == 2
     assert "'steps' entry" in capsys.readouterr().err

@@ -10,8 +10,9 @@ import torch
 
 from cnnlab.cli import main
 from cnnlab.errors import CnnlabError
-from cnnlab.experiment import train_run
 from cnnlab.models import create_model
+from cnnlab.runs.load import load_run
+from cnnlab.runs.start import train_run
 from cnnlab.train import TrainConfig, make_optimizer
 from cnnlab.train.transfer import (
     Strategy,
@@ -22,7 +23,6 @@ from cnnlab.train.transfer import (
     replace_head,
     trainable_groups,
 )
-from cnnlab.trained import load_run
 
 
 def test_strategies_parse_and_explain_errors():
@@ -243,13 +243,13 @@ def _tree(root):
 def test_transfer_refuses_a_bad_backbone_lr_factor_before_loading(
     value, shown, source, tmp_path, monkeypatch, capsys
 ):
-    import cnnlab.experiment
+    import cnnlab.runs.start
 
     def must_not_load(*args, **kwargs):
         raise AssertionError("loaded before the options were checked")
 
-    monkeypatch.setattr(cnnlab.experiment, "load_data", must_not_load)
-    monkeypatch.setattr(cnnlab.experiment, "load_pretrained", must_not_load)
+    monkeypatch.setattr(cnnlab.runs.start, "load_data", must_not_load)
+    monkeypatch.setattr(cnnlab.runs.start, "load_pretrained", must_not_load)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "runs").mkdir()
     before = _tree(tmp_path)
@@ -274,13 +274,13 @@ def test_transfer_refuses_a_bad_backbone_lr_factor_before_loading(
 
 
 def test_transfer_checks_strategy_and_run_folder_before_loading(tmp_path, monkeypatch, capsys):
-    import cnnlab.experiment
+    import cnnlab.runs.start
 
     def must_not_load(*args, **kwargs):
         raise AssertionError("loaded before the options were checked")
 
-    monkeypatch.setattr(cnnlab.experiment, "load_data", must_not_load)
-    monkeypatch.setattr(cnnlab.experiment, "load_pretrained", must_not_load)
+    monkeypatch.setattr(cnnlab.runs.start, "load_data", must_not_load)
+    monkeypatch.setattr(cnnlab.runs.start, "load_pretrained", must_not_load)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "a-file").write_text("not a folder")
     before = _tree(tmp_path)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cnnlab import runs
+from cnnlab import run_folder
 from cnnlab.cli import main
 from cnnlab.data import load_dataset
 from cnnlab.errors import CnnlabError
@@ -21,7 +21,7 @@ TIMING = ("train_seconds", "images_per_second")
 
 
 def _metrics(run_dir: Path) -> list[dict[str, float]]:
-    rows = runs.read_metrics(run_dir / runs.METRICS)
+    rows = run_folder.read_metrics(run_dir / run_folder.METRICS)
     return [{k: v for k, v in row.items() if k not in TIMING} for row in rows]
 
 
@@ -93,7 +93,7 @@ def test_keep_best_writes_best_pt_only_when_an_epoch_beats_the_earlier_ones(tmp_
         state = {"epoch": epoch, "model": {}, "optimizer": {"big": 1}, "history": list(history)}
         wrote = keep_best(config, tmp_path, history, state)
         assert wrote == (epoch in (1, 2))  # a tie (epoch 3) keeps the earlier, shorter run
-    best = torch.load(tmp_path / runs.BEST, weights_only=True)
+    best = torch.load(tmp_path / run_folder.BEST, weights_only=True)
     assert best["epoch"] == 2 == best_epoch(history) and "optimizer" not in best
     assert not keep_best(TrainConfig(val_split=0.1), tmp_path, history, state)  # keep last
 
@@ -129,7 +129,7 @@ def test_val_columns_only_with_a_split_and_in_the_epoch_line_and_curves(
     labels = [[line.get_label() for line in f.axes[1].lines] for f in curves]
     assert labels == [["train", "test"], ["train", "val", "test"]]
     # the held-out images are not trained on: the epoch trains on full batches of the rest
-    raw = runs.read_metrics(tmp_path / "runs" / "val" / runs.METRICS)[0]
+    raw = run_folder.read_metrics(tmp_path / "runs" / "val" / run_folder.METRICS)[0]
     subset = load_dataset("digits", "train").subset(600, seed=0)
     held = len(split_indices(subset.labels, 0.2, seed=0)[1])
     trained = raw["train_seconds"] * raw["images_per_second"]
@@ -149,7 +149,7 @@ def test_keep_best_picks_the_best_epoch_survives_resume_and_eval_uses_it(
     assert _train(*common, "--epochs", "2", "--name", "resumed") == 0
     resumed = tmp_path / "runs" / "resumed"
     first = _metrics(resumed)
-    assert runs.load_checkpoint(resumed / runs.BEST)["epoch"] == best_epoch(first)
+    assert run_folder.load_checkpoint(resumed / run_folder.BEST)["epoch"] == best_epoch(first)
     resuming = ["train", "--resume", "resumed", "--epochs", "3", "--no-progress"]
     monkeypatch.setattr(sys, "argv", ["cnnlab", *resuming])
     assert main(resuming) == 0
@@ -158,14 +158,14 @@ def test_keep_best_picks_the_best_epoch_survives_resume_and_eval_uses_it(
     assert history[:2] == first
     accuracies = [row["val_acc"] for row in history]
     best = accuracies.index(max(accuracies)) + 1
-    state = runs.load_checkpoint(resumed / runs.BEST)
+    state = run_folder.load_checkpoint(resumed / run_folder.BEST)
     assert state["epoch"] == best
-    last = runs.load_checkpoint(resumed / runs.CHECKPOINT)
+    last = run_folder.load_checkpoint(resumed / run_folder.CHECKPOINT)
     assert last["epoch"] == 3 and "optimizer" not in state
-    record = json.loads((resumed / runs.CONFIG).read_text())
+    record = json.loads((resumed / run_folder.CONFIG).read_text())
     assert record["command"] == started and record["resumed_with"] == [["cnnlab", *resuming]]
 
-    from cnnlab.trained import load_run
+    from cnnlab.runs.load import load_run
 
     trained = load_run(resumed)  # the run's weights for use are best.pt's
     assert trained.epoch == best
@@ -186,10 +186,12 @@ def test_a_run_killed_before_best_pt_gets_it_on_resume(tmp_path, monkeypatch):
     common = ["--val-split", "0.2", "--keep", "best", "--schedule", "none"]
     assert _train(*common, "--epochs", "1", "--name", "r") == 0
     run = tmp_path / "runs" / "r"
-    (run / runs.BEST).unlink()  # epoch 1 is the best so far, its best.pt lost
+    (run / run_folder.BEST).unlink()  # epoch 1 is the best so far, its best.pt lost
     assert main(["train", "--resume", "r", "--epochs", "2", "--no-progress"]) == 0
     accuracies = [row["val_acc"] for row in _metrics(run)]
-    assert runs.load_checkpoint(run / runs.BEST)["epoch"] == 1 + (accuracies[1] > accuracies[0])
+    assert run_folder.load_checkpoint(run / run_folder.BEST)["epoch"] == 1 + (
+        accuracies[1] > accuracies[0]
+    )
 
 
 def test_recipes_hold_out_a_tenth_and_typed_flags_change_it():

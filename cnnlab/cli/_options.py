@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from ..errors import CnnlabError
 
 if TYPE_CHECKING:
-    from ..sources import ModelSource
+    from ..runs.sources import ModelSource
 
 
 class Parser(argparse.ArgumentParser):
@@ -148,9 +148,9 @@ def add_source_options(p: argparse.ArgumentParser) -> None:
 
 
 def load_any(args: argparse.Namespace, notes_to_stderr: bool = False) -> ModelSource:
-    """The model ``args.run`` names, as :func:`cnnlab.sources.load_source` loads it; its
+    """The model ``args.run`` names, as :func:`cnnlab.runs.sources.load_source` loads it; its
     notes printed."""
-    from ..sources import load_source
+    from ..runs.sources import load_source
 
     source = load_source(args.run, Path(args.runs_dir), args.seed, args.weights, args.input)
     for note in source.notes or []:
@@ -161,11 +161,11 @@ def load_any(args: argparse.Namespace, notes_to_stderr: bool = False) -> ModelSo
 def input_image(
     source: ModelSource, text: str, data_dir: str | None, squash: bool = False
 ) -> tuple[Any, str, Any, str]:
-    """The image a view reads, by the one image grammar of :func:`cnnlab.sources.source_image`
+    """The image a view reads, by the one image grammar of :func:`cnnlab.runs.sources.source_image`
     (``test:N``, ``DATASET:N`` or a file; conversion notes printed). Returns the uint8
     ``1 x C x H x W`` batch, a label for titles, the true class (or ``None``) and a file-name
     stem."""
-    from ..sources import source_image
+    from ..runs.sources import source_image
 
     image, label, true, stem, notes = source_image(source, text, data_dir, squash)
     for note in notes:

@@ -86,7 +86,7 @@ def add_backprop(sub: argparse._SubParsersAction) -> None:
 def _real_step(args: argparse.Namespace) -> int:
     """``cnnlab backprop SOURCE IMAGE``: one SGD step of a real model on one image."""
     from ..inspect.backprop_step import sgd_step, step_lines
-    from ..sources import load_source
+    from ..runs.sources import load_source
     from ._options import input_image
 
     if args.image is None:

@@ -9,7 +9,7 @@ from ._options import DefaultsFormatter, add_run_options
 
 
 def add_export(sub: argparse._SubParsersAction) -> None:
-    from ..export import DEFAULT_FILES, FORMATS
+    from ..runs.export import DEFAULT_FILES, FORMATS
 
     p = sub.add_parser(
         "export",
@@ -30,7 +30,7 @@ def add_export(sub: argparse._SubParsersAction) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from ..export import export_run
+    from ..runs.export import export_run
 
     result = export_run(args.run, args.format, args.out, args.overwrite, Path(args.runs_dir))
     meta = result.metadata

@@ -113,7 +113,7 @@ def _graph_train(args: argparse.Namespace) -> int:
 def _graph_show(args: argparse.Namespace) -> int:
     import torch
 
-    from .. import runs
+    from .. import run_folder
     from ..graph import GraphConfig, load_karate, normalized_adjacency, train_nodes
     from ..graph.plots import plot_karate
     from ..graph.train import load_node_model
@@ -121,7 +121,7 @@ def _graph_show(args: argparse.Namespace) -> int:
     check_output_file(args.out, "--out", (".png",))
     graph = load_karate(args.data_dir)
     if args.run:
-        model, config, _ = load_node_model(runs.resolve_run(args.run, Path(args.runs_dir)))
+        model, config, _ = load_node_model(run_folder.resolve_run(args.run, Path(args.runs_dir)))
         if config.dataset != "karate":
             raise CnnlabError(f"{args.run} is a {config.dataset} run; graph show draws karate")
     else:

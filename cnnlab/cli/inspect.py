@@ -127,7 +127,7 @@ def add_summary(sub: argparse._SubParsersAction) -> None:
 
 def _summary(args: argparse.Namespace) -> int:
     from ..inspect.summary import summary
-    from ..sources import resolve_model_or_run
+    from ..runs.sources import resolve_model_or_run
 
     try:
         options = dict(option_value(o) for o in args.model_option)

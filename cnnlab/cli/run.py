@@ -23,8 +23,8 @@ def add_eval(sub: argparse._SubParsersAction) -> None:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from ..runs import kept_checkpoint, kept_note
-    from ..trained import evaluate_run, load_run
+    from ..run_folder import kept_checkpoint, kept_note
+    from ..runs.load import evaluate_run, load_run
 
     trained = load_run(args.run, Path(args.runs_dir))
     result = evaluate_run(trained, args.data_dir)
@@ -72,8 +72,8 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
 def _predict(args: argparse.Namespace) -> int:
     import torch
 
-    from ..sources import source_image
-    from ..trained import predict
+    from ..runs.load import predict
+    from ..runs.sources import source_image
 
     if args.top_k < 1:
         raise CnnlabError(f"--top-k {args.top_k}: expected a positive number")

@@ -75,11 +75,11 @@ def _listening_socket(host: str, port: int) -> socket.socket:
 
 
 def serve_sources(given: list[str], runs_dir: Path) -> list[Path | str]:
-    """Run folders as paths, model names as text, by :func:`cnnlab.sources.which` (an
+    """Run folders as paths, model names as text, by :func:`cnnlab.runs.sources.which` (an
     existing run folder wins a name; a note says so)."""
     from ..models import names_a_model
-    from ..runs import list_runs
-    from ..sources import which
+    from ..run_folder import list_runs
+    from ..runs.sources import which
 
     if not given:
         return list(list_runs([], runs_dir))

@@ -1,6 +1,6 @@
 """``cnnlab show VIEW``: pictures of a trained run (feature maps, filters, Grad-CAM,
 saliency, mistakes, curves, confusion), the first four also of any model
-(:func:`cnnlab.sources.load_source`), and the gradient flow of models side by side."""
+(:func:`cnnlab.runs.sources.load_source`), and the gradient flow of models side by side."""
 
 from __future__ import annotations
 
@@ -221,7 +221,7 @@ def _show_mistakes(args: argparse.Namespace) -> int:
 
     from ..inspect.plots import plot_mistakes
     from ..inspect.views import confident_mistakes
-    from ..trained import load_run
+    from ..runs.load import load_run
 
     trained = load_run(args.run, Path(args.runs_dir))
     if args.k < 1:
@@ -243,14 +243,14 @@ def _show_mistakes(args: argparse.Namespace) -> int:
 
 
 def _show_run_figure(args: argparse.Namespace) -> int:
-    from .. import runs
+    from .. import run_folder
     from ..inspect.plots import plot_confusion, plot_curves
-    from ..trained import load_run
+    from ..runs.load import load_run
 
     trained = load_run(args.run, Path(args.runs_dir))
     path = _out(args, trained, args.figure)
     if args.figure == "curves":
-        history = runs.read_metrics(trained.run_dir / runs.METRICS)
+        history = run_folder.read_metrics(trained.run_dir / run_folder.METRICS)
         if not history:
             raise CnnlabError(f"{trained.run_dir}: metrics.csv holds no epochs yet")
         for row in history:
@@ -313,7 +313,7 @@ def _show_gradflow(args: argparse.Namespace) -> int:
                 **option_dict(option_text),
             )
         else:
-            from ..trained import load_run
+            from ..runs.load import load_run
 
             model = load_run(text, Path(args.runs_dir)).model
         flows[text] = gradient_flow(model, batches, args.steps, args.lr)

@@ -135,7 +135,7 @@ def _run_folder(group: Any, default: Callable[[Any], Any]) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from ..experiment import resume_run, train_run
+    from ..runs.start import resume_run, train_run
     from ..train.config import TrainConfig
     from ..train.distributed import current_distributed, init_distributed
     from ..train.recipes import recipe_lines

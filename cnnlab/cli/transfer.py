@@ -70,8 +70,8 @@ def add_transfer(sub: argparse._SubParsersAction) -> None:
 
 
 def _transfer(args: argparse.Namespace) -> int:
-    from ..experiment import load_pretrained, transfer_run
-    from ..runs import plan_run_dir
+    from ..run_folder import plan_run_dir
+    from ..runs.start import load_pretrained, transfer_run
     from ..train.config import TrainConfig
     from ..train.pipeline import load_data
     from ..train.transfer import Strategy, advise, backbone_blocks, check_backbone_lr_factor

@@ -21,7 +21,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ..experiment import resume_run, train_run
+from ..runs.start import resume_run, train_run
 from ..train.config import TrainConfig
 from ..train.steps import TrainingDiverged
 

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .. import runs
+from .. import run_folder
 from ..errors import CnnlabError
 
 KEYS = ("e4-cifar-plain7", "e5-cifar-residual", "e6-cifar-residual-pool")
@@ -190,5 +190,5 @@ def run_course_code(
         temporary = saved.with_name(f".{saved.stem}.tmp.keras")
         model.save(temporary)
         os.replace(temporary, saved)
-        runs.write_text(path, json.dumps(result, indent=2) + "\n")
+        run_folder.write_text(path, json.dumps(result, indent=2) + "\n")
     return result

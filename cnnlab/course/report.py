@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .. import runs
+from .. import run_folder
 from ..machine import provenance
 from ..train.config import TrainConfig
 from . import e2
@@ -147,10 +147,10 @@ def write_report(rows: list[dict[str, Any]], quick: bool, path: Path) -> str:
     with the :func:`cnnlab.machine.provenance` of the report), and one PNG per experiment
     (``NAME-KEY.png``)."""
     text = markdown(rows, quick)
-    runs.write_text(path, text)
+    run_folder.write_text(path, text)
     made = provenance()
     records = [{"provenance": made, **row} for row in rows]
-    runs.write_text(path.with_suffix(".json"), json.dumps(records, indent=2) + "\n")
+    run_folder.write_text(path.with_suffix(".json"), json.dumps(records, indent=2) + "\n")
     for row in rows:
         draw = e2.plot_e2 if row["key"] in e2.KEYS else plot
         draw(row, path.with_name(f"{path.stem}-{row['key']}.png"))

@@ -16,9 +16,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import runs
+from .. import run_folder
 from ..errors import CnnlabError, RunFolderError
-from ..experiment import resume_run, train_run
+from ..runs.start import resume_run, train_run
 from ..train.config import TrainConfig
 from ..train.setup import FitResult
 from . import e2, keras_code
@@ -227,10 +227,10 @@ def kept_run(runs_root: Path, config: TrainConfig) -> Path | None:
         wanted.pop(name, None)
     folders = (runs_root / "reproduce").glob(f"{config.model}-{config.dataset}*")
     for folder in sorted(folders, key=lambda p: p.stat().st_mtime, reverse=True):
-        if not (folder / runs.CHECKPOINT).is_file():
+        if not (folder / run_folder.CHECKPOINT).is_file():
             continue
         try:
-            saved = runs.read_config(folder)
+            saved = run_folder.read_config(folder)
         except RunFolderError:
             continue
         # a setting newer than the run's config.json was its default then
@@ -243,7 +243,7 @@ def kept_run(runs_root: Path, config: TrainConfig) -> Path | None:
 def _epochs_done(folder: Path) -> int:
     """The epochs a run folder's metrics.csv records (0 when it has none yet)."""
     try:
-        return len(runs.read_metrics(folder / runs.METRICS))
+        return len(run_folder.read_metrics(folder / run_folder.METRICS))
     except (OSError, RunFolderError):
         return 0
 
@@ -256,7 +256,7 @@ def train_or_resume(
     folder = kept_run(runs_root, config) if resume else None
     if folder is None:
         return train_run(config, runs_root / "reproduce"), "trained"
-    state = runs.load_checkpoint(folder / runs.CHECKPOINT)
+    state = run_folder.load_checkpoint(folder / run_folder.CHECKPOINT)
     if int(state["epoch"]) < config.epochs:
         say(f"resuming {folder} after epoch {state['epoch']} of {config.epochs}")
         return resume_run(folder, runs_root=runs_root), f"resumed after epoch {state['epoch']}"

@@ -11,8 +11,8 @@ from typing import Any
 import torch
 
 from ..inspect.views import class_probabilities_of, mistakes_by_confidence
-from ..runs import read_metrics
-from ..sources import ModelSource
+from ..run_folder import read_metrics
+from ..runs.sources import ModelSource
 from .png import image_png
 
 REPORT_IMAGES = 2000

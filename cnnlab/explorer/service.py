@@ -1,5 +1,5 @@
 """The explorer's work, apart from HTTP: the models it opened at start-up (trained runs, or any
-model :func:`cnnlab.sources.load_source` loads) and what each request computes from them.
+model :func:`cnnlab.runs.sources.load_source` loads) and what each request computes from them.
 Every view comes from :mod:`cnnlab.inspect` (feature maps, Grad-CAM, the summary table), the
 explanations of :mod:`.explain` and the playground of :mod:`.playground`; this module checks the
 input, holds the locks and shapes the answers as JSON-ready dicts.
@@ -23,7 +23,7 @@ from typing import Any, BinaryIO
 import numpy as np
 import torch
 
-from .. import runs as run_files
+from .. import run_folder as run_files
 from .._tracing import model_call
 from ..errors import CnnlabError
 from ..inspect import grad_cam
@@ -33,7 +33,7 @@ from ..inspect.trace_explain import channel_contributions, explain_value
 from ..inspect.trace_gradient import step_gradient
 from ..models import names_a_model
 from ..models.binary import class_probabilities
-from ..sources import ModelSource, load_source
+from ..runs.sources import ModelSource, load_source
 from .png import COLORMAPS, colour, image_png, legend, overlay, png, sprite_on_scale
 from .problems import Refusal
 from .report import build_report

@@ -10,7 +10,7 @@ from typing import Any, BinaryIO
 from PIL import Image
 
 from ..images import DECODE_ERRORS, fit_resized_crop
-from ..sources import ModelSource
+from ..runs.sources import ModelSource
 from .problems import Refusal
 
 MAX_UPLOAD_BYTES = 5 * 2**20  # 5 MiB

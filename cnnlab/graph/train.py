@@ -15,7 +15,7 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from .. import runs
+from .. import run_folder
 from ..errors import CnnlabError
 from ..outputs import progress_bars_shown
 from ..train.config import LR_MAX, SEED_MAX
@@ -311,11 +311,13 @@ def run_graph_training(
     The config is checked when it is made; the run folder's place and name are checked and the
     data read before the folder is created. A run that fails (the loss becomes NaN, an error,
     Ctrl-C) leaves no folder behind, and with ``overwrite`` the run it was to replace is put
-    back (see :func:`cnnlab.runs.new_run`)."""
-    planned = runs.plan_run_dir(runs_root, name, f"gcn-{config.dataset}", overwrite)
+    back (see :func:`cnnlab.run_folder.new_run`)."""
+    planned = run_folder.plan_run_dir(runs_root, name, f"gcn-{config.dataset}", overwrite)
     data = load_graph(config.dataset, config.data_dir)  # bad data fails before the folder
-    with runs.new_run(planned) as run_dir:
-        runs.write_text(run_dir / runs.CONFIG, json.dumps(dataclasses.asdict(config), indent=2))
+    with run_folder.new_run(planned) as run_dir:
+        run_folder.write_text(
+            run_dir / run_folder.CONFIG, json.dumps(dataclasses.asdict(config), indent=2)
+        )
         if isinstance(data, GraphSet):
             result = train_graphs(data, config)
             history = [{"fold": i + 1, "test_acc": a} for i, a in enumerate(result["fold_acc"])]
@@ -337,9 +339,11 @@ def run_graph_training(
                 "kind": "nodes",
                 "in_features": data.x.shape[1],
             }
-        runs.write_metrics(run_dir / runs.METRICS, history)
-        runs.write_text(run_dir / "result.json", json.dumps(result, indent=2))
-        runs.save_checkpoint(run_dir / runs.CHECKPOINT, state)  # last: marks the run complete
+        run_folder.write_metrics(run_dir / run_folder.METRICS, history)
+        run_folder.write_text(run_dir / "result.json", json.dumps(result, indent=2))
+        run_folder.save_checkpoint(
+            run_dir / run_folder.CHECKPOINT, state
+        )  # last: marks the run complete
     return run_dir, result
 
 
@@ -355,7 +359,7 @@ def _saved_config(run_dir: Path, saved: Any) -> GraphConfig:
 
 
 def load_node_model(run_dir: Path) -> tuple[GCN, GraphConfig, dict[str, Any]]:
-    state = runs.load_checkpoint(run_dir / runs.CHECKPOINT, required=("kind", "config"))
+    state = run_folder.load_checkpoint(run_dir / run_folder.CHECKPOINT, required=("kind", "config"))
     if state["kind"] != "nodes":
         raise CnnlabError(f"{run_dir}: not a node-classification GCN run")
     config = _saved_config(run_dir, state["config"])

@@ -291,7 +291,7 @@ def to_uint8(result: np.ndarray, signed: bool) -> np.ndarray:
 
 
 def save_png(array: np.ndarray, path: Path) -> None:
-    from ..runs import atomic_write
+    from ..run_folder import atomic_write
 
     image = Image.fromarray(array)
     atomic_write(Path(path), lambda handle: image.save(handle, format="PNG"))

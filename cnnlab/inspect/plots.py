@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from matplotlib.figure import Figure
 
-from ..runs import atomic_write
+from ..run_folder import atomic_write
 
 
 def subplots(rows: int = 1, cols: int = 1, figsize: tuple[float, float] | None = None, **options):

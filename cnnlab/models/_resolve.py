@@ -1,6 +1,6 @@
 """A model from a text that names one: a cnnlab model name, ``torchvision:NAME`` or
 ``package.module:callable``. Run folders are resolved one floor up, by
-:func:`cnnlab.sources.resolve_model_or_run`.
+:func:`cnnlab.runs.sources.resolve_model_or_run`.
 
 ``torchvision:NAME`` has one meaning everywhere: ``torchvision.models.get_model(NAME)``, any
 model in ``torchvision.models.list_models()``. With ``pretrained=True`` (transfer learning)

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .. import runs
+from .. import run_folder
 from ..data.batches import INPUT_SCALINGS
 from ..data.datasets import CIFAR_VARIANTS, DATASET_NAMES
 from ..errors import CnnlabError, first_line
@@ -361,7 +361,7 @@ class TrainConfig:
 def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The settings of a ``train --config FILE``: a JSON or YAML (``.yaml``/``.yml``) mapping
     of :class:`TrainConfig` fields, such as a run's ``config.json``, whose records (versions,
-    command line: :data:`cnnlab.runs.RECORD_KEYS`) are skipped. Values are checked when the
+    command line: :data:`cnnlab.run_folder.RECORD_KEYS`) are skipped. Values are checked when the
     TrainConfig is built; an unknown key is refused by name."""
     path = Path(path)
     yaml_file = path.suffix.lower() in (".yaml", ".yml")
@@ -391,7 +391,7 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         )
     known = [f.name for f in fields(TrainConfig)]
     for key in values:
-        if key not in known and key not in runs.RECORD_KEYS:
+        if key not in known and key not in run_folder.RECORD_KEYS:
             raise CnnlabError(
                 f"--config {path}: unknown setting {key!r}; expected TrainConfig fields: "
                 f"{', '.join(known)}"

@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .. import runs
+from .. import run_folder
 from ..data import ImageDataset
 from ..outputs import report
 from .config import TrainConfig, TrainingHooks
@@ -47,8 +47,8 @@ def fit(
             atomically; with ``config.eval_every`` also steps.csv), and with the standard hooks
             curves.png and confusion.png after the last epoch; nothing is written when None.
             Only rank 0 writes.
-        resume_from: a checkpoint dict from :func:`cnnlab.runs.load_checkpoint`; training goes on
-            from its epoch with its weights, optimizer, schedule and RNG state.
+        resume_from: a checkpoint dict from :func:`cnnlab.run_folder.load_checkpoint`; training
+            goes on from its epoch with its weights, optimizer, schedule and RNG state.
         hooks: what features add to the loop; by default :func:`standard_hooks` ``(config)``.
         verbose: report each epoch's line through the ``cnnlab`` logger at INFO, shown on
             stderr unless logging is set up otherwise; False logs it at DEBUG only (a quiet
@@ -63,7 +63,7 @@ def fit(
     loop = prepare(model, data, config, resume_from, hooks)
     history, start_epoch = resume(loop, config, run_dir, resume_from)
     if run_dir is not None and ranks.is_main:
-        runs.write_config(run_dir, asdict(config), resumed=resume_from is not None)
+        run_folder.write_config(run_dir, asdict(config), resumed=resume_from is not None)
     classes = loop.train_set.num_classes
     confusion = torch.zeros(classes, classes, dtype=torch.int64)
     for epoch in range(start_epoch, config.epochs):

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .. import runs
+from .. import run_folder
 from ..data import ImageDataset, make_loader
 from ..data.batches import scaling_stats
 from ..errors import CnnlabError
@@ -300,11 +300,11 @@ def save_epoch(
         **({"steps": loop.evaluation.state()} if loop.evaluation is not None else {}),
         **({"lookahead": loop.lookahead.slow} if loop.lookahead is not None else {}),
     }
-    runs.save_checkpoint(run_dir / runs.CHECKPOINT, state)
+    run_folder.save_checkpoint(run_dir / run_folder.CHECKPOINT, state)
     keep_best(config, run_dir, history, state)  # --keep best: best.pt
-    runs.write_metrics(run_dir / runs.METRICS, history)
+    run_folder.write_metrics(run_dir / run_folder.METRICS, history)
     if loop.evaluation is not None:
-        runs.write_metrics(run_dir / STEPS_CSV, loop.evaluation.rows)
+        run_folder.write_metrics(run_dir / STEPS_CSV, loop.evaluation.rows)
 
 
 def distributed_model(model: nn.Module, device: torch.device) -> nn.Module:

@@ -4,7 +4,7 @@
 The split is stratified (each class gives the same fraction) and seeded by the run's seed, so
 a resumed run holds out exactly the same images. Its loss and accuracy join each epoch's row
 (``val_loss``, ``val_acc``); with ``--keep best`` the checkpoint of the best validation accuracy
-is also kept, as ``best.pt`` beside ``checkpoint.pt`` (:data:`cnnlab.runs.BEST`), and loading
+is also kept, as ``best.pt`` beside ``checkpoint.pt`` (:data:`cnnlab.run_folder.BEST`), and loading
 the run for eval, predict or show uses it."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .. import runs
+from .. import run_folder
 from ..data import BatchLoader, ImageDataset, Preprocess, StreamedImages, StreamLoader, make_loader
 from ..errors import CnnlabError
 from .config import KEEP_CHOICES, TrainConfig
@@ -142,5 +142,7 @@ def keep_best(
         return False
     if best_epoch(history) != state["epoch"]:
         return False
-    runs.save_checkpoint(run_dir / runs.BEST, {k: state[k] for k in BEST_KEYS if k in state})
+    run_folder.save_checkpoint(
+        run_dir / run_folder.BEST, {k: state[k] for k in BEST_KEYS if k in state}
+    )
     return True

@@ -1,7 +1,7 @@
 """From a config to a finished run folder: a new run, a resumed one, a transferred one.
 
 This is what the CLI calls; the pieces (`load_dataset`, `create_model`, `fit`) stay usable alone,
-and a finished run folder is read back by :mod:`cnnlab.trained`.
+and a finished run folder is read back by :mod:`cnnlab.runs.load`.
 """
 
 from __future__ import annotations
@@ -15,20 +15,20 @@ from typing import Any
 import torch.distributed as dist
 from torch import nn
 
-from . import runs
-from .data import ImageDataset, StreamedImages
-from .errors import CnnlabError, RunFolderError
-from .model_interface import spec_of
-from .models import create_model
-from .models.init import initialize
-from .outputs import report
-from .train.checks import check_batch_size, check_model_input, check_runtime
-from .train.config import TrainConfig
-from .train.distributed import current_distributed, seed_everything, together
-from .train.loop import fit
-from .train.pipeline import load_data
-from .train.setup import FitResult
-from .trained import check_run_state, config_from_state, load_run, model_from_state
+from .. import run_folder
+from ..data import ImageDataset, StreamedImages
+from ..errors import CnnlabError, RunFolderError
+from ..model_interface import spec_of
+from ..models import create_model
+from ..models.init import initialize
+from ..outputs import report
+from ..train.checks import check_batch_size, check_model_input, check_runtime
+from ..train.config import TrainConfig
+from ..train.distributed import current_distributed, seed_everything, together
+from ..train.loop import fit
+from ..train.pipeline import load_data
+from ..train.setup import FitResult
+from .load import check_run_state, config_from_state, load_run, model_from_state
 
 __all__ = ["build_model", "load_pretrained", "resume_run", "train_run", "transfer_run"]
 
@@ -87,8 +87,10 @@ def resume_run(
 ) -> FitResult:
     """Continue a run from its last checkpoint; ``epochs`` may raise its total epoch count and
     ``tensorboard`` switch TensorBoard logging on from here (a run trained with it keeps it)."""
-    run_dir = runs.resolve_run(run, runs_root)
-    state = check_run_state(runs.load_checkpoint(run_dir / runs.CHECKPOINT), run_dir, train=True)
+    run_dir = run_folder.resolve_run(run, runs_root)
+    state = check_run_state(
+        run_folder.load_checkpoint(run_dir / run_folder.CHECKPOINT), run_dir, train=True
+    )
     config = config_from_state(state, run_dir)
     if epochs is not None:
         if epochs < state["epoch"]:
@@ -109,7 +111,7 @@ def resume_run(
     _report_notes(train)
     model = model_from_state(state, run_dir)
     if current_distributed().is_main:
-        for stale in runs.remove_stale_temporaries(run_dir):
+        for stale in run_folder.remove_stale_temporaries(run_dir):
             print(f"note: removed {stale}, a file left by a run killed mid-write")
     return fit(model, (train, test), config, run_dir, resume_from=state)
 
@@ -128,7 +130,7 @@ def _plan_on_rank0(runs_root: Path, name: str | None, default: str, overwrite: b
 
     def plan() -> None:
         if ranks.is_main:
-            chosen[0] = runs.plan_run_dir(runs_root, name, default, overwrite)
+            chosen[0] = run_folder.plan_run_dir(runs_root, name, default, overwrite)
 
     together(plan)
     if ranks.world_size > 1:
@@ -137,7 +139,7 @@ def _plan_on_rank0(runs_root: Path, name: str | None, default: str, overwrite: b
 
 
 def _new_run_on_rank0(run_dir: Path) -> AbstractContextManager[Path]:
-    return runs.new_run(run_dir) if current_distributed().is_main else nullcontext(run_dir)
+    return run_folder.new_run(run_dir) if current_distributed().is_main else nullcontext(run_dir)
 
 
 # ---------------------------------------------------------------------- transfer learning
@@ -149,7 +151,7 @@ def load_pretrained(
     """A pretrained network and its spec: a cnnlab run folder, or ``torchvision:NAME`` for a
     registered torchvision model with its ImageNet weights."""
     if source.startswith("torchvision:"):
-        from .models import resolve_model
+        from ..models import resolve_model
 
         model = resolve_model(source, pretrained=True).model
         return model, {**spec_of(model), "kwargs": {}}
@@ -169,7 +171,7 @@ def transfer_run(
     """Train ``source``'s network on ``config.dataset`` with a transfer strategy
     (:mod:`cnnlab.train.transfer`) into a new run folder. Images are converted to the source's
     channels and size. Returns the fit result and what was frozen and trained."""
-    from .train.transfer import Strategy, imagenet_view, replace_head, trainable_groups
+    from ..train.transfer import Strategy, imagenet_view, replace_head, trainable_groups
 
     parsed = Strategy.parse(strategy)
     check_runtime(config, current_distributed().local_rank)

@@ -1,6 +1,6 @@
 """A finished run folder back to a working model: load it (checkpoint checked field by
 field), read images for it, predict, evaluate it on its test split, and load the data a config
-names. :mod:`cnnlab.experiment` (training) builds on this; both are re-exported there."""
+names. :mod:`cnnlab.runs.start` (training) builds on this; both are re-exported there."""
 
 from __future__ import annotations
 
@@ -13,14 +13,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import runs
-from .data import ImageDataset, Preprocess
-from .errors import CnnlabError, RunFolderError
-from .images import fit_resized_crop, opened
-from .models import create_model
-from .models.binary import class_probabilities
-from .train.config import MAX_IMAGE_SIDE, TrainConfig
-from .train.pipeline import load_data
+from .. import run_folder
+from ..data import ImageDataset, Preprocess
+from ..errors import CnnlabError, RunFolderError
+from ..images import fit_resized_crop, opened
+from ..models import create_model
+from ..models.binary import class_probabilities
+from ..train.config import MAX_IMAGE_SIDE, TrainConfig
+from ..train.pipeline import load_data
 
 
 @dataclass
@@ -63,7 +63,7 @@ MAX_CLASSES = 100_000
 def check_run_state(state: dict[str, Any], run_dir: Path, train: bool = False) -> dict[str, Any]:
     """Check a loaded checkpoint's fields (types and ranges), so that a damaged or forged file
     is refused by name instead of failing later or building a model of any size."""
-    path = run_dir / runs.CHECKPOINT
+    path = run_dir / run_folder.CHECKPOINT
 
     def refuse(what: str) -> RunFolderError:
         return RunFolderError(
@@ -130,7 +130,8 @@ def config_from_state(state: dict[str, Any], run_dir: Path) -> TrainConfig:
         return TrainConfig.from_dict(state["config"])
     except (CnnlabError, TypeError) as err:
         raise RunFolderError(
-            f"{run_dir / runs.CHECKPOINT}: its config is not valid ({err}); the file is damaged"
+            f"{run_dir / run_folder.CHECKPOINT}: its config is not valid ({err}); the file is "
+            "damaged"
         ) from None
 
 
@@ -154,7 +155,7 @@ def model_from_state(state: dict[str, Any], run_dir: Path) -> nn.Module:
     def mismatch(err: Exception) -> RunFolderError:
         first = str(err).splitlines()[1:2] or str(err).splitlines()[:1] or [type(err).__name__]
         return RunFolderError(
-            f"{run_dir / runs.CHECKPOINT}: its weights do not fit model {spec['name']} "
+            f"{run_dir / run_folder.CHECKPOINT}: its weights do not fit model {spec['name']} "
             f"({first[0].strip()[:160]}); the checkpoint comes from another model"
         )
 
@@ -163,7 +164,7 @@ def model_from_state(state: dict[str, Any], run_dir: Path) -> nn.Module:
             skeleton = build()
         except (TypeError, ValueError, RuntimeError) as err:
             raise RunFolderError(
-                f"{run_dir / runs.CHECKPOINT}: model_spec {spec} does not build "
+                f"{run_dir / run_folder.CHECKPOINT}: model_spec {spec} does not build "
                 f"({type(err).__name__}: {str(err)[:120]}); the file is damaged"
             ) from None
     expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
@@ -190,10 +191,12 @@ def model_from_state(state: dict[str, Any], run_dir: Path) -> nn.Module:
 
 def load_run(run: str | os.PathLike[str], runs_root: Path = Path("runs")) -> TrainedRun:
     """Rebuild a run's model, eval mode on the CPU, from best.pt (--keep best) or checkpoint.pt."""
-    run_dir = runs.resolve_run(run, runs_root)
-    state = check_run_state(runs.load_checkpoint(runs.kept_checkpoint(run_dir)), run_dir)
-    if (run_dir / runs.CONFIG).is_file():
-        config_model = runs.read_config(run_dir).get("model")
+    run_dir = run_folder.resolve_run(run, runs_root)
+    state = check_run_state(
+        run_folder.load_checkpoint(run_folder.kept_checkpoint(run_dir)), run_dir
+    )
+    if (run_dir / run_folder.CONFIG).is_file():
+        config_model = run_folder.read_config(run_dir).get("model")
         if config_model and config_model != state["model_spec"].get("name"):
             raise RunFolderError(
                 f"{run_dir}: config.json says model {config_model!r} but checkpoint.pt holds "
@@ -230,7 +233,7 @@ def read_image(
 @torch.no_grad()
 def predict(trained: Any, images: torch.Tensor) -> torch.Tensor:
     """Class probabilities (``N x classes``) for a uint8 ``N x C x H x W`` batch of a
-    :class:`TrainedRun` or a :class:`cnnlab.sources.ModelSource` (its model and preprocess)."""
+    :class:`TrainedRun` or a :class:`cnnlab.runs.sources.ModelSource` (its model and preprocess)."""
     logits = trained.model(trained.preprocess(images))
     return class_probabilities(logits)  # one binary logit z: [1 - s(z), s(z)]
 
@@ -260,9 +263,9 @@ class RunEvaluation:
 
 def evaluate_run(trained: TrainedRun, data_dir: str | None = None) -> RunEvaluation:
     """Test a run's model on its test split (from ``data_dir`` when given)."""
-    from .data import make_loader
-    from .train.checks import check_model_input
-    from .train.steps import evaluate
+    from ..data import make_loader
+    from ..train.checks import check_model_input
+    from ..train.steps import evaluate
 
     test = trained.test_split(data_dir)
     check_model_input(trained.model, test)

@@ -24,10 +24,10 @@ from typing import Any
 
 import torch
 
-from . import __version__, runs
-from .errors import CnnlabError, reason
-from .outputs import check_output_file
-from .trained import TrainedRun, load_run
+from .. import __version__, run_folder
+from ..errors import CnnlabError, reason
+from ..outputs import check_output_file
+from .load import TrainedRun, load_run
 
 FORMATS = ("onnx", "safetensors")
 ONNX_FILE = "model.onnx"  # the default output, in the run folder
@@ -150,7 +150,7 @@ def export_onnx(
     )
     onnx.checker.check_model(proto)
     data = proto.SerializeToString()
-    runs.atomic_write(path, lambda handle: handle.write(data))
+    run_folder.atomic_write(path, lambda handle: handle.write(data))
     return ExportResult(path, metadata, len(data))
 
 
@@ -176,7 +176,7 @@ def export_safetensors(
     }
     metadata = {**onnx_metadata(trained), "format": "safetensors: the model's state_dict"}
     data = save(tensors, metadata=metadata)
-    runs.atomic_write(path, lambda handle: handle.write(data))
+    run_folder.atomic_write(path, lambda handle: handle.write(data))
     return ExportResult(path, metadata, len(data))
 
 
@@ -207,7 +207,7 @@ def _checked_run(
 ) -> TrainedRun:
     """The run, loaded once the output path (``default`` in the run folder unless ``out``, with
     the default's suffix) is known to be writable and free, or ``overwrite`` says replace it."""
-    run_dir = runs.resolve_run(run, runs_root)
+    run_dir = run_folder.resolve_run(run, runs_root)
     path = _output_path(run_dir, out, default)
     check_output_file(path, "--out", (Path(default).suffix,))
     if path.exists() and not overwrite:

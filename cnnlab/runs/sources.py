@@ -28,12 +28,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import runs
-from .data import ImageDataset, Preprocess, named_test_image
-from .errors import CnnlabError, first_line
-from .model_interface import declared_input
-from .runs import CHECKPOINT
-from .trained import TrainedRun, load_run, read_image
+from .. import run_folder
+from ..data import ImageDataset, Preprocess, named_test_image
+from ..errors import CnnlabError, first_line
+from ..model_interface import declared_input
+from ..run_folder import CHECKPOINT
+from .load import TrainedRun, load_run, read_image
 
 
 def find_run(text: str, runs_root: Path = Path("runs")) -> Path | None:
@@ -61,7 +61,7 @@ class Which:
 
 def which(text: str, runs_root: Path = Path("runs")) -> Which:
     """Apply the precedence rule to ``text`` (see the module's docstring)."""
-    from .models import names_a_model
+    from ..models import names_a_model
 
     run = find_run(text, runs_root)
     if run is None:
@@ -94,7 +94,7 @@ def source_image(
     unless ``squash``)."""
     import torch
 
-    from .images import fit_resized_crop
+    from ..images import fit_resized_crop
 
     if text.startswith("test:"):
         test = source.test_split(data_dir)
@@ -135,8 +135,8 @@ def resolve_model_or_run(
 ) -> tuple[nn.Module, str, str | None, str | None]:
     """(model, label, input shape, the input the model was made for) from what
     :func:`cnnlab.models.resolve_model` takes, or else a run folder (the trained model)."""
-    from .inspect.shapes import parse_shape
-    from .models import check_num_classes, check_run_input, names_a_model, resolve_model
+    from ..inspect.shapes import parse_shape
+    from ..models import check_num_classes, check_run_input, names_a_model, resolve_model
 
     check_num_classes(num_classes)
     shape = parse_shape(input_shape, "--input") if input_shape else None
@@ -203,8 +203,8 @@ def load_source(
     input a non-run model is fed. Preprocessing: a run's own statistics; torchvision models
     their weights' ImageNet mean/std, resize (256) and central crop (224); registered and user
     models mean 0.5 and std 0.5 per channel (a random network has no statistics of its own)."""
-    from .inspect.shapes import parse_shape
-    from .models import names_a_model
+    from ..inspect.shapes import parse_shape
+    from ..models import names_a_model
 
     shape = parse_shape(input_shape, "--input") if input_shape else None
     if shape is not None and (len(shape) != 3 or shape[1] != shape[2]):
@@ -228,7 +228,7 @@ def _run_source(meant, runs_root: Path, weights: bool, shape, input_shape) -> Mo
             f"{'x'.join(map(str, made_for))} images; leave {option.split()[0]} out"
         )
     label = f"run {trained.run_dir.name} ({trained.spec['name']})"
-    notes = runs.kept_note(trained.run_dir, trained.epoch)  # best.pt: say so
+    notes = run_folder.kept_note(trained.run_dir, trained.epoch)  # best.pt: say so
     notes = [meant.note, *(notes or [])] if meant.note else notes
     return ModelSource(
         trained.model,
@@ -244,8 +244,8 @@ def _run_source(meant, runs_root: Path, weights: bool, shape, input_shape) -> Mo
 
 def _model_source(text: str, seed: int, weights: bool, shape, input_shape) -> ModelSource:
     """A registered, torchvision or user model: untrained (seeded) or with ImageNet weights."""
-    from .models import resolve_model
-    from .models.tv_models import imagenet_input, pretrained_model, weights_file
+    from ..models import resolve_model
+    from ..models.tv_models import imagenet_input, pretrained_model, weights_file
 
     tv_name = text[len("torchvision:") :] if text.startswith("torchvision:") else None
     if weights and tv_name is None:
