@@ -63,65 +63,77 @@ MAX_CLASSES = 100_000
 def check_run_state(state: dict[str, Any], run_dir: Path, train: bool = False) -> dict[str, Any]:
     """Check a loaded checkpoint's fields (types and ranges), so that a damaged or forged file
     is refused by name instead of failing later or building a model of any size."""
-    path = run_dir / run_folder.CHECKPOINT
-
-    def refuse(what: str) -> RunFolderError:
-        return RunFolderError(
-            f"{path}: {what}; the file is damaged or not from cnnlab train (retrain the run, or "
-            "restore the file)"
-        )
-
-    def count(value: Any, low: int, high: int) -> bool:
-        return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
-
     required = ("model", "model_spec", "normalization", "classes", "epoch", "config")
     required += RESUME_KEYS if train else ()
     missing = [key for key in required if key not in state]
-    if missing:
-        raise refuse(f"it lacks {', '.join(missing)}")
+    problem = f"it lacks {', '.join(missing)}" if missing else None
+    for find in (_spec_problem, _weights_problem, _normalization_problem, _classes_problem):
+        problem = problem or find(state)
+    if problem:
+        raise RunFolderError(
+            f"{run_dir / run_folder.CHECKPOINT}: {problem}; the file is damaged or not from "
+            "cnnlab train (retrain the run, or restore the file)"
+        )
+    return state
+
+
+def _count(value: Any, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _spec_problem(state: dict[str, Any]) -> str | None:
+    """What is wrong with the checkpoint's model_spec (a registered model's name and sizes)."""
     spec = state["model_spec"]
     if not isinstance(spec, dict):
-        raise refuse(f"model_spec is a {type(spec).__name__}, expected a dict")
-    if spec.get("name") is not None:  # a registered model; user models are refused later
-        if not isinstance(spec["name"], str):
-            raise refuse(f"model_spec name {spec['name']!r} is not a model name")
-        for key, high in (
-            ("num_classes", MAX_CLASSES),
-            ("in_channels", 64),
-            ("input_size", MAX_IMAGE_SIDE),
-        ):
-            if not count(spec.get(key), 1, high):
-                raise refuse(f"model_spec {key}={spec.get(key)!r}, expected an integer 1..{high}")
-        if not isinstance(spec.get("kwargs", {}), dict):
-            raise refuse(f"model_spec kwargs={spec['kwargs']!r}, expected a dict")
+        return f"model_spec is a {type(spec).__name__}, expected a dict"
+    if spec.get("name") is None:  # a user's model: refused later, when it is rebuilt
+        return None
+    if not isinstance(spec["name"], str):
+        return f"model_spec name {spec['name']!r} is not a model name"
+    sizes = (("num_classes", MAX_CLASSES), ("in_channels", 64), ("input_size", MAX_IMAGE_SIDE))
+    for key, high in sizes:
+        if not _count(spec.get(key), 1, high):
+            return f"model_spec {key}={spec.get(key)!r}, expected an integer 1..{high}"
+    if not isinstance(spec.get("kwargs", {}), dict):
+        return f"model_spec kwargs={spec['kwargs']!r}, expected a dict"
+    return None
+
+
+def _weights_problem(state: dict[str, Any]) -> str | None:
+    """The weights, the epoch and the config: a state dict, a count, a dict."""
     if not isinstance(state["model"], dict):
-        raise refuse(f"model is a {type(state['model']).__name__}, expected a state dict")
+        return f"model is a {type(state['model']).__name__}, expected a state dict"
+    if not _count(state["epoch"], 0, 10**9):
+        return f"epoch={state['epoch']!r}, expected a count of epochs"
+    if not isinstance(state["config"], dict):
+        return f"config is a {type(state['config']).__name__}, expected a dict"
+    return None
+
+
+def _normalization_problem(state: dict[str, Any]) -> str | None:
     normalization = state["normalization"]
-    if not (
-        isinstance(normalization, dict)
-        and all(
-            isinstance(normalization.get(key), (list, tuple))
-            and normalization[key]
-            and all(isinstance(v, (int, float)) and math.isfinite(v) for v in normalization[key])
-            for key in ("mean", "std")
-        )
-        and all(v > 0 for v in normalization["std"])
-    ):
-        raise refuse("normalization must hold finite mean and positive std lists")
-    classes = state["classes"]
+    finite_lists = isinstance(normalization, dict) and all(
+        isinstance(normalization.get(key), (list, tuple))
+        and normalization[key]
+        and all(isinstance(v, (int, float)) and math.isfinite(v) for v in normalization[key])
+        for key in ("mean", "std")
+    )
+    if not (finite_lists and all(v > 0 for v in normalization["std"])):
+        return "normalization must hold finite mean and positive std lists"
+    return None
+
+
+def _classes_problem(state: dict[str, Any]) -> str | None:
+    classes, spec = state["classes"], state["model_spec"]
     if not (
         isinstance(classes, (list, tuple))
         and 1 <= len(classes) <= MAX_CLASSES
         and all(isinstance(c, str) for c in classes)
     ):
-        raise refuse("classes must be a list of class names")
+        return "classes must be a list of class names"
     if isinstance(spec.get("num_classes"), int) and len(classes) > spec["num_classes"]:
-        raise refuse(f"{len(classes)} class names for {spec['num_classes']} model outputs")
-    if not count(state["epoch"], 0, 10**9):
-        raise refuse(f"epoch={state['epoch']!r}, expected a count of epochs")
-    if not isinstance(state["config"], dict):
-        raise refuse(f"config is a {type(state['config']).__name__}, expected a dict")
-    return state
+        return f"{len(classes)} class names for {spec['num_classes']} model outputs"
+    return None
 
 
 def config_from_state(state: dict[str, Any], run_dir: Path) -> TrainConfig:

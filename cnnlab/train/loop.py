@@ -22,7 +22,16 @@ from ..data import ImageDataset
 from ..outputs import report
 from .config import TrainConfig, TrainingHooks
 from .distributed import current_distributed
-from .setup import FitResult, prepare, resume, save_epoch, standard_hooks, test_epoch, train_epoch
+from .setup import (
+    FitResult,
+    Loop,
+    prepare,
+    resume,
+    save_epoch,
+    standard_hooks,
+    test_epoch,
+    train_epoch,
+)
 from .validation import validation_scores
 
 # ---------------------------------------------------------------------------------- training
@@ -72,15 +81,7 @@ def fit(
         row = {
             "epoch": epoch + 1,
             "lr": loop.optimizer.param_groups[0]["lr"],
-            "train_loss": float(totals[0] / totals[2]),
-            "train_acc": float(totals[1] / totals[2]),
-            **validation_scores(
-                model, loop.val_loader, loop.preprocess, classes, config, loop.test_flip
-            ),
-            "test_loss": test_loss,
-            "test_acc": test_acc,
-            "train_seconds": train_seconds,
-            "images_per_second": float(totals[2]) / train_seconds,
+            **_scores(loop, config, totals, train_seconds, test_loss, test_acc),
         }
         history.append(row)
         if ranks.is_main:
@@ -96,6 +97,25 @@ def fit(
     if ranks.is_main and hooks.after_fit is not None:
         hooks.after_fit(result)
     return result
+
+
+def _scores(
+    loop: Loop, config: TrainConfig, totals: Any, seconds: float, test_loss: float, test_acc: float
+) -> dict[str, float]:
+    """An epoch's metrics.csv numbers after its epoch and learning rate: training loss and
+    accuracy, validation scores (with a split), test scores, time and speed."""
+    classes = loop.train_set.num_classes
+    return {
+        "train_loss": float(totals[0] / totals[2]),
+        "train_acc": float(totals[1] / totals[2]),
+        **validation_scores(
+            loop.model, loop.val_loader, loop.preprocess, classes, config, loop.test_flip
+        ),
+        "test_loss": test_loss,
+        "test_acc": test_acc,
+        "train_seconds": seconds,
+        "images_per_second": float(totals[2]) / seconds,
+    }
 
 
 def _epoch_line(row: dict[str, float], epochs: int) -> str:
