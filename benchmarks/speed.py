@@ -2,10 +2,11 @@
 ``benchmarks/results/speed.json``, ``{"task", "device", "data", "test_accuracy",
 "train_seconds", "command", ...}``, beside the machine, torch version and threads.
 
-- ``mnist-lenet5``: ``--recipe mnist-fast`` (target >= 99.0% in <= 5 s on 2 CPU cores), and in
-  the same run a bare PyTorch loop of the same recipe (same model, batch, Adam, one-cycle,
-  channels_last, epochs) timed the same way, so the trainer's overhead is visible: both are
-  warmed up first, then timed ``--repeats`` times in alternating order; medians with min/max.
+- ``mnist-lenet5``: ``--recipe mnist-5s`` (``--mnist-recipe``; target >= 99.0% in <= 5 s on 2
+  CPU cores), and in the same run a bare PyTorch loop of the same recipe (same model, batch,
+  Adam, one-cycle, channels_last, epochs) timed the same way, so the trainer's overhead is
+  visible: both are warmed up first, then timed ``--repeats`` times in alternating order, round
+  r with seed r; medians over the rounds (so over seeds) with min/max.
 - ``cifar10-cpu``: ``--recipe cifar10-air`` (``--cifar-recipe``) sized to 1, 2 and 5 minutes
   of training. A one-cycle schedule must know its length up front (its learning rate falls to
   0 at the end; the middle of a 5-minute run is at a high rate and tests poorly), so
@@ -34,6 +35,7 @@ import math
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,7 @@ from torch.nn import functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, write_json  # noqa: E402
 
+from cnnlab.machine import provenance  # noqa: E402
 from cnnlab.runs.start import build_model  # noqa: E402
 from cnnlab.train import TrainConfig, fit  # noqa: E402
 from cnnlab.train.distributed import resolve_device
@@ -166,26 +169,28 @@ def mnist_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
     if args.mnist_epochs:
         overrides["epochs"] = args.mnist_epochs
     overrides.update(dict(args.mnist_set))  # trying a variant of the recipe
-    _, config, data, row = train_recipe("mnist-fast", device=args.device, **overrides)  # warm-up
+    recipe = args.mnist_recipe
+    _, config, data, row = train_recipe(recipe, device=args.device, **overrides)  # warm-up
     # the same training images as the trainer: its validation split held out
     train, _ = validation_split(data[0], config.val_split, config.seed)
     bare_loop(config, train, data[1])  # warm-up
     trainer_runs: list[dict[str, Any]] = []
     bare_runs: list[dict[str, float]] = []
-    for round_ in range(args.repeats):
+    for round_ in range(args.repeats):  # round r trains with seed r: the medians are over seeds
+        seeded = {**overrides, "seed": round_}
         for side in ("trainer", "bare") if round_ % 2 == 0 else ("bare", "trainer"):
             if side == "trainer":
-                trainer_runs.append(
-                    train_recipe("mnist-fast", data, device=args.device, **overrides)[3]
-                )
+                trainer_runs.append(train_recipe(recipe, data, device=args.device, **seeded)[3])
             else:
-                bare_runs.append(bare_loop(config, train, data[1]))
+                bare_runs.append(bare_loop(replace(config, seed=round_), train, data[1]))
     row = trainer_runs[len(trainer_runs) // 2] | {
         "test_accuracy": statistics.median(r["test_accuracy"] for r in trainer_runs),
         "train_seconds": statistics.median(r["train_seconds"] for r in trainer_runs),
         "trainer_seconds": spread([r["train_seconds"] for r in trainer_runs]),
         "trainer_accuracy": spread([r["test_accuracy"] for r in trainer_runs]),
         "repeats": args.repeats,
+        "seeds": list(range(args.repeats)),
+        "trainer_accuracies": [r["test_accuracy"] for r in trainer_runs],
         "order": "warm-up of both, then alternating: trainer-bare, bare-trainer, ...",
     }
     bare_seconds = [r["train_seconds"] for r in bare_runs]
@@ -280,6 +285,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data-variant", default="jpeg", help="cifar10: official, jpeg or subset")
     p.add_argument("--calibration-images", type=int, default=5120)
     p.add_argument("--cifar-recipe", default="cifar10-air", help="or cifar10-fast")
+    p.add_argument("--mnist-recipe", default="mnist-5s", help="or mnist-fast")
     p.add_argument("--mnist-epochs", type=int, default=None, help="else the recipe's")
     p.add_argument(
         "--repeats", type=int, default=3, help="mnist: timed runs of each side (median, min, max)"
@@ -290,7 +296,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=setting,
         default=[],
         metavar="KEY=VALUE",
-        help="change a setting of the mnist-fast recipe for this run, e.g. batch_size=256",
+        help="change a setting of the mnist recipe for this run, e.g. batch_size=256",
     )
     p.add_argument(
         "--cifar-set",
@@ -329,7 +335,26 @@ def main(argv: list[str] | None = None) -> Path:
         rows += cifar_rows(args)
     if "cifar10-gpu" in args.tasks:
         rows += gpu_rows(args)
-    return write_json(args.out, {"torch_threads": torch.get_num_threads(), "rows": rows})
+    measured = provenance()
+    rows = [{**row, "provenance": measured} for row in rows]
+    return write_json(
+        args.out, {"torch_threads": torch.get_num_threads(), "rows": kept(args, rows)}
+    )
+
+
+def kept(args: argparse.Namespace, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` after the rows of ``args.out`` for the tasks not run now (each row names the
+    machine and commit it was measured on), so one task can be re-measured alone."""
+    try:
+        earlier = json.loads(Path(args.out).read_text())
+    except (OSError, ValueError):
+        return rows
+    run_now = {row["task"] for row in rows} | set(args.tasks)
+    return [
+        {**row, "provenance": row.get("provenance", earlier.get("provenance"))}
+        for row in earlier.get("rows", [])
+        if row.get("task") not in run_now
+    ] + rows
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ def _train(tmp_path: Path, *flags: str) -> dict:
 def test_recipe_list_names_every_recipe_with_a_line(capsys):
     assert main(["train", "--recipe", "list"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    names = ["mnist-fast", "cifar10-fast", "cifar10-air"]
+    names = ["mnist-fast", "mnist-5s", "cifar10-fast", "cifar10-air"]
     assert [line.split()[0] for line in lines] == list(RECIPES) == names
     assert all(len(line.split()) > 4 for line in lines)
 
@@ -285,3 +285,10 @@ def test_the_probe_measures_each_precision_and_layout_and_trains_with_the_fastes
     assert recipe_config("mnist-fast").probe
     assert not recipe_config("mnist-fast", amp="none").probe
     assert not recipe_config("mnist-fast", channels_last=False).probe
+
+
+def test_mnist_5s_is_mnist_fast_on_fewer_images():
+    """The 5-second recipe changes one thing: it trains on 40,000 of the images."""
+    fast, quick = recipe_config("mnist-fast"), recipe_config("mnist-5s")
+    assert quick.train_subset == 40_000 and fast.train_subset is None
+    assert {**vars(quick), "train_subset": None} == vars(fast)
