@@ -148,3 +148,13 @@ def test_the_help_shows_every_flag_in_its_group_with_its_default(capsys, monkeyp
         assert flag in section, (spec.name, meta["group"])
     assert "--no-progress         hide the progress bar (default: off)" in text
     assert "--augment, --no-augment" in text
+
+
+def test_a_switch_whose_flag_could_never_change_its_field_is_refused_at_declaration():
+    from cnnlab.train.options import option
+
+    with pytest.raises(ValueError, match="needs the default False"):
+        option(True, switch="on", help="--x sets true, but it is already true")
+    with pytest.raises(ValueError, match="needs the default True"):
+        option(False, switch="off", help="--no-x sets false, but it is already false")
+    assert option(False, switch="on").metadata["switch"] == "on"

@@ -55,6 +55,8 @@ def option(
     ``"on"`` (``--x`` sets true), ``"both"`` (``--x``/``--no-x``) or ``"off"`` (the flag sets
     false). ``parse`` reads the flag's text; ``factory`` makes a mutable default.
     """
+    if switch in ("on", "off") and default is not (switch == "off"):
+        raise ValueError(f"a switch {switch!r} needs the default {switch == 'off'}")
     if choices is not None and check is None and check_choices:
 
         def check(value: Any, config: Any) -> bool:
