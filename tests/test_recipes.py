@@ -176,6 +176,28 @@ def test_test_flip_scores_the_mean_of_image_and_mirror(data_dir):
     assert plain[0] != pytest.approx(loss)  # the mirror changed the scores
 
 
+def test_test_translate_scores_airbench_s_six_views(data_dir):
+    """--test-translate 1 with --test-flip: half the mirrored pair, a quarter each of the pairs
+    shifted one pixel up-left and down-right (reflected edges), as airbench's TTA."""
+    test = load_dataset("cifar10", "test", root=data_dir, variant="subset").subset(200)
+    torch.manual_seed(0)
+    model = create_model("cifar_fast", widths=[8, 8, 16, 16]).eval()
+    preprocess = Preprocess(*test.channel_stats())
+    loader = BatchLoader(test, 128, shuffle=False)
+    loss, accuracy, _ = evaluate(model, loader, preprocess, 10, flip=True, translate=1)
+    with torch.no_grad():
+        x = preprocess(test.images)
+        pair = lambda v: (model(v) + model(v.flip(-1))) / 2  # noqa: E731
+        padded = torch.nn.functional.pad(x, (1, 1, 1, 1), mode="reflect")
+        up_left, down_right = padded[..., :32, :32], padded[..., 2:, 2:]
+        assert torch.equal(up_left[..., 1:, 1:], x[..., :-1, :-1])  # the image moved down-right
+        logits = 0.5 * pair(x) + 0.25 * (pair(up_left) + pair(down_right))
+    expected = torch.nn.functional.cross_entropy(logits, test.labels).item()
+    assert loss == pytest.approx(expected, rel=1e-4)
+    assert accuracy == pytest.approx((logits.argmax(1) == test.labels).float().mean().item())
+    assert evaluate(model, loader, preprocess, 10, flip=True)[0] != pytest.approx(loss)
+
+
 def test_test_flip_is_refused_for_digits(data_dir):
     train = load_dataset("mnist", "train", root=data_dir).subset(256)
     test = load_dataset("mnist", "test", root=data_dir).subset(100)

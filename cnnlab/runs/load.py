@@ -282,8 +282,13 @@ def evaluate_run(trained: TrainedRun, data_dir: str | None = None) -> RunEvaluat
     test = trained.test_split(data_dir)
     check_model_input(trained.model, test)
     loader = make_loader(test, trained.config.eval_batch_size, shuffle=False)
-    loss, accuracy, confusion = evaluate(  # a run trained with --test-flip is tested so
-        trained.model, loader, trained.preprocess, len(test.classes), flip=trained.config.test_flip
+    loss, accuracy, confusion = evaluate(  # a run trained with test-time views is tested so
+        trained.model,
+        loader,
+        trained.preprocess,
+        len(test.classes),
+        flip=trained.config.test_flip,
+        translate=trained.config.test_translate,
     )
     per_class = (confusion.diag() / confusion.sum(1).clamp(min=1)).tolist()
     return RunEvaluation(

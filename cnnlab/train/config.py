@@ -190,6 +190,16 @@ class TrainConfig:
         help="test-time augmentation: score each test image by the mean logits of it and its "
         "mirror image (photos; refused for digits)",
     )
+    test_translate: int = option(
+        0,
+        group="data",
+        metavar="N",
+        check=count(0, 4),
+        expected="0 (off) to 4 pixels, e.g. 1 (airbench's)",
+        help="test-time augmentation: also score each test image shifted N pixels up-left and "
+        "N down-right (edges reflected), half the weight to the shifts, each mirrored too with "
+        "--test-flip; 0: off",
+    )
     epochs: int = option(
         30,
         group="optimisation",

@@ -172,7 +172,9 @@ def prepare(
     evaluation = None
     if config.eval_every is not None:  # the step tests (after the probe: its precision)
         args = (preprocess, train_set.num_classes, config.amp, hooks.after_train_mode, test_flip)
-        evaluation = StepEvaluation(config.eval_every, model, test_loader, *args)
+        evaluation = StepEvaluation(
+            config.eval_every, model, test_loader, *args, test_translate=config.test_translate
+        )
     if resume_from is None and config.transfer is None and initializes_from_data(model):
         # data-dependent initialization of a new model (cifar_air's whitening layer; a
         # transferred one keeps what it learned): the same random images on every rank
@@ -273,7 +275,13 @@ def test_epoch(loop: Loop, config: TrainConfig, epoch: int) -> tuple[float, floa
         evaluation.merged()
         return result
     result = evaluate(  # the bare model: ranks may differ in steps
-        loop.model, loop.test_loader, loop.preprocess, classes, config.amp, loop.test_flip
+        loop.model,
+        loop.test_loader,
+        loop.preprocess,
+        classes,
+        config.amp,
+        loop.test_flip,
+        config.test_translate,
     )
     if evaluation is not None:
         evaluation.merged()  # every rank's running sums, for the checkpoint

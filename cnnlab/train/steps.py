@@ -34,10 +34,11 @@ def evaluate(
     num_classes: int,
     amp: str = "none",
     flip: bool = False,
+    translate: int = 0,
 ) -> tuple[float, float, torch.Tensor]:
-    """Mean loss, accuracy and confusion matrix over the loader (summed over DDP ranks);
-    ``flip``: score each image by the mean of its logits and its mirror image's (test-time
-    augmentation, as airbench does)."""
+    """Mean loss, accuracy and confusion matrix over the loader (summed over DDP ranks), each
+    image scored by :func:`test_time_logits` (``flip``, ``translate``: test-time augmentation,
+    as airbench does)."""
     was_training = model.training
     model.eval()
     device = loader.device
@@ -45,10 +46,7 @@ def evaluate(
     confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=device)
     for images, labels in loader:
         with autocast(device, amp):
-            inputs = preprocess(images)
-            logits = model(inputs)
-            if flip:
-                logits = (logits.float() + model(inputs.flip(-1)).float()) / 2
+            logits = test_time_logits(model, preprocess(images), flip, translate)
         loss_sum += classification_loss(logits.float(), labels, reduction="sum")
         predictions = predicted_classes(logits)
         confusion += torch.bincount(labels * num_classes + predictions, minlength=num_classes**2)
@@ -59,6 +57,28 @@ def evaluate(
     confusion = confusion.view(num_classes, num_classes).cpu()
     count = int(confusion.sum())
     return (float(loss_sum) / max(count, 1), float(confusion.trace()) / max(count, 1), confusion)
+
+
+def test_time_logits(
+    model: nn.Module, inputs: torch.Tensor, flip: bool = False, translate: int = 0
+) -> torch.Tensor:
+    """The logits a batch is scored by: the model's own; with ``flip`` the mean of them and
+    the mirror images'; with ``translate`` N, half of that and half the mean over the images
+    shifted N pixels up-left and N down-right (edges reflected), each mirrored too with
+    ``flip`` (airbench's test-time augmentation: 2, 4 or 6 forward passes)."""
+
+    def scored(x: torch.Tensor) -> torch.Tensor:
+        logits = model(x).float()
+        return (logits + model(x.flip(-1)).float()) / 2 if flip else logits
+
+    logits = scored(inputs)
+    if not translate:
+        return logits
+    height, width = inputs.shape[-2:]
+    padded = torch.nn.functional.pad(inputs, (translate,) * 4, mode="reflect")
+    moved_down_right = padded[..., :height, :width]
+    moved_up_left = padded[..., 2 * translate :, 2 * translate :]
+    return 0.5 * logits + 0.25 * (scored(moved_down_right) + scored(moved_up_left))
 
 
 def training_loss(
@@ -109,6 +129,7 @@ class StepEvaluation:
     amp: str = "none"
     after_train_mode: Callable[[nn.Module], None] | None = None
     test_flip: bool = False  # average each test image's logits with its mirror image's
+    test_translate: int = 0  # and with its shifts by this many pixels (test_time_logits)
     rows: list[dict[str, float]] = field(default_factory=list)
     window: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
     seconds: float = 0.0  # time spent testing, kept out of the training throughput
@@ -156,7 +177,13 @@ class StepEvaluation:
         started = time.perf_counter()
         loss_sum, correct, seen = self.merged()
         result = evaluate(
-            self.model, self.loader, self.preprocess, self.num_classes, self.amp, self.test_flip
+            self.model,
+            self.loader,
+            self.preprocess,
+            self.num_classes,
+            self.amp,
+            self.test_flip,
+            self.test_translate,
         )
         if self.after_train_mode is not None:  # evaluate put every module back in training mode
             self.after_train_mode(self.model)

@@ -117,7 +117,9 @@ def validation_scores(
     images are, flip included), or ``{}`` without a split."""
     if loader is None:
         return {}
-    loss, accuracy, _ = evaluate(model, loader, preprocess, num_classes, config.amp, flip)
+    loss, accuracy, _ = evaluate(
+        model, loader, preprocess, num_classes, config.amp, flip, config.test_translate
+    )
     return {"val_loss": loss, "val_acc": accuracy}
 
 
