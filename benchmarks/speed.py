@@ -184,6 +184,7 @@ def mnist_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
             else:
                 bare_runs.append(bare_loop(replace(config, seed=round_), train, data[1]))
     row = trainer_runs[len(trainer_runs) // 2] | {
+        "command": command_for(recipe, {**overrides, "device": args.device}) + " --seed S",
         "test_accuracy": statistics.median(r["test_accuracy"] for r in trainer_runs),
         "train_seconds": statistics.median(r["train_seconds"] for r in trainer_runs),
         "trainer_seconds": spread([r["train_seconds"] for r in trainer_runs]),
@@ -227,21 +228,38 @@ def cifar_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
     calibration = {**base, "epochs": 1, "train_subset": args.calibration_images}
     _, config, _, row = train_recipe(args.cifar_recipe, **calibration)
     speed = row["images_per_second"]
-    data = load_data(recipe_config(args.cifar_recipe, **base))
-    print(f"cifar10-cpu: calibration {speed:,.0f} img/s ({config.amp}, {len(data[0]):,} train)")
+    sized = recipe_config(args.cifar_recipe, **base)
+    data = load_data(sized)
+    # an epoch trains the images left after the recipe's validation split
+    trained = len(validation_split(data[0], sized.val_split, sized.seed)[0])
+    print(f"cifar10-cpu: calibration {speed:,.0f} img/s ({config.amp}, {trained:,} train)")
     rows = []
     for budget in args.budgets:
-        epochs = max(1, math.floor(0.95 * budget * speed / len(data[0])))
-        _, _, _, row = train_recipe(args.cifar_recipe, data, **base, epochs=epochs)
-        print(
-            f"cifar10-cpu, {budget:g} s budget: {epochs} epochs, {row['test_accuracy']:.2%} in "
-            f"{row['train_seconds']:.1f} s ({row['images_per_second']:,.0f} img/s)",
-            flush=True,
-        )
+        epochs = max(1, math.floor(0.95 * budget * speed / trained))
+        runs = []
+        for seed in args.cifar_seeds:
+            _, _, _, run = train_recipe(args.cifar_recipe, data, **base, epochs=epochs, seed=seed)
+            runs.append(run)
+            print(
+                f"cifar10-cpu, {budget:g} s budget, seed {seed}: {epochs} epochs, "
+                f"{run['test_accuracy']:.2%} in {run['train_seconds']:.1f} s "
+                f"({run['images_per_second']:,.0f} img/s)",
+                flush=True,
+            )
+        row = runs[len(runs) // 2] | {
+            "command": command_for(args.cifar_recipe, {**base, "epochs": epochs}) + " --seed S",
+            "test_accuracy": statistics.median(r["test_accuracy"] for r in runs),
+            "train_seconds": statistics.median(r["train_seconds"] for r in runs),
+            "seeds": args.cifar_seeds,
+            "accuracies": [r["test_accuracy"] for r in runs],
+            "val_accuracies": [r["val_accuracy"] for r in runs],
+            "seconds": spread([r["train_seconds"] for r in runs]),
+            "accuracy": spread([r["test_accuracy"] for r in runs]),
+        }
         rows.append({"task": "cifar10-cpu", **row, "budget_seconds": budget})
         # the next (longer) budget is sized by this run's steady speed: the calibration's
         # warm-up steps make it err low by 10-15%, which would leave a minute unused
-        speed = row["images_per_second"]
+        speed = statistics.median(r["images_per_second"] for r in runs)
     return rows
 
 
@@ -285,6 +303,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data-variant", default="jpeg", help="cifar10: official, jpeg or subset")
     p.add_argument("--calibration-images", type=int, default=5120)
     p.add_argument("--cifar-recipe", default="cifar10-air", help="or cifar10-fast")
+    p.add_argument(
+        "--cifar-seeds",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="cifar10-cpu: one run per seed and budget; the row holds the median, min, max",
+    )
     p.add_argument("--mnist-recipe", default="mnist-5s", help="or mnist-fast")
     p.add_argument("--mnist-epochs", type=int, default=None, help="else the recipe's")
     p.add_argument(

@@ -10,7 +10,7 @@ import os
 from collections.abc import Iterator
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import CnnlabError, DataError, reason
 
@@ -19,10 +19,31 @@ from .errors import CnnlabError, DataError, reason
 DECODE_ERRORS = (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError)
 
 
+ORIENTATION = 0x0112  # the EXIF tag a camera sets instead of turning the pixels
+SIDEWAYS = (5, 6, 7, 8)  # orientations that swap width and height
+
+
+def upright(image: Image.Image) -> Image.Image:
+    """``image`` the way it is meant to be seen: a phone saves a portrait photo as landscape
+    pixels plus an EXIF orientation tag, which browsers and photo viewers apply; so does
+    cnnlab (torchvision's and Keras's loaders do not). Untagged images come back as they are."""
+    if image.getexif().get(ORIENTATION, 1) in (1, None):
+        return image
+    return ImageOps.exif_transpose(image)
+
+
+def upright_size(image: Image.Image) -> tuple[int, int]:
+    """(width, height) of the image as seen, from its header: swapped for a sideways tag."""
+    width, height = image.size
+    sideways = image.getexif().get(ORIENTATION, 1) in SIDEWAYS
+    return (height, width) if sideways else (width, height)
+
+
 @contextlib.contextmanager
 def opened(path: str | os.PathLike[str]) -> Iterator[Image.Image]:
-    """The decoded image at ``path``; a missing file or one that does not decode (corrupt,
-    not an image, a decompression bomb) is a :class:`CnnlabError` naming the file.
+    """The decoded image at ``path``, turned upright (:func:`upright`); a missing file or one
+    that does not decode (corrupt, not an image, a decompression bomb) is a
+    :class:`CnnlabError` naming the file.
 
     Only opening and decoding are checked: an error raised by the caller's own code inside the
     ``with`` block passes through unchanged."""
@@ -39,6 +60,7 @@ def opened(path: str | os.PathLike[str]) -> Iterator[Image.Image]:
     with image:
         try:
             image.load()
+            image = upright(image)
         except DECODE_ERRORS as err:
             raise _not_an_image(path, err) from None
         yield image

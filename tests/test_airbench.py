@@ -17,7 +17,7 @@ from cnnlab.models import create_model
 from cnnlab.run_folder import load_checkpoint
 from cnnlab.train import make_optimizer
 from cnnlab.train.recipes import recipe_config
-from cnnlab.train.steps import Lookahead
+from cnnlab.train.steps import Lookahead, WeightAverage
 from cnnlab.train.validation import validation_split
 
 
@@ -104,6 +104,84 @@ def test_lookahead_pulls_weights_to_the_slow_copy_and_ends_on_it():
         model.weight.fill_(5.0)
     lookahead.after_step(model, total, total)  # the last step: back to the slow copy
     assert model.weight.flatten().tolist() == pytest.approx([1 - decay] * 2)
+
+
+def test_ema_averages_every_step_with_a_warm_up_and_ends_on_the_average():
+    model = torch.nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+    average = WeightAverage(model, 0.9)
+    assert average.factor(1) == pytest.approx(2 / 11) and average.factor(1000) == 0.9
+    expected = 0.0
+    for step, value in enumerate([1.0, 2.0, 3.0], start=1):
+        with torch.no_grad():
+            model.weight.fill_(value)
+        average.after_step(model, step, 10)
+        d = min(0.9, (1 + step) / (10 + step))
+        expected = d * expected + (1 - d) * value
+        assert model.weight.flatten().tolist() == [value, value]  # training is undisturbed
+        assert average.average["weight"].flatten().tolist() == pytest.approx([expected] * 2)
+    with torch.no_grad():
+        model.weight.fill_(4.0)
+    average.after_step(model, 10, 10)  # the last step: the model takes the average
+    expected = 0.55 * expected + 0.45 * 4.0  # still warming up: (1 + 10) / (10 + 10)
+    assert model.weight.flatten().tolist() == pytest.approx([expected] * 2)
+
+
+def test_ema_run_resumes_exactly_and_refuses_lookahead(tmp_path, monkeypatch, capsys, data_dir):
+    """--ema 0.9 on real images: the checkpoint keeps the average, a run killed after epoch 1
+    and resumed ends with the same weights as one run straight through; with --lookahead the
+    two would fight over the final weights, so that is refused."""
+    common = [
+        "train",
+        "--model",
+        "cifar_air",
+        "-O",
+        "widths=[8,8,8]",
+        "--dataset",
+        "cifar10",
+        "--data-dir",
+        str(data_dir),
+        "--data-variant",
+        "subset",
+        "--train-subset",
+        "256",
+        "--test-subset",
+        "64",
+        "--batch-size",
+        "64",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "0.05",
+        "--ema",
+        "0.9",
+        "--no-progress",
+        "--runs-dir",
+        str(tmp_path),
+    ]
+    assert main([*common, "--epochs", "2", "--name", "whole"]) == 0
+    whole = load_checkpoint(tmp_path / "whole" / "checkpoint.pt")
+    assert set(whole["ema"]) == {k for k, v in whole["model"].items() if v.is_floating_point()}
+    for key, value in whole["ema"].items():  # the run ended at the average
+        assert torch.equal(whole["model"][key], value), key
+
+    class Killed(Exception):
+        pass
+
+    def killed(*args, **kwargs):
+        raise Killed
+
+    with monkeypatch.context() as patch:
+        patch.setattr(run_folder, "write_metrics", killed)
+        with pytest.raises(Killed):
+            main([*common, "--epochs", "2", "--name", "cut"])
+    assert main(["train", "--resume", str(tmp_path / "cut"), "--no-progress"]) == 0
+    resumed = load_checkpoint(tmp_path / "cut" / "checkpoint.pt")
+    for key, value in whole["model"].items():
+        assert torch.equal(resumed["model"][key], value), key
+    assert main([*common, "--lookahead", "--name", "both"]) == 2
+    assert "--ema" in capsys.readouterr().err and not (tmp_path / "both").exists()
 
 
 def test_cifar10_air_recipe_learns_real_cifar_and_resumes_exactly(
@@ -229,6 +307,8 @@ def test_a_damaged_lookahead_entry_is_named():
     for damaged in ({"weight": torch.zeros(1, 2)}, {"weight": "x", "bias": 1}):
         with pytest.raises(CnnlabError, match="'lookahead' entry"):
             Lookahead(model, damaged)
+        with pytest.raises(CnnlabError, match="'ema' entry"):
+            WeightAverage(model, 0.9, damaged)
 
 
 def test_a_model_too_big_to_allocate_is_explained():

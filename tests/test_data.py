@@ -184,6 +184,32 @@ def test_imagefolder_reads_a_users_tree_exactly(data_dir: Path, tmp_path: Path):
     assert any(np.array_equal(image, first_airplane) for image in everything)  # PNG is lossless
 
 
+def test_a_phone_photo_saved_sideways_with_an_exif_tag_is_read_upright(
+    data_dir: Path, tmp_path: Path
+):
+    """A phone stores a portrait photo as landscape pixels plus an EXIF orientation tag (6:
+    turn 90 degrees clockwise to view). Each reader sees it as a viewer shows it: a single
+    file, and an image folder (whose one-size check reads the headers)."""
+    from cnnlab.images import opened
+
+    cat = Image.open(data_dir / "photos" / "chelsea.png").convert("RGB")  # 451 x 300
+    portrait = cat.crop((0, 0, 300, 400))  # what the camera saw: 300 wide, 400 high
+    stored = portrait.transpose(Image.Transpose.ROTATE_90)  # 400 x 300 pixels on disk ...
+    exif = Image.Exif()
+    exif[0x0112] = 6  # ... and the tag that turns them back
+    tree = tmp_path / "pets" / "train"
+    for folder in ("a", "b"):
+        (tree / folder).mkdir(parents=True)
+    stored.save(tree / "a" / "tagged.png", exif=exif.tobytes())
+    portrait.save(tree / "b" / "upright.png")
+    with opened(tree / "a" / "tagged.png") as image:
+        assert image.size == (300, 400)
+        assert np.array_equal(np.asarray(image), np.asarray(portrait))
+    both = load_dataset("imagefolder", "train", root=tmp_path / "pets")
+    assert both.images.shape[1:] == (3, 400, 300)  # one size: the tag was read
+    assert torch.equal(both.images[0], both.images[1])
+
+
 def test_imagefolder_rejects_a_non_image_and_mixed_sizes(data_dir: Path, tmp_path: Path):
     _image_tree(data_dir, tmp_path / "a")
     (tmp_path / "a" / "cat" / "notes.png").write_text("not a picture")

@@ -137,6 +137,17 @@ def test_uploads_are_checked(client, data_dir):
     assert got.json()["notes"] == ["resized 451x300 to 48x32, centre-cropped to 32x32"]
     gray = client.post("/api/runs/lenet/upload", files={"file": ("c.png", cat, "image/png")})
     assert "converted RGB to L" in gray.json()["notes"]
+    # a phone's sideways pixels with an EXIF orientation tag: read as the browser shows them
+    upright = Image.open(io.BytesIO(cat)).convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = 8  # turn 90 degrees counter-clockwise to view
+    sideways = io.BytesIO()
+    upright.transpose(Image.Transpose.ROTATE_270).save(sideways, "PNG", exif=exif.tobytes())
+    turned = client.post(
+        "/api/runs/cifar/upload", files={"file": ("s.png", sideways.getvalue(), "image/png")}
+    )
+    assert turned.json()["notes"] == got.json()["notes"]  # 451x300, as the upright one
+    assert np.allclose(turned.json()["pixels"], got.json()["pixels"])
     cases = [
         (b"not an image at all", 400),
         (b"\x80\x04\x95" + b"pickle" * 10, 400),  # a pickle is just bytes that do not decode

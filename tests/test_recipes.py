@@ -198,6 +198,64 @@ def test_test_translate_scores_airbench_s_six_views(data_dir):
     assert evaluate(model, loader, preprocess, 10, flip=True)[0] != pytest.approx(loss)
 
 
+def test_small_size_trains_the_first_epochs_on_scaled_down_images_and_tests_at_full_size(data_dir):
+    """--small-size 16 --small-epochs 2 of 3: the model's training inputs are the augmented
+    batch scaled down (antialiased) in epochs 1-2 and full size in epoch 3; every test is at
+    32 x 32; a resumed run keeps the schedule (it is by epoch)."""
+    train = load_dataset("cifar10", "train", root=data_dir, variant="subset").subset(128)
+    test = load_dataset("cifar10", "test", root=data_dir, variant="subset").subset(64)
+    config = TrainConfig(
+        model="cifar_air",
+        epochs=3,
+        batch_size=64,
+        small_size=16,
+        small_epochs=2,
+        augment=True,
+        progress=False,
+        lr=0.01,
+    )
+    torch.manual_seed(0)
+    model = create_model("cifar_air", widths=[8, 8, 8])
+    seen: list[tuple[bool, int, int]] = []
+    model.register_forward_pre_hook(
+        lambda m, args: seen.append((m.training, len(args[0]), args[0].shape[-1]))
+    )
+    fit(model, (train, test), config, verbose=False)
+    trained = [side for training, n, side in seen if training]
+    tested = {side for training, n, side in seen if not training and n > 2}  # 2: the checks'
+    assert (False, 2, 16) in seen  # the check tried the small size before training
+    assert trained == [16] * 4 + [32] * 2  # 2 steps an epoch
+    assert tested == {32}
+    # the scaled batch is what Pillow's bilinear resize makes of the full picture
+    import numpy as np
+    from PIL import Image
+
+    from cnnlab.train.checks import scaled_down
+
+    full = torch.rand(1, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    for side in (16, 24):
+        pillow = Image.fromarray(full[0, 0].numpy(), mode="F").resize((side, side), Image.BILINEAR)
+        assert np.allclose(scaled_down(full, side)[0, 0].numpy(), np.asarray(pillow), atol=1e-5)
+
+
+def test_small_size_is_refused_when_not_smaller_or_when_the_model_cannot_take_it(data_dir):
+    train = load_dataset("cifar10", "train", root=data_dir, variant="subset").subset(64)
+    test = load_dataset("cifar10", "test", root=data_dir, variant="subset").subset(32)
+    config = TrainConfig(model="cifar_air", epochs=2, batch_size=32, progress=False)
+    with pytest.raises(CnnlabError, match="--small-size 32: cifar10 images are 32 x 32"):
+        fit(
+            create_model("cifar_air", widths=[8, 8, 8]),
+            (train, test),
+            TrainConfig(**{**config.__dict__, "small_size": 32, "small_epochs": 1}),
+        )
+    with pytest.raises(CnnlabError, match="--small-size 24: the model cannot take 24 x 24"):
+        fit(
+            create_model("cifar_four"),  # flattens a fixed-size map
+            (train, test),
+            TrainConfig(**{**config.__dict__, "small_size": 24, "small_epochs": 1}),
+        )
+
+
 def test_test_flip_is_refused_for_digits(data_dir):
     train = load_dataset("mnist", "train", root=data_dir).subset(256)
     test = load_dataset("mnist", "test", root=data_dir).subset(100)
@@ -309,8 +367,10 @@ def test_the_probe_measures_each_precision_and_layout_and_trains_with_the_fastes
     assert not recipe_config("mnist-fast", channels_last=False).probe
 
 
-def test_mnist_5s_is_mnist_fast_on_fewer_images():
-    """The 5-second recipe changes one thing: it trains on 40,000 of the images."""
+def test_mnist_5s_is_mnist_fast_on_fewer_images_tested_with_shifts():
+    """The 5-second recipe changes two things: it trains on 40,000 of the images, and scores
+    each test image with its 1-pixel shifts too (test time only)."""
     fast, quick = recipe_config("mnist-fast"), recipe_config("mnist-5s")
     assert quick.train_subset == 40_000 and fast.train_subset is None
-    assert {**vars(quick), "train_subset": None} == vars(fast)
+    assert quick.test_translate == 1 and fast.test_translate == 0
+    assert {**vars(quick), "train_subset": None, "test_translate": 0} == vars(fast)

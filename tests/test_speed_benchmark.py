@@ -38,6 +38,9 @@ def test_speed_benchmark_writes_one_row_per_task_run(tmp_path, data_dir, monkeyp
             "200",
             "--budgets",
             "1,2",
+            "--cifar-seeds",
+            "0",
+            "1",
             "--calibration-images",
             "1152",
             "--mnist-epochs",
@@ -79,6 +82,10 @@ def test_speed_benchmark_writes_one_row_per_task_run(tmp_path, data_dir, monkeyp
     assert mnist["trainer_vs_bare"] == pytest.approx(ratio)
     assert cifar["data"].startswith("cifar10 subset") and cifar["budget_seconds"] == 1
     assert "--data-variant subset" in cifar["command"] and cifar["epochs"] >= 1
+    # one run per seed: the row is their median, with each seed's figures
+    assert cifar["seeds"] == [0, 1] and len(cifar["accuracies"]) == 2
+    assert cifar["test_accuracy"] == pytest.approx(sum(cifar["accuracies"]) / 2)
+    assert cifar["accuracy"]["min"] == min(cifar["accuracies"])
     assert cifar["command"].startswith("cnnlab train --recipe cifar10-air ")
     assert "-O widths=[8,8,8]" in rows[-1]["command"] and "--epochs 1" in rows[-1]["command"]
 
@@ -95,3 +102,21 @@ def test_speed_benchmark_gpu_defaults_follow_the_recipe():
     assert (air.gpu_widths, air.gpu_epochs) == ([64, 256, 256], 10)
     page = _speed_module().parse_args(["--cifar-recipe", "cifar10-fast", "--gpu-epochs", "3"])
     assert (page.gpu_widths, page.gpu_epochs) == ([64, 128, 256, 512], 3)
+
+
+def test_cifar_methods_sizes_each_variant_to_the_budget_at_its_own_speed():
+    """benchmarks/cifar_methods.py: the most whole epochs whose predicted time fits 95% of the
+    budget, small epochs counted at their own speed; shapes name what the speed depends on."""
+    spec = importlib.util.spec_from_file_location(
+        "cifar_methods", SCRIPT.with_name("cifar_methods.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    images = module.TRAIN_IMAGES
+    assert module.sized_epochs({"full": images / 30}, 0.0, 300) == (9, 0)  # 270 s <= 285
+    # a third of the epochs at 4x the speed: 12 epochs = 4 x 7.5 + 8 x 30 = 270 s
+    assert module.sized_epochs({"full": images / 30, "small": images / 7.5}, 1 / 3, 300) == (12, 4)
+    recipe = module.shape_key({})
+    assert module.shape_key({"lookahead": False, "ema": 0.98}) == recipe
+    assert module.shape_key({"batch_size": 512}) != recipe
+    assert module.shape_key({}, 24) != recipe

@@ -36,6 +36,8 @@ TYPED = {
     "shuffle": (["--no-shuffle"], [], False),
     "test_flip": (["--test-flip"], [], True),
     "test_translate": (["--test-translate", "2"], [], 2),
+    "small_size": (["--small-size", "24"], ["--small-epochs", "2"], 24),
+    "small_epochs": (["--small-epochs", "2"], [], 2),
     "epochs": (["--epochs", "7"], [], 7),
     "batch_size": (["--batch-size", "48"], [], 48),
     "optimizer": (["--optimizer", "sgd"], [], "sgd"),
@@ -46,6 +48,7 @@ TYPED = {
     "adam_eps": (["--adam-eps", "1e-7"], [], 1e-7),
     "label_smoothing": (["--label-smoothing", "0.1"], [], 0.1),
     "lookahead": (["--lookahead"], [], True),
+    "ema": (["--ema", "0.99"], [], 0.99),
     "seed": (["--seed", "9"], [], 9),
     "schedule": (["--schedule", "step"], [], "step"),
     "warmup_epochs": (["--warmup-epochs", "1.5"], [], 1.5),
@@ -76,6 +79,8 @@ REFUSED = {
     "shuffle": ("yes", "--shuffle"),
     "test_flip": (1, "--test-flip"),
     "test_translate": (5, "--test-translate"),
+    "small_size": (3, "--small-size"),
+    "small_epochs": (30, "--small-epochs"),  # the last epoch must train at full size
     "epochs": (0, "--epochs"),
     "batch_size": (2.5, "--batch-size"),
     "optimizer": ("rmsprop", "--optimizer"),
@@ -86,6 +91,7 @@ REFUSED = {
     "adam_eps": (0.0, "--adam-eps"),
     "label_smoothing": (1.0, "--label-smoothing"),
     "lookahead": ("on", "--lookahead"),
+    "ema": (1.0, "--ema"),
     "seed": (2**32, "--seed"),
     "schedule": ("exp", "--schedule"),
     "warmup_epochs": (31, "--warmup-epochs"),  # beyond the 30 epochs
@@ -97,7 +103,7 @@ REFUSED = {
     "device": ("tpu", "device 'tpu'"),
     "amp": ("fp8", "--amp"),
     "probe": (None, "--probe"),
-    "eval_batch_size": (0, "--eval-batch-size"),
+    "eval_batch_size": (0, "a --config file or TrainConfig key; no flag"),
 }
 
 

@@ -16,7 +16,7 @@ from PIL import Image
 
 from .._unpickle import restricted_loads
 from ..errors import DataError, reason
-from ..images import decoded, resize_and_crop
+from ..images import decoded, resize_and_crop, upright, upright_size
 
 IDX_IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions
 IDX_LABELS_MAGIC = 2049  # 0x00000801: unsigned bytes, 1 dimension
@@ -205,9 +205,10 @@ def _label_vector(labels: np.ndarray, count: int, what: str, path: Path, fix: st
 def decode_image(data: bytes, name: str, mode: str, size: int | None = None) -> np.ndarray:
     """Decode one image file's bytes to an H x W x C uint8 array in ``mode`` ("L" or "RGB");
     with ``size``, resized to ``size x size`` keeping its aspect ratio (shorter side to
-    ``size``, then the centre: :func:`cnnlab.images.resize_and_crop`)."""
+    ``size``, then the centre: :func:`cnnlab.images.resize_and_crop`); a camera's EXIF
+    orientation applied first (:func:`cnnlab.images.upright`)."""
     with decoded(data, name) as image:
-        converted = image.convert(mode)
+        converted = upright(image).convert(mode)
         if size is not None:
             converted, _ = resize_and_crop(converted, size)
         array = np.asarray(converted, dtype=np.uint8)
@@ -260,7 +261,7 @@ def image_sizes(files: Iterable[Path]) -> list[tuple[str, tuple[int, int]]]:
     for path in files:
         try:
             with Image.open(path) as image:
-                size = image.size
+                size = upright_size(image)
         except (OSError, ValueError, Image.DecompressionBombError):
             continue
         if not found or (size != found[0][1]):

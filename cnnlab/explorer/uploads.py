@@ -9,7 +9,7 @@ from typing import Any, BinaryIO
 
 from PIL import Image
 
-from ..images import DECODE_ERRORS, fit_resized_crop
+from ..images import DECODE_ERRORS, fit_resized_crop, upright
 from ..runs.sources import ModelSource
 from .problems import Refusal
 
@@ -70,6 +70,7 @@ def read_upload(stream: BinaryIO, source: ModelSource, fit: str = "crop") -> dic
                     f"{MAX_UPLOAD_PIXELS:,} pixels (width x height); shrink it first",
                 )
             image.load()
+            image = upright(image)  # as the browser showed it
             array, notes = fit_resized_crop(
                 image, source.in_channels, source.input_size, source.resize, fit == "squash"
             )

@@ -5,7 +5,8 @@
 - :mod:`.config`: ``TrainConfig``, every setting declared once (default, check, flag, help),
   ``TrainingHooks``; :mod:`.options`: how a setting is declared; :mod:`.checks`: the checks
   that need the machine, the data or the model;
-- :mod:`.steps`: one epoch's optimizer steps, evaluation, the NaN stop, Lookahead;
+- :mod:`.steps`: one epoch's optimizer steps, evaluation, the NaN stop, Lookahead, the
+  weight average (``--ema``);
 - :mod:`.pipeline`: the data a config names and the training loader;
 - :mod:`.validation`: ``--val-split`` and ``--keep best``;
 - :mod:`.distributed`: devices, ranks, seeds (``torchrun``);

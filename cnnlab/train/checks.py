@@ -97,3 +97,40 @@ def check_batch_size(config: TrainConfig, train_images: int, world_size: int = 1
             f"--batch-size {batch} is larger than the {train_images} training images, so an "
             f"epoch would have no full batch; use --batch-size {train_images} or less"
         )
+
+
+def check_small_size(config: TrainConfig, model: nn.Module, dataset: ImageDataset) -> None:
+    """``--small-size`` must be smaller than the images, and the model must take it (a model
+    with a fixed-size flatten does not: global pooling does)."""
+    side = config.small_size
+    if not side:
+        return
+    if side >= dataset.image_size:
+        raise CnnlabError(
+            f"--small-size {side}: {dataset.name} images are {dataset.image_size} x "
+            f"{dataset.image_size} already; give a smaller side, e.g. --small-size "
+            f"{max(4, dataset.image_size * 3 // 4)}"
+        )
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            images = dataset.images[:2] if isinstance(dataset, ImageDataset) else dataset.sample(2)
+            probe = images.float().to(next(model.parameters()).device)
+            model(scaled_down(probe, side))
+    except RuntimeError as err:
+        raise CnnlabError(
+            f"--small-size {side}: the model cannot take {side} x {side} images "
+            f"({first_line(err)}); progressive resizing needs a model that pools globally "
+            "before its classifier (cifar_air, resnet18, ...), or drop --small-size"
+        ) from None
+    finally:
+        model.train(was_training)
+
+
+def scaled_down(images: torch.Tensor, side: int) -> torch.Tensor:
+    """A batch scaled to ``side`` x ``side``: bilinear with antialiasing, the filter widened
+    by the scale factor so that every input pixel counts (Pillow's ``resize(BILINEAR)``)."""
+    return torch.nn.functional.interpolate(
+        images, size=(side, side), mode="bilinear", antialias=True, align_corners=False
+    )

@@ -200,6 +200,34 @@ class TrainConfig:
         "N down-right (edges reflected), half the weight to the shifts, each mirrored too with "
         "--test-flip; 0: off",
     )
+    small_size: int = option(
+        0,
+        group="data",
+        metavar="N",
+        check=lambda value, config: (
+            value == 0 or (is_count(value, 4, MAX_IMAGE_SIDE) and config.small_epochs != 0)
+        ),
+        expected=f"0 (off), or a side of 4 to {MAX_IMAGE_SIDE} pixels with --small-epochs E, "
+        "e.g. --small-size 24 --small-epochs 3",
+        help="progressive resizing: the first --small-epochs epochs train on the images "
+        "scaled down to N x N (antialiased bilinear; cheaper steps), the rest at full size; "
+        "tests are always at full size; 0: off",
+    )
+    small_epochs: int = option(
+        0,
+        group="data",
+        metavar="E",
+        check=lambda value, config: (
+            value == 0
+            or (is_count(value, 1) and (not is_count(config.epochs, 1) or value < config.epochs))
+        ),
+        expected=lambda config: (
+            "0 (off), or 1 to "
+            + (f"{config.epochs - 1}" if is_count(config.epochs, 1) else "the epochs less 1")
+            + " (the last epoch trains at full size), e.g. --small-size 24 --small-epochs 3"
+        ),
+        help="how many epochs, from the first, train at --small-size (without it: none)",
+    )
     epochs: int = option(
         30,
         group="optimisation",
@@ -269,6 +297,18 @@ class TrainConfig:
         expected=BOOLEAN,
         help="airbench's lookahead: every 5 steps pull the weights towards a slow copy, more "
         "so as the run ends (calmer final weights)",
+    )
+    ema: float = option(
+        0.0,
+        group="optimisation",
+        metavar="DECAY",
+        check=lambda value, config: (
+            value == 0 or (is_real_in(value, 0, 1) and 0 < value < 1 and not config.lookahead)
+        ),
+        expected="0 (off) or a decay between 0 and 1, e.g. 0.99, and not with --lookahead "
+        "(both set the final weights)",
+        help="keep an exponential moving average of the weights (this decay per step, warmed "
+        "up as TensorFlow does); the run ends with the model at the average; 0: off",
     )
     seed: int = option(
         0,
@@ -360,6 +400,8 @@ class TrainConfig:
             expected = meta["expected"]
             expected = expected(self) if callable(expected) else expected
             flag = meta["flag"] or f"--{spec.name.replace('_', '-')}"
+            if not meta.get("group"):  # no flag: a --config file's or the Python API's key
+                flag = "a --config file or TrainConfig key; no flag"
             raise CnnlabError(f"{spec.name}={value!r} ({flag}): expected {expected}")
 
     @classmethod

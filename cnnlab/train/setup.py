@@ -20,12 +20,18 @@ from ..data.batches import scaling_stats
 from ..errors import CnnlabError
 from ..model_interface import initializes_from_data, own_optimizer_groups, spec_of
 from ..outputs import report
-from .checks import check_batch_size, check_model_input, check_runtime, check_test_flip
+from .checks import (
+    check_batch_size,
+    check_model_input,
+    check_runtime,
+    check_small_size,
+    check_test_flip,
+)
 from .config import TrainConfig, TrainingHooks
 from .distributed import current_distributed, rng_state, set_rng_state
 from .pipeline import training_batches
 from .probe import probe_settings
-from .steps import EpochSteps, Lookahead, StepEvaluation, evaluate
+from .steps import EpochSteps, Lookahead, StepEvaluation, WeightAverage, evaluate
 from .validation import keep_best, validation_loader, validation_split
 
 STEPS_CSV = "steps.csv"  # the tests every --eval-every steps, beside metrics.csv per epoch
@@ -114,6 +120,7 @@ class Loop:
     scaler: torch.amp.GradScaler
     hooks: TrainingHooks
     lookahead: Lookahead | None = None
+    average: WeightAverage | None = None
 
 
 def input_scale(
@@ -139,6 +146,7 @@ def checked(model: nn.Module, data: tuple[ImageDataset, ImageDataset], config: T
     model.to(device)
     check_model_input(model, train_set)
     test_flip = check_test_flip(config, train_set)
+    check_small_size(config, model, train_set)
     if train_set.num_classes != test_set.num_classes:
         raise CnnlabError(
             f"train split has {train_set.num_classes} classes, test split {test_set.num_classes}"
@@ -213,7 +221,7 @@ def resume(
 ) -> tuple[list[dict[str, float]], int]:
     """The history so far and the first epoch to train: a checkpoint's weights, optimizer,
     schedule, scaler, RNG and step tests restored; then DDP's wrapper (which gives every rank
-    rank 0's weights) and Lookahead's slow weights."""
+    rank 0's weights), Lookahead's slow weights and the weight average."""
     ranks = current_distributed()
     history: list[dict[str, float]] = []
     start_epoch = 0
@@ -234,6 +242,9 @@ def resume(
     if config.lookahead:
         slow = resume_from.get("lookahead") if resume_from else None
         loop.lookahead = Lookahead(loop.model, slow)
+    if config.ema:
+        kept = resume_from.get("ema") if resume_from else None
+        loop.average = WeightAverage(loop.model, config.ema, kept)
     return history, start_epoch
 
 
@@ -262,6 +273,7 @@ def train_epoch(
     )
     epoch_steps.after_step = hooks.after_step if ranks.is_main else None
     epoch_steps.lookahead = loop.lookahead
+    epoch_steps.average = loop.average
     return epoch_steps.run(loop.train_loader, loop.preprocess, augment_rng)
 
 
@@ -307,6 +319,7 @@ def save_epoch(
         "classes": list(loop.train_set.classes),
         **({"steps": loop.evaluation.state()} if loop.evaluation is not None else {}),
         **({"lookahead": loop.lookahead.slow} if loop.lookahead is not None else {}),
+        **({"ema": loop.average.average} if loop.average is not None else {}),
     }
     run_folder.save_checkpoint(run_dir / run_folder.CHECKPOINT, state)
     keep_best(config, run_dir, history, state)  # --keep best: best.pt

@@ -22,6 +22,7 @@ from ..errors import CnnlabError
 from ..model_interface import aux_loss_weight
 from ..models.binary import classification_loss, predicted_classes
 from ..outputs import progress_bars_shown
+from .checks import scaled_down
 from .config import TrainConfig
 from .distributed import current_distributed
 
@@ -242,6 +243,7 @@ class EpochSteps:
     # TrainingHooks.after_step(step, loss, lr, images), given on rank 0 only
     after_step: Callable[[int, torch.Tensor, float, int], None] | None = None
     lookahead: Lookahead | None = None  # --lookahead
+    average: WeightAverage | None = None  # --ema
 
     def run(
         self, loader: BatchLoader, preprocess: Preprocess, augment_rng: torch.Generator
@@ -251,6 +253,7 @@ class EpochSteps:
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), dtype=torch.int64, device=device)
         seen, steps = 0, len(loader)
+        small = config.small_size and self.epoch < config.small_epochs
         bar = tqdm(
             total=steps,
             desc=f"epoch {self.epoch + 1}/{config.epochs}",
@@ -263,11 +266,15 @@ class EpochSteps:
         testing_before = self.evaluation.seconds if self.evaluation else 0.0
         for step, (images, labels) in enumerate(loader):
             inputs = preprocess(images, augment=config.augment, generator=augment_rng)
+            if small:  # --small-size: an early epoch of progressive resizing
+                inputs = scaled_down(inputs, config.small_size)
             lr = self.optimizer.param_groups[0]["lr"]  # the rate this step uses
             loss, logits = self.step(inputs, labels)
             done = self.epoch * steps + step + 1  # optimizer steps of the run so far
             if self.lookahead is not None:
                 self.lookahead.after_step(self.model, done, config.epochs * steps)
+            if self.average is not None:
+                self.average.after_step(self.model, done, config.epochs * steps)
             if self.after_step is not None:
                 self.after_step(done, loss.detach(), lr, len(labels) * ranks.world_size)
             if self.evaluation is not None:
@@ -314,6 +321,32 @@ class EpochSteps:
         return loss, logits
 
 
+def float_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The model's floating-point state (weights and batch-norm statistics, not counters)."""
+    return {k: v for k, v in model.state_dict().items() if v.is_floating_point()}
+
+
+def weight_copy(
+    model: nn.Module, state: dict[str, torch.Tensor] | None, what: str, flag: str
+) -> dict[str, torch.Tensor]:
+    """A copy of the model's floating-point state, or of ``state`` (a resumed run's saved
+    copy), which must hold the same tensors; a damaged one is named (``what``, ``flag``)."""
+    copy = {k: v.detach().clone() for k, v in float_state(model).items()}
+    if state is None:
+        return copy
+    try:
+        if set(state) != set(copy):
+            raise KeyError(sorted(set(state) ^ set(copy))[:3])
+        for key, value in state.items():
+            copy[key].copy_(value)
+    except (TypeError, KeyError, RuntimeError, AttributeError):
+        raise CnnlabError(
+            f"the checkpoint's {what} of this model's weights that {flag} saves; the file is "
+            "damaged: train the run anew"
+        ) from None
+    return copy
+
+
 class Lookahead:
     """airbench's lookahead: a slow copy of the weights that the model is pulled back to.
 
@@ -327,23 +360,9 @@ class Lookahead:
     EVERY = 5
 
     def __init__(self, model: nn.Module, state: dict[str, torch.Tensor] | None = None) -> None:
-        current = self._floats(model)
-        self.slow = {k: v.detach().clone() for k, v in current.items()}
-        if state is not None:  # a resumed run: the saved slow copy
-            try:
-                if set(state) != set(self.slow):
-                    raise KeyError(sorted(set(state) ^ set(self.slow))[:3])
-                for key, value in state.items():
-                    self.slow[key].copy_(value)
-            except (TypeError, KeyError, RuntimeError, AttributeError):
-                raise CnnlabError(
-                    "the checkpoint's 'lookahead' entry is not the slow copy of this model's "
-                    "weights that --lookahead saves; the file is damaged: train the run anew"
-                ) from None
-
-    @staticmethod
-    def _floats(model: nn.Module) -> dict[str, torch.Tensor]:
-        return {k: v for k, v in model.state_dict().items() if v.is_floating_point()}
+        self.slow = weight_copy(
+            model, state, "'lookahead' entry is not the slow copy", "--lookahead"
+        )
 
     @staticmethod
     def decay(step: int, total: int) -> float:
@@ -358,10 +377,36 @@ class Lookahead:
             decay = self.decay(step, total)
         else:
             return
-        for key, value in self._floats(model).items():
+        for key, value in float_state(model).items():
             slow = self.slow[key]
             slow.lerp_(value, 1 - decay)
             value.copy_(slow)
+
+
+class WeightAverage:
+    """An exponential moving average of the weights (``--ema DECAY``), taken after every
+    optimizer step: ``average = d * average + (1 - d) * weights`` with ``d = min(DECAY, (1 + t)
+    / (10 + t))`` at step t (TensorFlow's warm-up, so the first steps do not drag the starting
+    weights along). The model trains undisturbed; the run's last step leaves it at the average.
+    Every floating-point tensor of the state dict takes part (batch-norm statistics too)."""
+
+    def __init__(
+        self, model: nn.Module, decay: float, state: dict[str, torch.Tensor] | None = None
+    ) -> None:
+        self.decay = decay
+        self.average = weight_copy(model, state, "'ema' entry is not the average", "--ema")
+
+    def factor(self, step: int) -> float:
+        return min(self.decay, (1 + step) / (10 + step))
+
+    @torch.no_grad()
+    def after_step(self, model: nn.Module, step: int, total: int) -> None:
+        """``step`` counts optimizer steps from 1 over the run of ``total`` steps."""
+        weight = 1 - self.factor(step)
+        for key, value in float_state(model).items():
+            self.average[key].lerp_(value, weight)
+            if step >= total:
+                value.copy_(self.average[key])
 
 
 class TrainingDiverged(CnnlabError):
