@@ -12,12 +12,11 @@ at equal time, not at equal epochs:
    held out choose (validation accuracy), the 10,000 test images only report. Accuracy does
    not depend on what else runs on the machine, so this phase may share it; the row says
    whether the training time was measured alone.
-3. ``confirm --variant NAME --seeds 0 1 2`` (alone): the chosen variant's real time and test
-   accuracy over 3 seeds.
+3. The chosen variant goes into the recipe, and ``benchmarks/speed.py --tasks cifar10-cpu
+   --cifar-seeds 0 1 2`` measures it over 3 seeds (``speed.json``).
 
     python benchmarks/cifar_methods.py probe
     python benchmarks/cifar_methods.py train [--variants a,b]
-    python benchmarks/cifar_methods.py confirm --variant recipe --seeds 0 1 2
 
 Writes benchmarks/results/cifar_methods.json (each phase keeps the others' rows).
 """
@@ -26,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -214,32 +212,10 @@ def phase_train(args: argparse.Namespace, record: dict[str, Any]) -> None:
             save(record)
 
 
-def phase_confirm(args: argparse.Namespace, record: dict[str, Any]) -> None:
-    runs = [run_row(args.variant, seed, args.budget, record, alone=True) for seed in args.seeds]
-    tests = [r["test_accuracy"] for r in runs]
-    seconds = [r["train_seconds"] for r in runs]
-    record["confirmed"] = {
-        "variant": args.variant,
-        "seeds": args.seeds,
-        "test_accuracy_median": statistics.median(tests),
-        "test_accuracy_min": min(tests),
-        "test_accuracy_max": max(tests),
-        "train_seconds_median": statistics.median(seconds),
-        "runs": runs,
-    }
-    print(
-        f"{args.variant}: test {statistics.median(tests):.2%} median ({min(tests):.2%}-"
-        f"{max(tests):.2%}) in {statistics.median(seconds):.0f} s median",
-        flush=True,
-    )
-    save(record)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("phase", choices=("probe", "train", "confirm"))
+    parser.add_argument("phase", choices=("probe", "train"))
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated")
-    parser.add_argument("--variant", default="recipe", help="confirm: the chosen one")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--budget", type=float, default=300.0, help="seconds of training")
     parser.add_argument("--threads", type=int, default=2)
@@ -248,7 +224,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-    unknown = set(args.variants + [args.variant]) - set(VARIANTS)
+    unknown = set(args.variants) - set(VARIANTS)
     if unknown:
         parser.error(f"unknown variants {sorted(unknown)}; expected some of {', '.join(VARIANTS)}")
     torch.set_num_threads(args.threads)
@@ -259,7 +235,7 @@ def main() -> None:
         "budget at its probed speed; validation accuracy chooses, test accuracy only reports",
         commands={**record.get("commands", {}), args.phase: " ".join(["python", *sys.argv])},
     )
-    {"probe": phase_probe, "train": phase_train, "confirm": phase_confirm}[args.phase](args, record)
+    {"probe": phase_probe, "train": phase_train}[args.phase](args, record)
 
 
 if __name__ == "__main__":
