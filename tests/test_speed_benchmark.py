@@ -69,6 +69,8 @@ def test_speed_benchmark_writes_one_row_per_task_run(tmp_path, data_dir, monkeyp
         assert row["device"] == "cpu" and 0 <= row["test_accuracy"] <= 1
         assert row["train_seconds"] > 0 and row["command"].startswith("cnnlab train --recipe ")
     mnist, cifar = rows[0], rows[1]
+    assert mnist["chosen_on_validation_in"] == "benchmarks/results/lenet_steps.json"
+    assert cifar["chosen_on_validation_in"] == "benchmarks/results/cifar_methods.json"
     held = "10% of them held out for validation"
     assert mnist["data"] == f"mnist (1,152 train, {held} / 200 test images)"
     assert mnist["val_split"] == 0.1 and 0 <= mnist["val_accuracy"] <= 1
