@@ -19,7 +19,14 @@ from cnnlab.inspect.activations import activation_curves
 from cnnlab.inspect.filter_match import match_filters, normalized_correlation, resized_kernel
 from cnnlab.inspect.image_filters import kernel
 from cnnlab.inspect.pictures import load_picture, pooling_views
-from cnnlab.inspect.probes import perturb, robustness, shift_image, top_activations, translation
+from cnnlab.inspect.probes import (
+    DEFAULT_LEVELS,
+    perturb,
+    robustness,
+    shift_image,
+    top_activations,
+    translation,
+)
 from cnnlab.inspect.views import feature_maps
 
 
@@ -213,6 +220,20 @@ def test_perturbations_step_by_step(mnist_test):
     assert 0 < moved < (perturb(image, "elastic", 6).float() - image.float()).abs().mean() + 1
     with pytest.raises(CnnlabError, match="expected one of noise"):
         perturb(image, "blur", 1)
+
+
+def test_perturbations_of_an_8x8_digit_smooth_the_elastic_field_at_its_scale():
+    """scikit-learn's 8 x 8 digits: the elastic field's Gaussian shrinks with the image (sigma
+    4 on 28 x 28, as Simard's), so its padding fits and the field still varies over it."""
+    from cnnlab.data import load_dataset
+
+    image = load_dataset("digits", "test").images[0]  # 1 x 8 x 8
+    for kind, levels in DEFAULT_LEVELS.items():
+        for level in levels:
+            changed = perturb(image, kind, level)
+            assert changed.shape == image.shape and changed.dtype == torch.uint8, (kind, level)
+    moved = perturb(image, "elastic", 2).float() - image.float()
+    assert moved.abs().sum() > 0
 
 
 def test_robustness_and_translation_of_a_trained_lenet(lenet, mnist_test):

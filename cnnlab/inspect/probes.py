@@ -129,11 +129,13 @@ def perturb(image: torch.Tensor, kind: str, level: float, seed: int = 0) -> torc
     elif kind == "rotation":
         x = TF.rotate(x, float(level), interpolation=TF.InterpolationMode.BILINEAR)
     elif kind == "elastic":
-        # Simard et al. 2003: a random displacement field, smoothed by a Gaussian (sigma 4)
+        # Simard et al. 2003: a random displacement field, smoothed by a Gaussian (sigma 4 on
+        # their 28 x 28 digits; scaled down with smaller images, e.g. 8 x 8 digits)
         height, width = x.shape[-2:]
         field = torch.rand(1, 2, height, width, generator=generator) * 2 - 1
-        size = 4 * 4 + 1
-        g = torch.exp(-((torch.arange(size) - size // 2) ** 2) / (2 * 4.0**2))
+        sigma = 4.0 * min(1.0, min(height, width) / 28)
+        size = 2 * round(2 * sigma) + 1  # +-2 sigma; 17 taps at sigma 4
+        g = torch.exp(-((torch.arange(size) - size // 2) ** 2) / (2 * sigma**2))
         g = g / g.sum()
         field = F.conv2d(
             F.pad(field, (size // 2,) * 4, mode="reflect"),
