@@ -64,9 +64,9 @@ def quiet_logger():
     LOGGER.propagate = saved[2]
 
 
-def _tiny_fit(verbose: bool, progress: bool = True):
+def _tiny_fit(verbose: bool, progress: bool = True, probe: bool = False):
     train, test = load_dataset("digits", "train"), load_dataset("digits", "test")
-    config = TrainConfig(epochs=1, batch_size=256, progress=progress)
+    config = TrainConfig(epochs=1, batch_size=256, progress=progress, probe=probe)
     model = create_model("lenet5", num_classes=10, in_channels=1, input_size=8)
     return fit(model, (train.subset(512), test.subset(128)), config, verbose=verbose)
 
@@ -80,7 +80,7 @@ def test_fit_reports_epochs_on_stderr_without_bar_frames_when_not_a_terminal(qui
 
 
 def test_fit_verbose_false_prints_nothing_and_logs_at_debug(quiet_logger, capsys, caplog):
-    _tiny_fit(verbose=False)
+    _tiny_fit(verbose=False, probe=True)  # the probe's choice is quiet too
     captured = capsys.readouterr()
     assert captured.err == "" and captured.out == ""
     with caplog.at_level(logging.DEBUG, logger="cnnlab"):
@@ -88,6 +88,9 @@ def test_fit_verbose_false_prints_nothing_and_logs_at_debug(quiet_logger, capsys
         _tiny_fit(verbose=False)
     records = [r for r in caplog.records if "train loss" in r.getMessage()]
     assert records and all(r.levelno == logging.DEBUG for r in records)
+    quiet_logger.propagate = False
+    _tiny_fit(verbose=True, probe=True)
+    assert "probe:" in capsys.readouterr().err  # shown when the epochs are
 
 
 def test_fit_lines_go_to_a_handler_the_user_set(quiet_logger, capsys):

@@ -59,9 +59,10 @@ def fit(
         resume_from: a checkpoint dict from :func:`cnnlab.run_folder.load_checkpoint`; training
             goes on from its epoch with its weights, optimizer, schedule and RNG state.
         hooks: what features add to the loop; by default :func:`standard_hooks` ``(config)``.
-        verbose: report each epoch's line through the ``cnnlab`` logger at INFO, shown on
-            stderr unless logging is set up otherwise; False logs it at DEBUG only (a quiet
-            notebook cell). The progress bar is ``config.progress``, drawn on a terminal only.
+        verbose: report each epoch's line (and ``--probe``'s choice) through the ``cnnlab``
+            logger at INFO, shown on stderr unless logging is set up otherwise; False logs
+            them at DEBUG only (a quiet notebook cell). The progress bar is
+            ``config.progress``, drawn on a terminal only.
 
     Returns:
         The per-epoch history, the final confusion matrix and, with ``config.eval_every``, the
@@ -69,7 +70,7 @@ def fit(
     """
     hooks = standard_hooks(config, run_dir) if hooks is None else hooks
     ranks = current_distributed()
-    loop = prepare(model, data, config, resume_from, hooks)
+    loop = prepare(model, data, config, resume_from, hooks, verbose)
     history, start_epoch = resume(loop, config, run_dir, resume_from)
     if run_dir is not None and ranks.is_main:
         run_folder.write_config(run_dir, asdict(config), resumed=resume_from is not None)

@@ -161,10 +161,12 @@ def prepare(
     config: TrainConfig,
     resume_from: dict[str, Any] | None,
     hooks: TrainingHooks,
+    verbose: bool = True,
 ) -> Loop:
     """Check the model and data, build the loaders (batches on the device, scaled as
     ``config.input_scaling`` says; a resumed run keeps its saved scale), the step tests, the
-    data-dependent initialisation of a new model, the optimizer, schedule and scaler."""
+    data-dependent initialisation of a new model, the optimizer, schedule and scaler. The
+    probe's choice is reported as ``fit``'s epoch lines are (``verbose``)."""
     ranks = current_distributed()
     train_set, val_set, test_set, device, test_flip = checked(model, data, config)
     mean, std = input_scale(config, train_set, resume_from)
@@ -175,7 +177,7 @@ def prepare(
         found = probe_settings(config, model, preprocess, train_set, device)
         # config.json records the choice, not the probe: a rerun from it trains the same way
         config.amp, config.channels_last, config.probe = found.amp, found.channels_last, False
-        report(found.line)
+        report(found.line, verbose)
     test_loader = make_loader(test_set, config.eval_batch_size, shuffle=False, **common)
     evaluation = None
     if config.eval_every is not None:  # the step tests (after the probe: its precision)
