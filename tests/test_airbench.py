@@ -86,6 +86,22 @@ def test_batch_norm_shifts_learn_64_times_faster_with_the_same_decay_per_step():
     assert id(model.whiten.weight) not in trained and id(model.whiten.bias) in trained
 
 
+class Killed(Exception):
+    pass
+
+
+def _killed_after_epoch_1(monkeypatch, args: list[str]) -> None:
+    """``cnnlab ARGS`` killed right after epoch 1's checkpoint (writing metrics.csv fails)."""
+
+    def killed(*args, **kwargs):
+        raise Killed
+
+    with monkeypatch.context() as patch:
+        patch.setattr(run_folder, "write_metrics", killed)
+        with pytest.raises(Killed):
+            main(args)
+
+
 def test_lookahead_pulls_weights_to_the_slow_copy_and_ends_on_it():
     model = torch.nn.Linear(2, 1, bias=False)
     with torch.no_grad():
@@ -166,16 +182,7 @@ def test_ema_run_resumes_exactly_and_refuses_lookahead(tmp_path, monkeypatch, ca
     for key, value in whole["ema"].items():  # the run ended at the average
         assert torch.equal(whole["model"][key], value), key
 
-    class Killed(Exception):
-        pass
-
-    def killed(*args, **kwargs):
-        raise Killed
-
-    with monkeypatch.context() as patch:
-        patch.setattr(run_folder, "write_metrics", killed)
-        with pytest.raises(Killed):
-            main([*common, "--epochs", "2", "--name", "cut"])
+    _killed_after_epoch_1(monkeypatch, [*common, "--epochs", "2", "--name", "cut"])
     assert main(["train", "--resume", str(tmp_path / "cut"), "--no-progress"]) == 0
     resumed = load_checkpoint(tmp_path / "cut" / "checkpoint.pt")
     for key, value in whole["model"].items():
@@ -235,16 +242,7 @@ def test_cifar10_air_recipe_learns_real_cifar_and_resumes_exactly(
     )
 
     # killed after epoch 1's checkpoint, resumed: the same weights as the run straight through
-    class Killed(Exception):
-        pass
-
-    def killed(*args, **kwargs):
-        raise Killed
-
-    with monkeypatch.context() as patch:
-        patch.setattr(run_folder, "write_metrics", killed)
-        with pytest.raises(Killed):
-            main([*common, "--epochs", "3", "--name", "cut"])
+    _killed_after_epoch_1(monkeypatch, [*common, "--epochs", "3", "--name", "cut"])
     assert load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["epoch"] == 1
     assert main(["train", "--resume", str(tmp_path / "cut"), "--no-progress"]) == 0
     resumed = load_checkpoint(tmp_path / "cut" / "checkpoint.pt")

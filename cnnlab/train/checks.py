@@ -52,19 +52,12 @@ def check_model_input(model: nn.Module, dataset: ImageDataset) -> None:
                 f"model {spec['name']} has {spec['num_classes']} outputs but {dataset.name} has "
                 f"{dataset.num_classes} classes; build it with num_classes={dataset.num_classes}"
             )
-    was_training = model.training
-    model.eval()
     try:
-        with torch.no_grad():
-            images = dataset.images[:2] if isinstance(dataset, ImageDataset) else dataset.sample(2)
-            probe = images.float().to(next(model.parameters()).device)
-            out = model(probe)
+        out = two_images_through(model, dataset)
     except RuntimeError as err:
         raise CnnlabError(
             f"the model cannot take {dataset.name} images of shape {got}: {first_line(err)}"
         ) from None
-    finally:
-        model.train(was_training)
     binary = out.dim() == 2 and out.shape[1] == 1 and dataset.num_classes == 2
     if out.dim() != 2 or (out.shape[1] < dataset.num_classes and not binary):
         raise CnnlabError(
@@ -111,19 +104,27 @@ def check_small_size(config: TrainConfig, model: nn.Module, dataset: ImageDatase
             f"{dataset.image_size} already; give a smaller side, e.g. --small-size "
             f"{max(4, dataset.image_size * 3 // 4)}"
         )
-    was_training = model.training
-    model.eval()
     try:
-        with torch.no_grad():
-            images = dataset.images[:2] if isinstance(dataset, ImageDataset) else dataset.sample(2)
-            probe = images.float().to(next(model.parameters()).device)
-            model(scaled_down(probe, side))
+        two_images_through(model, dataset, side)
     except RuntimeError as err:
         raise CnnlabError(
             f"--small-size {side}: the model cannot take {side} x {side} images "
             f"({first_line(err)}); progressive resizing needs a model that pools globally "
             "before its classifier (cifar_air, resnet18, ...), or drop --small-size"
         ) from None
+
+
+def two_images_through(model: nn.Module, dataset: ImageDataset, side: int = 0) -> torch.Tensor:
+    """The model's output for two of the data set's images (scaled to ``side`` x ``side``
+    when given), in eval mode without gradients; the model's mode is restored. A shape the
+    model cannot take raises torch's RuntimeError, which the caller explains."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            images = dataset.images[:2] if isinstance(dataset, ImageDataset) else dataset.sample(2)
+            probe = images.float().to(next(model.parameters()).device)
+            return model(scaled_down(probe, side) if side else probe)
     finally:
         model.train(was_training)
 
