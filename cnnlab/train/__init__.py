@@ -3,8 +3,8 @@
 - :mod:`.loop`: ``fit``, the loop, read top to bottom;
 - :mod:`.setup`: what the loop is built from (optimizer, schedule, loaders, checkpoints);
 - :mod:`.config`: ``TrainConfig``, every setting declared once (default, check, flag, help),
-  ``TrainingHooks``; :mod:`.options`: how a setting is declared; :mod:`.checks`: the checks
-  that need the machine, the data or the model;
+  ``TrainingHooks``; :mod:`.options`: how a setting is declared; :mod:`.config_file`:
+  ``--config FILE``; :mod:`.checks`: the checks that need the machine, the data or the model;
 - :mod:`.steps`: one epoch's optimizer steps, evaluation, the NaN stop, Lookahead, the
   weight average (``--ema``);
 - :mod:`.pipeline`: the data a config names and the training loader;

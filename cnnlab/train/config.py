@@ -1,25 +1,22 @@
 """What decides a training run: the settings (:class:`TrainConfig`, saved as ``config.json``
-and in each checkpoint), each declared once with its default, check, flag and help; the
-``--config FILE`` reader; and :class:`TrainingHooks`, the small interface through which a
-feature (transfer learning, a run's figures) adds to the trainer's loop without the loop
-knowing the feature. The checks that need the machine or the data are in :mod:`.checks`."""
+and in each checkpoint), each declared once with its default, check, flag and help; and
+:class:`TrainingHooks`, the small interface through which a feature (transfer learning, a
+run's figures) adds to the trainer's loop without the loop knowing the feature. The checks
+that need the machine or the data are in :mod:`.checks`; ``--config FILE`` is read by
+:mod:`.config_file`."""
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from .. import run_folder
 from ..data.batches import INPUT_SCALINGS
 from ..data.datasets import CIFAR_VARIANTS, DATASET_NAMES
-from ..errors import CnnlabError, first_line
+from ..errors import CnnlabError
 from ..models.init import INIT_SCHEMES
 from .distributed import parse_device
 from .options import (
@@ -408,57 +405,6 @@ class TrainConfig:
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
-
-
-def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The settings of a ``train --config FILE``: a JSON or YAML (``.yaml``/``.yml``) mapping
-    of :class:`TrainConfig` fields, such as a run's ``config.json``, whose records (versions,
-    command line: :data:`cnnlab.run_folder.RECORD_KEYS`) are skipped. Values are checked when the
-    TrainConfig is built; an unknown key is refused by name."""
-    path = Path(path)
-    yaml_file = path.suffix.lower() in (".yaml", ".yml")
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as err:
-        reason = "no such file" if isinstance(err, FileNotFoundError) else str(err)
-        raise CnnlabError(
-            f"--config {path}: cannot read it ({reason}); give a JSON or YAML file of settings, "
-            "e.g. runs/NAME/config.json"
-        ) from None
-    try:
-        if yaml_file:
-            import yaml
-
-            values = yaml.safe_load(text)
-        else:
-            values = json.loads(text)
-    except Exception as err:  # json.JSONDecodeError, yaml.YAMLError
-        first = first_line(err, type(err).__name__)
-        kind = "YAML" if yaml_file else "JSON (name a YAML file .yaml or .yml)"
-        raise CnnlabError(f"--config {path}: not valid {kind}: {first}; fix the file") from None
-    if not isinstance(values, dict):
-        raise CnnlabError(
-            f"--config {path}: holds a {type(values).__name__}, expected a mapping of settings "
-            'such as {"epochs": 3, "lr": 0.01}'
-        )
-    known = [f.name for f in fields(TrainConfig)]
-    for key in values:
-        if key not in known and key not in run_folder.RECORD_KEYS:
-            raise CnnlabError(
-                f"--config {path}: unknown setting {key!r}; expected TrainConfig fields: "
-                f"{', '.join(known)}"
-            )
-    if not isinstance(values.get("model_options", {}), dict):
-        raise CnnlabError(
-            f"--config {path}: model_options is {values['model_options']!r}, expected a mapping "
-            'such as {modern: true} (YAML) or {"modern": true} (JSON)'
-        )
-    if values.get("transfer"):
-        raise CnnlabError(
-            f"--config {path}: it is a transfer run's (transfer: {values['transfer']}); "
-            "rerun it with `cnnlab transfer`, or drop the transfer key"
-        )
-    return {k: v for k, v in values.items() if k in known}
 
 
 @dataclass(frozen=True)

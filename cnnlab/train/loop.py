@@ -59,10 +59,9 @@ def fit(
         resume_from: a checkpoint dict from :func:`cnnlab.run_folder.load_checkpoint`; training
             goes on from its epoch with its weights, optimizer, schedule and RNG state.
         hooks: what features add to the loop; by default :func:`standard_hooks` ``(config)``.
-        verbose: report each epoch's line (and ``--probe``'s choice) through the ``cnnlab``
-            logger at INFO, shown on stderr unless logging is set up otherwise; False logs
-            them at DEBUG only (a quiet notebook cell). The progress bar is
-            ``config.progress``, drawn on a terminal only.
+        verbose: the epoch lines and ``--probe``'s choice go to the ``cnnlab`` logger at INFO
+            (shown on stderr unless logging is set up otherwise), else at DEBUG only (a quiet
+            notebook cell). The progress bar is ``config.progress``, drawn on a terminal only.
 
     Returns:
         The per-epoch history, the final confusion matrix and, with ``config.eval_every``, the

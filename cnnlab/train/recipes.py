@@ -20,7 +20,8 @@ from typing import Any
 import torch
 
 from ..errors import CnnlabError, UnknownNameError
-from .config import TrainConfig, read_config_file
+from .config import TrainConfig
+from .config_file import read_config_file
 
 
 @dataclass(frozen=True)
@@ -187,8 +188,8 @@ def layered_settings(
     typed: dict[str, Any], config_file: str | None = None, recipe: str | None = None
 ) -> dict[str, Any]:
     """TrainConfig settings in layers, each over the one before: TrainConfig's defaults, the
-    ``recipe``'s, the ``config_file``'s (:func:`~cnnlab.train.config.read_config_file`), then
-    ``typed`` (what the command line said); ``model_options`` merge key by key."""
+    ``recipe``'s, the ``config_file``'s (:func:`~cnnlab.train.config_file.read_config_file`),
+    then ``typed`` (what the command line said); ``model_options`` merge key by key."""
     settings = read_config_file(config_file) if config_file else {}
     options = {**settings.get("model_options", {}), **typed.get("model_options", {})}
     settings = {**settings, **typed}

@@ -165,8 +165,7 @@ def prepare(
 ) -> Loop:
     """Check the model and data, build the loaders (batches on the device, scaled as
     ``config.input_scaling`` says; a resumed run keeps its saved scale), the step tests, the
-    data-dependent initialisation of a new model, the optimizer, schedule and scaler. The
-    probe's choice is reported as ``fit``'s epoch lines are (``verbose``)."""
+    data-dependent initialisation of a new model, the optimizer, schedule and scaler."""
     ranks = current_distributed()
     train_set, val_set, test_set, device, test_flip = checked(model, data, config)
     mean, std = input_scale(config, train_set, resume_from)

@@ -254,14 +254,7 @@ class EpochSteps:
         correct = torch.zeros((), dtype=torch.int64, device=device)
         seen, steps = 0, len(loader)
         small = config.small_size and self.epoch < config.small_epochs
-        bar = tqdm(
-            total=steps,
-            desc=f"epoch {self.epoch + 1}/{config.epochs}",
-            unit="batch",
-            leave=False,
-            disable=not (ranks.is_main and progress_bars_shown(config.progress)),
-            file=sys.stderr,
-        )
+        bar = self._bar(steps, ranks.is_main)
         started = time.perf_counter()
         testing_before = self.evaluation.seconds if self.evaluation else 0.0
         for step, (images, labels) in enumerate(loader):
@@ -307,6 +300,17 @@ class EpochSteps:
         if not torch.isfinite(totals[0]):
             raise diverged(config, self.epoch, steps - 1, self.run_dir)
         return totals, seconds
+
+    def _bar(self, steps: int, main: bool) -> tqdm:
+        """The epoch's progress bar, drawn on rank 0 when ``--progress`` and a terminal say so."""
+        return tqdm(
+            total=steps,
+            desc=f"epoch {self.epoch + 1}/{self.config.epochs}",
+            unit="batch",
+            leave=False,
+            disable=not (main and progress_bars_shown(self.config.progress)),
+            file=sys.stderr,
+        )
 
     def step(self, inputs: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimizer step (and schedule step); returns the loss and the main logits."""
