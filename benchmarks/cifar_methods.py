@@ -132,16 +132,19 @@ def probe(name: str, cache: dict[str, float]) -> dict[str, float]:
     return speeds
 
 
+def predicted_seconds(speeds: dict[str, float], epochs: int, small: int) -> float:
+    """Training time of ``epochs`` epochs, the first ``small`` at the small side's speed."""
+    full = speeds["full"]
+    return TRAIN_IMAGES * (small / speeds.get("small", full) + (epochs - small) / full)
+
+
 def sized_epochs(speeds: dict[str, float], share: float, budget: float) -> tuple[int, int]:
     """The most epochs (and how many small) whose predicted time fits 95% of ``budget``."""
     best = (1, 0)
     for epochs in range(1, 200):
         small = round(share * epochs) if "small" in speeds else 0
         small = min(small, epochs - 1)
-        seconds = TRAIN_IMAGES * (
-            small / speeds.get("small", speeds["full"]) + (epochs - small) / speeds["full"]
-        )
-        if seconds > 0.95 * budget:
+        if predicted_seconds(speeds, epochs, small) > 0.95 * budget:
             break
         best = (epochs, small)
     return best
@@ -176,9 +179,7 @@ def run_row(name: str, seed: int, budget: float, record: dict[str, Any], alone: 
     if small:
         overrides["small_epochs"] = small
     _, config, _, row = train_recipe(RECIPE, **overrides)
-    predicted = TRAIN_IMAGES * (
-        small / speed.get("small", speed["full"]) + (epochs - small) / speed["full"]
-    )
+    predicted = predicted_seconds(speed, epochs, small)
     print(
         f"{name} seed {seed}: {epochs} epochs ({small} small), validation "
         f"{row['val_accuracy']:.2%}, test {row['test_accuracy']:.2%}, "

@@ -230,7 +230,7 @@ def test_small_size_trains_the_first_epochs_on_scaled_down_images_and_tests_at_f
     import numpy as np
     from PIL import Image
 
-    from cnnlab.train.checks import scaled_down
+    from cnnlab.train.steps import scaled_down
 
     full = torch.rand(1, 1, 32, 32, generator=torch.Generator().manual_seed(0))
     for side in (16, 24):

@@ -14,6 +14,7 @@ from ..errors import CnnlabError, first_line
 from ..model_interface import spec_of
 from .config import TrainConfig
 from .distributed import resolve_device
+from .steps import scaled_down
 
 
 def check_runtime(config: TrainConfig, local_rank: int = 0) -> torch.device:
@@ -127,11 +128,3 @@ def two_images_through(model: nn.Module, dataset: ImageDataset, side: int = 0) -
             return model(scaled_down(probe, side) if side else probe)
     finally:
         model.train(was_training)
-
-
-def scaled_down(images: torch.Tensor, side: int) -> torch.Tensor:
-    """A batch scaled to ``side`` x ``side``: bilinear with antialiasing, the filter widened
-    by the scale factor so that every input pixel counts (Pillow's ``resize(BILINEAR)``)."""
-    return torch.nn.functional.interpolate(
-        images, size=(side, side), mode="bilinear", antialias=True, align_corners=False
-    )

@@ -119,8 +119,7 @@ class Loop:
     scheduler: torch.optim.lr_scheduler.LambdaLR
     scaler: torch.amp.GradScaler
     hooks: TrainingHooks
-    lookahead: Lookahead | None = None
-    average: WeightAverage | None = None
+    averaging: Lookahead | WeightAverage | None = None  # --lookahead or --ema
 
 
 def input_scale(
@@ -240,12 +239,11 @@ def resume(
             keep_best(config, run_dir, history, resume_from)
     if ranks.world_size > 1:
         loop.trained = distributed_model(loop.model, loop.device)
+    saved = resume_from or {}
     if config.lookahead:
-        slow = resume_from.get("lookahead") if resume_from else None
-        loop.lookahead = Lookahead(loop.model, slow)
-    if config.ema:
-        kept = resume_from.get("ema") if resume_from else None
-        loop.average = WeightAverage(loop.model, config.ema, kept)
+        loop.averaging = Lookahead(loop.model, saved.get(Lookahead.KEY))
+    elif config.ema:  # refused beside --lookahead
+        loop.averaging = WeightAverage(loop.model, config.ema, saved.get(WeightAverage.KEY))
     return history, start_epoch
 
 
@@ -273,8 +271,7 @@ def train_epoch(
         loop.evaluation,
     )
     epoch_steps.after_step = hooks.after_step if ranks.is_main else None
-    epoch_steps.lookahead = loop.lookahead
-    epoch_steps.average = loop.average
+    epoch_steps.averaging = loop.averaging
     return epoch_steps.run(loop.train_loader, loop.preprocess, augment_rng)
 
 
@@ -319,8 +316,7 @@ def save_epoch(
         "normalization": {"mean": list(mean), "std": list(std)},
         "classes": list(loop.train_set.classes),
         **({"steps": loop.evaluation.state()} if loop.evaluation is not None else {}),
-        **({"lookahead": loop.lookahead.slow} if loop.lookahead is not None else {}),
-        **({"ema": loop.average.average} if loop.average is not None else {}),
+        **({loop.averaging.KEY: loop.averaging.saved} if loop.averaging is not None else {}),
     }
     run_folder.save_checkpoint(run_dir / run_folder.CHECKPOINT, state)
     keep_best(config, run_dir, history, state)  # --keep best: best.pt

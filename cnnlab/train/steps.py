@@ -22,7 +22,6 @@ from ..errors import CnnlabError
 from ..model_interface import aux_loss_weight
 from ..models.binary import classification_loss, predicted_classes
 from ..outputs import progress_bars_shown
-from .checks import scaled_down
 from .config import TrainConfig
 from .distributed import current_distributed
 
@@ -80,6 +79,14 @@ def test_time_logits(
     moved_down_right = padded[..., :height, :width]
     moved_up_left = padded[..., 2 * translate :, 2 * translate :]
     return 0.5 * logits + 0.25 * (scored(moved_down_right) + scored(moved_up_left))
+
+
+def scaled_down(images: torch.Tensor, side: int) -> torch.Tensor:
+    """A batch scaled to ``side`` x ``side``: bilinear with antialiasing, the filter widened
+    by the scale factor so that every input pixel counts (Pillow's ``resize(BILINEAR)``)."""
+    return torch.nn.functional.interpolate(
+        images, size=(side, side), mode="bilinear", antialias=True, align_corners=False
+    )
 
 
 def training_loss(
@@ -242,8 +249,7 @@ class EpochSteps:
     evaluation: StepEvaluation | None = None  # --eval-every: test every N steps
     # TrainingHooks.after_step(step, loss, lr, images), given on rank 0 only
     after_step: Callable[[int, torch.Tensor, float, int], None] | None = None
-    lookahead: Lookahead | None = None  # --lookahead
-    average: WeightAverage | None = None  # --ema
+    averaging: Lookahead | WeightAverage | None = None  # --lookahead or --ema
 
     def run(
         self, loader: BatchLoader, preprocess: Preprocess, augment_rng: torch.Generator
@@ -264,10 +270,8 @@ class EpochSteps:
             lr = self.optimizer.param_groups[0]["lr"]  # the rate this step uses
             loss, logits = self.step(inputs, labels)
             done = self.epoch * steps + step + 1  # optimizer steps of the run so far
-            if self.lookahead is not None:
-                self.lookahead.after_step(self.model, done, config.epochs * steps)
-            if self.average is not None:
-                self.average.after_step(self.model, done, config.epochs * steps)
+            if self.averaging is not None:
+                self.averaging.after_step(self.model, done, config.epochs * steps)
             if self.after_step is not None:
                 self.after_step(done, loss.detach(), lr, len(labels) * ranks.world_size)
             if self.evaluation is not None:
@@ -362,11 +366,16 @@ class Lookahead:
     state dict takes part (batch-norm statistics too)."""
 
     EVERY = 5
+    KEY = "lookahead"  # the checkpoint entry of the slow copy (:attr:`slow`)
 
     def __init__(self, model: nn.Module, state: dict[str, torch.Tensor] | None = None) -> None:
         self.slow = weight_copy(
             model, state, "'lookahead' entry is not the slow copy", "--lookahead"
         )
+
+    @property
+    def saved(self) -> dict[str, torch.Tensor]:
+        return self.slow
 
     @staticmethod
     def decay(step: int, total: int) -> float:
@@ -394,11 +403,17 @@ class WeightAverage:
     weights along). The model trains undisturbed; the run's last step leaves it at the average.
     Every floating-point tensor of the state dict takes part (batch-norm statistics too)."""
 
+    KEY = "ema"  # the checkpoint entry of the average (:attr:`average`)
+
     def __init__(
         self, model: nn.Module, decay: float, state: dict[str, torch.Tensor] | None = None
     ) -> None:
         self.decay = decay
         self.average = weight_copy(model, state, "'ema' entry is not the average", "--ema")
+
+    @property
+    def saved(self) -> dict[str, torch.Tensor]:
+        return self.average
 
     def factor(self, step: int) -> float:
         return min(self.decay, (1 + step) / (10 + step))
