@@ -4,7 +4,8 @@ zero biases), over seeds, on the same 10,000 CIFAR-10 training images and the wh
 
 Everything else is the course's Keras recipe (Adam 0.001, eps 1e-7, batch 32, x / 255,
 shuffled). Each run's per-epoch training accuracy (averaged over the epoch, as Keras logs it)
-and test accuracy go to benchmarks/results/init_e4.json.
+and test accuracy go to benchmarks/results/init_e4.json, with the seeds whose run stayed at
+chance (a layer of dead ReLUs; ``cnnlab lessons init-and-depth``).
 
     python benchmarks/init_e4.py [--seeds 0 1 2] [--epochs 1] [--train-subset 10000]
         [--runs-dir DIR]
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import sys
@@ -83,15 +85,18 @@ def main() -> None:
     for init in ("torch", "keras"):
         tests = [r["epochs"][-1]["test_acc"] for r in runs if r["init"] == init]
         trains = [r["epochs"][-1]["train_acc"] for r in runs if r["init"] == init]
+        stuck = [r["seed"] for r in runs if r["init"] == init and at_chance(r)]
         summary[init] = {
             "test_acc_mean": statistics.mean(tests),
             "test_acc_min": min(tests),
             "test_acc_max": max(tests),
             "train_acc_mean": statistics.mean(trains),
+            "seeds_stuck_at_chance": stuck,
         }
         print(
             f"--init {init}: test {statistics.mean(tests):.2%} (min {min(tests):.2%}, max "
-            f"{max(tests):.2%}), train {statistics.mean(trains):.2%} over seeds {args.seeds}"
+            f"{max(tests):.2%}), train {statistics.mean(trains):.2%} over seeds {args.seeds}; "
+            f"stuck at chance (loss ln 10, test 10%): seeds {stuck or 'none'}"
         )
     write_results(
         args.name,
@@ -105,6 +110,14 @@ def main() -> None:
             "summary": summary,
         },
     )
+
+
+def at_chance(run: dict) -> bool:
+    """A run that learned nothing but the class frequencies: its last training loss is ln 10
+    (CIFAR-10's balanced classes; to 0.005) and its test accuracy 10%. In E4 that is a network
+    whose ReLUs of one layer all output 0 (``cnnlab show gradflow`` counts them)."""
+    last = run["epochs"][-1]
+    return abs(last["train_loss"] - math.log(10)) < 0.005 and last["test_acc"] <= 0.105
 
 
 if __name__ == "__main__":

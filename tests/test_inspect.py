@@ -3,6 +3,7 @@ commands, on models trained here on real data."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from cnnlab.errors import CnnlabError, UnknownNameError
 from cnnlab.inspect import (
     capture,
     confident_mistakes,
+    dead_relus,
     feature_maps,
     filters,
     grad_cam,
@@ -25,6 +27,7 @@ from cnnlab.inspect import (
     saliency,
 )
 from cnnlab.models import create_model
+from cnnlab.models.init import glorot_limit
 
 
 @pytest.fixture(scope="session")
@@ -154,6 +157,63 @@ def test_gradient_flow_shows_vanishing_gradients_in_the_plain_twin(data_dir):
     assert ratios[False] < 1e-3 * ratios[True], ratios  # first layer starved without skips
 
 
+def _small_relu_net() -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3),
+        nn.ReLU(inplace=True),  # inplace: the count must read the output, not a view of it
+        nn.Flatten(),
+        nn.Linear(4 * 6 * 6, 5),
+        nn.ReLU(),
+        nn.Linear(5, 3),
+    )
+
+
+def test_dead_relus_counts_units_that_are_zero_for_every_image():
+    model = _small_relu_net()
+    images = torch.rand(40, 1, 8, 8)
+    with torch.no_grad():
+        model[0].weight.abs_()  # every channel positive on these all-positive images ...
+        model[0].bias.fill_(0.1)
+        model[0].bias[[1, 3]] = -100.0  # ... except channels 1 and 3: off everywhere
+        model[3].bias.fill_(50.0)
+        model[3].bias[0] = -1e4  # one of the 5 fully connected units off for every image
+    assert dead_relus(model, images, batch_size=16) == {"1": 0.5, "4": 0.2}
+    # a unit alive for a single image of the last batch is not dead
+    lone = images.clone()
+    lone[-1] = 0.0
+    with torch.no_grad():
+        model[0].bias[1] = 0.5  # positive only where the weights see nothing: the zero image
+        model[0].weight[1] = -model[0].weight[1].abs()
+    assert dead_relus(model, lone, batch_size=16)["1"] == 0.25
+    with pytest.raises(CnnlabError, match="no nn.ReLU layer"):
+        dead_relus(nn.Sequential(nn.Flatten(), nn.Linear(64, 2)), images)
+
+
+def test_a_fully_dead_layer_passes_no_gradient_below_it():
+    model = _small_relu_net()
+    with torch.no_grad():
+        model[3].bias.fill_(-1e4)  # every fully connected ReLU off: the E4 run that stayed at 10%
+    images, labels = torch.rand(16, 1, 8, 8), torch.randint(0, 3, (16,))
+    bias = model[5].bias.detach().clone()
+    flow = gradient_flow(model, [(images, labels)] * 3, steps=3, optimizer="adam", lr=1e-3)
+    assert flow == {"0": [0.0] * 3, "3": [0.0] * 3, "5": [0.0] * 3}  # every weight stuck
+    assert not torch.equal(model[5].bias, bias)  # only the output bias learns: the class prior
+    assert dead_relus(model, images)["4"] == 1.0
+
+
+def test_gradient_flow_steps_with_adam_when_asked():
+    # Adam's first step moves every weight with a gradient by about lr (m / sqrt(v) = sign(g))
+    model = _small_relu_net()
+    before = model[5].weight.detach().clone()
+    images, labels = torch.rand(16, 1, 8, 8), torch.randint(0, 3, (16,))
+    gradient_flow(model, [(images, labels)], steps=1, lr=1e-3, optimizer="adam", adam_eps=1e-7)
+    moved = (model[5].weight.detach() - before).abs()
+    assert torch.allclose(moved[moved > 0], torch.full_like(moved[moved > 0], 1e-3), rtol=1e-2)
+    with pytest.raises(CnnlabError, match="optimizer 'rmsprop'"):
+        gradient_flow(model, [(images, labels)], optimizer="rmsprop")
+
+
 def test_confident_mistakes_are_wrong_and_sorted(lenet, mnist_test):
     images = torch.as_tensor(mnist_test.images[:2000])
     labels = torch.as_tensor(mnist_test.labels[:2000]).long()
@@ -225,7 +285,53 @@ def test_show_gradflow_command(data_dir, tmp_path, capsys):
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert printed.count("gradient norm first layer") == 2
-    assert _png(out)
+    assert printed.count("dead ReLU units after 1 step(s) (0 for all 8 images)") == 2
+    assert _png(out)[1] > 800  # a second row: the dead units
+
+
+def test_show_gradflow_init_and_adam(data_dir, tmp_path, capsys, monkeypatch):
+    from cnnlab.cli import show
+
+    built = {}
+    real = show._gradflow_model
+
+    def spy(text, args, data, scaled):
+        built[text], preprocess = real(text, args, data, scaled)
+        return built[text], preprocess
+
+    monkeypatch.setattr(show, "_gradflow_model", spy)
+    common = ["--variant", "subset", "--data-dir", str(data_dir), "--input-scaling", "unit"]
+    args = [
+        "show",
+        "gradflow",
+        "cifar_four:init=keras",
+        "cifar_four",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "1e-3",
+    ]
+    assert main([*args, "--steps", "1", "--batch-size", "4", "--json", *common,
+                 "--out", str(tmp_path / "f.png")]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    report = json.loads(printed[printed.index("{") : printed.rindex("}") + 1])
+    assert set(report) == {"gradient_norms", "dead_relus"}
+    assert set(report["dead_relus"]) == {"cifar_four:init=keras", "cifar_four"}
+    # after one Adam step (each value moves by about lr = 1e-3) the keras-built net still
+    # shows its start: glorot-uniform weights within +-limit, zero biases; PyTorch's does not
+    keras_conv = built["cifar_four:init=keras"].features[0]
+    torch_conv = built["cifar_four"].features[0]
+    limit = glorot_limit(keras_conv.weight)
+    assert limit - 0.01 < float(keras_conv.weight.detach().abs().max()) < limit + 2e-3
+    assert float(keras_conv.bias.detach().abs().max()) < 2e-3
+    assert float(torch_conv.weight.detach().abs().max()) > limit + 0.02
+    assert float(torch_conv.bias.detach().abs().max()) > 0.02
+    bad = ["show", "gradflow", "cifar_four:init=glorot", *common, "--out", str(tmp_path / "g.png")]
+    assert main(bad) == 2
+    assert "init=glorot is not an initialisation; expected init= one of torch, keras" in (
+        capsys.readouterr().err
+    )
+    assert not (tmp_path / "g.png").exists()
 
 
 @pytest.mark.parametrize(
@@ -361,3 +467,20 @@ def test_capture_keeps_a_layers_output_when_an_inplace_relu_follows():
     conv = model[0](x).detach()
     assert conv.min() < 0  # the ReLU would have zeroed these in a shared view
     assert torch.equal(record["outputs"]["0"], conv)
+
+
+def test_show_gradflow_reads_a_run_with_its_own_scaling(runs_root, data_dir, capsys):
+    # a trained run keeps the preprocessing it was trained with, whatever --input-scaling says
+    norms = []
+    for scaling in ("none", "standard"):
+        argv = ["show", "gradflow", "lenet", "--dataset", "mnist", "--steps", "2"]
+        argv += ["--batch-size", "16", "--input-scaling", scaling, "--json"]
+        argv += ["--runs-dir", str(runs_root), "--data-dir", str(data_dir)]
+        assert main([*argv, "--out", str(runs_root / f"flow-{scaling}.png")]) == 0
+        printed = capsys.readouterr().out
+        norms.append(json.loads(printed[printed.index("{") : printed.rindex("}") + 1]))
+    first, second = (n["gradient_norms"]["lenet"] for n in norms)  # x / 1 against x / 255
+    assert first.keys() == second.keys() and min(first["features.0"]) > 0
+    for layer, values in first.items():
+        assert values == pytest.approx(second[layer], rel=1e-5), layer
+    assert norms[0]["dead_relus"] == norms[1]["dead_relus"]

@@ -185,3 +185,31 @@ def test_train_command_records_init_and_adam_eps(tmp_path):
     assert stop.value.code == 2
     assert main([*args, "--adam-eps", "0", "--name", "bad"]) == 2
     assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize("key", ["E4", "E6"])
+def test_dead_relus_counted_alike_in_keras_and_cnnlab(key, tmp_path):
+    """The report's two dead-unit columns count the same thing: on one network (cnnlab's
+    weights copied into the course's Keras model) with units switched off by large negative
+    biases, Keras' count layer by layer equals cnnlab's."""
+    from cnnlab.inspect import dead_relus
+
+    name, build = EXPERIMENTS[key]
+    keras.utils.set_random_seed(0)
+    course = build()
+    torch.manual_seed(0)
+    model = create_model(name)
+    initialize(model, "keras")
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    with torch.no_grad():
+        convs[1].bias[:32] = -1e3  # a quarter of the second convolution's channels
+        convs[-1].bias[::2] = -1e3  # half of the last one's
+    torch_to_keras(model, course)
+    saved = tmp_path / "course.keras"
+    course.save(saved)
+    images = torch.randint(0, 256, (40, 3, 32, 32), dtype=torch.uint8)
+    theirs = keras_code.dead_relus(saved, images, batch_size=16)
+    ours = dead_relus(model, images.float() / 255, batch_size=16)
+    assert len(theirs) == len(ours) == {"E4": 9, "E6": 8}[key]
+    assert list(theirs.values()) == list(ours.values())
+    assert list(ours.values())[1] >= 0.25 and list(ours.values())[len(convs) - 1] >= 0.5

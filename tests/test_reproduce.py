@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from cnnlab.cli import main
 from cnnlab.course.report import epoch_table, markdown
@@ -300,3 +301,56 @@ def test_a_kept_run_matches_its_recipe_even_from_before_a_setting_existed(tmp_pa
     saved["lr"] = 0.01
     (folder / "config.json").write_text(json.dumps(saved))
     assert kept_run(tmp_path, config) is None
+
+
+def test_the_report_counts_dead_relus_in_both_networks(tmp_path, data_dir):
+    """After E6 trains in cnnlab and as the course's Keras code, the report counts each
+    network's ReLU units that ended dead, layer by layer, measured on the same test images."""
+    from cnnlab.course import keras_code, reproduce
+    from cnnlab.inspect import dead_relus
+    from cnnlab.runs.load import load_run
+    from cnnlab.train.pipeline import load_data
+
+    keras_code.keras_module()  # an optional extra, installed with .[dev]: no skip
+    (row,) = reproduce.run(
+        True, tmp_path, str(data_dir), ["e6-cifar-residual-pool"], say=lambda *a: None,
+        train_subset=64, keras=True,
+    )  # fmt: skip
+    dead = row["dead_relus"]
+    assert dead["images"] == reproduce.DEAD_PROBE_IMAGES
+    assert len(dead["cnnlab"]) == len(dead["course_code"]) == 8  # E6's eight ReLU convolutions
+    assert list(dead["course_code"])[:2] == ["conv2d", "conv2d_1"]
+    e6 = next(e for e in EXPERIMENTS if e.key == "e6-cifar-residual-pool")
+    test = load_data(config_for(e6, True, str(data_dir), False, 64))[1]  # the run's test images
+    trained = load_run(row["run"], tmp_path)
+    again = dead_relus(trained.model, trained.preprocess(torch.as_tensor(test.images[:256])))
+    assert dead["cnnlab"] == again
+    lines = epoch_table(row)
+    assert any(
+        line.startswith("| ReLU layer | the course's code here | cnnlab |") for line in lines
+    )
+    first = f"| 1: conv2d / features.0.1 | {dead['course_code']['conv2d']:.0%} | "
+    assert any(line.startswith(first) for line in lines)
+    assert any(line.startswith("| mean over the layers | ") for line in lines)
+
+
+def test_a_layer_dead_to_the_last_unit_is_named_with_what_it_means():
+    e4 = next(e for e in EXPERIMENTS if e.key == "e4-cifar-plain7")
+    ours = {"epoch": 1, "train_loss": 2.3025, "train_acc": 0.1, "test_loss": 2.3, "test_acc": 0.1}
+    row = {"what": e4.what, "reference_acc": 0.7165, "epochs": [ours], "logged": e4.logged}
+    row["dead_relus"] = {
+        "images": 256,
+        "cnnlab": {"features.0.1": 0.04, "features.6.1": 1.0, "classifier.2": 1.0},
+        "course_code": {"conv2d": 0.39, "conv2d_6": 0.57, "dense": 0.73},
+    }
+    text = "\n".join(epoch_table(row))
+    assert "| 2: conv2d_6 / features.6.1 | 57% | 100% |" in text
+    assert "| mean over the layers | 56% | 68% |" in text
+    assert (
+        "cnnlab's run ended with every unit of ReLU layer 2 (features.6.1), 3 (classifier.2)"
+        in (text)
+    )
+    assert "The course's code run here ended" not in text
+    row["dead_relus"]["cnnlab"]["features.6.1"] = 0.99
+    row["dead_relus"]["cnnlab"]["classifier.2"] = 0.5
+    assert "ended with every unit" not in "\n".join(epoch_table(row))

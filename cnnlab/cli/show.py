@@ -68,9 +68,13 @@ def add_show(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
     q = views.add_parser(
         "gradflow",
         help="per-layer gradient norms of models side by side",
-        description="Train each model a few SGD steps on real data and plot every weight's "
-        "gradient norm, input to output. Default: an 18-convolution plain stack against its "
-        "residual twin. MODEL: name[:key=value,...] or a run folder.",
+        description="Train each model a few steps on real data and plot every weight's "
+        "gradient norm, input to output, and the share of each ReLU layer's units left dead "
+        "(0 for every image). Default: an 18-convolution plain stack against its residual "
+        "twin. MODEL: name[:key=value,...] or a run folder; the key init=torch|keras|"
+        "normal-0.01 picks the initial weights (keras: glorot-uniform, zero biases).",
+        epilog="example: cnnlab show gradflow cifar_plain7:init=torch cifar_plain7:init=keras "
+        "--optimizer adam --lr 0.001 --adam-eps 1e-7 --input-scaling unit --steps 60",
     )
     q.add_argument(
         "models", nargs="*", default=["cifar_residual:pairs=8,skip=false", "cifar_residual:pairs=8"]
@@ -81,10 +85,20 @@ def add_show(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
     q.add_argument("--steps", type=int, default=5)
     q.add_argument("--batch-size", type=int, default=32)
     q.add_argument("--lr", type=float, default=0.01)
+    q.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd")
+    q.add_argument("--adam-eps", type=float, default=1e-8, help="Keras: 1e-7 (default: 1e-8)")
+    q.add_argument(
+        "--input-scaling",
+        choices=("none", "unit", "standard"),
+        default="standard",
+        help="unit: x / 255 as Keras; standard: per-channel mean/std (default)",
+    )
     q.add_argument("--seed", type=int, default=0)
     add_run_options(q)
     add_out_option(q, Path("gradflow.png"))
-    q.add_argument("--json", action="store_true", help="also print the norms as JSON")
+    q.add_argument(
+        "--json", action="store_true", help="also print the norms and dead shares as JSON"
+    )
     q.set_defaults(handler=_show_gradflow)
     q = views.add_parser(
         "augmentations",
@@ -281,10 +295,9 @@ def _show_gradflow(args: argparse.Namespace) -> int:
     import torch
 
     from ..data import load_dataset
-    from ..data.batches import Preprocess
+    from ..data.batches import Preprocess, scaling_stats
     from ..inspect.plots import plot_gradient_flow
-    from ..inspect.views import gradient_flow
-    from ..models import create_model, list_models
+    from ..inspect.views import dead_relus, gradient_flow
 
     if args.steps < 1 or args.batch_size < 1:
         raise CnnlabError("--steps and --batch-size must be positive")
@@ -292,40 +305,71 @@ def _show_gradflow(args: argparse.Namespace) -> int:
     data = load_dataset(args.dataset, "train", root=args.data_dir, variant=args.variant)
     generator = torch.Generator().manual_seed(args.seed)
     order = torch.randperm(len(data), generator=generator)[: args.steps * args.batch_size]
-    mean, std = data.channel_stats()
-    preprocess = Preprocess(mean, std)
-    images = preprocess(torch.as_tensor(data.images[order.numpy()]))
+    raw = torch.as_tensor(data.images[order.numpy()])
     labels = torch.as_tensor(data.labels[order.numpy()]).long()
-    batches = [
-        (images[i : i + args.batch_size], labels[i : i + args.batch_size])
-        for i in range(0, len(images), args.batch_size)
-    ]
-    flows = {}
+    scaled = Preprocess(*scaling_stats(data, args.input_scaling))
+    flows, dead = {}, {}
     for text in args.models:
-        name, _, option_text = text.partition(":")
-        torch.manual_seed(args.seed)
-        if name in list_models():
-            model = create_model(
-                name,
-                num_classes=len(data.classes),
-                in_channels=images.shape[1],
-                input_size=images.shape[-1],
-                **option_dict(option_text),
-            )
-        else:
-            from ..runs.load import load_run
-
-            model = load_run(text, Path(args.runs_dir)).model
-        flows[text] = gradient_flow(model, batches, args.steps, args.lr)
+        model, preprocess = _gradflow_model(text, args, data, scaled)
+        images = preprocess(raw)
+        batches = [
+            (images[i : i + args.batch_size], labels[i : i + args.batch_size])
+            for i in range(0, len(images), args.batch_size)
+        ]
+        flows[text] = gradient_flow(
+            model, batches, args.steps, args.lr, args.optimizer, args.adam_eps
+        )
         values = [sum(v) / len(v) for v in flows[text].values()]
         print(
             f"{text}: gradient norm first layer {values[0]:.3g}, last layer {values[-1]:.3g}, "
             f"ratio {values[0] / values[-1]:.3g}"
         )
+        if any(isinstance(m, torch.nn.ReLU) for m in model.modules()):
+            dead[text] = dead_relus(model, images[:256])
+            shares = ", ".join(f"{name} {share:.0%}" for name, share in dead[text].items())
+            print(
+                f"  dead ReLU units after {len(batches)} step(s) (0 for all "
+                f"{min(len(images), 256)} images): {shares}"
+            )
     if args.json:
-        print(json.dumps(flows, indent=2))
-    plot_gradient_flow(flows, args.out)
+        print(json.dumps({"gradient_norms": flows, "dead_relus": dead}, indent=2))
+    plot_gradient_flow(flows, args.out, dead)
     return wrote(args.out)
+
+
+def _gradflow_model(text: str, args: argparse.Namespace, data, scaled):
+    """The model a ``gradflow`` MODEL names and the preprocessing its images get: a registered
+    name with its options (``init=`` picks the initial weights, seeded by --seed) reads the
+    images as --input-scaling says (``scaled``); a run folder is taken as trained, with the
+    scaling it was trained with."""
+    import torch
+
+    from ..models import create_model, list_models
+    from ..models.init import INIT_SCHEMES, initialize
+
+    torch.manual_seed(args.seed)
+    name, _, option_text = text.partition(":")
+    if name not in list_models():
+        from ..runs.load import load_run
+
+        trained = load_run(text, Path(args.runs_dir))
+        return trained.model, trained.preprocess
+    options = option_dict(option_text)
+    init = str(options.pop("init", "torch"))
+    if init not in INIT_SCHEMES:
+        raise CnnlabError(
+            f"{text!r}: init={init} is not an initialisation; expected init= one of "
+            f"{', '.join(INIT_SCHEMES)}"
+        )
+    model = create_model(
+        name,
+        num_classes=len(data.classes),
+        in_channels=data.channels,
+        input_size=data.image_size,
+        **options,
+    )
+    initialize(model, init)
+    return model, scaled
 
 
 def _show_augmentations(args: argparse.Namespace) -> int:

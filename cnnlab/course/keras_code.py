@@ -192,3 +192,26 @@ def run_course_code(
         os.replace(temporary, saved)
         run_folder.write_text(path, json.dumps(result, indent=2) + "\n")
     return result
+
+
+def dead_relus(saved: Path, images, batch_size: int = 64) -> dict[str, float]:
+    """For each layer of a kept Keras model with a ReLU activation (input to output), the share
+    of its units (channels of a convolution, neurons of a dense layer) that output 0 for every
+    one of ``images`` (cnnlab's uint8 ``N x C x H x W``, read as the course reads them: x / 255):
+    the Keras side of :func:`cnnlab.inspect.dead_relus`."""
+    import numpy as np
+
+    keras = keras_module()
+    model = keras.models.load_model(saved)
+    relu = keras.activations.relu
+    layers = [layer for layer in model.layers if getattr(layer, "activation", None) is relu]
+    probe = keras.Model(model.inputs, [layer.output for layer in layers])
+    x = images.permute(0, 2, 3, 1).numpy().astype("float32") / 255.0
+    peaks: list[Any] = [None] * len(layers)
+    for start in range(0, len(x), batch_size):
+        outputs = probe.predict(x[start : start + batch_size], verbose=0)
+        for i, out in enumerate(outputs):
+            out = np.asarray(out)
+            peak = out.reshape(-1, out.shape[-1]).max(0)
+            peaks[i] = peak if peaks[i] is None else np.maximum(peaks[i], peak)
+    return {layer.name: int((peak <= 0).sum()) / len(peak) for layer, peak in zip(layers, peaks)}

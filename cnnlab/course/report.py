@@ -101,6 +101,43 @@ def epoch_table(r: dict[str, Any]) -> list[str]:
         ]
     elif code.get("missing"):
         lines += ["", f"The course's code run here: {code['missing']}."]
+    return lines + dead_table(r)
+
+
+def dead_table(r: dict[str, Any]) -> list[str]:
+    """The ReLU units each network ended with dead, layer by layer (input to output): the
+    course's code run here beside cnnlab, where both were measured."""
+    dead = r.get("dead_relus")
+    if not dead:
+        return []
+    ours, theirs = list(dead["cnnlab"].items()), list((dead.get("course_code") or {}).items())
+    both = len(theirs) == len(ours) and bool(theirs)
+    lines = [
+        "",
+        f"ReLU units dead after training (0 for each of the first {dead['images']} test "
+        "images: such a unit passes no gradient), input to output:",
+        "",
+        "| ReLU layer | " + ("the course's code here | " if both else "") + "cnnlab |",
+        "|---|" + ("---|" if both else "") + "---|",
+    ]
+    for i, (name, share) in enumerate(ours):
+        label = f"{i + 1}: {theirs[i][0]} / {name}" if both else f"{i + 1}: {name}"
+        cells = ([f"{theirs[i][1]:.0%}"] if both else []) + [f"{share:.0%}"]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    columns = ([theirs] if both else []) + [ours]
+    means = [sum(share for _, share in column) / len(column) for column in columns]
+    lines.append("| mean over the layers | " + " | ".join(f"{m:.0%}" for m in means) + " |")
+    for who, pairs in (("cnnlab's run", ours), ("The course's code run here", theirs)):
+        dead_layers = [f"{i + 1} ({name})" for i, (name, share) in enumerate(pairs) if share >= 1]
+        if dead_layers:
+            lines += [
+                "",
+                f"{who} ended with every unit of ReLU layer {', '.join(dead_layers)} dead: no "
+                "gradient passes below it and the layers above it see the same input for every "
+                "image, so the network learns no more than how often each class occurs (loss "
+                "ln 10 = 2.303 on CIFAR-10). That is the draw of its starting weights; another "
+                "--seed draws others (`cnnlab lessons init-and-depth`).",
+            ]
     return lines
 
 

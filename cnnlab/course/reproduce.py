@@ -307,6 +307,7 @@ def run(
         row = report_row(exp, config, result, how, seconds, quick, train_subset)
         if key in keras_code.KEYS:
             row["course_code"] = course_code_column(key, config, runs_root, keras, resume, say)
+            row["dead_relus"] = dead_units(key, config, result, runs_root)
         rows.append(row)
     return rows
 
@@ -363,3 +364,29 @@ def course_code_column(
 
 
 EPOCH_KEYS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc")
+
+
+DEAD_PROBE_IMAGES = 256
+
+
+def dead_units(key: str, config: TrainConfig, result: FitResult, runs_root: Path) -> dict[str, Any]:
+    """The ReLU units that ended training dead (0 for each of the first 256 test images) in
+    cnnlab's run and, where it was kept, in the course's Keras code run on the same images:
+    ``{"images": n, "cnnlab": {layer: share}, "course_code": {layer: share}}``. Such a unit
+    passes no gradient; a plain stack that loses most of a layer's units trains narrower."""
+    from ..inspect.views import dead_relus
+    from ..runs.load import load_run
+    from ..train.pipeline import load_data
+
+    test = load_data(config)[1]
+    images = test.images[:DEAD_PROBE_IMAGES]
+    trained = load_run(str(result.run_dir), runs_root)
+    found: dict[str, Any] = {"images": len(images)}
+    found["cnnlab"] = dead_relus(trained.model, trained.preprocess(images))
+    saved = keras_code.cache_path(runs_root, key, config).with_suffix(".keras")
+    if saved.exists():
+        try:
+            found["course_code"] = keras_code.dead_relus(saved, images)
+        except CnnlabError as err:  # Keras is an optional extra
+            found["course_code_missing"] = str(err)
+    return found

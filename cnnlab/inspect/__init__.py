@@ -23,7 +23,7 @@ from .plots import (
 )
 from .shapes import compare_designs, shape_table
 from .summary import summary
-from .views import confident_mistakes, feature_maps, filters, gradient_flow
+from .views import confident_mistakes, dead_relus, feature_maps, filters, gradient_flow
 
 __all__ = [
     "BaseCAM",
@@ -36,6 +36,7 @@ __all__ = [
     "confident_mistakes",
     "conv_layers",
     "conv_output_size",
+    "dead_relus",
     "evaluating",
     "feature_maps",
     "filters",

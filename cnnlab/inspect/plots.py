@@ -249,11 +249,17 @@ def plot_explanation(image: torch.Tensor, heatmap: torch.Tensor, path: Path, tit
     save_figure(figure, path)
 
 
-def plot_gradient_flow(flows: dict[str, dict[str, list[float]]], path: Path) -> None:
+def plot_gradient_flow(
+    flows: dict[str, dict[str, list[float]]],
+    path: Path,
+    dead: dict[str, dict[str, float]] | None = None,
+) -> None:
     """Per-layer gradient norms (mean over the steps, log scale), input on the left, one panel
-    per model, sharing the y axis so the models compare directly."""
+    per model, sharing the y axis so the models compare directly; with ``dead`` (model ->
+    ReLU layer -> share of dead units), a second row of bars for each model that has any."""
+    rows = 2 if dead else 1
     figure, axes = subplots(
-        1, len(flows), figsize=(5.5 * len(flows), 4.2), sharey=True, squeeze=False
+        rows, len(flows), figsize=(5.5 * len(flows), 4.2 * rows), sharey="row", squeeze=False
     )
     for ax, (label, flow) in zip(axes[0], flows.items()):
         names = list(flow)
@@ -270,6 +276,20 @@ def plot_gradient_flow(flows: dict[str, dict[str, list[float]]], path: Path) -> 
         ax.set_xlabel("layer (input -> output)")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("weight gradient norm")
+    if dead:
+        for ax, label in zip(axes[1], flows):
+            shares = dead.get(label, {})
+            if not shares:
+                ax.axis("off")
+                continue
+            x = list(range(len(shares)))
+            ax.bar(x, [100 * v for v in shares.values()], color="tab:red", alpha=0.7)
+            ax.set_xticks(x, list(shares), rotation=90, fontsize=6)
+            ax.set_ylim(0, 100)
+            ax.set_title("ReLU units that output 0 for every image", fontsize=9)
+            ax.set_xlabel("ReLU layer (input -> output)")
+            ax.grid(alpha=0.3, axis="y")
+        axes[1][0].set_ylabel("dead units (%)")
     figure.tight_layout()
     save_figure(figure, path)
 

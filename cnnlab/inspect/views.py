@@ -58,13 +58,20 @@ def gradient_flow(
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
     steps: int = 5,
     lr: float = 0.01,
+    optimizer: str = "sgd",
+    adam_eps: float = 1e-8,
 ) -> dict[str, list[float]]:
     """Gradient norm of every weight (convolutions and fully connected layers, input to output)
-    over ``steps`` SGD steps: ``{layer: [norm at step 1, ...]}``. In a deep plain stack the
-    first layers' norms fall far below the last ones' (vanishing gradients); a residual twin
-    keeps them level."""
+    over ``steps`` training steps (``optimizer``: ``"sgd"`` or ``"adam"``, with ``adam_eps``):
+    ``{layer: [norm at step 1, ...]}``. In a deep plain stack the first layers' norms fall far
+    below the last ones' (vanishing gradients); a residual twin keeps them level."""
+    if optimizer not in OPTIMIZERS:
+        raise CnnlabError(f"optimizer {optimizer!r}: expected one of {', '.join(OPTIMIZERS)}")
     model.train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    if optimizer == "adam":
+        stepper: torch.optim.Optimizer = torch.optim.Adam(model.parameters(), lr, eps=adam_eps)
+    else:
+        stepper = torch.optim.SGD(model.parameters(), lr=lr)
     weighted = [
         (name, module)
         for name, module in model.named_modules()
@@ -73,18 +80,45 @@ def gradient_flow(
     norms: dict[str, list[float]] = {name: [] for name, _ in weighted}
     done = 0
     for images, labels in batches:
-        optimizer.zero_grad(set_to_none=True)
+        stepper.zero_grad(set_to_none=True)
         F.cross_entropy(model(images), labels).backward()
         for name, module in weighted:
             grad = module.weight.grad
             norms[name].append(float(grad.norm()) if grad is not None else 0.0)
-        optimizer.step()
+        stepper.step()
         done += 1
         if done >= steps:
             break
     if done == 0:
         raise CnnlabError("gradient flow needs at least one batch")
     return norms
+
+
+OPTIMIZERS = ("sgd", "adam")
+
+
+@torch.no_grad()
+def dead_relus(model: nn.Module, images: torch.Tensor, batch_size: int = 64) -> dict[str, float]:
+    """For each ``nn.ReLU`` layer (input to output), the share of its units that output 0 for
+    every one of ``images``: a channel of a feature map (0 at every position of every image)
+    or one neuron of a fully connected layer. Such a unit passes no gradient back, so no step
+    of gradient descent revives it from these images. Evaluated in eval mode (the model's
+    flags are given back)."""
+    names = [name for name, module in model.named_modules() if isinstance(module, nn.ReLU)]
+    if not names:
+        raise CnnlabError(f"{type(model).__name__} has no nn.ReLU layer to count dead units of")
+    alive: dict[str, torch.Tensor] = {}
+    with evaluating(model):
+        for start in range(0, len(images), batch_size):
+            with capture(model, names) as record:
+                model(images[start : start + batch_size])
+            for name, out in record["outputs"].items():
+                # a unit's largest output over the batch (and over the positions of a map)
+                peak = out.transpose(0, 1).reshape(out.shape[1], -1).amax(1)
+                alive[name] = peak if name not in alive else torch.maximum(alive[name], peak)
+    return {
+        name: int((alive[name] <= 0).sum()) / len(alive[name]) for name in names if name in alive
+    }
 
 
 @dataclass

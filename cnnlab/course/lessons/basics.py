@@ -283,6 +283,23 @@ LESSONS = (
         "--runs-dir {scratch} --out reproduce.md",
     ),
     Lesson(
+        "init-and-depth",
+        "training",
+        "Where the weights start, in a deep plain stack (the course's E4)",
+        "cnnlab show gradflow cifar_plain7:init=torch cifar_plain7:init=keras --optimizer adam "
+        "--lr 0.001 --adam-eps 1e-7 --input-scaling unit --steps 60",
+        "E4's seven plain convolutions after 60 of the course's Adam steps from PyTorch's and "
+        "from Keras' initial weights: the gradient norms of every layer, and the share of each "
+        "ReLU layer's units that output 0 for every image. That share climbs with depth; a "
+        "layer at 100% passes no gradient: every layer below it gets exactly 0, the layers "
+        "above it see the same input for every image, and the network can learn no more than "
+        "how often each class occurs (the loss stays at ln 10 = 2.303). E4 trained "
+        "with --init keras --seed 0 on 10,000 images ended so (10% for 5 epochs, the last "
+        "convolution 100% dead); seed 1 learned (benchmarks/results/init_e4.json, about 2 "
+        "min for this command on two CPU cores)",
+        "--steps 2 --batch-size 8 --variant subset",
+    ),
+    Lesson(
         "curves",
         "training",
         "Learning curves",
