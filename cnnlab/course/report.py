@@ -173,9 +173,10 @@ def plot(row: dict[str, Any], path: Path) -> None:
                     label=f"course's code here, {what}",
                 )
         axes.set_xlabel("epoch")
+        axes.set_xticks(epochs)  # whole epochs only
     axes.axhline(100 * row["reference_acc"], color="gray", linestyle=":", label="material test")
     axes.set(ylabel="accuracy (%)", title=row["key"])
-    axes.legend()
+    axes.legend(fontsize=8)
     save_figure(figure, path)
 
 
