@@ -113,7 +113,7 @@ def test_the_readme_pictures_are_committed_under_docs_img():
 
 COPIES = {  # docs/img/NAME: the file it copies (a screenshot refresh or a rerun must recopy it)
     "explorer-trace.png": "docs/explorer/explorer-1280.png",
-    "reproduce-e6.png": "benchmarks/results/reproduce-e6-full-e6-cifar-residual-pool.png",
+    "reproduce-e6.png": "benchmarks/results/reproduce-e4-e6-e6-cifar-residual-pool.png",
 }
 
 
