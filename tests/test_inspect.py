@@ -179,15 +179,34 @@ def test_dead_relus_counts_units_that_are_zero_for_every_image():
         model[3].bias.fill_(50.0)
         model[3].bias[0] = -1e4  # one of the 5 fully connected units off for every image
     assert dead_relus(model, images, batch_size=16) == {"1": 0.5, "4": 0.2}
-    # a unit alive for a single image of the last batch is not dead
+    # a unit alive for a single image, the last of the last batch, is not dead
     lone = images.clone()
     lone[-1] = 0.0
     with torch.no_grad():
-        model[0].bias[1] = 0.5  # positive only where the weights see nothing: the zero image
-        model[0].weight[1] = -model[0].weight[1].abs()
+        model[0].weight[1] = -10.0  # channel 1: below zero wherever the image is not black ...
+        model[0].bias[1] = 0.5  # ... and on only for the black image
     assert dead_relus(model, lone, batch_size=16)["1"] == 0.25
+    assert dead_relus(model, lone[:-1], batch_size=16)["1"] == 0.5
     with pytest.raises(CnnlabError, match="no nn.ReLU layer"):
         dead_relus(nn.Sequential(nn.Flatten(), nn.Linear(64, 2)), images)
+
+
+def test_dead_relus_counts_each_call_of_a_shared_relu():
+    class TwoCalls(nn.Module):  # one ReLU module used twice, as torchvision's BasicBlock does
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b, self.relu = nn.Linear(4, 6), nn.Linear(6, 2), nn.ReLU(inplace=True)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.relu(self.b(self.relu(self.a(x))))
+
+    model = TwoCalls()
+    with torch.no_grad():
+        model.a.bias[:3] = -1e3  # half of the first call's units off, half on
+        model.a.bias[3:] = 1e3
+        model.b.bias.fill_(1e3)  # every unit of the second call on
+    shares = dead_relus(model, torch.rand(10, 4), batch_size=4)
+    assert shares == {"relu": 0.5, "relu (call 2)": 0.0}
 
 
 def test_a_fully_dead_layer_passes_no_gradient_below_it():
@@ -332,6 +351,31 @@ def test_show_gradflow_init_and_adam(data_dir, tmp_path, capsys, monkeypatch):
         capsys.readouterr().err
     )
     assert not (tmp_path / "g.png").exists()
+    typo = ["show", "gradflow", "cifar_fuor:init=keras", *common, "--out", str(tmp_path / "t.png")]
+    assert main(typo) == 2
+    err = capsys.readouterr().err
+    assert "'cifar_fuor' is not a model name" in err and "Did you mean cifar_four" in err
+
+
+def test_show_gradflow_on_a_network_whose_head_is_dead(data_dir, tmp_path, capsys, monkeypatch):
+    """The E4 run that stayed at chance: the output layer's input is all 0, so its weight gets
+    no gradient either; the view says so instead of dividing by zero."""
+    from cnnlab.cli import show
+
+    real = show._gradflow_model
+
+    def dead_head(text, args, data, scaled):
+        model, preprocess = real(text, args, data, scaled)
+        with torch.no_grad():
+            model.classifier[1].bias.fill_(-1e4)  # every unit of the first dense ReLU off
+        return model, preprocess
+
+    monkeypatch.setattr(show, "_gradflow_model", dead_head)
+    argv = ["show", "gradflow", "cifar_plain7:init=keras", "--steps", "1", "--batch-size", "4"]
+    argv += ["--variant", "subset", "--data-dir", str(data_dir), "--out", str(tmp_path / "d.png")]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "ratio - (no gradient at the last)" in printed and "classifier.2 100%" in printed
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ saliency, mistakes, curves, confusion), the first four also of any model
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import re
 from pathlib import Path
@@ -91,7 +92,8 @@ def add_show(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
         "--input-scaling",
         choices=("none", "unit", "standard"),
         default="standard",
-        help="unit: x / 255 as Keras; standard: per-channel mean/std (default)",
+        help="for model names (a run keeps its own): unit: x / 255 as Keras and ToTensor(); "
+        "standard: per-channel mean/std of the images (default); none: the raw 0..255",
     )
     q.add_argument("--seed", type=int, default=0)
     add_run_options(q)
@@ -320,9 +322,10 @@ def _show_gradflow(args: argparse.Namespace) -> int:
             model, batches, args.steps, args.lr, args.optimizer, args.adam_eps
         )
         values = [sum(v) / len(v) for v in flows[text].values()]
+        ratio = f"{values[0] / values[-1]:.3g}" if values[-1] else "- (no gradient at the last)"
         print(
             f"{text}: gradient norm first layer {values[0]:.3g}, last layer {values[-1]:.3g}, "
-            f"ratio {values[0] / values[-1]:.3g}"
+            f"ratio {ratio}"
         )
         if any(isinstance(m, torch.nn.ReLU) for m in model.modules()):
             dead[text] = dead_relus(model, images[:256])
@@ -351,6 +354,14 @@ def _gradflow_model(text: str, args: argparse.Namespace, data, scaled):
     name, _, option_text = text.partition(":")
     if name not in list_models():
         from ..runs.load import load_run
+
+        if option_text and not Path(text).exists():
+            close = difflib.get_close_matches(name, list_models(), n=3)
+            hint = f" Did you mean {', '.join(close)}?" if close else ""
+            raise CnnlabError(
+                f"{text!r}: {name!r} is not a model name (`cnnlab models` lists them) and "
+                f"options such as init= apply to model names only.{hint}"
+            )
 
         trained = load_run(text, Path(args.runs_dir))
         return trained.model, trained.preprocess

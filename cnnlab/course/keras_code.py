@@ -205,11 +205,15 @@ def dead_relus(saved: Path, images, batch_size: int = 64) -> dict[str, float]:
     model = keras.models.load_model(saved)
     relu = keras.activations.relu
     layers = [layer for layer in model.layers if getattr(layer, "activation", None) is relu]
+    if not layers:
+        raise CnnlabError(f"{saved}: no layer with a ReLU activation to count dead units of")
     probe = keras.Model(model.inputs, [layer.output for layer in layers])
     x = images.permute(0, 2, 3, 1).numpy().astype("float32") / 255.0
     peaks: list[Any] = [None] * len(layers)
     for start in range(0, len(x), batch_size):
         outputs = probe.predict(x[start : start + batch_size], verbose=0)
+        if len(layers) == 1:  # one output comes back bare, not in a list
+            outputs = [outputs]
         for i, out in enumerate(outputs):
             out = np.asarray(out)
             peak = out.reshape(-1, out.shape[-1]).max(0)

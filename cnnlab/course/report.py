@@ -106,7 +106,8 @@ def epoch_table(r: dict[str, Any]) -> list[str]:
 
 def dead_table(r: dict[str, Any]) -> list[str]:
     """The ReLU units each network ended with dead, layer by layer (input to output): the
-    course's code run here beside cnnlab, where both were measured."""
+    course's code run here beside cnnlab, where both were measured; then what a layer dead to
+    its last unit means."""
     dead = r.get("dead_relus")
     if not dead:
         return []
@@ -127,17 +128,45 @@ def dead_table(r: dict[str, Any]) -> list[str]:
     columns = ([theirs] if both else []) + [ours]
     means = [sum(share for _, share in column) / len(column) for column in columns]
     lines.append("| mean over the layers | " + " | ".join(f"{m:.0%}" for m in means) + " |")
-    for who, pairs in (("cnnlab's run", ours), ("The course's code run here", theirs)):
-        dead_layers = [f"{i + 1} ({name})" for i, (name, share) in enumerate(pairs) if share >= 1]
-        if dead_layers:
-            lines += [
-                "",
-                f"{who} ended with every unit of ReLU layer {', '.join(dead_layers)} dead: no "
-                "gradient passes below it and the layers above it see the same input for every "
-                "image, so the network learns no more than how often each class occurs (loss "
-                "ln 10 = 2.303 on CIFAR-10). That is the draw of its starting weights; another "
-                "--seed draws others (`cnnlab lessons init-and-depth`).",
-            ]
+    if theirs and not both:
+        lines += ["", f"The course's code has {len(theirs)} ReLU layers, cnnlab {len(ours)}: "
+                  "not paired."]  # fmt: skip
+    if dead.get("course_code_missing"):
+        lines += ["", f"The course's code's dead units: {dead['course_code_missing']}."]
+    for who, shares in (
+        ("cnnlab's run", ours),
+        ("The course's code run here", theirs if both else []),
+    ):
+        lines += _fully_dead_note(who, shares, [name for name, _ in ours])
+    return lines
+
+
+def _fully_dead_note(who: str, shares: list, names: list[str]) -> list[str]:
+    """What a layer with every unit dead does: in a plain stack it cuts the gradient; inside
+    a residual branch (cnnlab's ``.body.`` layers) the skip connection still carries both."""
+    cut = [
+        f"{i + 1} ({n})" for i, (n, s) in enumerate(shares) if s >= 1 and ".body." not in names[i]
+    ]
+    bypassed = [
+        f"{i + 1} ({n})" for i, (n, s) in enumerate(shares) if s >= 1 and ".body." in names[i]
+    ]
+    lines = []
+    if cut:
+        lines += [
+            "",
+            f"{who} ended with every unit of ReLU layer {', '.join(cut)} dead: no gradient "
+            "passes below it and the layers above it see the same input for every image, so "
+            "the network learns no more than how often each class occurs (loss ln 10 = 2.303 "
+            "on CIFAR-10). That is the draw of its starting weights; another --seed draws "
+            "others (`cnnlab lessons init-and-depth`).",
+        ]
+    if bypassed:
+        lines += [
+            "",
+            f"{who} ended with every unit of ReLU layer {', '.join(bypassed)} dead, inside a "
+            "residual branch: the branch no longer depends on the image, and the skip connection "
+            "around it still carries the signal and its gradient.",
+        ]
     return lines
 
 

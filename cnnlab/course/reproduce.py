@@ -307,7 +307,7 @@ def run(
         row = report_row(exp, config, result, how, seconds, quick, train_subset)
         if key in keras_code.KEYS:
             row["course_code"] = course_code_column(key, config, runs_root, keras, resume, say)
-            row["dead_relus"] = dead_units(key, config, result, runs_root)
+            row["dead_relus"] = dead_units(key, config, result, runs_root, row["course_code"])
         rows.append(row)
     return rows
 
@@ -369,10 +369,13 @@ EPOCH_KEYS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc")
 DEAD_PROBE_IMAGES = 256
 
 
-def dead_units(key: str, config: TrainConfig, result: FitResult, runs_root: Path) -> dict[str, Any]:
+def dead_units(
+    key: str, config: TrainConfig, result: FitResult, runs_root: Path, code: dict[str, Any]
+) -> dict[str, Any]:
     """The ReLU units that ended training dead (0 for each of the first 256 test images) in
-    cnnlab's run and, where it was kept, in the course's Keras code run on the same images:
-    ``{"images": n, "cnnlab": {layer: share}, "course_code": {layer: share}}``. Such a unit
+    cnnlab's run and, where the course's Keras code finished its epochs (``code``, the
+    report's middle column), in its kept model: ``{"images": n, "cnnlab": {layer: share},
+    "course_code": {layer: share}}`` (or ``"course_code_missing"``: why not). Such a unit
     passes no gradient; a plain stack that loses most of a layer's units trains narrower."""
     from ..inspect.views import dead_relus
     from ..runs.load import load_run
@@ -383,10 +386,11 @@ def dead_units(key: str, config: TrainConfig, result: FitResult, runs_root: Path
     trained = load_run(str(result.run_dir), runs_root)
     found: dict[str, Any] = {"images": len(images)}
     found["cnnlab"] = dead_relus(trained.model, trained.preprocess(images))
+    if len(code.get("epochs", [])) != config.epochs:  # not run, or not to the end
+        return found
     saved = keras_code.cache_path(runs_root, key, config).with_suffix(".keras")
-    if saved.exists():
-        try:
-            found["course_code"] = keras_code.dead_relus(saved, images)
-        except CnnlabError as err:  # Keras is an optional extra
-            found["course_code_missing"] = str(err)
+    try:
+        found["course_code"] = keras_code.dead_relus(saved, images)
+    except (CnnlabError, OSError, ValueError) as err:  # no Keras, or no readable model
+        found["course_code_missing"] = f"its kept model {saved} could not be read: {err}"
     return found

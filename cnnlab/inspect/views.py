@@ -18,7 +18,7 @@ from torch.nn import functional as F
 from .._tracing import model_call
 from ..errors import CnnlabError
 from ..models.binary import class_probabilities
-from .hooks import as_batch, capture, conv_layers, evaluating, resolve_layer
+from .hooks import as_batch, capture, conv_layers, evaluating, forward_hooks, resolve_layer
 
 
 @torch.no_grad()
@@ -99,26 +99,45 @@ OPTIMIZERS = ("sgd", "adam")
 
 @torch.no_grad()
 def dead_relus(model: nn.Module, images: torch.Tensor, batch_size: int = 64) -> dict[str, float]:
-    """For each ``nn.ReLU`` layer (input to output), the share of its units that output 0 for
-    every one of ``images``: a channel of a feature map (0 at every position of every image)
-    or one neuron of a fully connected layer. Such a unit passes no gradient back, so no step
-    of gradient descent revives it from these images. Evaluated in eval mode (the model's
-    flags are given back)."""
-    names = [name for name, module in model.named_modules() if isinstance(module, nn.ReLU)]
-    if not names:
+    """For each call of an ``nn.ReLU`` module (in the order the forward pass makes them), the
+    share of its units that output 0 for every one of ``images``: a channel of a feature map
+    (0 at every position of every image) or one neuron of a fully connected layer. Such a unit
+    passes no gradient back, so no step of gradient descent revives it from these images.
+
+    A module called twice in one forward pass (torchvision's ``BasicBlock.relu``) is counted
+    per call: ``"layer1.0.relu"`` and ``"layer1.0.relu (call 2)"``. Evaluated in eval mode
+    (BatchNorm on its running statistics; every module's flag is given back)."""
+    relus = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.ReLU)]
+    if not relus:
         raise CnnlabError(f"{type(model).__name__} has no nn.ReLU layer to count dead units of")
-    alive: dict[str, torch.Tensor] = {}
-    with evaluating(model):
+    peaks: dict[str, list[torch.Tensor]] = {}  # per module, one running maximum per call
+    calls: dict[str, int] = {}
+    order: list[tuple[str, int]] = []  # (module, call) as the forward pass first made them
+
+    def keep_peak(name: str):
+        def hook(module: nn.Module, args, output: torch.Tensor) -> None:
+            call = calls[name] = calls.get(name, 0) + 1
+            # each unit's largest output over the batch (and over the positions of a map),
+            # read before a later in-place operation can change the tensor
+            peak = output.detach().transpose(0, 1).reshape(output.shape[1], -1).amax(1)
+            kept = peaks.setdefault(name, [])
+            if len(kept) < call:
+                kept.append(peak)
+                order.append((name, call))
+            else:
+                kept[call - 1] = torch.maximum(kept[call - 1], peak)
+
+        return hook
+
+    with evaluating(model), forward_hooks([(m, keep_peak(name)) for name, m in relus]):
         for start in range(0, len(images), batch_size):
-            with capture(model, names) as record:
-                model(images[start : start + batch_size])
-            for name, out in record["outputs"].items():
-                # a unit's largest output over the batch (and over the positions of a map)
-                peak = out.transpose(0, 1).reshape(out.shape[1], -1).amax(1)
-                alive[name] = peak if name not in alive else torch.maximum(alive[name], peak)
-    return {
-        name: int((alive[name] <= 0).sum()) / len(alive[name]) for name in names if name in alive
-    }
+            calls.clear()
+            model(images[start : start + batch_size])
+    shares = {}
+    for name, call in order:
+        peak = peaks[name][call - 1]
+        shares[name if call == 1 else f"{name} (call {call})"] = int((peak <= 0).sum()) / len(peak)
+    return shares
 
 
 @dataclass
