@@ -152,22 +152,31 @@ def _fully_dead_note(who: str, shares: list, names: list[str]) -> list[str]:
     ]
     lines = []
     if cut:
+        layers, it = _layers(cut)
         lines += [
             "",
-            f"{who} ended with every unit of ReLU layer {', '.join(cut)} dead: no gradient "
-            "passes below it and the layers above it see the same input for every image, so "
-            "the network learns no more than how often each class occurs (loss ln 10 = 2.303 "
-            "on CIFAR-10). That is the draw of its starting weights; another --seed draws "
-            "others (`cnnlab lessons init-and-depth`).",
+            f"{who} ended with every unit of {layers} dead: no gradient passes below {it} "
+            f"and the layers above see the same input for every image, so the network learns "
+            "no more than how often each class occurs (loss ln 10 = 2.303 on CIFAR-10). That "
+            "is the draw of its starting weights; another --seed draws others (`cnnlab "
+            "lessons init-and-depth`).",
         ]
     if bypassed:
+        layers, it = _layers(bypassed)
         lines += [
             "",
-            f"{who} ended with every unit of ReLU layer {', '.join(bypassed)} dead, inside a "
-            "residual branch: the branch no longer depends on the image, and the skip connection "
-            "around it still carries the signal and its gradient.",
+            f"{who} ended with every unit of {layers} dead, inside a residual branch: the "
+            f"branch no longer depends on the image, and the skip connection around {it} still "
+            "carries the signal and its gradient.",
         ]
     return lines
+
+
+def _layers(labels: list[str]) -> tuple[str, str]:
+    """``"ReLU layer 7 (x)", "it"`` or ``"ReLU layers 7 (x), 8 (y)", "them"``."""
+    if len(labels) == 1:
+        return f"ReLU layer {labels[0]}", "it"
+    return f"ReLU layers {', '.join(labels)}", "them"
 
 
 def plot(row: dict[str, Any], path: Path) -> None:
