@@ -1,6 +1,7 @@
 """What initialisation does to a plain 7-layer stack: the course's E4 (seven 3x3 convolutions of
 128 channels, no skips) with PyTorch's default initialisation against Keras' (Glorot-uniform,
-zero biases), over seeds, on the same 10,000 CIFAR-10 training images and the whole test set.
+zero biases), and the course's own Keras code, over seeds, on the same 10,000 CIFAR-10
+training images and the whole test set.
 
 Everything else is the course's Keras recipe (Adam 0.001, eps 1e-7, batch 32, x / 255,
 shuffled). Each run's per-epoch training accuracy (averaged over the epoch, as Keras logs it)
@@ -8,9 +9,9 @@ and test accuracy go to benchmarks/results/init_e4.json, with the seeds whose ru
 chance (a layer of dead ReLUs; ``cnnlab lessons init-and-depth``).
 
     python benchmarks/init_e4.py [--seeds 0 1 2] [--epochs 1] [--train-subset 10000]
-        [--runs-dir DIR]
+        [--runs-dir DIR] [--kinds torch keras course-code]
 
-With ``--runs-dir`` each finished run leaves ``DIR/<init>-<seed>.json``; running the same
+With ``--runs-dir`` each finished run leaves ``DIR/<kind>-<seed>.json``; running the same
 command again reads those and trains only the runs still missing (a killed sweep goes on).
 """
 
@@ -32,6 +33,8 @@ from _common import data_dir, write_results  # noqa: E402
 from cnnlab.course.reproduce import EXPERIMENTS, config_for  # noqa: E402
 from cnnlab.runs.start import train_run  # noqa: E402
 
+KINDS = ("torch", "keras", "course-code")
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -40,53 +43,33 @@ def main() -> None:
     parser.add_argument("--train-subset", type=int, default=10_000)
     parser.add_argument("--name", default="init_e4")
     parser.add_argument("--runs-dir", type=Path, default=None, help="keep runs here to resume")
+    parser.add_argument(
+        "--kinds", nargs="+", choices=KINDS, default=list(KINDS),
+        help="course-code: the course's own Keras code (needs cnnlab[keras])",
+    )  # fmt: skip
     args = parser.parse_args()
     e4 = next(e for e in EXPERIMENTS if e.key == "e4-cifar-plain7")
     runs = []
     with tempfile.TemporaryDirectory() as scratch:
         keep = args.runs_dir or Path(scratch)
         keep.mkdir(parents=True, exist_ok=True)
-        for init in ("torch", "keras"):
+        for kind in args.kinds:
             for seed in args.seeds:
-                done = keep / f"{init}-{seed}.json"
-                if done.exists():
-                    row = json.loads(done.read_text())
-                    if row.get("epochs_wanted") == args.epochs and (
-                        row.get("train_images") == args.train_subset
-                    ):
-                        runs.append(row)
-                        print(f"E4 --init {init} seed {seed}: read from {done}")
-                        continue
                 config = config_for(e4, False, str(data_dir()), False, args.train_subset)
-                config.init, config.seed, config.epochs = init, seed, args.epochs
-                started = time.perf_counter()
-                history = train_run(config, Path(scratch), f"{init}-{seed}", overwrite=True).history
-                row = {
-                    "init": init,
-                    "seed": seed,
-                    "epochs_wanted": args.epochs,
-                    "train_images": args.train_subset,
-                    "seconds": time.perf_counter() - started,
-                    "epochs": [
-                        {k: h[k] for k in ("epoch", "train_loss", "train_acc", "test_acc")}
-                        for h in history
-                    ],
-                }
+                config.seed, config.epochs = seed, args.epochs
+                row = one_run(kind, config, keep, Path(scratch))
                 runs.append(row)
-                partial = done.with_suffix(".json.tmp")
-                partial.write_text(json.dumps(row, indent=2))
-                os.replace(partial, done)
-                last = history[-1]
+                last = row["epochs"][-1]
                 print(
-                    f"E4 --init {init} seed {seed}: train {last['train_acc']:.2%}, test "
+                    f"E4 {kind} seed {seed}: train {last['train_acc']:.2%}, test "
                     f"{last['test_acc']:.2%} after {args.epochs} epoch(s), {row['seconds']:.0f} s"
                 )
     summary = {}
-    for init in ("torch", "keras"):
-        tests = [r["epochs"][-1]["test_acc"] for r in runs if r["init"] == init]
-        trains = [r["epochs"][-1]["train_acc"] for r in runs if r["init"] == init]
-        stuck = [r["seed"] for r in runs if r["init"] == init and at_chance(r)]
-        summary[init] = {
+    for kind in args.kinds:
+        tests = [r["epochs"][-1]["test_acc"] for r in runs if r["init"] == kind]
+        trains = [r["epochs"][-1]["train_acc"] for r in runs if r["init"] == kind]
+        stuck = [r["seed"] for r in runs if r["init"] == kind and at_chance(r)]
+        summary[kind] = {
             "test_acc_mean": statistics.mean(tests),
             "test_acc_min": min(tests),
             "test_acc_max": max(tests),
@@ -94,7 +77,7 @@ def main() -> None:
             "seeds_stuck_at_chance": stuck,
         }
         print(
-            f"--init {init}: test {statistics.mean(tests):.2%} (min {min(tests):.2%}, max "
+            f"{kind}: test {statistics.mean(tests):.2%} (min {min(tests):.2%}, max "
             f"{max(tests):.2%}), train {statistics.mean(trains):.2%} over seeds {args.seeds}; "
             f"stuck at chance (loss ln 10, test 10%): seeds {stuck or 'none'}"
         )
@@ -103,13 +86,52 @@ def main() -> None:
         {
             "command": "python benchmarks/init_e4.py " + " ".join(sys.argv[1:]),
             "recipe": "the course's E4 Keras recipe (Adam 0.001, eps 1e-7, batch 32, x/255, "
-            "shuffled); only --init and the seed change",
+            "shuffled); only the starting weights (their scheme and seed) change. torch and "
+            "keras: cnnlab's cifar_plain7 with --init torch / --init keras; course-code: the "
+            "course's own Keras code (Keras 3, torch backend, every Keras default) with "
+            "keras.utils.set_random_seed(seed)",
             "train_images": args.train_subset,
             "epochs": args.epochs,
             "runs": runs,
             "summary": summary,
         },
     )
+
+
+def one_run(kind: str, config, keep: Path, scratch: Path) -> dict:
+    """One seed of one kind, read from ``keep`` when it finished there before, else trained
+    (and kept: a killed sweep goes on)."""
+    done = keep / f"{kind}-{config.seed}.json"
+    if done.exists():
+        row = json.loads(done.read_text())
+        if row.get("epochs_wanted") == config.epochs and (
+            row.get("train_images") == config.train_subset
+        ):
+            print(f"E4 {kind} seed {config.seed}: read from {done}")
+            return row
+    started = time.perf_counter()
+    if kind == "course-code":
+        from cnnlab.course import keras_code
+
+        code = keras_code.run_course_code("e4-cifar-plain7", config, keep, reuse=True)
+        history, started = code["epochs"], time.perf_counter() - code["seconds"]
+    else:
+        config.init = kind
+        history = train_run(config, scratch, f"{kind}-{config.seed}", overwrite=True).history
+    row = {
+        "init": kind,
+        "seed": config.seed,
+        "epochs_wanted": config.epochs,
+        "train_images": config.train_subset,
+        "seconds": time.perf_counter() - started,
+        "epochs": [
+            {k: h[k] for k in ("epoch", "train_loss", "train_acc", "test_acc")} for h in history
+        ],
+    }
+    partial = done.with_suffix(".json.tmp")
+    partial.write_text(json.dumps(row, indent=2))
+    os.replace(partial, done)
+    return row
 
 
 def at_chance(run: dict) -> bool:
