@@ -295,9 +295,10 @@ LESSONS = (
         "above it see the same input for every image, and the network can learn no more than "
         "how often each class occurs (the loss stays at ln 10 = 2.303). E4 trained "
         "with --init keras --seed 0 on 10,000 images ended so: 10% for 5 epochs, its last "
-        "convolution 100% dead (benchmarks/results/reproduce-e4-e6-10k.md); over three seeds "
-        "of one epoch, one Keras start and no PyTorch start stayed at chance "
-        "(benchmarks/results/init_e4.json). About 2 min on two CPU cores",
+        "convolution 100% dead (benchmarks/results/reproduce-e4-e6-10k.md). Over four seeds "
+        "of one epoch, one cnnlab run from Keras' start, two runs of the course's own Keras "
+        "code and none from PyTorch's start stayed at chance (benchmarks/results/init_e4.json)."
+        " About 2 min on two CPU cores",
         "--steps 2 --batch-size 8 --variant subset",
     ),
     Lesson(
