@@ -144,12 +144,11 @@ def dead_table(r: dict[str, Any]) -> list[str]:
 def _fully_dead_note(who: str, shares: list, names: list[str]) -> list[str]:
     """What a layer with every unit dead does: in a plain stack it cuts the gradient; inside
     a residual branch (cnnlab's ``.body.`` layers) the skip connection still carries both."""
-    cut = [
-        f"{i + 1} ({n})" for i, (n, s) in enumerate(shares) if s >= 1 and ".body." not in names[i]
-    ]
-    bypassed = [
-        f"{i + 1} ({n})" for i, (n, s) in enumerate(shares) if s >= 1 and ".body." in names[i]
-    ]
+    cut: list[str] = []
+    bypassed: list[str] = []
+    for i, (name, share) in enumerate(shares):
+        if share >= 1:
+            (bypassed if ".body." in names[i] else cut).append(f"{i + 1} ({name})")
     lines = []
     if cut:
         layers, it = _layers(cut)

@@ -110,9 +110,9 @@ def dead_relus(model: nn.Module, images: torch.Tensor, batch_size: int = 64) -> 
     relus = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.ReLU)]
     if not relus:
         raise CnnlabError(f"{type(model).__name__} has no nn.ReLU layer to count dead units of")
-    peaks: dict[str, list[torch.Tensor]] = {}  # per module, one running maximum per call
+    # per (module, call), each unit's running maximum; in the order the forward pass makes them
+    peaks: dict[tuple[str, int], torch.Tensor] = {}
     calls: dict[str, int] = {}
-    order: list[tuple[str, int]] = []  # (module, call) as the forward pass first made them
 
     def keep_peak(name: str):
         def hook(module: nn.Module, args, output: torch.Tensor) -> None:
@@ -120,12 +120,8 @@ def dead_relus(model: nn.Module, images: torch.Tensor, batch_size: int = 64) -> 
             # each unit's largest output over the batch (and over the positions of a map),
             # read before a later in-place operation can change the tensor
             peak = output.detach().transpose(0, 1).reshape(output.shape[1], -1).amax(1)
-            kept = peaks.setdefault(name, [])
-            if len(kept) < call:
-                kept.append(peak)
-                order.append((name, call))
-            else:
-                kept[call - 1] = torch.maximum(kept[call - 1], peak)
+            kept = peaks.get((name, call))
+            peaks[name, call] = peak if kept is None else torch.maximum(kept, peak)
 
         return hook
 
@@ -133,11 +129,10 @@ def dead_relus(model: nn.Module, images: torch.Tensor, batch_size: int = 64) -> 
         for start in range(0, len(images), batch_size):
             calls.clear()
             model(images[start : start + batch_size])
-    shares = {}
-    for name, call in order:
-        peak = peaks[name][call - 1]
-        shares[name if call == 1 else f"{name} (call {call})"] = int((peak <= 0).sum()) / len(peak)
-    return shares
+    return {
+        name if call == 1 else f"{name} (call {call})": int((peak <= 0).sum()) / len(peak)
+        for (name, call), peak in peaks.items()
+    }
 
 
 @dataclass
