@@ -404,6 +404,29 @@ CASES: dict[str, Case] = {
     "show gradflow --out into a missing folder": Case(
         ["show", "gradflow", "lenet5", "--dataset", "digits", "--out", "missing/g.png"], "missing"
     ),
+    "show gradflow --lr -1": Case(
+        ["show", "gradflow", "lenet5", "--dataset", "digits", "--lr", "-1"], "--lr -1.0: expected"
+    ),
+    "show gradflow --lr inf": Case(
+        ["show", "gradflow", "lenet5", "--dataset", "digits", "--lr", "inf"], "--lr inf: expected"
+    ),
+    "show gradflow --adam-eps nan": Case(
+        [
+            "show",
+            "gradflow",
+            "lenet5",
+            "--dataset",
+            "digits",
+            "--optimizer",
+            "adam",
+            "--adam-eps",
+            "nan",
+        ],
+        "--adam-eps nan: expected a small positive number",
+    ),  # fmt: skip
+    "show gradflow init= not a scheme": Case(
+        ["show", "gradflow", "lenet5:init=he", "--dataset", "digits"], "init=he is not an"
+    ),
     "graph show --out into a missing folder": Case(
         ["graph", "show", "--out", "missing/karate.png"], "missing"
     ),

@@ -300,9 +300,21 @@ def _show_gradflow(args: argparse.Namespace) -> int:
     from ..data.batches import Preprocess, scaling_stats
     from ..inspect.plots import plot_gradient_flow
     from ..inspect.views import dead_relus, gradient_flow
+    from ..train.config import LR_MAX
+    from ..train.options import real
 
     if args.steps < 1 or args.batch_size < 1:
         raise CnnlabError("--steps and --batch-size must be positive")
+    if not real(0, LR_MAX, open_low=True)(args.lr, None):  # the range train --lr takes
+        raise CnnlabError(
+            f"--lr {args.lr}: expected a finite number in (0, {LR_MAX}], e.g. 0.001 for "
+            "--optimizer adam, 0.01 for sgd"
+        )
+    if not real(0, 1, open_low=True)(args.adam_eps, None):  # as train --adam-eps
+        raise CnnlabError(
+            f"--adam-eps {args.adam_eps}: expected a small positive number (PyTorch 1e-8, "
+            "Keras 1e-7)"
+        )
     check_output_file(args.out, "--out", (".png",))
     data = load_dataset(args.dataset, "train", root=args.data_dir, variant=args.variant)
     generator = torch.Generator().manual_seed(args.seed)
