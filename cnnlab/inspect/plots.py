@@ -269,7 +269,8 @@ def plot_gradient_flow(
         x = list(range(len(names)))
         ax.fill_between(x, lows, highs, alpha=0.25)
         ax.plot(x, means, "-o", markersize=3)
-        ax.set_yscale("log")
+        if max(highs) > 0:  # a network dead throughout has no gradient to draw on a log axis
+            ax.set_yscale("log")
         ax.set_xticks(x, names, rotation=90, fontsize=6)
         ratio = means[0] / means[-1] if means[-1] else float("inf")
         ax.set_title(f"{label}\nfirst / last layer gradient = {ratio:.2g}", fontsize=9)
