@@ -19,6 +19,15 @@ def data_root() -> Path:
     return root
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (``-n 2``) each worker gets one of the cores: two workers with two
+    torch threads each would fight over them."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     return data_root()

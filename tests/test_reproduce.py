@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from cnnlab.cli import main
-from cnnlab.course.report import epoch_table, markdown
-from cnnlab.course.reproduce import EXPERIMENTS, config_for
+from cnnlab.course.report import epoch_table, markdown, measured_lines, merge_rows
+from cnnlab.course.reproduce import EXPERIMENTS, KEYS, config_for
 from cnnlab.models import create_model
 
 
@@ -367,3 +367,58 @@ def test_a_layer_dead_to_the_last_unit_is_named_with_what_it_means():
     text = "\n".join(epoch_table(row))
     assert "The course's code has 1 ReLU layers, cnnlab 2: not paired." in text
     assert "could not be read: gone" in text and "| ReLU layer | cnnlab |" in text
+
+
+def test_merge_grows_a_report_one_experiment_at_a_time(tmp_path, data_dir, capsys):
+    """--merge keeps the rows already in --out's JSON for the experiments this call does not
+    run, each with the provenance it was measured with, and refuses rows of another kind."""
+    out = tmp_path / "table.md"
+    args = ["reproduce", "--quick", "--only", "e7-fashion-dnn", "--runs-dir", str(tmp_path)]
+    args += ["--data-dir", str(data_dir), "--out", str(out)]
+    assert main(args) == 0
+    first = json.loads(out.with_suffix(".json").read_text())
+    assert first[0]["quick"] is True and "Measured 20" in out.read_text()
+    # a row measured elsewhere, earlier (E1 is the report's first experiment)
+    elsewhere = {**first[0], "key": "e1-lenet5-mnist", "what": "E1 kept"}
+    elsewhere["provenance"] = {**first[0]["provenance"], "commit": "0ld0ld0", "cpu_model": "Zen"}
+    out.with_suffix(".json").write_text(json.dumps([first[0], elsewhere]))
+    assert main([*args, "--resume", "--merge"]) == 0
+    merged = json.loads(out.with_suffix(".json").read_text())
+    assert [r["key"] for r in merged] == ["e1-lenet5-mnist", "e7-fashion-dnn"]
+    assert merged[0] == elsewhere  # kept as it was, provenance included
+    assert merged[1]["provenance"]["commit"] != "0ld0ld0"
+    text = out.read_text()
+    assert "| E1 kept |" in text and "| E7 Fashion-MNIST DNN" in text
+    assert "- e1-lenet5-mnist: " in text and "commit 0ld0ld0, Zen" in text
+    assert (tmp_path / "table-e1-lenet5-mnist.png").stat().st_size > 10_000
+    # without --merge the report holds this call's experiments only
+    assert main([*args, "--resume"]) == 0
+    assert [r["key"] for r in json.loads(out.with_suffix(".json").read_text())] == [
+        "e7-fashion-dnn"
+    ]
+    # another kind of run (full recipe, or another subset) is refused before any training
+    capsys.readouterr()
+    full = [a for a in args if a != "--quick"]
+    assert main([*full, "--merge"]) == 2
+    err = capsys.readouterr().err
+    assert "holds e7-fashion-dnn trained with --quick" in err and "the full recipe" in err
+    assert main([*args, "--merge", "--train-subset", "500"]) == 2
+    assert "on 500 images" in capsys.readouterr().err
+    out.with_suffix(".json").write_text('{"not": "a list"}')
+    assert main([*args, "--merge"]) == 2
+    err = capsys.readouterr().err
+    assert "is not a cnnlab reproduce report" in err and "Drop --merge" in err
+    assert len(list((tmp_path / "reproduce").iterdir())) == 1  # nothing trained again
+
+
+def test_rows_measured_alike_say_so_once():
+    made = {"date": "2026-12-07T10:00:00+00:00", "commit": "abc1234", "cpu_model": "AMD EPYC"}
+    made |= {"torch_threads": 2, "torch": "2.14.1"}
+    rows = [{"key": k, "provenance": made} for k in ("e4-cifar-plain7", "e6-cifar-residual-pool")]
+    assert measured_lines(rows) == [
+        "",
+        "Measured 2026-12-07, commit abc1234, AMD EPYC (2 threads), torch 2.14.1.",
+    ]
+    rows[1] = {**rows[1], "provenance": {**made, "commit": "def5678"}}
+    assert measured_lines(rows)[1:3] == ["Measured:", ""]
+    assert merge_rows(rows[:1], [{"key": "e1-lenet5-mnist"}], KEYS)[0]["key"] == "e1-lenet5-mnist"

@@ -47,6 +47,13 @@ def add_reproduce(sub: argparse._SubParsersAction) -> None:
         "torch: pip install 'cnnlab[keras]'; about 2x cnnlab's time): the report's middle "
         "column",
     )
+    p.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the rows of the report already at --out for the experiments this call "
+        "does not run (each with the date, commit and CPU it was measured on), so that a "
+        "report grows one experiment at a time",
+    )
     add_out_option(p, Path("reproduce.md"))
     add_run_options(p)
     add_data_options(p)
@@ -54,7 +61,7 @@ def add_reproduce(sub: argparse._SubParsersAction) -> None:
 
 
 def _reproduce(args: argparse.Namespace) -> int:
-    from ..course.report import write_report
+    from ..course.report import kept_rows, merge_rows, write_report
     from ..course.reproduce import KEYS, run
 
     keys = KEYS
@@ -66,6 +73,7 @@ def _reproduce(args: argparse.Namespace) -> int:
             f"--train-subset {args.train_subset}: expected a positive number of training images"
         )
     check_output_file(args.out, "--out", (".md",))  # before minutes of training
+    kept = kept_rows(Path(args.out), args.quick, args.train_subset) if args.merge else []
     rows = run(
         args.quick,
         Path(args.runs_dir),
@@ -76,5 +84,5 @@ def _reproduce(args: argparse.Namespace) -> int:
         resume=args.resume,
         keras=args.keras,
     )
-    print(write_report(rows, args.quick, args.out))
+    print(write_report(merge_rows(kept, rows, keys), args.quick, args.out))
     return wrote(args.out)

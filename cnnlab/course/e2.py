@@ -152,6 +152,8 @@ def run_e2(
         "settings": {**RECIPE, **settings, **{k: v for k, v in plan.items() if k != "settings"}},
         "config": asdict(_config("relu", 0.01, 1, data_dir, **settings)),
         "max_epochs": plan["max_epochs"],
+        "quick": quick,
+        "train_subset": train_subset,
     }
 
 

@@ -59,7 +59,27 @@ def markdown(rows: list[dict[str, Any]], quick: bool) -> str:
         )
     if notes:
         lines += ["", "Why the figures differ:", "", *notes]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + measured_lines(rows)) + "\n"
+
+
+def _measured(made: dict[str, Any]) -> str:
+    threads = made.get("torch_threads", made.get("cpu_count"))
+    return (
+        f"{str(made.get('date', '?'))[:10]}, commit {made.get('commit', '?')}, "
+        f"{made.get('cpu_model', '?')} ({threads} thread{'' if threads == 1 else 's'}), "
+        f"torch {made.get('torch', '?')}"
+    )
+
+
+def measured_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """Where and when the rows were measured: one line when they share it, else one per
+    experiment (a report grown with ``--merge`` keeps each row's own)."""
+    made = [(r["key"], _measured(r["provenance"])) for r in rows if r.get("provenance")]
+    if not made:
+        return []
+    if len({m for _, m in made}) == 1:
+        return ["", f"Measured {made[0][1]}."]
+    return ["", "Measured:", "", *(f"- {key}: {m}" for key, m in made)]
 
 
 def _pair(loss: float, acc: float) -> str:
@@ -219,14 +239,59 @@ def plot(row: dict[str, Any], path: Path) -> None:
 
 def write_report(rows: list[dict[str, Any]], quick: bool, path: Path) -> str:
     """The Markdown table at ``path``, the rows as JSON beside it (same name, ``.json``; each
-    with the :func:`cnnlab.machine.provenance` of the report), and one PNG per experiment
-    (``NAME-KEY.png``)."""
-    text = markdown(rows, quick)
-    run_folder.write_text(path, text)
+    with the :func:`cnnlab.machine.provenance` of the report, or the one it already carries:
+    a row kept by :func:`kept_rows`), and one PNG per experiment (``NAME-KEY.png``)."""
     made = provenance()
-    records = [{"provenance": made, **row} for row in rows]
+    records = [{"provenance": made, **row} for row in rows]  # a kept row keeps its own
+    text = markdown(records, quick)
+    run_folder.write_text(path, text)
     run_folder.write_text(path.with_suffix(".json"), json.dumps(records, indent=2) + "\n")
     for row in rows:
         draw = e2.plot_e2 if row["key"] in e2.KEYS else plot
         draw(row, path.with_name(f"{path.stem}-{row['key']}.png"))
     return text
+
+
+def kept_rows(out: Path, quick: bool, train_subset: int | None) -> list[dict[str, Any]]:
+    """The rows of the report already at ``out`` (its ``.json``), for ``reproduce --merge``:
+    each keeps the provenance it was measured with. Nothing when there is no report yet; a
+    clear error when the file is not a report, or when its rows trained another way (quick or
+    not, another ``--train-subset``) than this call, so that one report never mixes them."""
+    from ..errors import CnnlabError
+
+    source = out.with_suffix(".json")
+    if not source.exists():
+        return []
+    try:
+        rows = json.loads(source.read_text())
+        keys = [row["key"] for row in rows]
+        assert all(isinstance(k, str) for k in keys)
+    except (OSError, ValueError, TypeError, KeyError, AssertionError) as err:
+        raise CnnlabError(
+            f"--merge: {source} is not a cnnlab reproduce report ({type(err).__name__}: "
+            f"{err}); expected the JSON list reproduce writes beside --out. Drop --merge to "
+            "write a new report, or choose another --out"
+        ) from err
+    for row in rows:
+        # rows from before the option was recorded: full mode, its cut is in the settings
+        subset = row.get("train_subset", (row.get("settings") or {}).get("train_subset"))
+        if bool(row.get("quick", False)) != quick or subset != train_subset:
+            raise CnnlabError(
+                f"--merge: {source} holds {row['key']} trained with "
+                f"{'--quick' if row.get('quick') else 'the full recipe'}"
+                f"{f' on {subset:,} images' if subset else ''}, this call trains "
+                f"{'--quick' if quick else 'the full recipe'}"
+                f"{f' on {train_subset:,} images' if train_subset else ''}: one report keeps "
+                "one kind. Use the same options, or another --out"
+            )
+    return rows
+
+
+def merge_rows(
+    kept: list[dict[str, Any]], new: list[dict[str, Any]], order: list[str]
+) -> list[dict[str, Any]]:
+    """The kept rows with this call's rows in place of those of the same experiment, in the
+    report's order (``order``: experiment keys)."""
+    by_key = {row["key"]: row for row in kept}
+    by_key.update({row["key"]: row for row in new})
+    return sorted(by_key.values(), key=lambda r: order.index(r["key"]))

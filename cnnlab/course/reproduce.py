@@ -346,6 +346,8 @@ def report_row(
         "logged_test": exp.logged_test,
         "run": str(result.run_dir),
         "note": exp.note,
+        "quick": quick,
+        "train_subset": train_subset,  # the option (--quick's own cuts are in settings)
     }
 
 
