@@ -404,10 +404,12 @@ def test_merge_grows_a_report_one_experiment_at_a_time(tmp_path, data_dir, capsy
     assert "holds e7-fashion-dnn trained with --quick" in err and "the full recipe" in err
     assert main([*args, "--merge", "--train-subset", "500"]) == 2
     assert "on 500 images" in capsys.readouterr().err
-    out.with_suffix(".json").write_text('{"not": "a list"}')
-    assert main([*args, "--merge"]) == 2
-    err = capsys.readouterr().err
-    assert "is not a cnnlab reproduce report" in err and "Drop --merge" in err
+    broken = {k: v for k, v in elsewhere.items() if k != "steps"}  # a row missing its log
+    for text in ('{"not": "a list"}', "[1, 2]", "[{", json.dumps([broken])):
+        out.with_suffix(".json").write_text(text)
+        assert main([*args, "--merge"]) == 2, text
+        err = capsys.readouterr().err
+        assert "is not a cnnlab reproduce report" in err and "Drop --merge" in err
     assert len(list((tmp_path / "reproduce").iterdir())) == 1  # nothing trained again
 
 
@@ -421,4 +423,5 @@ def test_rows_measured_alike_say_so_once():
     ]
     rows[1] = {**rows[1], "provenance": {**made, "commit": "def5678"}}
     assert measured_lines(rows)[1:3] == ["Measured:", ""]
-    assert merge_rows(rows[:1], [{"key": "e1-lenet5-mnist"}], KEYS)[0]["key"] == "e1-lenet5-mnist"
+    merged = merge_rows([{"key": "gone"}, *rows[:1]], [{"key": "e1-lenet5-mnist"}], KEYS)
+    assert [r["key"] for r in merged] == ["e1-lenet5-mnist", "e4-cifar-plain7", "gone"]

@@ -246,10 +246,23 @@ def write_report(rows: list[dict[str, Any]], quick: bool, path: Path) -> str:
     text = markdown(records, quick)
     run_folder.write_text(path, text)
     run_folder.write_text(path.with_suffix(".json"), json.dumps(records, indent=2) + "\n")
+    _draw(rows, path)
+    return text
+
+
+def _draw(rows: list[dict[str, Any]], path: Path) -> None:
     for row in rows:
         draw = e2.plot_e2 if row["key"] in e2.KEYS else plot
         draw(row, path.with_name(f"{path.stem}-{row['key']}.png"))
-    return text
+
+
+def _drawn(rows: list[dict[str, Any]], quick: bool) -> None:
+    """Write the report of ``rows`` into a temporary folder: raises what writing it would."""
+    import tempfile
+
+    markdown(rows, quick)
+    with tempfile.TemporaryDirectory() as folder:
+        _draw(rows, Path(folder) / "check.md")
 
 
 def kept_rows(out: Path, quick: bool, train_subset: int | None) -> list[dict[str, Any]]:
@@ -264,9 +277,10 @@ def kept_rows(out: Path, quick: bool, train_subset: int | None) -> list[dict[str
         return []
     try:
         rows = json.loads(source.read_text())
-        keys = [row["key"] for row in rows]
-        assert all(isinstance(k, str) for k in keys)
-    except (OSError, ValueError, TypeError, KeyError, AssertionError) as err:
+        if not isinstance(rows, list) or not all(isinstance(r.get("key"), str) for r in rows):
+            raise TypeError("not a list of rows, each with its experiment's key")
+        _drawn(rows, quick)  # now, not after hours of training
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, IndexError) as err:
         raise CnnlabError(
             f"--merge: {source} is not a cnnlab reproduce report ({type(err).__name__}: "
             f"{err}); expected the JSON list reproduce writes beside --out. Drop --merge to "
@@ -294,4 +308,5 @@ def merge_rows(
     report's order (``order``: experiment keys)."""
     by_key = {row["key"]: row for row in kept}
     by_key.update({row["key"]: row for row in new})
-    return sorted(by_key.values(), key=lambda r: order.index(r["key"]))
+    rank = {key: i for i, key in enumerate(order)}  # an experiment no longer listed goes last
+    return sorted(by_key.values(), key=lambda r: rank.get(r["key"], len(order)))
