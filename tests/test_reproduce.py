@@ -38,6 +38,7 @@ def test_reproduce_quick_writes_the_report(tmp_path, data_dir, capsys):
     assert report["settings"]["shuffle"] is False and report["settings"]["batch_size"] == 100
     made = report["provenance"]  # when, from which commit, on what
     assert {"date", "commit", "cpu_model", "cpu_flags", "cpu_count", "torch"} <= set(made)
+    assert made["cpu_vector"] in ("avx512f", "avx2", "neither")
     # test accuracy every 50 iterations, as the material measures it: 5,000 / 100 = 50 steps
     assert [s["step"] for s in report["steps"]] == [50]
     assert (tmp_path / "table-e7-fashion-dnn.png").stat().st_size > 10_000
@@ -415,11 +416,11 @@ def test_merge_grows_a_report_one_experiment_at_a_time(tmp_path, data_dir, capsy
 
 def test_rows_measured_alike_say_so_once():
     made = {"date": "2026-12-07T10:00:00+00:00", "commit": "abc1234", "cpu_model": "AMD EPYC"}
-    made |= {"torch_threads": 2, "torch": "2.14.1"}
+    made |= {"torch_threads": 2, "torch": "2.14.1", "cpu_vector": "avx2"}
     rows = [{"key": k, "provenance": made} for k in ("e4-cifar-plain7", "e6-cifar-residual-pool")]
     assert measured_lines(rows) == [
         "",
-        "Measured 2026-12-07, commit abc1234, AMD EPYC (2 threads), torch 2.14.1.",
+        "Measured 2026-12-07, commit abc1234, AMD EPYC, AVX2 (2 threads), torch 2.14.1.",
     ]
     rows[1] = {**rows[1], "provenance": {**made, "commit": "def5678"}}
     assert measured_lines(rows)[1:3] == ["Measured:", ""]

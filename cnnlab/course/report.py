@@ -66,9 +66,14 @@ def _measured(made: dict[str, Any]) -> str:
     threads = made.get("torch_threads", made.get("cpu_count"))
     return (
         f"{str(made.get('date', '?'))[:10]}, commit {made.get('commit', '?')}, "
-        f"{made.get('cpu_model', '?')} ({threads} thread{'' if threads == 1 else 's'}), "
+        f"{made.get('cpu_model', '?')}{_vector(made)} ({threads} thread"
+        f"{'' if threads == 1 else 's'}), "
         f"torch {made.get('torch', '?')}"
     )
+
+
+def _vector(made: dict[str, Any]) -> str:
+    return {"avx512f": ", AVX-512", "avx2": ", AVX2"}.get(made.get("cpu_vector", ""), "")
 
 
 def measured_lines(rows: list[dict[str, Any]]) -> list[str]:
