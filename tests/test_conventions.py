@@ -108,3 +108,19 @@ def test_fit_lines_go_to_a_handler_the_user_set(quiet_logger, capsys):
     quiet_logger.setLevel(logging.WARNING)  # the documented way to silence it
     _tiny_fit(verbose=True)
     assert "train loss" not in capsys.readouterr().err
+
+
+def test_every_torchrun_of_the_suite_has_a_port_of_its_own():
+    """./test runs tests side by side (pytest-xdist): two torchruns on one master port make
+    one of them fail at random."""
+    import re
+    from pathlib import Path
+
+    ports: dict[str, str] = {}
+    pattern = re.compile(r"master_port=(\d{4,5})|_torchrun\(\d+, (\d{4,5})")
+    for path in sorted(Path(__file__).parent.rglob("test_*.py")):
+        for match in pattern.finditer(path.read_text()):
+            port = match.group(1) or match.group(2)
+            assert port not in ports, f"port {port}: {path.name} and {ports[port]}"
+            ports[port] = path.name
+    assert len(ports) >= 6

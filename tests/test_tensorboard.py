@@ -114,9 +114,10 @@ def test_tensorboard_events_match_the_run_and_resume_appends(tmp_path, monkeypat
 def test_only_rank_0_writes_under_ddp(tmp_path, data_dir):
     args = [a for a in TRAIN if a not in ("--no-progress",)]
     args += ["--train-subset", "256", "--batch-size", "32", "--epochs", "1", "--device", "cpu"]
+    # every torchrun of the suite has a port of its own: xdist runs them side by side
     completed = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2"]
-        + ["--master_port=29541", "-m", "cnnlab", *args, "--no-progress", "--name", "ddp"],
+        + ["--master_port=29571", "-m", "cnnlab", *args, "--no-progress", "--name", "ddp"],
         cwd=tmp_path,
         env={**os.environ, "CNNLAB_DATA": str(data_dir), "OMP_NUM_THREADS": "1"},
         capture_output=True,
