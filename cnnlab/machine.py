@@ -25,12 +25,17 @@ def cpu_model() -> str:
     return platform.processor() or "not recorded"
 
 
+def _cpuinfo_words() -> set[str]:
+    """The words of /proc/cpuinfo (its flags among them); none when it is missing (not Linux)."""
+    try:
+        return set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return set()
+
+
 def cpu_flags() -> dict[str, bool]:
     """Whether this CPU has AVX-512 BF16 and AMX (bf16 tiles): /proc/cpuinfo's flags."""
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:  # not Linux
-        flags = set()
+    flags = _cpuinfo_words()
     return {"avx512_bf16": "avx512_bf16" in flags, "amx_bf16": "amx_bf16" in flags}
 
 
@@ -38,10 +43,7 @@ def cpu_vector_width() -> str:
     """The widest vector instructions this CPU has ("avx512f", "avx2", or "neither"): fp32
     convolutions run about twice as fast per core with AVX-512, so two machines with the same
     model name can differ by that much."""
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
-        flags = set()
+    flags = _cpuinfo_words()
     return next((f for f in ("avx512f", "avx2") if f in flags), "neither")
 
 
